@@ -1,0 +1,244 @@
+//! The zkpool miner: connects to a pool over `zkpool/1`, fetches and caches proving
+//! keys by hash, proves the statements of each task with ark-groth16 on all cores,
+//! submits the proofs and keeps going across disconnects (with backoff).
+//!
+//! - [`keys`]: the proving-key cache (memory and disk), every key checked against its hash.
+//! - [`session`]: one connection's life: handshake, tasks in, proofs out, keepalive.
+//! - [`run`]: the reconnect loop around sessions.
+//!
+//! Proving overlaps the network: a task's proofs are submitted from a task of their
+//! own while the next task is already being proven, and the pool leases each
+//! session a queued task beyond the one in progress.
+
+pub mod keys;
+pub mod session;
+
+use std::{
+    path::PathBuf,
+    sync::{atomic::AtomicU64, Arc},
+    time::{Duration, Instant},
+};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Where the pool is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUrl {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for PoolUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stratum+tcp://{}:{}", self.host, self.port)
+    }
+}
+
+/// Why the miner cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum MinerError {
+    /// The pool URL is not `stratum+tcp://HOST:PORT`.
+    #[error("bad pool URL {0:?}: expected stratum+tcp://HOST:PORT")]
+    BadUrl(String),
+    /// TLS is not supported by this build.
+    #[error("{0:?}: stratum+ssl is not supported yet; use stratum+tcp://")]
+    NoTls(String),
+    /// The worker name is not `ADDR.RIG`.
+    #[error(transparent)]
+    BadWorker(#[from] stratum::BadWorker),
+    /// The pool refused this worker; retrying would not help.
+    #[error("pool refused worker {worker}: {reason}")]
+    Refused { worker: String, reason: String },
+    /// The key cache directory cannot be used.
+    #[error("key cache {path}: {detail}")]
+    Cache { path: PathBuf, detail: String },
+}
+
+pub fn parse_pool_url(s: &str) -> Result<PoolUrl, MinerError> {
+    if s.starts_with("stratum+ssl://") || s.starts_with("stratum+tls://") {
+        return Err(MinerError::NoTls(s.to_owned()));
+    }
+    let rest = s.strip_prefix("stratum+tcp://").unwrap_or(s);
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| MinerError::BadUrl(s.to_owned()))?;
+    let port: u16 = port.parse().map_err(|_| MinerError::BadUrl(s.to_owned()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 || rest.contains('/') {
+        return Err(MinerError::BadUrl(s.to_owned()));
+    }
+    Ok(PoolUrl {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// Miner settings.
+#[derive(Debug, Clone)]
+pub struct MinerConfig {
+    pub pool: PoolUrl,
+    pub worker: String,
+    pub password: Option<String>,
+    /// Proving threads (the rayon pool ark-groth16 runs on).
+    pub threads: usize,
+    pub cache_dir: PathBuf,
+    /// How often the status line is printed; zero: never.
+    pub status_interval: Duration,
+    /// Longest wait between reconnect attempts.
+    pub max_backoff: Duration,
+}
+
+/// Counters the status line and callers read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub proofs: AtomicU64,
+    pub constraints: AtomicU64,
+    pub accepted_shares: AtomicU64,
+    pub accepted_proofs: AtomicU64,
+    pub accepted_work: AtomicU64,
+    pub rejected_shares: AtomicU64,
+    /// Nanoseconds spent inside the prover.
+    pub proving_nanos: AtomicU64,
+    /// Round-trip of the last submit, microseconds.
+    pub last_submit_us: AtomicU64,
+    pub connects: AtomicU64,
+}
+
+/// Runs the miner until `shutdown`: connect, mine, reconnect with exponential
+/// backoff (1 s doubling up to `max_backoff`, reset after a productive session).
+pub async fn run(
+    cfg: MinerConfig,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> Result<(), MinerError> {
+    stratum::Worker::parse(&cfg.worker)?;
+    std::fs::create_dir_all(&cfg.cache_dir).map_err(|e| MinerError::Cache {
+        path: cfg.cache_dir.clone(),
+        detail: e.to_string(),
+    })?;
+    let keys = Arc::new(keys::KeyCache::new(cfg.cache_dir.clone()));
+    let prover = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.threads.max(1))
+            .thread_name(|i| format!("prover-{i}"))
+            // Proving nests rayon work; the default 2 MiB stacks are too small (ZK-NOTES trap 6).
+            .stack_size(16 << 20)
+            .build()
+            .map_err(|e| MinerError::Cache {
+                path: cfg.cache_dir.clone(),
+                detail: format!("cannot start prover threads: {e}"),
+            })?,
+    );
+    if !cfg.status_interval.is_zero() {
+        tokio::spawn(status_loop(
+            cfg.worker.clone(),
+            stats.clone(),
+            cfg.status_interval,
+            shutdown.clone(),
+        ));
+    }
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        let before = stats
+            .accepted_shares
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let outcome = session::run_session(&cfg, &stats, &keys, &prover, &shutdown).await;
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let wait = match outcome {
+            session::Ended::Refused(reason) => {
+                return Err(MinerError::Refused {
+                    worker: cfg.worker.clone(),
+                    reason,
+                })
+            }
+            session::Ended::Reconnect(wait) => {
+                info!(wait_secs = wait.as_secs(), "pool asked us to reconnect");
+                backoff = Duration::from_secs(1);
+                wait
+            }
+            session::Ended::Lost(reason) => {
+                let productive = stats
+                    .accepted_shares
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    > before
+                    || started.elapsed() > Duration::from_secs(30);
+                if productive {
+                    backoff = Duration::from_secs(1);
+                }
+                warn!(pool = %cfg.pool, %reason, retry_in_secs = backoff.as_secs(), "disconnected");
+                let w = backoff;
+                backoff = (backoff * 2).min(cfg.max_backoff);
+                w
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn status_loop(
+    worker: String,
+    stats: Arc<Stats>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let (mut last_proofs, mut last_constraints, mut last) = (0u64, 0u64, Instant::now());
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let proofs = stats.proofs.load(Relaxed);
+        let constraints = stats.constraints.load(Relaxed);
+        let secs = last.elapsed().as_secs_f64().max(1e-3);
+        println!(
+            "[{worker}] {:.2} proofs/s | {:.0} constraints/s | accepted {} shares ({} proofs) | rejected {} | last submit {:.1} ms",
+            (proofs - last_proofs) as f64 / secs,
+            (constraints - last_constraints) as f64 / secs,
+            stats.accepted_shares.load(Relaxed),
+            stats.accepted_proofs.load(Relaxed),
+            stats.rejected_shares.load(Relaxed),
+            stats.last_submit_us.load(Relaxed) as f64 / 1000.0,
+        );
+        (last_proofs, last_constraints, last) = (proofs, constraints, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_urls() {
+        assert_eq!(
+            parse_pool_url("stratum+tcp://pool.example:3333").unwrap(),
+            PoolUrl {
+                host: "pool.example".into(),
+                port: 3333
+            }
+        );
+        assert_eq!(parse_pool_url("127.0.0.1:1").unwrap().port, 1);
+        assert!(matches!(
+            parse_pool_url("stratum+ssl://h:1"),
+            Err(MinerError::NoTls(_))
+        ));
+        for bad in [
+            "stratum+tcp://host",
+            "stratum+tcp://:3333",
+            "stratum+tcp://h:99999",
+            "http://h:1/x",
+        ] {
+            assert!(parse_pool_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `zkminer`: point a rig at a zkpool.
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Prove for a zkpool: zkminer --pool stratum+tcp://HOST:3333 --worker ADDR.RIG
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The pool, as stratum+tcp://HOST:PORT.
+    #[arg(long, env = "ZKMINER_POOL")]
+    pool: String,
+    /// Payout account and rig name, as ADDR.RIG.
+    #[arg(long, env = "ZKMINER_WORKER")]
+    worker: String,
+    /// Worker password, if the pool asks for one.
+    #[arg(long, env = "ZKMINER_PASSWORD")]
+    password: Option<String>,
+    /// Proving threads; default: every core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where proving keys are cached.
+    #[arg(long, default_value = "./zkminer-cache")]
+    cache_dir: PathBuf,
+    /// Seconds between status lines; 0 turns them off.
+    #[arg(long, default_value_t = 5)]
+    status_interval: u64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter({
+            let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+            let spec = if spec.contains("r1cs") {
+                spec
+            } else {
+                format!("{spec},{}", zk::QUIET_ARKWORKS)
+            };
+            tracing_subscriber::EnvFilter::new(spec)
+        })
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    let pool = match miner::parse_pool_url(&args.pool) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("zkminer: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    println!(
+        "zkminer {} | pool {pool} | worker {} | backend arkworks (Groth16/BN254) | {threads} threads | circuits: chain, preimage",
+        env!("CARGO_PKG_VERSION"),
+        args.worker
+    );
+    let cfg = miner::MinerConfig {
+        pool,
+        worker: args.worker,
+        password: args.password,
+        threads,
+        cache_dir: args.cache_dir,
+        status_interval: Duration::from_secs(args.status_interval),
+        max_backoff: Duration::from_secs(30),
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    match miner::run(cfg, Arc::new(miner::Stats::default()), shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zkminer: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

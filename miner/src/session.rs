@@ -1,0 +1,271 @@
+//! One connection to the pool: handshake, then tasks in and proofs out.
+//!
+//! Three activities run at once: this loop (notifications, keepalive, shutdown),
+//! the prover loop (one task at a time, every proof on all prover threads), and a
+//! submit task per finished task (so the prover never waits on the network).
+
+use std::{
+    collections::HashSet,
+    sync::{atomic::Ordering::Relaxed, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use stratum::{
+    client::{self, Client, ClientError},
+    Authorize, Capabilities, ErrorCode, Notification, Notify, Progress, Submit, SubmittedProof,
+    Subscribe, TaskId, PROTOCOL_VERSION,
+};
+use tokio::{net::TcpStream, sync::mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+use zk::{field::parse_fr, CircuitSpec, Statement};
+
+use crate::{keys::KeyCache, MinerConfig, Stats};
+
+/// How a session ended.
+pub enum Ended {
+    /// Connection trouble: retry with backoff.
+    Lost(String),
+    /// The pool asked us to come back after a while.
+    Reconnect(Duration),
+    /// The pool refused the worker: do not retry.
+    Refused(String),
+}
+
+/// Tasks waiting for the prover. The pool leases a few per session; more means
+/// the pool is not respecting its own limit, and the loop waits (backpressure).
+const TASK_QUEUE: usize = 8;
+
+pub async fn run_session(
+    cfg: &MinerConfig,
+    stats: &Arc<Stats>,
+    keys: &Arc<KeyCache>,
+    prover: &Arc<rayon::ThreadPool>,
+    shutdown: &CancellationToken,
+) -> Ended {
+    let stream = match tokio::time::timeout(
+        Duration::from_secs(10),
+        TcpStream::connect((cfg.pool.host.as_str(), cfg.pool.port)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Ended::Lost(format!("cannot connect to {}: {e}", cfg.pool)),
+        Err(_) => return Ended::Lost(format!("cannot connect to {}: timed out", cfg.pool)),
+    };
+    let _ = stream.set_nodelay(true);
+    let (client, mut notes, mut closed) = client::start(stream, stratum::DEFAULT_MAX_LINE);
+    stats.connects.fetch_add(1, Relaxed);
+
+    let handshake = async {
+        let sub = client
+            .subscribe(Subscribe {
+                agent: format!("zkminer/{}", env!("CARGO_PKG_VERSION")),
+                protocol: PROTOCOL_VERSION.into(),
+                capabilities: Capabilities {
+                    backends: vec!["arkworks".into()],
+                    circuits: vec![],
+                    threads: cfg.threads as u32,
+                },
+            })
+            .await?;
+        client
+            .authorize(Authorize {
+                worker: cfg.worker.clone(),
+                password: cfg.password.clone(),
+            })
+            .await?;
+        Ok::<_, ClientError>(sub)
+    };
+    let sub = match tokio::time::timeout(Duration::from_secs(15), handshake).await {
+        Err(_) => return Ended::Lost("handshake timed out".into()),
+        Ok(Err(ClientError::Rpc { error, .. }))
+            if error.kind() == Some(ErrorCode::Unauthorized) =>
+        {
+            return Ended::Refused(error.message)
+        }
+        Ok(Err(e)) => return Ended::Lost(format!("handshake failed: {e}")),
+        Ok(Ok(sub)) => sub,
+    };
+    info!(pool = %cfg.pool, worker = %cfg.worker, session = %sub.session, "connected and authorized");
+
+    let cancelled: Arc<Mutex<HashSet<TaskId>>> = Arc::default();
+    let (task_tx, task_rx) = mpsc::channel::<Notify>(TASK_QUEUE);
+    let session_over = CancellationToken::new();
+    let prover_loop = tokio::spawn(prove_tasks(
+        task_rx,
+        client.clone(),
+        stats.clone(),
+        keys.clone(),
+        prover.clone(),
+        cancelled.clone(),
+        session_over.clone(),
+    ));
+
+    let mut ping = tokio::time::interval(Duration::from_secs(sub.ping_interval_secs.max(1)));
+    ping.tick().await;
+    let ended = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ended::Lost("shutting down".into()),
+            why = &mut closed => break Ended::Lost(why.unwrap_or_else(|_| "connection closed".into())),
+            _ = ping.tick() => {
+                let c = client.clone();
+                tokio::spawn(async move { let _ = c.ping().await; });
+            }
+            note = notes.recv() => match note {
+                None => break Ended::Lost("connection closed".into()),
+                Some(Notification::Notify(n)) => {
+                    debug!(task = %n.task, statements = n.statements.len(), "task");
+                    if task_tx.send(n).await.is_err() {
+                        break Ended::Lost("prover stopped".into());
+                    }
+                }
+                Some(Notification::Cancel(c)) => {
+                    info!(tasks = ?c.tasks, reason = %c.reason, "tasks cancelled by the pool");
+                    cancelled.lock().expect("cancel set lock is never poisoned").extend(c.tasks);
+                }
+                Some(Notification::SetTarget(t)) => debug!(target_ms = t.target_task_ms, "new task target"),
+                Some(Notification::Reconnect(r)) => break Ended::Reconnect(Duration::from_secs(r.wait_secs)),
+            },
+        }
+    };
+    session_over.cancel();
+    drop(task_tx);
+    let _ = prover_loop.await;
+    ended
+}
+
+fn parse_task(n: &Notify) -> Result<(CircuitSpec, Vec<(u64, Statement)>), String> {
+    let spec: CircuitSpec = serde_json::from_value(n.spec.clone())
+        .map_err(|e| format!("unknown circuit spec {}: {e}", n.spec))?;
+    let statements = n
+        .statements
+        .iter()
+        .map(|s| {
+            let public = s
+                .public
+                .iter()
+                .map(|x| parse_fr(x))
+                .collect::<Result<Vec<_>, _>>()?;
+            let private = s
+                .private
+                .iter()
+                .map(|x| parse_fr(x))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((s.index, Statement { public, private }))
+        })
+        .collect::<Result<Vec<_>, zk::FieldError>>()
+        .map_err(|e| format!("bad statement: {e}"))?;
+    Ok((spec, statements))
+}
+
+async fn prove_tasks(
+    mut tasks: mpsc::Receiver<Notify>,
+    client: Client,
+    stats: Arc<Stats>,
+    keys: Arc<KeyCache>,
+    prover: Arc<rayon::ThreadPool>,
+    cancelled: Arc<Mutex<HashSet<TaskId>>>,
+    session_over: CancellationToken,
+) {
+    while let Some(n) = tasks.recv().await {
+        let is_cancelled = |t: &TaskId| {
+            cancelled
+                .lock()
+                .expect("cancel set lock is never poisoned")
+                .contains(t)
+        };
+        if is_cancelled(&n.task) || session_over.is_cancelled() {
+            continue;
+        }
+        let (spec, statements) = match parse_task(&n) {
+            Ok(v) => v,
+            Err(e) => {
+                error!(task = %n.task, error = %e, "cannot read task; skipping it (its lease will expire)");
+                continue;
+            }
+        };
+        let circuit = match keys.get(&n.key, spec).await {
+            Ok(k) => k,
+            Err(e) => {
+                error!(task = %n.task, error = %e, "cannot get the proving key; skipping task");
+                continue;
+            }
+        };
+        let lease = Duration::from_secs(n.lease_secs.max(3));
+        let mut last_progress = Instant::now();
+        let mut proofs = Vec::with_capacity(statements.len());
+        let mut aborted = false;
+        for (done, (index, statement)) in statements.into_iter().enumerate() {
+            if is_cancelled(&n.task) || session_over.is_cancelled() {
+                aborted = true;
+                break;
+            }
+            let (c, p) = (circuit.clone(), prover.clone());
+            let started = Instant::now();
+            let proof =
+                tokio::task::spawn_blocking(move || p.install(|| c.prove(&statement))).await;
+            match proof {
+                Ok(Ok(proof)) => {
+                    stats
+                        .proving_nanos
+                        .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+                    stats.proofs.fetch_add(1, Relaxed);
+                    stats.constraints.fetch_add(n.work_per_proof, Relaxed);
+                    proofs.push(SubmittedProof {
+                        index,
+                        proof: proof.to_hex(),
+                    });
+                }
+                Ok(Err(e)) => {
+                    error!(task = %n.task, index, error = %e, "proving failed; skipping task");
+                    aborted = true;
+                    break;
+                }
+                Err(e) => {
+                    error!(task = %n.task, index, error = %e, "prover panicked; skipping task");
+                    aborted = true;
+                    break;
+                }
+            }
+            // Keep the lease alive on long tasks.
+            if last_progress.elapsed() > lease / 3 {
+                last_progress = Instant::now();
+                let (c, task, done) = (client.clone(), n.task.clone(), done as u32 + 1);
+                tokio::spawn(async move {
+                    let _ = c.progress(Progress { task, done }).await;
+                });
+            }
+        }
+        if aborted {
+            continue;
+        }
+        let (c, s, task) = (client.clone(), stats.clone(), n.task.clone());
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            match c
+                .submit(Submit {
+                    task: task.clone(),
+                    proofs,
+                })
+                .await
+            {
+                Ok(r) => {
+                    s.last_submit_us
+                        .store(sent.elapsed().as_micros() as u64, Relaxed);
+                    s.accepted_shares.fetch_add(1, Relaxed);
+                    s.accepted_proofs.fetch_add(r.accepted as u64, Relaxed);
+                    s.accepted_work.fetch_add(r.work, Relaxed);
+                    debug!(%task, accepted = r.accepted, work = r.work, "share accepted");
+                }
+                Err(ClientError::Disconnected) => {
+                    warn!(%task, "disconnected before the submit was answered")
+                }
+                Err(e) => {
+                    s.rejected_shares.fetch_add(1, Relaxed);
+                    warn!(%task, error = %e, "share rejected");
+                }
+            }
+        });
+    }
+}

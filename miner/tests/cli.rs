@@ -1,0 +1,29 @@
+//! The `zkminer` binary refuses bad settings at once with a message that says what to fix.
+use std::process::Command;
+
+fn zkminer(args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zkminer"))
+        .args(args)
+        .arg("--cache-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run zkminer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn bad_pool_url_and_bad_worker_are_refused() {
+    let (code, out) = zkminer(&["--pool", "pool.example", "--worker", "alice.rig1"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("bad pool URL \"pool.example\": expected stratum+tcp://HOST:PORT"),
+        "{out}"
+    );
+    let (code, out) = zkminer(&["--pool", "stratum+tcp://127.0.0.1:1", "--worker", "alice"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is not ADDR.RIG"), "{out}");
+}

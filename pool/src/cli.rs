@@ -1,0 +1,639 @@
+//! The `zkpool` command line: `serve`, `setup`, `demo`, `verify` and `client`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{circuits::Registry, config::Config, server::PoolState, store::Store};
+
+/// zkpool: a mining pool for zero-knowledge proofs.
+#[derive(Parser, Debug)]
+#[command(name = "zkpool", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the pool: stratum for miners, HTTP for clients and key downloads.
+    Serve(ServeArgs),
+    /// Generate (or show) the Groth16 keys of the built-in circuits in a data directory.
+    Setup(SetupArgs),
+    /// Start a throw-away pool with two miners, run a chain job and a batch job, show the results.
+    Demo(DemoArgs),
+    /// Check a result file offline: exit 0 if every proof and link holds, 1 with the reason if not.
+    Verify {
+        /// A result file, as returned by GET /v1/jobs/{id}/result.
+        result: PathBuf,
+    },
+    /// Talk to a running pool's HTTP API as a client.
+    Client {
+        /// The pool's HTTP API.
+        #[arg(
+            long,
+            env = "ZKPOOL_URL",
+            default_value = "http://127.0.0.1:8080",
+            global = true
+        )]
+        url: String,
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Config file (TOML); every key is optional, see deploy/pool.toml.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides storage.data_dir).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Stratum listen address (overrides stratum.listen).
+    #[arg(long)]
+    stratum_listen: Option<std::net::SocketAddr>,
+    /// HTTP listen address (overrides http.listen).
+    #[arg(long)]
+    http_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(clap::Args, Debug)]
+struct SetupArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoArgs {
+    /// Segments of the chain job.
+    #[arg(long, default_value_t = 16)]
+    chain_segments: u64,
+    /// Statements of the batch job.
+    #[arg(long, default_value_t = 32)]
+    batch_statements: u64,
+    /// Write the two result files into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientCommand {
+    /// Submit a job from a JSON file (see deploy/examples/) and optionally wait for it.
+    Submit {
+        job: PathBuf,
+        /// Wait for the job to complete, showing progress.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: write the result here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show a job's state and progress.
+    Status { id: String },
+    /// Fetch a completed job's result.
+    Result {
+        id: String,
+        /// Write it here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print an example job for a built-in circuit.
+    Example {
+        kind: ExampleKind,
+        /// Segments (chain) or statements (batch).
+        #[arg(long, default_value_t = 32)]
+        count: u64,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ExampleKind {
+    Chain,
+    Batch,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(
+        cli.command,
+        Command::Demo(_) | Command::Verify { .. } | Command::Client { .. }
+    ) {
+        "warn"
+    } else {
+        "info"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(log_filter(default_level))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let outcome = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve(a).await.map(|_| ExitCode::SUCCESS),
+            Command::Setup(a) => setup(a).await.map(|_| ExitCode::SUCCESS),
+            Command::Demo(a) => demo(a).await.map(|_| ExitCode::SUCCESS),
+            Command::Verify { result } => Ok(verify(&result)),
+            Command::Client { url, command } => client(&url, command).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zkpool: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `RUST_LOG` if set, else `default`; arkworks' spans are silenced either way
+/// unless `RUST_LOG` names them.
+pub fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_owned());
+    let spec = if spec.contains("r1cs") {
+        spec
+    } else {
+        format!("{spec},{}", zk::QUIET_ARKWORKS)
+    };
+    tracing_subscriber::EnvFilter::new(spec)
+}
+
+fn load_config(path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut c = match path {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = data {
+        c.storage.data_dir = d;
+    }
+    Ok(c)
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for {what} on {addr} (in use? change it with --{what}-listen)")
+    })
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let mut config = load_config(a.config.as_deref(), a.data)?;
+    if let Some(s) = a.stratum_listen {
+        config.stratum.listen = s;
+    }
+    if let Some(h) = a.http_listen {
+        config.http.listen = h;
+    }
+    let stratum = bind(config.stratum.listen, "stratum").await?;
+    let http = bind(config.http.listen, "http").await?;
+    let pool = crate::start(config, stratum, http).await?;
+    println!(
+        "zkpool {} serving: stratum+tcp://{} | http://{}",
+        env!("CARGO_PKG_VERSION"),
+        pool.stratum_addr,
+        pool.http_addr
+    );
+    for c in pool.state.registry.all() {
+        println!(
+            "  circuit {:<9} {} ({} constraints)",
+            c.record.name, c.record.id, c.record.constraints
+        );
+    }
+    let token = pool.token();
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = token.cancelled() => {}
+    }
+    println!("shutting down: miners are told to reconnect, work in flight is drained");
+    pool.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn setup(a: SetupArgs) -> anyhow::Result<()> {
+    let config = load_config(a.config.as_deref(), a.data)?;
+    let data = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    let store = Store::open(&data.join("db"))
+        .with_context(|| format!("cannot open {} (is a pool running on it?)", data.display()))?;
+    let builtins = PoolState::builtins(&config);
+    let s = store.clone();
+    let (registry, created) =
+        tokio::task::spawn_blocking(move || Registry::open(&s, data.join("keys"), &builtins))
+            .await??;
+    store.flush().await?;
+    for c in registry.all() {
+        let new = created.iter().any(|r| r.id == c.record.id);
+        println!(
+            "{} {:<9} id {} | {} constraints | proving key {} ({} bytes)",
+            if new { "generated" } else { "existing " },
+            c.record.name,
+            c.record.id,
+            c.record.constraints,
+            c.record.proving_key_hash,
+            c.record.proving_key_bytes
+        );
+    }
+    println!("note: keys come from a single-party setup on this machine; whoever holds this data directory could forge proofs.");
+    Ok(())
+}
+
+fn verify(path: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("zkpool verify: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let result: zk::JobResult = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "INVALID: {} is not a zkpool result file: {e}",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    match result.verify() {
+        Ok(n) => {
+            println!(
+                "OK: {n} proofs verified | job {} | circuit {} ({}) | digest {}",
+                result.job_id,
+                result.circuit.name(),
+                result.circuit_id,
+                result.digest
+            );
+            if let Some(c) = &result.chain {
+                println!(
+                    "chain: H^{}(seed) = {} (seed {})",
+                    c.segments * c.steps_per_segment as u64,
+                    zk::field::fr_to_string(&c.output),
+                    zk::field::fr_to_string(&c.seed)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A thin HTTP client for the pool's API with errors that carry the pool's message.
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Api {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn decode(&self, what: &str, r: reqwest::Response) -> anyhow::Result<Value> {
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
+            bail!("{what}: HTTP {status}: {msg}");
+        }
+        Ok(body)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the pool at {url}"))?;
+        self.decode(&format!("GET {path}"), r).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the pool at {url}"))?;
+        self.decode(&format!("POST {path}"), r).await
+    }
+
+    /// Polls a job until it completes; calls `each` with its view every poll.
+    pub async fn wait(
+        &self,
+        id: &str,
+        timeout: Duration,
+        mut each: impl FnMut(&Value),
+    ) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.get(&format!("/v1/jobs/{id}")).await?;
+            each(&v);
+            if v["state"] == "completed" {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "job {id} did not complete within {}s: {}/{} verified",
+                    timeout.as_secs(),
+                    v["verified"],
+                    v["statements"]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+fn progress_line(v: &Value) -> String {
+    let total = v["statements"].as_u64().unwrap_or(0).max(1);
+    let done = v["verified"].as_u64().unwrap_or(0);
+    let width = 30;
+    let filled = (done * width / total) as usize;
+    format!(
+        "{} {:<8} [{}{}] {done}/{total} verified",
+        v["id"].as_str().unwrap_or("?"),
+        v["circuit"].as_str().unwrap_or("?"),
+        "#".repeat(filled),
+        "-".repeat(width as usize - filled)
+    )
+}
+
+async fn client(url: &str, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+    let api = Api::new(url);
+    match cmd {
+        ClientCommand::Submit { job, wait, out } => {
+            let text = std::fs::read_to_string(&job)
+                .with_context(|| format!("cannot read {}", job.display()))?;
+            let body: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", job.display()))?;
+            let v = api.post("/v1/jobs", &body).await?;
+            let id = v["id"]
+                .as_str()
+                .context("pool answered without a job id")?
+                .to_owned();
+            println!(
+                "job {id} accepted: {} statements of {} ({} work)",
+                v["statements"], v["circuit"], v["total_work"]
+            );
+            if wait {
+                let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+                let mut last = String::new();
+                api.wait(&id, Duration::from_secs(86_400), |v| {
+                    let line = progress_line(v);
+                    if line != last {
+                        if tty {
+                            print!("\r{line}");
+                            let _ = std::io::Write::flush(&mut std::io::stdout());
+                        } else {
+                            println!("{line}");
+                        }
+                        last = line;
+                    }
+                })
+                .await?;
+                if tty {
+                    println!();
+                }
+                let result = api.get(&format!("/v1/jobs/{id}/result")).await?;
+                if let Some(out) = out {
+                    std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
+                    println!(
+                        "result written to {}; check it with: zkpool verify {}",
+                        out.display(),
+                        out.display()
+                    );
+                }
+            } else {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+        }
+        ClientCommand::Status { id } => {
+            let v = api.get(&format!("/v1/jobs/{id}")).await?;
+            println!("{}", progress_line(&v));
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ClientCommand::Result { id, out } => {
+            let v = api.get(&format!("/v1/jobs/{id}/result")).await?;
+            let text = serde_json::to_string_pretty(&v)?;
+            match out {
+                Some(p) => std::fs::write(&p, text)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+                None => println!("{text}"),
+            }
+        }
+        ClientCommand::Example { kind, count } => println!(
+            "{}",
+            serde_json::to_string_pretty(&example_job(kind, count))?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn example_job(kind: ExampleKind, count: u64) -> Value {
+    match kind {
+        ExampleKind::Chain => {
+            json!({ "circuit": "chain", "chain": { "seed": "1", "segments": count }, "reward": 0, "deadline_secs": 3600, "client": "example" })
+        }
+        ExampleKind::Batch => {
+            let statements: Vec<zk::Statement> = (1..=count)
+                .map(|x| zk::CircuitSpec::preimage_statement(zk::Fr::from(x)))
+                .collect();
+            json!({ "circuit": "preimage", "statements": statements, "reward": 0, "deadline_secs": 3600, "client": "example" })
+        }
+    }
+}
+
+async fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut config = Config::default();
+    config.storage.data_dir = tmp.path().join("pool");
+    config.scheduler.target_task_secs = 2.0;
+    config.stratum.listen = "127.0.0.1:0".parse()?;
+    config.http.listen = "127.0.0.1:0".parse()?;
+    println!("zkpool demo: a pool and two miners on this machine, one chain job and one batch job");
+    println!("1. setting up the pool (Groth16 keys for the built-in circuits)...");
+    let stratum = TcpListener::bind(config.stratum.listen).await?;
+    let http = TcpListener::bind(config.http.listen).await?;
+    let pool = crate::start(config, stratum, http).await?;
+    for c in pool.state.registry.all() {
+        println!(
+            "   circuit {:<9} {} | {} constraints per proof",
+            c.record.name, c.record.id, c.record.constraints
+        );
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let stop = CancellationToken::new();
+    let mut miners = vec![];
+    let mut stats = vec![];
+    for (i, worker) in ["alice.rig1", "bob.rig1"].into_iter().enumerate() {
+        let cfg = miner::MinerConfig {
+            pool: miner::PoolUrl {
+                host: "127.0.0.1".into(),
+                port: pool.stratum_addr.port(),
+            },
+            worker: worker.into(),
+            password: None,
+            threads: (cores / 2).max(1),
+            cache_dir: tmp.path().join(format!("miner{i}")),
+            status_interval: Duration::ZERO,
+            max_backoff: Duration::from_secs(2),
+        };
+        let s = Arc::new(miner::Stats::default());
+        stats.push((worker, s.clone()));
+        miners.push(tokio::spawn(miner::run(cfg, s, stop.clone())));
+    }
+    println!("2. miners alice.rig1 and bob.rig1 connected to stratum+tcp://{} ({} prover thread(s) each)", pool.stratum_addr, (cores / 2).max(1));
+
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    let chain = api
+        .post(
+            "/v1/jobs",
+            &example_job(ExampleKind::Chain, a.chain_segments),
+        )
+        .await?;
+    let batch = api
+        .post(
+            "/v1/jobs",
+            &example_job(ExampleKind::Batch, a.batch_statements),
+        )
+        .await?;
+    let ids = [
+        chain["id"].as_str().context("no job id")?.to_owned(),
+        batch["id"].as_str().context("no job id")?.to_owned(),
+    ];
+    println!(
+        "3. submitted jobs over HTTP: chain {} ({} segments), batch {} ({} statements)",
+        ids[0], a.chain_segments, ids[1], a.batch_statements
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    let mut last = String::new();
+    loop {
+        let mut lines = vec![];
+        let mut all = true;
+        for id in &ids {
+            let v = api.get(&format!("/v1/jobs/{id}")).await?;
+            all &= v["state"] == "completed";
+            lines.push(progress_line(&v));
+        }
+        let line = lines.join("   ");
+        if line != last {
+            println!("   {line}");
+            last = line;
+        }
+        if all {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("jobs did not finish within {}s", a.timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    println!("4. results, verified here offline from the result files alone:");
+    for id in &ids {
+        let v = api.get(&format!("/v1/jobs/{id}/result")).await?;
+        let result: zk::JobResult = serde_json::from_value(v.clone())?;
+        let n = result
+            .verify()
+            .map_err(|e| anyhow::anyhow!("result of {id} does not verify: {e}"))?;
+        print!(
+            "   {id} {:<8} {n} proofs verified, digest {}",
+            result.circuit.name(),
+            &result.digest[..16]
+        );
+        if let Some(c) = &result.chain {
+            print!(
+                " | H^{}(1) = {}...",
+                c.segments * c.steps_per_segment as u64,
+                &zk::field::fr_to_string(&c.output)[..20]
+            );
+        }
+        println!();
+        if let Some(dir) = &a.out {
+            std::fs::create_dir_all(dir)?;
+            let p = dir.join(format!("{}-{id}.json", result.circuit.name()));
+            std::fs::write(&p, serde_json::to_string_pretty(&v)?)?;
+            println!(
+                "     written to {} (zkpool verify {})",
+                p.display(),
+                p.display()
+            );
+        }
+    }
+    println!("5. credited work (constraints of verified proofs):");
+    let mut total = 0;
+    for (worker, s) in &stats {
+        let v = api.get(&format!("/v1/workers/{worker}")).await?;
+        let work = v["work"].as_u64().unwrap_or(0);
+        total += work;
+        let proving = s.proving_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9;
+        println!(
+            "   {worker:<11} {:>4} proofs {:>10} work | proved for {proving:.1}s",
+            v["proofs"], work
+        );
+    }
+    let expected: u64 = [&chain, &batch]
+        .iter()
+        .map(|j| j["total_work"].as_u64().unwrap_or(0))
+        .sum();
+    println!(
+        "   total {total} = jobs' total work {expected}: {}",
+        if total == expected { "OK" } else { "MISMATCH" }
+    );
+    stop.cancel();
+    for m in miners {
+        let _ = m.await;
+    }
+    pool.shutdown(Duration::from_secs(5)).await;
+    if total != expected {
+        bail!("credited work {total} does not equal the jobs' work {expected}");
+    }
+    println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! The pool's configuration: one TOML file, every key optional with a documented
+//! default, unknown keys refused, and values validated into typed settings.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key.
+    #[error("config {path}: {detail}")]
+    Parse { path: String, detail: String },
+    /// A value is out of range.
+    #[error("config: {key} {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// The pool configuration, as written in `pool.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub storage: StorageConfig,
+    pub stratum: StratumConfig,
+    pub http: HttpConfig,
+    pub scheduler: SchedulerConfig,
+    pub circuits: CircuitsConfig,
+    pub verifier: VerifierConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the sled database and key files. Default `./zkpool-data`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./zkpool-data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StratumConfig {
+    /// Address the stratum server listens on. Default `0.0.0.0:3333`.
+    pub listen: SocketAddr,
+    /// Longest accepted line in bytes, newline excluded. Default 65536.
+    pub max_line: usize,
+    /// Seconds a new connection has to subscribe and then to authorize. Default 10.
+    pub handshake_timeout_secs: u64,
+    /// Seconds of silence after which a session is closed. Default 120.
+    pub idle_timeout_secs: u64,
+    /// Seconds between the miner's keepalives the pool asks for. Default 15.
+    pub ping_interval_secs: u64,
+    /// Most concurrent sessions; more are refused with a clear error. Default 10000.
+    pub max_sessions: usize,
+}
+
+impl Default for StratumConfig {
+    fn default() -> Self {
+        StratumConfig {
+            listen: "0.0.0.0:3333".parse().expect("literal address"),
+            max_line: stratum::DEFAULT_MAX_LINE,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            ping_interval_secs: 15,
+            max_sessions: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the HTTP API. Default `0.0.0.0:8080`.
+    pub listen: SocketAddr,
+    /// Base URL miners use to fetch proving keys, e.g. `http://pool.example:8080`.
+    /// Default: `http://` + the listen address (127.0.0.1 if it listens on all addresses).
+    pub public_url: Option<String>,
+    /// Largest accepted request body in bytes. Default 16 MiB.
+    pub max_body_bytes: usize,
+    /// Most statements in one job. Default 100000.
+    pub max_job_statements: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "0.0.0.0:8080".parse().expect("literal address"),
+            public_url: None,
+            max_body_bytes: 16 << 20,
+            max_job_statements: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Seconds a task should take on the worker it is leased to. Default 10.
+    pub target_task_secs: f64,
+    /// Shortest lease in seconds; a lease is max(3 x expected task time, this). Default 60.
+    pub lease_min_secs: f64,
+    /// Most statements in one task (also bounded by the line limit). Default 256.
+    pub max_statements_per_task: usize,
+    /// Tasks leased to one session at once: one proving, the rest queued so the rig
+    /// never waits on the network. Default 2.
+    pub tasks_per_session: usize,
+    /// Seconds between lease-expiry sweeps. Default 1.
+    pub sweep_interval_secs: f64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            target_task_secs: 10.0,
+            lease_min_secs: 60.0,
+            max_statements_per_task: 256,
+            tasks_per_session: 2,
+            sweep_interval_secs: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitsConfig {
+    /// Poseidon hashes per segment of the built-in `chain` circuit. Default 64.
+    pub chain_steps: u32,
+}
+
+impl Default for CircuitsConfig {
+    fn default() -> Self {
+        CircuitsConfig {
+            chain_steps: zk::circuits::DEFAULT_CHAIN_STEPS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifierConfig {
+    /// Proof verifications run at once on the blocking pool; 0 = one per core. Default 0.
+    pub threads: usize,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            detail: e.to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(key: &'static str, v: f64) -> Result<(), ConfigError> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("must be a positive number of seconds, got {v}"),
+                })
+            }
+        }
+        fn nonzero(key: &'static str, v: u64) -> Result<(), ConfigError> {
+            if v > 0 {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be at least 1".into(),
+                })
+            }
+        }
+        positive(
+            "scheduler.target_task_secs",
+            self.scheduler.target_task_secs,
+        )?;
+        positive("scheduler.lease_min_secs", self.scheduler.lease_min_secs)?;
+        positive(
+            "scheduler.sweep_interval_secs",
+            self.scheduler.sweep_interval_secs,
+        )?;
+        nonzero(
+            "scheduler.max_statements_per_task",
+            self.scheduler.max_statements_per_task as u64,
+        )?;
+        nonzero(
+            "scheduler.tasks_per_session",
+            self.scheduler.tasks_per_session as u64,
+        )?;
+        nonzero(
+            "stratum.handshake_timeout_secs",
+            self.stratum.handshake_timeout_secs,
+        )?;
+        nonzero("stratum.idle_timeout_secs", self.stratum.idle_timeout_secs)?;
+        nonzero(
+            "stratum.ping_interval_secs",
+            self.stratum.ping_interval_secs,
+        )?;
+        nonzero("stratum.max_sessions", self.stratum.max_sessions as u64)?;
+        nonzero("circuits.chain_steps", self.circuits.chain_steps as u64)?;
+        nonzero(
+            "http.max_job_statements",
+            self.http.max_job_statements as u64,
+        )?;
+        if self.stratum.max_line < 4096 {
+            return Err(ConfigError::Invalid {
+                key: "stratum.max_line",
+                problem: format!("must be at least 4096 bytes, got {}", self.stratum.max_line),
+            });
+        }
+        if self.stratum.ping_interval_secs >= self.stratum.idle_timeout_secs {
+            return Err(ConfigError::Invalid {
+                key: "stratum.ping_interval_secs",
+                problem: format!(
+                    "({}) must be shorter than stratum.idle_timeout_secs ({}), or idle miners are dropped between pings",
+                    self.stratum.ping_interval_secs, self.stratum.idle_timeout_secs
+                ),
+            });
+        }
+        if let Some(url) = &self.http.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key: "http.public_url",
+                    problem: format!("{url:?} must start with http:// or https://"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.stratum.handshake_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.stratum.idle_timeout_secs)
+    }
+
+    pub fn verifier_threads(&self) -> usize {
+        if self.verifier.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            self.verifier.threads
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_defaults() {
+        let c = Config::from_toml("", "empty").unwrap();
+        assert_eq!(c.stratum.listen.port(), 3333);
+        assert_eq!(c.scheduler.target_task_secs, 10.0);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_the_key_named() {
+        let e = Config::from_toml("[stratum]\nlisten_port = 1\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_port"), "{e}");
+        let e = Config::from_toml("[scheduler]\ntarget_task_secs = 0\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scheduler.target_task_secs"), "{e}");
+        let e = Config::from_toml("[stratum]\nping_interval_secs = 200\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("idle_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn example_configs_in_deploy_parse() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "no example config in deploy/");
+    }
+}

@@ -1,0 +1,287 @@
+//! The HTTP API (axum). Every error is JSON `{"error": "..."}` with a status that
+//! says whose fault it is and a message that says what to change.
+
+use std::sync::{atomic::Ordering, Arc};
+
+use axum::{
+    body::Bytes,
+    extract::{DefaultBodyLimit, Path, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tracing::error;
+
+use crate::{
+    circuits::CircuitRecord,
+    jobs::{JobError, JobRecord, JobRequest, JobState},
+    server::PoolState,
+};
+
+/// An API error: status and a message for the caller.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::UnknownCircuit(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            JobError::BadRequest(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    error!(error = %e, "internal error answering an HTTP request");
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("internal error: {e}"),
+    )
+}
+
+type Api<T> = Result<T, ApiError>;
+
+pub fn router(state: Arc<PoolState>) -> Router {
+    let limit = state.config.http.max_body_bytes;
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/jobs", axum::routing::post(post_job))
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/result", get(get_result))
+        .route("/v1/circuits", get(list_circuits))
+        .route("/v1/circuits/{id}", get(get_circuit))
+        .route("/v1/circuits/{id}/proving-key", get(get_proving_key))
+        .route("/v1/workers/{worker}", get(get_worker))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see PROTOCOL.md for the HTTP API".into(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves the API until shutdown.
+pub async fn serve(state: Arc<PoolState>, listener: TcpListener) {
+    let token = state.shutdown.clone();
+    let app = router(state);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+    {
+        error!(error = %e, "HTTP server failed");
+    }
+}
+
+async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
+    let (sessions, tasks) = {
+        let sched = s
+            .scheduler
+            .lock()
+            .expect("scheduler lock is never poisoned");
+        (sched.sessions(), sched.live_tasks())
+    };
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": stratum::PROTOCOL_VERSION,
+        "sessions": sessions,
+        "tasks_leased": tasks,
+        "jobs_running": s.jobs.len(),
+        "shares_accepted": s.stats.shares_accepted.load(Ordering::Relaxed),
+        "shares_rejected": s.stats.shares_rejected.load(Ordering::Relaxed),
+        "proofs_accepted": s.stats.proofs_accepted.load(Ordering::Relaxed),
+    }))
+}
+
+/// What `GET /v1/jobs/{id}` shows.
+#[derive(Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub state: JobState,
+    pub client: String,
+    pub circuit_id: String,
+    pub circuit: String,
+    pub mode: zk::result::JobMode,
+    pub statements: u64,
+    pub verified: u64,
+    pub leased: u64,
+    pub work_per_proof: u64,
+    pub total_work: u64,
+    pub reward: u64,
+    pub created_ms: u64,
+    pub deadline_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<zk::result::ChainClaim>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
+fn view(s: &PoolState, j: &JobRecord) -> JobView {
+    let total = j.statements.len() as u64;
+    let (verified, leased) = match s
+        .scheduler
+        .lock()
+        .expect("scheduler lock is never poisoned")
+        .progress(&j.id)
+    {
+        Some(p) => (p.done, p.leased),
+        // Not in the scheduler: every statement is verified (done or being assembled).
+        None => (total, 0),
+    };
+    JobView {
+        id: j.id.clone(),
+        state: j.state,
+        client: j.client.clone(),
+        circuit_id: j.circuit_id.clone(),
+        circuit: j.circuit_name.clone(),
+        mode: j.mode,
+        statements: total,
+        verified,
+        leased,
+        work_per_proof: j.work_per_proof,
+        total_work: j.total_work(),
+        reward: j.reward,
+        created_ms: j.created_ms,
+        deadline_ms: j.deadline_ms,
+        completed_ms: j.completed_ms,
+        chain: j.chain.clone(),
+        result: (j.state == JobState::Completed).then(|| format!("/v1/jobs/{}/result", j.id)),
+    }
+}
+
+async fn post_job(
+    State(s): State<Arc<PoolState>>,
+    body: Bytes,
+) -> Api<(StatusCode, Json<JobView>)> {
+    let req: JobRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid job request: {e} (see deploy/examples/*-job.json)"),
+        )
+    })?;
+    let job = s.submit_job(req).await?;
+    Ok((StatusCode::CREATED, Json(view(&s, &job))))
+}
+
+fn find_job(s: &PoolState, id: &str) -> Api<JobRecord> {
+    if let Some(j) = s.jobs.get(id) {
+        // The store has the newer state once a job completes; prefer it.
+        if j.state == JobState::Running {
+            return Ok((**j).clone());
+        }
+    }
+    s.store
+        .job(id)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id:?}")))
+}
+
+async fn get_job(State(s): State<Arc<PoolState>>, Path(id): Path<String>) -> Api<Json<JobView>> {
+    let mut job = find_job(&s, &id)?;
+    if job.state == JobState::Running {
+        // The record in memory does not change state; the store's does.
+        if let Some(stored) = s.store.job(&id).map_err(internal)? {
+            job = stored;
+        }
+    }
+    Ok(Json(view(&s, &job)))
+}
+
+async fn get_result(
+    State(s): State<Arc<PoolState>>,
+    Path(id): Path<String>,
+) -> Api<Json<zk::JobResult>> {
+    let job = s
+        .store
+        .job(&id)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
+    match s.store.result(&id).map_err(internal)? {
+        Some(r) => Ok(Json(r)),
+        None => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("job {id} is {:?}, not completed; poll GET /v1/jobs/{id} until its state is \"completed\"", job.state).to_lowercase(),
+        )),
+    }
+}
+
+async fn list_circuits(State(s): State<Arc<PoolState>>) -> Json<Vec<CircuitRecord>> {
+    Json(s.registry.all().iter().map(|c| c.record.clone()).collect())
+}
+
+async fn get_circuit(
+    State(s): State<Arc<PoolState>>,
+    Path(id): Path<String>,
+) -> Api<Json<CircuitRecord>> {
+    s.circuit(&id)
+        .map(|c| Json(c.record.clone()))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no circuit {id:?}; GET /v1/circuits lists them"),
+            )
+        })
+}
+
+async fn get_proving_key(State(s): State<Arc<PoolState>>, Path(id): Path<String>) -> Api<Response> {
+    let c = s
+        .circuit(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no circuit {id:?}")))?;
+    let path = s.registry.key_path(&c.record.proving_key_hash);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| internal(format!("proving key {}: {e}", path.display())))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (
+                header::HeaderName::from_static("x-zkpool-key-hash"),
+                c.record.proving_key_hash.clone(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn get_worker(State(s): State<Arc<PoolState>>, Path(name): Path<String>) -> Api<Json<Value>> {
+    let valid = if name.contains('.') {
+        stratum::Worker::parse(&name).is_ok()
+    } else {
+        stratum::Worker::parse(&format!("{name}.x")).is_ok()
+    };
+    if !valid {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{name:?} is neither an account (ADDR) nor a worker (ADDR.RIG)"),
+        ));
+    }
+    let (sum, rigs) = s.ledger.totals(&name).map_err(internal)?;
+    let online: Vec<String> = s
+        .sessions
+        .iter()
+        .filter(|e| e.worker == name || e.worker.split_once('.').is_some_and(|(a, _)| a == name))
+        .map(|e| e.worker.clone())
+        .collect();
+    Ok(Json(json!({
+        "worker": name,
+        "work": sum.work,
+        "proofs": sum.proofs,
+        "shares": sum.shares,
+        "last_share_ms": sum.last_share_ms,
+        "rigs": rigs,
+        "online": online,
+    })))
+}

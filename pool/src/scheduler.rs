@@ -1,0 +1,726 @@
+//! The scheduler: which statements are ready, leased or done, and which session
+//! gets which task. It has no I/O and reads no clock: every call takes `now`, so
+//! it is tested deterministically.
+//!
+//! - A **task** is a contiguous run of one job's ready statements, leased to one
+//!   session until `expires_at`. Its size is chosen per worker from that worker's
+//!   measured statements/second on that circuit (EWMA), so a task takes about
+//!   `target_task` on it (the proving analogue of vardiff), capped by the job's
+//!   fair share of eligible sessions (so the tail of a job spreads out) and by the
+//!   per-task limit derived from the line limit.
+//! - Jobs are served earliest deadline first, then oldest first.
+//! - Sessions are served round-robin, one task per session per round, each up to
+//!   `tasks_per_session` tasks at once (one proving, the rest queued on the rig).
+//! - A statement whose proof was invalid is not leased straight back to the worker
+//!   that failed it while another eligible session exists.
+//!
+//! Architecture Invariant: every statement of an active job is in exactly one of
+//! `pending`, a live task, or done; leases are memory-only (see `store`).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+/// Scheduling parameters (from `[scheduler]` in the config).
+#[derive(Debug, Clone)]
+pub struct SchedConfig {
+    pub target_task: Duration,
+    pub lease_min: Duration,
+    pub max_per_task: usize,
+    pub tasks_per_session: usize,
+}
+
+/// A session's handle in the scheduler.
+pub type SessionKey = u64;
+
+/// A lease of statements `first .. first + count` of `job` to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: String,
+    pub job: String,
+    pub circuit: String,
+    pub session: SessionKey,
+    pub worker: String,
+    pub first: u64,
+    pub count: u64,
+    pub leased_at: Instant,
+    pub lease: Duration,
+    pub expires_at: Instant,
+}
+
+impl Task {
+    pub fn indices(&self) -> std::ops::Range<u64> {
+        self.first..self.first + self.count
+    }
+}
+
+/// What the scheduler needs to know of a job.
+#[derive(Debug, Clone)]
+pub struct JobEntry {
+    pub id: String,
+    pub circuit_id: String,
+    pub circuit_name: String,
+    pub deadline_ms: u64,
+    pub created_ms: u64,
+    pub total: u64,
+    /// Statements that already have a verified proof.
+    pub done: BTreeSet<u64>,
+    /// Most statements per task for this job (from the line limit).
+    pub max_per_task: usize,
+}
+
+#[derive(Debug)]
+struct JobQueue {
+    entry: JobEntry,
+    pending: BTreeSet<u64>,
+    done: u64,
+    /// Statement -> worker whose proof of it was invalid.
+    avoid: HashMap<u64, String>,
+}
+
+#[derive(Debug)]
+struct SessionSlot {
+    worker: String,
+    /// Circuit ids or names this session can prove; `None`: all.
+    circuits: Option<HashSet<String>>,
+    tasks: BTreeSet<String>,
+    last_done: Option<Instant>,
+}
+
+impl SessionSlot {
+    fn supports(&self, job: &JobEntry) -> bool {
+        self.circuits
+            .as_ref()
+            .is_none_or(|c| c.contains(&job.circuit_id) || c.contains(&job.circuit_name))
+    }
+}
+
+/// Why a submit does not match a live task of the session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskReject {
+    /// Unknown task, not this session's, expired or already finished.
+    #[error("task {0} is not leased to this session (unknown, expired, cancelled or finished)")]
+    Stale(String),
+    /// The submitted statement indices are not exactly the task's.
+    #[error("task {task} covers statements {first}..{end}; the submit has {detail}")]
+    WrongStatements {
+        task: String,
+        first: u64,
+        end: u64,
+        detail: String,
+    },
+}
+
+/// The outcome of completing a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub task: Task,
+    /// The job has a verified proof for every statement now.
+    pub job_done: bool,
+}
+
+/// Progress of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobProgress {
+    pub total: u64,
+    pub done: u64,
+    pub leased: u64,
+    pub pending: u64,
+}
+
+pub struct Scheduler {
+    cfg: SchedConfig,
+    jobs: BTreeMap<String, JobQueue>,
+    tasks: HashMap<String, Task>,
+    sessions: BTreeMap<SessionKey, SessionSlot>,
+    /// Statements per second, per (worker, circuit id).
+    rates: HashMap<(String, String), f64>,
+    next_task: u64,
+    /// Session after which the next round-robin pass starts.
+    cursor: SessionKey,
+}
+
+impl Scheduler {
+    pub fn new(cfg: SchedConfig) -> Self {
+        Scheduler {
+            cfg,
+            jobs: BTreeMap::new(),
+            tasks: HashMap::new(),
+            sessions: BTreeMap::new(),
+            rates: HashMap::new(),
+            next_task: 1,
+            cursor: 0,
+        }
+    }
+
+    /// Adds a job; its statements not in `entry.done` become ready. Returns false
+    /// when every statement is already done (the caller assembles it).
+    pub fn add_job(&mut self, entry: JobEntry) -> bool {
+        let pending: BTreeSet<u64> = (0..entry.total)
+            .filter(|i| !entry.done.contains(i))
+            .collect();
+        let done = entry.total - pending.len() as u64;
+        let open = !pending.is_empty();
+        if open {
+            self.jobs.insert(
+                entry.id.clone(),
+                JobQueue {
+                    entry,
+                    pending,
+                    done,
+                    avoid: HashMap::new(),
+                },
+            );
+        }
+        open
+    }
+
+    pub fn progress(&self, job: &str) -> Option<JobProgress> {
+        let q = self.jobs.get(job)?;
+        let pending = q.pending.len() as u64;
+        Some(JobProgress {
+            total: q.entry.total,
+            done: q.done,
+            leased: q.entry.total - q.done - pending,
+            pending,
+        })
+    }
+
+    pub fn add_session(
+        &mut self,
+        key: SessionKey,
+        worker: String,
+        circuits: Option<HashSet<String>>,
+    ) {
+        self.sessions.insert(
+            key,
+            SessionSlot {
+                worker,
+                circuits,
+                tasks: BTreeSet::new(),
+                last_done: None,
+            },
+        );
+    }
+
+    /// Removes a session; its tasks go back to the queue and are returned.
+    pub fn remove_session(&mut self, key: SessionKey) -> Vec<Task> {
+        let Some(slot) = self.sessions.remove(&key) else {
+            return vec![];
+        };
+        let tasks: Vec<Task> = slot
+            .tasks
+            .iter()
+            .filter_map(|t| self.tasks.remove(t))
+            .collect();
+        tasks.into_iter().map(|t| self.requeue(t)).collect()
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn live_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn requeue(&mut self, t: Task) -> Task {
+        if let Some(q) = self.jobs.get_mut(&t.job) {
+            q.pending.extend(t.indices());
+        }
+        t
+    }
+
+    fn eligible_sessions(&self, job: &JobEntry) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.supports(job))
+            .count()
+            .max(1)
+    }
+
+    /// Statements per task for `worker` on `job` now.
+    fn size_for(&self, worker: &str, q: &JobQueue) -> u64 {
+        let by_rate = match self
+            .rates
+            .get(&(worker.to_owned(), q.entry.circuit_id.clone()))
+        {
+            Some(rate) => (rate * self.cfg.target_task.as_secs_f64()).floor().max(1.0) as u64,
+            // Unmeasured: one statement, which measures the rig quickly.
+            None => 1,
+        };
+        let fair = (q.pending.len() as u64)
+            .div_ceil(self.eligible_sessions(&q.entry) as u64)
+            .max(1);
+        by_rate
+            .min(fair)
+            .min(q.entry.max_per_task.min(self.cfg.max_per_task) as u64)
+            .max(1)
+    }
+
+    fn lease_for(&self, worker: &str, circuit: &str, count: u64) -> Duration {
+        let expected = match self.rates.get(&(worker.to_owned(), circuit.to_owned())) {
+            Some(rate) if *rate > 0.0 => {
+                Duration::from_secs_f64((count as f64 / rate).min(86_400.0))
+            }
+            _ => self.cfg.target_task,
+        };
+        (expected * 3).max(self.cfg.lease_min)
+    }
+
+    /// Leases ready statements to sessions with free slots; returns the new tasks.
+    pub fn poll_assignments(&mut self, now: Instant) -> Vec<Task> {
+        let mut out = vec![];
+        if self.jobs.values().all(|q| q.pending.is_empty()) {
+            return out;
+        }
+        loop {
+            let keys: Vec<SessionKey> = self
+                .sessions
+                .range(self.cursor + 1..)
+                .chain(self.sessions.range(..=self.cursor))
+                .filter(|(_, s)| s.tasks.len() < self.cfg.tasks_per_session)
+                .map(|(k, _)| *k)
+                .collect();
+            let mut assigned = false;
+            for key in keys {
+                if let Some(task) = self.assign_one(key, now) {
+                    self.cursor = key;
+                    out.push(task);
+                    assigned = true;
+                }
+            }
+            if !assigned {
+                return out;
+            }
+        }
+    }
+
+    fn assign_one(&mut self, key: SessionKey, now: Instant) -> Option<Task> {
+        let slot = self.sessions.get(&key)?;
+        if slot.tasks.len() >= self.cfg.tasks_per_session {
+            return None;
+        }
+        let worker = slot.worker.clone();
+        // Earliest deadline first, then oldest, among jobs this session can prove
+        // that have a statement it may take.
+        let mut best: Option<(&JobQueue, u64)> = None;
+        for q in self.jobs.values() {
+            if q.pending.is_empty() || !slot.supports(&q.entry) {
+                continue;
+            }
+            let strict = self.eligible_sessions(&q.entry) > 1;
+            let Some(first) = q
+                .pending
+                .iter()
+                .copied()
+                .find(|i| !strict || q.avoid.get(i) != Some(&worker))
+            else {
+                continue;
+            };
+            let better = match best {
+                None => true,
+                Some((b, _)) => {
+                    (q.entry.deadline_ms, q.entry.created_ms)
+                        < (b.entry.deadline_ms, b.entry.created_ms)
+                }
+            };
+            if better {
+                best = Some((q, first));
+            }
+        }
+        let (q, first) = best?;
+        let size = self.size_for(&worker, q);
+        let mut count = 1;
+        while count < size
+            && q.pending.contains(&(first + count))
+            && q.avoid.get(&(first + count)) != Some(&worker)
+        {
+            count += 1;
+        }
+        let job = q.entry.id.clone();
+        let circuit = q.entry.circuit_id.clone();
+        let lease = self.lease_for(&worker, &circuit, count);
+        let id = format!("{job}-{}", self.next_task);
+        self.next_task += 1;
+        let q = self.jobs.get_mut(&job).expect("job chosen above exists");
+        for i in first..first + count {
+            q.pending.remove(&i);
+            q.avoid.remove(&i);
+        }
+        let task = Task {
+            id: id.clone(),
+            job,
+            circuit,
+            session: key,
+            worker,
+            first,
+            count,
+            leased_at: now,
+            lease,
+            expires_at: now + lease,
+        };
+        self.sessions
+            .get_mut(&key)
+            .expect("session checked above")
+            .tasks
+            .insert(id.clone());
+        self.tasks.insert(id, task.clone());
+        Some(task)
+    }
+
+    /// The live task `id` of `session`, if the submitted indices are exactly its statements.
+    pub fn check_submit(
+        &self,
+        session: SessionKey,
+        id: &str,
+        indices: &[u64],
+    ) -> Result<Task, TaskReject> {
+        let t = match self.tasks.get(id) {
+            Some(t) if t.session == session => t,
+            _ => return Err(TaskReject::Stale(id.to_owned())),
+        };
+        let wrong = |detail: String| TaskReject::WrongStatements {
+            task: id.to_owned(),
+            first: t.first,
+            end: t.first + t.count,
+            detail,
+        };
+        if indices.len() as u64 != t.count {
+            return Err(wrong(format!(
+                "{} proofs for {} statements",
+                indices.len(),
+                t.count
+            )));
+        }
+        let mut seen = HashSet::new();
+        for i in indices {
+            if !t.indices().contains(i) {
+                return Err(wrong(format!("statement {i}, which is not in the task")));
+            }
+            if !seen.insert(*i) {
+                return Err(wrong(format!("statement {i} twice")));
+            }
+        }
+        Ok(t.clone())
+    }
+
+    /// Marks a verified task's statements done. Fails if the lease ended meanwhile.
+    pub fn complete(
+        &mut self,
+        session: SessionKey,
+        id: &str,
+        now: Instant,
+    ) -> Result<Completion, TaskReject> {
+        match self.tasks.get(id) {
+            Some(t) if t.session == session => {}
+            _ => return Err(TaskReject::Stale(id.to_owned())),
+        }
+        let task = self.tasks.remove(id).expect("checked above");
+        if let Some(slot) = self.sessions.get_mut(&session) {
+            slot.tasks.remove(id);
+            // With queued tasks, a task's proving starts when the previous one ends.
+            let start = slot
+                .last_done
+                .map_or(task.leased_at, |d| d.max(task.leased_at));
+            slot.last_done = Some(now);
+            let secs = now
+                .saturating_duration_since(start)
+                .as_secs_f64()
+                .max(0.001);
+            let observed = task.count as f64 / secs;
+            let rate = self
+                .rates
+                .entry((task.worker.clone(), task.circuit.clone()))
+                .or_insert(observed);
+            *rate = 0.5 * *rate + 0.5 * observed;
+        }
+        let q = self
+            .jobs
+            .get_mut(&task.job)
+            .expect("a live task's job is active");
+        q.done += task.count;
+        let job_done = q.done == q.entry.total;
+        if job_done {
+            self.jobs.remove(&task.job);
+        }
+        Ok(Completion { task, job_done })
+    }
+
+    /// Undoes [`Scheduler::complete`] when its result could not be stored.
+    pub fn reopen(&mut self, task: &Task, entry: Option<JobEntry>) {
+        match self.jobs.get_mut(&task.job) {
+            Some(q) => {
+                q.done -= task.count;
+                q.pending.extend(task.indices());
+            }
+            None => {
+                if let Some(mut e) = entry {
+                    for i in task.indices() {
+                        e.done.remove(&i);
+                    }
+                    self.add_job(e);
+                }
+            }
+        }
+    }
+
+    /// A task whose proofs were invalid: its statements go back to the queue,
+    /// marked to avoid this worker.
+    pub fn fail(&mut self, session: SessionKey, id: &str) -> Option<Task> {
+        match self.tasks.get(id) {
+            Some(t) if t.session == session => {}
+            _ => return None,
+        }
+        let t = self.tasks.remove(id)?;
+        if let Some(slot) = self.sessions.get_mut(&session) {
+            slot.tasks.remove(id);
+        }
+        if let Some(q) = self.jobs.get_mut(&t.job) {
+            for i in t.indices() {
+                q.avoid.insert(i, t.worker.clone());
+            }
+        }
+        Some(self.requeue(t))
+    }
+
+    /// Gives a task back without blame (it could not be delivered to its session).
+    pub fn release(&mut self, session: SessionKey, id: &str) -> Option<Task> {
+        match self.tasks.get(id) {
+            Some(t) if t.session == session => {}
+            _ => return None,
+        }
+        let t = self.tasks.remove(id)?;
+        if let Some(slot) = self.sessions.get_mut(&session) {
+            slot.tasks.remove(id);
+        }
+        Some(self.requeue(t))
+    }
+
+    /// Extends a live task's lease; returns the new lease length.
+    pub fn renew(&mut self, session: SessionKey, id: &str, now: Instant) -> Option<Duration> {
+        let t = self.tasks.get_mut(id).filter(|t| t.session == session)?;
+        t.expires_at = now + t.lease;
+        Some(t.lease)
+    }
+
+    /// Ends every lease that expired by `now`; returns those tasks (their statements are ready again).
+    pub fn expire(&mut self, now: Instant) -> Vec<Task> {
+        let expired: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.expires_at <= now)
+            .map(|t| t.id.clone())
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|id| {
+                let t = self.tasks.remove(&id)?;
+                if let Some(slot) = self.sessions.get_mut(&t.session) {
+                    slot.tasks.remove(&id);
+                }
+                Some(self.requeue(t))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> SchedConfig {
+        SchedConfig {
+            target_task: Duration::from_secs(10),
+            lease_min: Duration::from_secs(60),
+            max_per_task: 64,
+            tasks_per_session: 2,
+        }
+    }
+
+    fn job(id: &str, total: u64, deadline_ms: u64) -> JobEntry {
+        JobEntry {
+            id: id.into(),
+            circuit_id: "c1".into(),
+            circuit_name: "chain".into(),
+            deadline_ms,
+            created_ms: 0,
+            total,
+            done: BTreeSet::new(),
+            max_per_task: 1000,
+        }
+    }
+
+    /// Drives sessions that finish every task instantly-ish until the job is done;
+    /// checks every statement was leased and completed exactly once.
+    #[test]
+    fn every_statement_is_done_exactly_once_across_sessions() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 50, 10));
+        for k in 1..=3 {
+            s.add_session(k, format!("w.r{k}"), None);
+        }
+        let mut seen = vec![0u32; 50];
+        let mut now = t0;
+        let mut done = false;
+        let mut per_session = HashMap::new();
+        while !done {
+            let tasks = s.poll_assignments(now);
+            assert!(!tasks.is_empty(), "scheduler stalled");
+            now += Duration::from_millis(500);
+            for t in tasks {
+                for i in t.indices() {
+                    seen[i as usize] += 1;
+                }
+                *per_session.entry(t.session).or_insert(0) += t.count;
+                done = s.complete(t.session, &t.id, now).unwrap().job_done;
+            }
+        }
+        assert!(seen.iter().all(|n| *n == 1), "{seen:?}");
+        assert_eq!(
+            per_session.len(),
+            3,
+            "work spread over all sessions: {per_session:?}"
+        );
+        assert!(
+            s.progress("j").is_none(),
+            "completed job leaves the scheduler"
+        );
+    }
+
+    #[test]
+    fn task_size_follows_measured_rate_and_fair_share() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 1000, 10));
+        s.add_session(1, "w.r1".into(), None);
+        let first = s.poll_assignments(t0);
+        assert_eq!(
+            first.iter().map(|t| t.count).collect::<Vec<_>>(),
+            vec![1, 1],
+            "unmeasured rig gets single statements"
+        );
+        // Two statements in one second: 2/s, so 20 per 10 s task.
+        s.complete(1, &first[0].id, t0 + Duration::from_millis(500))
+            .unwrap();
+        s.complete(1, &first[1].id, t0 + Duration::from_millis(1000))
+            .unwrap();
+        let next = s.poll_assignments(t0 + Duration::from_secs(1));
+        assert_eq!(next[0].count, 20);
+        // A second session halves the fair share near the end of a small job.
+        let mut s = Scheduler::new(cfg());
+        s.add_job(job("k", 4, 10));
+        s.add_session(1, "w.r1".into(), None);
+        s.add_session(2, "w.r2".into(), None);
+        s.rates.insert(("w.r1".into(), "c1".into()), 100.0);
+        let tasks = s.poll_assignments(t0);
+        assert_eq!(tasks.iter().find(|t| t.session == 1).unwrap().count, 2);
+    }
+
+    #[test]
+    fn a_dropped_session_returns_its_tasks_to_others() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 2, 10));
+        s.add_session(1, "a.r".into(), None);
+        let tasks = s.poll_assignments(t0);
+        assert_eq!(tasks.len(), 2);
+        assert_eq!(s.remove_session(1).len(), 2);
+        assert_eq!(s.progress("j").unwrap().pending, 2);
+        s.add_session(2, "b.r".into(), None);
+        let again = s.poll_assignments(t0);
+        assert_eq!(again.iter().map(|t| t.count).sum::<u64>(), 2);
+        assert!(again.iter().all(|t| t.session == 2));
+        assert!(matches!(
+            s.complete(1, &tasks[0].id, t0),
+            Err(TaskReject::Stale(_))
+        ));
+    }
+
+    #[test]
+    fn leases_expire_unless_renewed() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 2, 10));
+        s.add_session(1, "a.r".into(), None);
+        let tasks = s.poll_assignments(t0);
+        let lease = tasks[0].lease;
+        assert_eq!(
+            lease,
+            Duration::from_secs(60),
+            "lease_min bounds an unmeasured rig's lease"
+        );
+        // Renew the first task half-way; only the second expires.
+        assert_eq!(s.renew(1, &tasks[0].id, t0 + lease / 2), Some(lease));
+        let expired = s.expire(t0 + lease);
+        assert_eq!(
+            expired.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            vec![tasks[1].id.clone()]
+        );
+        assert!(s.expire(t0 + lease + lease / 4).is_empty());
+        assert_eq!(s.expire(t0 + lease + lease / 2).len(), 1);
+        assert_eq!(s.progress("j").unwrap().pending, 2);
+    }
+
+    #[test]
+    fn failed_statements_go_to_another_worker_first() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 1, 10));
+        s.add_session(1, "bad.r".into(), None);
+        let t = s.poll_assignments(t0).remove(0);
+        s.add_session(2, "good.r".into(), None);
+        s.fail(1, &t.id).unwrap();
+        let again = s.poll_assignments(t0);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].session, 2);
+    }
+
+    #[test]
+    fn earliest_deadline_first_and_capabilities_are_respected() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("late", 1, 100));
+        s.add_job(job("soon", 1, 50));
+        let mut other = job("other-circuit", 1, 1);
+        other.circuit_id = "c2".into();
+        other.circuit_name = "preimage".into();
+        s.add_job(other);
+        s.add_session(1, "a.r".into(), Some(["chain".to_owned()].into()));
+        let tasks = s.poll_assignments(t0);
+        assert_eq!(
+            tasks.iter().map(|t| t.job.as_str()).collect::<Vec<_>>(),
+            vec!["soon", "late"]
+        );
+    }
+
+    #[test]
+    fn submits_must_match_the_task_exactly() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 10, 10));
+        s.add_session(1, "a.r".into(), None);
+        s.rates.insert(("a.r".into(), "c1".into()), 0.3);
+        let t = s.poll_assignments(t0).remove(0);
+        assert_eq!(t.count, 3);
+        assert!(s.check_submit(1, &t.id, &[0, 1, 2]).is_ok());
+        assert!(matches!(
+            s.check_submit(1, &t.id, &[0, 1]),
+            Err(TaskReject::WrongStatements { .. })
+        ));
+        assert!(matches!(
+            s.check_submit(1, &t.id, &[0, 1, 1]),
+            Err(TaskReject::WrongStatements { .. })
+        ));
+        assert!(matches!(
+            s.check_submit(1, &t.id, &[0, 1, 5]),
+            Err(TaskReject::WrongStatements { .. })
+        ));
+        assert!(matches!(
+            s.check_submit(2, &t.id, &[0, 1, 2]),
+            Err(TaskReject::Stale(_))
+        ));
+    }
+}

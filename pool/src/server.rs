@@ -1,0 +1,591 @@
+//! The running pool: shared state, dispatch of tasks to sessions, handling of
+//! submitted proofs, assembly of results, recovery after a restart, and the
+//! accept loops with graceful shutdown.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use dashmap::DashMap;
+use payouts::{CreditOutcome, Ledger, ShareCredit};
+use stratum::{ErrorCode, Notification, RpcError, Submit, SubmitResult, ToMiner};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{error, info, warn};
+use zk::{field::fr_to_string, CircuitSpec, ProofBytes};
+
+use crate::{
+    circuits::{now_ms, Circuit, CircuitRecord, Registry},
+    config::Config,
+    jobs::{self, JobError, JobRecord, JobRequest, JobState, StoredProof},
+    scheduler::{JobEntry, SchedConfig, Scheduler, SessionKey, Task, TaskReject},
+    store::Store,
+    verifier::Verifier,
+};
+
+/// Outgoing messages a session may have queued. When full the session's miner is
+/// not reading: a task offered to it is taken back and given to someone else.
+pub const SESSION_QUEUE: usize = 32;
+
+/// Counters shown by `GET /v1/status`.
+#[derive(Default)]
+pub struct Stats {
+    pub shares_accepted: AtomicU64,
+    pub shares_rejected: AtomicU64,
+    pub proofs_accepted: AtomicU64,
+}
+
+/// One connected, authorized session, as dispatch sees it.
+pub struct SessionEntry {
+    pub tx: mpsc::Sender<ToMiner>,
+    pub worker: String,
+    pub peer: SocketAddr,
+}
+
+/// State shared by sessions, the HTTP API and the background loops.
+pub struct PoolState {
+    pub config: Config,
+    pub store: Store,
+    pub ledger: Ledger,
+    pub registry: Registry,
+    pub scheduler: Mutex<Scheduler>,
+    pub sessions: DashMap<SessionKey, SessionEntry>,
+    /// Active jobs, for the statements a notify carries.
+    pub jobs: DashMap<String, Arc<JobRecord>>,
+    pub verifier: Verifier,
+    /// Base URL of the HTTP API as miners reach it.
+    pub public_url: String,
+    pub shutdown: CancellationToken,
+    pub next_session: AtomicU64,
+    pub stats: Stats,
+}
+
+/// Why the pool could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory cannot be opened.
+    #[error("cannot open data directory {path}: {detail}")]
+    Storage { path: String, detail: String },
+    /// The built-in circuits cannot be set up.
+    #[error(transparent)]
+    Registry(#[from] crate::circuits::RegistryError),
+    #[error("cannot read local address: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn lock(s: &Mutex<Scheduler>) -> std::sync::MutexGuard<'_, Scheduler> {
+    s.lock()
+        .expect("scheduler lock is never poisoned: no code panics while holding it")
+}
+
+impl PoolState {
+    /// The built-in circuits of this configuration.
+    pub fn builtins(config: &Config) -> Vec<CircuitSpec> {
+        vec![
+            CircuitSpec::Chain {
+                steps: config.circuits.chain_steps,
+            },
+            CircuitSpec::Preimage,
+        ]
+    }
+
+    /// Offers ready tasks to sessions with free slots.
+    pub fn dispatch(&self) {
+        let tasks = lock(&self.scheduler).poll_assignments(Instant::now());
+        for task in tasks {
+            let delivered = match (self.sessions.get(&task.session), self.notify_for(&task)) {
+                (Some(s), Some(n)) => s.tx.try_send(ToMiner::Notification(n)).is_ok(),
+                _ => false,
+            };
+            if !delivered {
+                // The session is gone or not reading: take the task back; the next
+                // dispatch (the session's exit, or any other event) hands it out.
+                lock(&self.scheduler).release(task.session, &task.id);
+            }
+        }
+    }
+
+    fn notify_for(&self, t: &Task) -> Option<Notification> {
+        let job = self.jobs.get(&t.job)?.clone();
+        let circuit = self.registry.get(&job.circuit_id)?;
+        let statements = t
+            .indices()
+            .map(|i| {
+                let s = &job.statements[i as usize];
+                stratum::WireStatement {
+                    index: i,
+                    public: s.public.iter().map(fr_to_string).collect(),
+                    private: s.private.iter().map(fr_to_string).collect(),
+                }
+            })
+            .collect();
+        Some(Notification::Notify(stratum::Notify {
+            task: t.id.as_str().into(),
+            job: job.id.as_str().into(),
+            circuit: job.circuit_id.as_str().into(),
+            spec: serde_json::to_value(job.spec).expect("specs serialise"),
+            key: stratum::KeyRef {
+                hash: circuit.record.proving_key_hash.clone(),
+                url: format!(
+                    "{}/v1/circuits/{}/proving-key",
+                    self.public_url, circuit.record.id
+                ),
+                size: circuit.record.proving_key_bytes,
+            },
+            statements,
+            lease_secs: t.lease.as_secs().max(1),
+            work_per_proof: job.work_per_proof,
+        }))
+    }
+
+    /// Most statements per task for a job: what fits in one line each way.
+    fn max_per_task(&self, job: &JobRecord) -> usize {
+        let widest = job
+            .statements
+            .iter()
+            .map(|s| {
+                s.public
+                    .iter()
+                    .chain(&s.private)
+                    .map(|x| fr_to_string(x).len() + 4)
+                    .sum::<usize>()
+                    + 48
+            })
+            .max()
+            .unwrap_or(0);
+        // A submitted proof costs ~300 bytes (256 hex digits plus framing).
+        let per = widest.max(320);
+        (self.config.stratum.max_line.saturating_sub(2048) / per).max(1)
+    }
+
+    fn job_entry(&self, job: &JobRecord, done: BTreeSet<u64>) -> JobEntry {
+        JobEntry {
+            id: job.id.clone(),
+            circuit_id: job.circuit_id.clone(),
+            circuit_name: job.circuit_name.clone(),
+            deadline_ms: job.deadline_ms,
+            created_ms: job.created_ms,
+            total: job.statements.len() as u64,
+            done,
+            max_per_task: self.max_per_task(job),
+        }
+    }
+
+    /// Validates, persists (durably) and queues a client's job.
+    pub async fn submit_job(self: &Arc<Self>, req: JobRequest) -> Result<JobRecord, JobError> {
+        let circuit = self
+            .registry
+            .get(&req.circuit)
+            .ok_or_else(|| JobError::UnknownCircuit(req.circuit.clone()))?;
+        let max = self.config.http.max_job_statements;
+        let job = tokio::task::spawn_blocking(move || jobs::build(req, &circuit, max))
+            .await
+            .map_err(|e| JobError::BadRequest(format!("job could not be prepared: {e}")))??;
+        self.store
+            .put_job(&job)
+            .map_err(|e| JobError::BadRequest(format!("job could not be stored: {e}")))?;
+        self.store
+            .flush()
+            .await
+            .map_err(|e| JobError::BadRequest(format!("job could not be stored: {e}")))?;
+        info!(job = %job.id, circuit = %job.circuit_name, statements = job.statements.len(), "job accepted");
+        self.jobs.insert(job.id.clone(), Arc::new(job.clone()));
+        let entry = self.job_entry(&job, BTreeSet::new());
+        lock(&self.scheduler).add_job(entry);
+        self.dispatch();
+        Ok(job)
+    }
+
+    /// Checks, verifies and credits a submit; the answer to send.
+    pub async fn handle_submit(
+        self: &Arc<Self>,
+        key: SessionKey,
+        worker: &str,
+        submit: Submit,
+    ) -> Result<SubmitResult, RpcError> {
+        let indices: Vec<u64> = submit.proofs.iter().map(|p| p.index).collect();
+        let task = lock(&self.scheduler)
+            .check_submit(key, &submit.task.0, &indices)
+            .map_err(|e| self.reject(task_code(&e), e.to_string()))?;
+        let job = self.jobs.get(&task.job).map(|j| j.clone()).ok_or_else(|| {
+            self.reject(
+                ErrorCode::StaleTask,
+                format!("job {} is no longer active", task.job),
+            )
+        })?;
+        let circuit = self.registry.get(&job.circuit_id).ok_or_else(|| {
+            self.reject(
+                ErrorCode::UnknownCircuit,
+                format!("circuit {} is not registered", job.circuit_id),
+            )
+        })?;
+
+        let mut proofs = Vec::with_capacity(submit.proofs.len());
+        let mut decode_failures = vec![];
+        for p in &submit.proofs {
+            match ProofBytes::from_hex(&p.proof) {
+                Ok(b) => proofs.push((p.index, b)),
+                Err(e) => decode_failures.push(format!("statement {}: {e}", p.index)),
+            }
+        }
+        let failures = if decode_failures.is_empty() {
+            let items = proofs
+                .iter()
+                .map(|(i, b)| (job.statements[*i as usize].public.clone(), b.clone()))
+                .collect();
+            let verdicts = self.verifier.verify(circuit.verifier.clone(), items).await;
+            proofs
+                .iter()
+                .zip(verdicts)
+                .filter_map(|((i, _), v)| v.err().map(|e| format!("statement {i}: {e}")))
+                .collect()
+        } else {
+            decode_failures
+        };
+        if !failures.is_empty() {
+            lock(&self.scheduler).fail(key, &task.id);
+            self.dispatch();
+            warn!(%worker, task = %task.id, first = %failures[0], "proofs rejected");
+            let mut e = self.reject(
+                ErrorCode::InvalidProof,
+                format!(
+                    "{} of {} proofs rejected; {}",
+                    failures.len(),
+                    indices.len(),
+                    failures[0]
+                ),
+            );
+            e.data = Some(serde_json::json!({ "failures": failures }));
+            return Err(e);
+        }
+
+        let completion = lock(&self.scheduler)
+            .complete(key, &task.id, Instant::now())
+            .map_err(|e| self.reject(task_code(&e), e.to_string()))?;
+        let at_ms = now_ms();
+        let stored: Vec<(u64, StoredProof)> = proofs
+            .into_iter()
+            .map(|(i, proof)| {
+                (
+                    i,
+                    StoredProof {
+                        proof,
+                        worker: worker.to_owned(),
+                        task: task.id.clone(),
+                        at_ms,
+                    },
+                )
+            })
+            .collect();
+        let work = job.work_per_proof * task.count;
+        let credit = ShareCredit {
+            worker: worker.to_owned(),
+            job: job.id.clone(),
+            task: task.id.clone(),
+            first_statement: task.first,
+            proofs: task.count,
+            work,
+            at_ms,
+        };
+        if let Err(e) = self.persist_share(&job, &stored, &credit).await {
+            error!(error = %e, task = %task.id, "could not store a verified share; statements re-queued");
+            let _ = self.store.remove_proofs(&job.id, task.indices());
+            let done = self
+                .store
+                .job_proofs(&job.id)
+                .map(|v| v.into_iter().map(|(i, _)| i).collect())
+                .unwrap_or_default();
+            let entry = self.job_entry(&job, done);
+            lock(&self.scheduler).reopen(&task, Some(entry));
+            self.dispatch();
+            return Err(RpcError::new(
+                ErrorCode::Internal,
+                "the pool could not store this share; the task was re-queued, nothing is credited",
+            ));
+        }
+        self.stats.shares_accepted.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .proofs_accepted
+            .fetch_add(task.count, Ordering::Relaxed);
+        self.dispatch();
+        if completion.job_done {
+            let state = self.clone();
+            tokio::spawn(async move { state.finish_job(&job.id).await });
+        }
+        Ok(SubmitResult {
+            accepted: task.count as u32,
+            work,
+        })
+    }
+
+    async fn persist_share(
+        &self,
+        job: &JobRecord,
+        stored: &[(u64, StoredProof)],
+        credit: &ShareCredit,
+    ) -> anyhow::Result<()> {
+        self.store.put_proofs(&job.id, stored)?;
+        if self.ledger.credit(credit)? == CreditOutcome::AlreadyCredited {
+            warn!(job = %job.id, first = credit.first_statement, "share was already in the ledger; not credited twice");
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    fn reject(&self, code: ErrorCode, message: String) -> RpcError {
+        self.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
+        RpcError::new(code, message)
+    }
+
+    /// Assembles, checks and stores a job's result once every statement is proven.
+    pub async fn finish_job(self: &Arc<Self>, job_id: &str) {
+        let Some(job) = self.store.job(job_id).ok().flatten() else {
+            return;
+        };
+        let Some(circuit) = self.registry.get(&job.circuit_id) else {
+            error!(job = %job_id, "cannot assemble: circuit {} is not registered", job.circuit_id);
+            return;
+        };
+        let store = self.store.clone();
+        let outcome = tokio::task::spawn_blocking(move || -> anyhow::Result<JobRecord> {
+            let proofs = store.job_proofs(&job.id)?;
+            let result = jobs::assemble(&job, &circuit, proofs)?;
+            store.put_result(&job.id, &result)?;
+            let mut job = job;
+            job.state = JobState::Completed;
+            job.completed_ms = Some(now_ms());
+            store.put_job(&job)?;
+            Ok(job)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(job)) => {
+                if let Err(e) = self.store.flush().await {
+                    error!(job = %job_id, error = %e, "result stored but not flushed");
+                }
+                self.jobs.remove(job_id);
+                info!(job = %job_id, proofs = job.statements.len(), "job completed");
+            }
+            Ok(Err(e)) => {
+                error!(job = %job_id, error = %e, "could not assemble the result; retried at next start")
+            }
+            Err(e) => error!(job = %job_id, error = %e, "result assembly panicked"),
+        }
+    }
+
+    /// Puts every unfinished job back in the queue after a (re)start, and finishes
+    /// those whose proofs were all stored before a crash.
+    pub async fn recover(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for job in self.store.jobs()? {
+            if job.state != JobState::Running {
+                continue;
+            }
+            let done: BTreeSet<u64> = self
+                .store
+                .job_proofs(&job.id)?
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
+            let entry = self.job_entry(&job, done);
+            self.jobs.insert(job.id.clone(), Arc::new(job.clone()));
+            n += 1;
+            if !lock(&self.scheduler).add_job(entry) {
+                self.finish_job(&job.id).await;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn circuit(&self, id_or_name: &str) -> Option<Arc<Circuit>> {
+        self.registry.get(id_or_name)
+    }
+
+    /// Capabilities filter: `None` when the miner named no circuits (all built-ins).
+    pub fn circuit_filter(names: &[String]) -> Option<HashSet<String>> {
+        if names.is_empty() {
+            None
+        } else {
+            Some(names.iter().cloned().collect())
+        }
+    }
+}
+
+fn task_code(e: &TaskReject) -> ErrorCode {
+    match e {
+        TaskReject::Stale(_) => ErrorCode::StaleTask,
+        TaskReject::WrongStatements { .. } => ErrorCode::WrongStatement,
+    }
+}
+
+/// A pool that is serving; drop-safe, stop it with [`RunningPool::shutdown`].
+pub struct RunningPool {
+    pub state: Arc<PoolState>,
+    pub stratum_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Circuits whose keys were generated at this start.
+    pub created_circuits: Vec<CircuitRecord>,
+    tasks: TaskTracker,
+    join: JoinHandle<()>,
+}
+
+impl RunningPool {
+    /// Stops accepting, tells miners to reconnect, drains, flushes; bounded by `grace`.
+    pub async fn shutdown(self, grace: Duration) {
+        self.state.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("sessions did not finish within the grace period; closing them");
+        }
+        let _ = self.join.await;
+        if let Err(e) = self.state.store.flush().await {
+            error!(error = %e, "final flush failed");
+        }
+        info!("pool stopped");
+    }
+
+    /// Resolves when the pool is told to stop from elsewhere (never, unless shut down).
+    pub fn token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+}
+
+/// Opens storage, sets up circuits, recovers unfinished jobs and starts serving
+/// stratum on `stratum` and HTTP on `http`.
+pub async fn start(
+    config: Config,
+    stratum: TcpListener,
+    http: TcpListener,
+) -> Result<RunningPool, StartError> {
+    let data = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data).map_err(|e| StartError::Storage {
+        path: data.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let store = Store::open(&data.join("db")).map_err(|e| StartError::Storage {
+        path: data.display().to_string(),
+        detail: format!("{e} (is another zkpool using it?)"),
+    })?;
+    let ledger = Ledger::open(&store.db).map_err(|e| StartError::Storage {
+        path: data.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let builtins = PoolState::builtins(&config);
+    let (registry, created) = {
+        let store = store.clone();
+        let keys = data.join("keys");
+        tokio::task::spawn_blocking(move || Registry::open(&store, keys, &builtins))
+            .await
+            .expect("circuit setup does not panic")?
+    };
+    for c in &created {
+        info!(circuit = %c.name, id = %c.id, constraints = c.constraints, "generated Groth16 keys");
+    }
+    store.flush().await.map_err(|e| StartError::Storage {
+        path: data.display().to_string(),
+        detail: e.to_string(),
+    })?;
+
+    let stratum_addr = stratum.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let public_url = config
+        .http
+        .public_url
+        .clone()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| {
+            let ip = if http_addr.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                http_addr.ip().to_string()
+            };
+            format!("http://{ip}:{}", http_addr.port())
+        });
+    let sched = SchedConfig {
+        target_task: Duration::from_secs_f64(config.scheduler.target_task_secs),
+        lease_min: Duration::from_secs_f64(config.scheduler.lease_min_secs),
+        max_per_task: config.scheduler.max_statements_per_task,
+        tasks_per_session: config.scheduler.tasks_per_session,
+    };
+    let state = Arc::new(PoolState {
+        verifier: Verifier::new(config.verifier_threads()),
+        config,
+        store,
+        ledger,
+        registry,
+        scheduler: Mutex::new(Scheduler::new(sched)),
+        sessions: DashMap::new(),
+        jobs: DashMap::new(),
+        public_url,
+        shutdown: CancellationToken::new(),
+        next_session: AtomicU64::new(1),
+        stats: Stats::default(),
+    });
+    let recovered = state.recover().await.map_err(|e| StartError::Storage {
+        path: data.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    if recovered > 0 {
+        info!(jobs = recovered, "recovered unfinished jobs");
+    }
+
+    let tasks = TaskTracker::new();
+    let sweeper = tasks.spawn(sweep(state.clone()));
+    let http_task = tasks.spawn(crate::http::serve(state.clone(), http));
+    let accept = tasks.spawn(crate::session::accept_loop(
+        state.clone(),
+        stratum,
+        tasks.clone(),
+    ));
+    let join = tokio::spawn(async move {
+        let _ = tokio::join!(sweeper, http_task, accept);
+    });
+    info!(stratum = %stratum_addr, http = %http_addr, "pool serving");
+    Ok(RunningPool {
+        state,
+        stratum_addr,
+        http_addr,
+        created_circuits: created,
+        tasks,
+        join,
+    })
+}
+
+/// Ends expired leases every sweep interval: their sessions get `mining.cancel`,
+/// the statements go to other sessions.
+async fn sweep(state: Arc<PoolState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(
+        state.config.scheduler.sweep_interval_secs,
+    ));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let expired = lock(&state.scheduler).expire(Instant::now());
+        for t in &expired {
+            warn!(task = %t.id, worker = %t.worker, "lease expired; statements re-queued");
+            if let Some(s) = state.sessions.get(&t.session) {
+                let cancel = stratum::Cancel {
+                    tasks: vec![t.id.as_str().into()],
+                    reason: "lease expired".into(),
+                };
+                let _ =
+                    s.tx.try_send(ToMiner::Notification(Notification::Cancel(cancel)));
+            }
+        }
+        // Dispatch every tick, not only after expiries: a task taken back from a
+        // full session queue waits for the next event, and this is the latest one.
+        state.dispatch();
+    }
+}

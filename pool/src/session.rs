@@ -1,0 +1,291 @@
+//! One task per stratum connection: the handshake (subscribe, then authorize),
+//! then requests, outgoing notifications, keepalive and shutdown, in one
+//! `select!` loop.
+//!
+//! A malformed line is answered with its JSON-RPC error and the session goes on;
+//! only framing faults (a line over the limit, bytes that are not UTF-8) and
+//! timeouts end it. When a session ends for any reason its leased tasks go back to
+//! the queue at once.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use futures::{SinkExt, StreamExt};
+use stratum::{
+    codec::{CodecError, LineCodec},
+    AuthorizeResult, Call, ErrorCode, Id, Notification, PingResult, ProgressResult, Reconnect,
+    Response, RpcError, SubscribeResult, ToMiner, ToPool, Worker, PROTOCOL_VERSION,
+};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, OwnedSemaphorePermit, Semaphore},
+    time::{sleep_until, Instant},
+};
+use tokio_util::{codec::Framed, task::TaskTracker};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::{
+    circuits::now_ms,
+    server::{PoolState, SessionEntry, SESSION_QUEUE},
+};
+
+/// Accepts connections until shutdown; one task per session, at most
+/// `max_sessions` at once (a connection over the cap gets a clear refusal).
+pub async fn accept_loop(state: Arc<PoolState>, listener: TcpListener, tasks: TaskTracker) {
+    let permits = Arc::new(Semaphore::new(state.config.stratum.max_sessions));
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Usually EMFILE: back off briefly instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let span = info_span!("session", %peer, worker = tracing::field::Empty);
+                tasks.spawn(run(state.clone(), stream, peer, permit).instrument(span));
+            }
+            Err(_) => {
+                let refusal = ToMiner::Response(Response::err(
+                    None,
+                    RpcError::new(
+                        ErrorCode::Busy,
+                        format!(
+                            "pool is full ({} sessions); try again later",
+                            state.config.stratum.max_sessions
+                        ),
+                    ),
+                ));
+                tasks.spawn(async move {
+                    let line = stratum::Wire::to_line(&refusal) + "\n";
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        stream.write_all(line.as_bytes()),
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}
+
+enum Phase {
+    New,
+    Subscribed { circuits: Vec<String> },
+    Authorized { worker: String },
+}
+
+/// Serves one connection until it ends.
+pub async fn run(
+    state: Arc<PoolState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    let key = state
+        .next_session
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut framed = Framed::new(
+        stream,
+        LineCodec::<ToPool, ToMiner>::new(state.config.stratum.max_line),
+    );
+    let (tx, mut rx) = mpsc::channel::<ToMiner>(SESSION_QUEUE);
+    let mut phase = Phase::New;
+    let handshake = state.config.handshake_timeout();
+    let idle = state.config.idle_timeout();
+    let mut deadline = Instant::now() + handshake;
+    debug!("connected");
+
+    let why = loop {
+        tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => {
+                let bye = Notification::Reconnect(Reconnect { host: None, port: None, wait_secs: 5 });
+                let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(ToMiner::Notification(bye))).await;
+                break "pool shutting down";
+            }
+            _ = sleep_until(deadline) => {
+                break match phase {
+                    Phase::Authorized { .. } => "idle timeout",
+                    _ => "handshake timeout",
+                };
+            }
+            Some(out) = rx.recv() => {
+                if let Err(e) = framed.send(out).await {
+                    warn!(error = %e, "write failed");
+                    break "write failed";
+                }
+            }
+            item = framed.next() => {
+                let reply = match item {
+                    None => break "closed by miner",
+                    Some(Err(CodecError::LineTooLong { limit })) => {
+                        let e = RpcError::new(ErrorCode::Other, format!("line longer than {limit} bytes; closing the connection"));
+                        let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(ToMiner::Response(Response::err(None, e)))).await;
+                        break "line too long";
+                    }
+                    Some(Err(CodecError::NotUtf8)) => {
+                        let e = RpcError::new(ErrorCode::Other, "line is not UTF-8; closing the connection");
+                        let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(ToMiner::Response(Response::err(None, e)))).await;
+                        break "not utf-8";
+                    }
+                    Some(Err(e)) => {
+                        warn!(error = %e, "read failed");
+                        break "read failed";
+                    }
+                    Some(Ok(Err(malformed))) => {
+                        debug!(error = %malformed.error, "malformed line");
+                        Response::err(malformed.id, malformed.error)
+                    }
+                    Some(Ok(Ok(req))) => handle(&state, key, peer, &tx, &mut phase, &mut deadline, req).await,
+                };
+                if matches!(phase, Phase::Authorized { .. }) {
+                    deadline = Instant::now() + idle;
+                }
+                let authorized_now = matches!(reply.outcome, Ok(_)) && matches!(phase, Phase::Authorized { .. }) && !state.sessions.contains_key(&key);
+                if let Err(e) = framed.send(ToMiner::Response(reply)).await {
+                    warn!(error = %e, "write failed");
+                    break "write failed";
+                }
+                if authorized_now {
+                    // Register for dispatch only now, so the first notify follows the authorize answer.
+                    if let Phase::Authorized { worker } = &phase {
+                        state.sessions.insert(key, SessionEntry { tx: tx.clone(), worker: worker.clone(), peer });
+                        state.dispatch();
+                    }
+                }
+            }
+        }
+    };
+    state.sessions.remove(&key);
+    let requeued = state
+        .scheduler
+        .lock()
+        .expect("scheduler lock is never poisoned")
+        .remove_session(key);
+    if !requeued.is_empty() {
+        info!(
+            tasks = requeued.len(),
+            "session ended with leased tasks; re-queued"
+        );
+        state.dispatch();
+    }
+    info!(reason = why, "session closed");
+}
+
+async fn handle(
+    state: &Arc<PoolState>,
+    key: u64,
+    peer: SocketAddr,
+    _tx: &mpsc::Sender<ToMiner>,
+    phase: &mut Phase,
+    deadline: &mut Instant,
+    req: ToPool,
+) -> Response {
+    let id: Id = req.id;
+    let outcome: Result<serde_json::Value, RpcError> = match (req.call, &*phase) {
+        (Call::Subscribe(s), Phase::New) => {
+            if s.protocol != PROTOCOL_VERSION {
+                Err(RpcError::new(
+                    ErrorCode::Other,
+                    format!(
+                        "unsupported protocol {:?}; this pool speaks {PROTOCOL_VERSION}",
+                        s.protocol
+                    ),
+                ))
+            } else {
+                *phase = Phase::Subscribed {
+                    circuits: s.capabilities.circuits,
+                };
+                *deadline = Instant::now() + state.config.handshake_timeout();
+                debug!(agent = %s.agent, "subscribed");
+                Ok(serde_json::to_value(SubscribeResult {
+                    session: format!("{key:x}").as_str().into(),
+                    protocol: PROTOCOL_VERSION.into(),
+                    max_line: state.config.stratum.max_line,
+                    ping_interval_secs: state.config.stratum.ping_interval_secs,
+                    idle_timeout_secs: state.config.stratum.idle_timeout_secs,
+                })
+                .expect("results serialise"))
+            }
+        }
+        (Call::Subscribe(_), _) => Err(RpcError::new(ErrorCode::Other, "already subscribed")),
+        (Call::Authorize(a), Phase::Subscribed { circuits }) => match Worker::parse(&a.worker) {
+            Err(e) => Err(RpcError::new(ErrorCode::Unauthorized, e.to_string())),
+            Ok(worker) => {
+                let filter = PoolState::circuit_filter(circuits);
+                state
+                    .scheduler
+                    .lock()
+                    .expect("scheduler lock is never poisoned")
+                    .add_session(key, worker.to_string(), filter);
+                tracing::Span::current().record("worker", worker.as_str());
+                info!(%peer, "authorized");
+                *phase = Phase::Authorized {
+                    worker: worker.to_string(),
+                };
+                Ok(serde_json::to_value(AuthorizeResult {
+                    worker: worker.to_string(),
+                })
+                .expect("results serialise"))
+            }
+        },
+        (Call::Authorize(_), Phase::New) => Err(RpcError::new(
+            ErrorCode::NotSubscribed,
+            "send mining.subscribe before mining.authorize",
+        )),
+        (Call::Authorize(_), Phase::Authorized { .. }) => Err(RpcError::new(
+            ErrorCode::Other,
+            "already authorized; one worker per connection",
+        )),
+        (Call::Ping(_), _) => {
+            Ok(serde_json::to_value(PingResult { time_ms: now_ms() }).expect("results serialise"))
+        }
+        (_, Phase::New) => Err(RpcError::new(
+            ErrorCode::NotSubscribed,
+            "send mining.subscribe first",
+        )),
+        (_, Phase::Subscribed { .. }) => Err(RpcError::new(
+            ErrorCode::Unauthorized,
+            "send mining.authorize first",
+        )),
+        (Call::Submit(s), Phase::Authorized { worker }) => {
+            let worker = worker.clone();
+            state
+                .handle_submit(key, &worker, s)
+                .await
+                .map(|r| serde_json::to_value(r).expect("results serialise"))
+        }
+        (Call::Progress(p), Phase::Authorized { .. }) => {
+            let renewed = state
+                .scheduler
+                .lock()
+                .expect("scheduler lock is never poisoned")
+                .renew(key, &p.task.0, std::time::Instant::now());
+            match renewed {
+                Some(lease) => Ok(serde_json::to_value(ProgressResult {
+                    lease_secs: lease.as_secs().max(1),
+                })
+                .expect("results serialise")),
+                None => Err(RpcError::new(
+                    ErrorCode::StaleTask,
+                    format!("task {} is not leased to this session", p.task),
+                )),
+            }
+        }
+    };
+    match outcome {
+        Ok(v) => Response {
+            id: Some(id),
+            outcome: Ok(v),
+        },
+        Err(e) => Response::err(Some(id), e),
+    }
+}

@@ -1,0 +1,54 @@
+//! The `zkpool` binary's answers to bad input: the message names the problem and
+//! the exit code says whose it is.
+use std::process::Command;
+
+fn zkpool(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_zkpool"))
+        .args(args)
+        .output()
+        .expect("run zkpool");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[scheduler]\ntarget_task_seconds = 5\n").unwrap();
+    let (code, out) = zkpool(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("unknown field `target_task_seconds`"), "{out}");
+    let (code, out) = zkpool(&["serve", "--config", "/nonexistent/pool.toml"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("cannot read config /nonexistent/pool.toml"),
+        "{out}"
+    );
+}
+
+#[test]
+fn verify_refuses_what_is_not_a_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("r.json");
+    std::fs::write(&f, "{\"hello\": 1}").unwrap();
+    let (code, out) = zkpool(&["verify", f.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("INVALID:") && out.contains("not a zkpool result file"),
+        "{out}"
+    );
+    let (code, out) = zkpool(&["verify", "/nonexistent.json"]);
+    assert_eq!(code, 2, "{out}");
+}
+
+#[test]
+fn client_example_prints_a_job_the_pool_accepts_shape_of() {
+    let (code, out) = zkpool(&["client", "example", "batch", "--count", "2"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["statements"].as_array().unwrap().len(), 2);
+    assert_eq!(v["circuit"], "preimage");
+}

@@ -1,0 +1,307 @@
+//! The end-to-end harness: real `zkpool` and `zkminer` processes on loopback (or an
+//! in-process pool for protocol edges), a raw stratum connection, and helpers that
+//! wait on observable state instead of sleeping.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader},
+    net::TcpStream,
+};
+
+pub use pool::cli::Api;
+
+/// A workspace binary. `cargo test --workspace` builds them (the pool and miner
+/// crates have integration tests of their own, which makes cargo build their bins).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("ZKPOOL_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().expect("test binary path");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/deps/<test>")
+                .to_path_buf()
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (`cargo build --bins`, or run `cargo test --workspace`, which builds them)",
+        path.display()
+    );
+    path
+}
+
+/// Config for test pools: short timeouts so failures show quickly; `extra` is
+/// appended (TOML sections).
+pub fn test_config(data: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[storage]
+data_dir = "{}"
+[stratum]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[scheduler]
+target_task_secs = 1.0
+lease_min_secs = 20.0
+sweep_interval_secs = 0.2
+[circuits]
+chain_steps = 16
+{extra}
+"#,
+        data.display()
+    )
+}
+
+/// A `zkpool serve` process.
+pub struct PoolProcess {
+    pub child: Child,
+    pub stratum: SocketAddr,
+    pub http: SocketAddr,
+    pub api: Api,
+    pub config: PathBuf,
+}
+
+impl PoolProcess {
+    /// Starts `zkpool serve --config CONFIG`, optionally on fixed addresses, and
+    /// waits for its "serving" line.
+    pub fn start(
+        config: &Path,
+        addrs: Option<(SocketAddr, SocketAddr)>,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin("zkpool"));
+        cmd.arg("serve").arg("--config").arg(config);
+        if let Some((s, h)) = addrs {
+            cmd.arg("--stratum-listen")
+                .arg(s.to_string())
+                .arg("--http-listen")
+                .arg(h.to_string());
+        }
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .context("spawn zkpool")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if line.contains("serving:") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .with_context(|| format!("zkpool did not start; see {}", log.display()))?;
+        // "zkpool X serving: stratum+tcp://A | http://B"
+        let stratum = line
+            .split("stratum+tcp://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .context("stratum address")?
+            .parse()?;
+        let http: SocketAddr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .context("http address")?
+            .parse()?;
+        Ok(PoolProcess {
+            child,
+            stratum,
+            http,
+            api: Api::new(&format!("http://{http}")),
+            config: config.to_owned(),
+        })
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PoolProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `zkminer` process.
+pub struct MinerProcess {
+    pub child: Child,
+    pub worker: String,
+}
+
+impl MinerProcess {
+    pub fn start(
+        pool: SocketAddr,
+        worker: &str,
+        threads: usize,
+        cache: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = Command::new(bin("zkminer"))
+            .args([
+                "--pool",
+                &format!("stratum+tcp://{pool}"),
+                "--worker",
+                worker,
+                "--threads",
+                &threads.to_string(),
+                "--status-interval",
+                "1",
+            ])
+            .arg("--cache-dir")
+            .arg(cache)
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .context("spawn zkminer")?;
+        Ok(MinerProcess {
+            child,
+            worker: worker.to_owned(),
+        })
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for MinerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout`
+/// with `what` and the last value seen.
+pub async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {}s waiting for {what}", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A raw line-level stratum connection, for protocol edge tests.
+pub struct RawConn {
+    reader: AsyncBufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let (r, w) = TcpStream::connect(addr).await?.into_split();
+        Ok(RawConn {
+            reader: AsyncBufReader::new(r),
+            writer: w,
+        })
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.writer.write_all(bytes).await?;
+        Ok(())
+    }
+
+    pub async fn send(&mut self, v: &Value) -> anyhow::Result<()> {
+        self.send_raw(format!("{v}\n").as_bytes()).await
+    }
+
+    /// The next line as JSON; `None` at end of stream.
+    pub async fn recv(&mut self) -> anyhow::Result<Option<Value>> {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut line))
+            .await
+            .context("no line within 30s")??;
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::from_str(&line).with_context(|| {
+            format!("pool sent non-JSON: {line:?}")
+        })?))
+    }
+
+    /// The next message that is a response (skipping notifications, which are returned too).
+    pub async fn response(&mut self) -> anyhow::Result<(Value, Vec<Value>)> {
+        let mut notes = vec![];
+        loop {
+            let v = self
+                .recv()
+                .await?
+                .context("connection closed while waiting for a response")?;
+            if v.get("method").is_some() {
+                notes.push(v);
+            } else {
+                return Ok((v, notes));
+            }
+        }
+    }
+
+    /// Subscribes and authorizes as `worker`; returns notifications seen meanwhile.
+    pub async fn handshake(&mut self, worker: &str) -> anyhow::Result<Vec<Value>> {
+        self.send(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"mining.subscribe","params":{"agent":"raw-test","protocol":"zkpool/1"}})).await?;
+        let (r, mut notes) = self.response().await?;
+        anyhow::ensure!(r.get("result").is_some(), "subscribe failed: {r}");
+        self.send(&serde_json::json!({"jsonrpc":"2.0","id":2,"method":"mining.authorize","params":{"worker":worker}})).await?;
+        let (r, more) = self.response().await?;
+        anyhow::ensure!(r.get("result").is_some(), "authorize failed: {r}");
+        notes.extend(more);
+        Ok(notes)
+    }
+
+    /// Waits for the next `mining.notify`.
+    pub async fn next_notify(&mut self) -> anyhow::Result<Value> {
+        loop {
+            let v = self
+                .recv()
+                .await?
+                .context("connection closed while waiting for a task")?;
+            if v["method"] == "mining.notify" {
+                return Ok(v["params"].clone());
+            }
+        }
+    }
+}
+
+/// An in-process pool on loopback with a temporary data directory.
+pub async fn inproc_pool(extra: &str) -> anyhow::Result<(pool::RunningPool, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let config = pool::Config::from_toml(&test_config(&dir.path().join("data"), extra), "test")?;
+    let s = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let h = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok((pool::start(config, s, h).await?, dir))
+}

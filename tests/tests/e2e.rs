@@ -1,0 +1,501 @@
+//! End-to-end tests: real pool and miner processes (or an in-process pool with a
+//! raw socket for protocol edges), real Groth16 proofs on small circuits.
+
+use std::{process::Command, time::Duration};
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use zkpool_tests::*;
+
+fn chain_job(segments: u64) -> Value {
+    json!({"circuit": "chain", "chain": {"seed": "7", "segments": segments}, "client": "e2e"})
+}
+
+fn batch_job(n: u64) -> Value {
+    let statements: Vec<zk::Statement> = (1..=n)
+        .map(|x| zk::CircuitSpec::preimage_statement(zk::Fr::from(x * 1000 + 3)))
+        .collect();
+    json!({"circuit": "preimage", "statements": statements, "client": "e2e"})
+}
+
+async fn completed(api: &Api, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    api.wait(id, timeout, |_| {}).await
+}
+
+async fn worker_work(api: &Api, worker: &str) -> anyhow::Result<u64> {
+    Ok(api.get(&format!("/v1/workers/{worker}")).await?["work"]
+        .as_u64()
+        .unwrap_or(0))
+}
+
+fn zkpool_verify(path: &std::path::Path) -> (bool, String) {
+    let out = Command::new(bin("zkpool"))
+        .arg("verify")
+        .arg(path)
+        .output()
+        .expect("run zkpool verify");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The spine: two miner processes prove a 32-segment chain job and a 64-statement
+/// batch job for a pool process; results verify in-process and with `zkpool verify`,
+/// a tampered result is refused, and credited work adds up to the jobs' work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_miner_processes_complete_a_chain_job_and_a_batch_job() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("pool.toml");
+    std::fs::write(&cfg, test_config(&dir.path().join("data"), ""))?;
+    let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
+    let _a = MinerProcess::start(
+        pool.stratum,
+        "alice.rig1",
+        1,
+        &dir.path().join("cache-a"),
+        &dir.path().join("alice.log"),
+    )?;
+    let _b = MinerProcess::start(
+        pool.stratum,
+        "bob.rig1",
+        1,
+        &dir.path().join("cache-b"),
+        &dir.path().join("bob.log"),
+    )?;
+
+    let chain = pool.api.post("/v1/jobs", &chain_job(32)).await?;
+    let batch = pool.api.post("/v1/jobs", &batch_job(64)).await?;
+    assert_eq!(chain["statements"], 32);
+    assert_eq!(batch["statements"], 64);
+    let mut total_work = 0;
+    for job in [&chain, &batch] {
+        let id = job["id"].as_str().unwrap();
+        let v = completed(&pool.api, id, Duration::from_secs(300)).await?;
+        assert_eq!(v["verified"], v["statements"]);
+        total_work += v["total_work"].as_u64().unwrap();
+
+        let result = pool.api.get(&format!("/v1/jobs/{id}/result")).await?;
+        let parsed: zk::JobResult = serde_json::from_value(result.clone())?;
+        assert_eq!(
+            parsed.verify()?,
+            job["statements"].as_u64().unwrap() as usize,
+            "every proof verifies"
+        );
+
+        let file = dir.path().join(format!("{id}.json"));
+        std::fs::write(&file, serde_json::to_string_pretty(&result)?)?;
+        let (ok, out) = zkpool_verify(&file);
+        assert!(
+            ok && out.starts_with("OK:"),
+            "zkpool verify refused a good result: {out}"
+        );
+
+        // Tamper: change one public input of the last entry; keep the JSON valid.
+        let mut bad = result.clone();
+        let entries = bad["entries"].as_array_mut().unwrap();
+        let last = entries.last_mut().unwrap();
+        last["public"][0] = json!("12345");
+        let tampered = dir.path().join(format!("{id}-tampered.json"));
+        std::fs::write(&tampered, serde_json::to_string(&bad)?)?;
+        let (ok, out) = zkpool_verify(&tampered);
+        assert!(
+            !ok && out.contains("INVALID"),
+            "zkpool verify accepted a tampered result: {out}"
+        );
+    }
+    let (a, b) = (
+        worker_work(&pool.api, "alice.rig1").await?,
+        worker_work(&pool.api, "bob.rig1").await?,
+    );
+    assert!(a > 0 && b > 0, "both workers credited: alice {a}, bob {b}");
+    assert_eq!(
+        a + b,
+        total_work,
+        "credited work equals the jobs' total work"
+    );
+    let account = pool.api.get("/v1/workers/alice").await?;
+    assert_eq!(
+        account["work"].as_u64(),
+        Some(a),
+        "account view sums its rigs"
+    );
+    Ok(())
+}
+
+/// A miner killed mid-task: its leased statements go back to the queue when its
+/// connection drops, another miner finishes the job, no statement is credited twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_killed_mid_task_has_its_task_re_leased() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("pool.toml");
+    std::fs::write(&cfg, test_config(&dir.path().join("data"), ""))?;
+    let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
+    let mut doomed = MinerProcess::start(
+        pool.stratum,
+        "carol.rig1",
+        1,
+        &dir.path().join("cache-c"),
+        &dir.path().join("carol.log"),
+    )?;
+    let job = pool.api.post("/v1/jobs", &chain_job(12)).await?;
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Wait until carol holds a lease and has finished at least one task.
+    wait_for(
+        "carol to hold a lease after some verified work",
+        Duration::from_secs(120),
+        async || {
+            let v = pool.api.get(&format!("/v1/jobs/{id}")).await?;
+            Ok((v["leased"].as_u64() > Some(0) && v["verified"].as_u64() > Some(0)).then_some(()))
+        },
+    )
+    .await?;
+    doomed.kill();
+    let v = pool.api.get(&format!("/v1/jobs/{id}")).await?;
+    assert!(
+        v["verified"].as_u64() < v["statements"].as_u64(),
+        "job must still be running when carol dies: {v}"
+    );
+    // The pool notices the closed connection and returns carol's leases at once.
+    wait_for(
+        "carol's leases to return to the queue",
+        Duration::from_secs(30),
+        async || {
+            let v = pool.api.get(&format!("/v1/jobs/{id}")).await?;
+            Ok((v["leased"] == 0).then_some(()))
+        },
+    )
+    .await?;
+    let _dave = MinerProcess::start(
+        pool.stratum,
+        "dave.rig1",
+        2,
+        &dir.path().join("cache-d"),
+        &dir.path().join("dave.log"),
+    )?;
+    let done = completed(&pool.api, &id, Duration::from_secs(180)).await?;
+    let (c, d) = (
+        worker_work(&pool.api, "carol.rig1").await?,
+        worker_work(&pool.api, "dave.rig1").await?,
+    );
+    assert!(c > 0 && d > 0, "carol {c} dave {d}");
+    assert_eq!(
+        c + d,
+        done["total_work"].as_u64().unwrap(),
+        "each statement credited exactly once"
+    );
+    let result: zk::JobResult =
+        serde_json::from_value(pool.api.get(&format!("/v1/jobs/{id}/result")).await?)?;
+    result.verify()?;
+    Ok(())
+}
+
+/// The pool SIGKILLed mid-job and restarted on the same data directory finishes
+/// the job: accepted work is kept, leased work is redone, nothing is credited twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_restarted_mid_job_finishes_the_job() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("pool.toml");
+    std::fs::write(&cfg, test_config(&dir.path().join("data"), ""))?;
+    let log = dir.path().join("pool.log");
+    let mut pool = PoolProcess::start(&cfg, None, &log)?;
+    let addrs = (pool.stratum, pool.http);
+    let _m = MinerProcess::start(
+        pool.stratum,
+        "erin.rig1",
+        2,
+        &dir.path().join("cache"),
+        &dir.path().join("erin.log"),
+    )?;
+    let job = pool.api.post("/v1/jobs", &chain_job(16)).await?;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let before = wait_for("some verified work", Duration::from_secs(120), async || {
+        let v = pool.api.get(&format!("/v1/jobs/{id}")).await?;
+        let n = v["verified"].as_u64().unwrap_or(0);
+        Ok((n > 0).then_some(n))
+    })
+    .await?;
+    pool.kill();
+    assert!(
+        before < 16,
+        "the job finished before the pool was killed; make it longer"
+    );
+
+    let pool = PoolProcess::start(&cfg, Some(addrs), &log)?;
+    let after = pool.api.get(&format!("/v1/jobs/{id}")).await?;
+    assert!(
+        after["verified"].as_u64().unwrap() >= before,
+        "verified work survives the crash: {before} before, {after}"
+    );
+    let done = completed(&pool.api, &id, Duration::from_secs(180)).await?;
+    assert_eq!(
+        worker_work(&pool.api, "erin.rig1").await?,
+        done["total_work"].as_u64().unwrap(),
+        "no statement credited twice"
+    );
+    let result: zk::JobResult =
+        serde_json::from_value(pool.api.get(&format!("/v1/jobs/{id}/result")).await?)?;
+    assert_eq!(result.verify()?, 16);
+    Ok(())
+}
+
+fn err_code(v: &Value) -> i64 {
+    v["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected an error, got {v}"))
+}
+
+/// A malformed line gets a JSON-RPC parse error and the session goes on; an
+/// over-long line closes the connection after an error line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_lines_are_answered_and_over_long_lines_close() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool("").await?;
+    let mut c = RawConn::connect(pool.stratum_addr).await?;
+    c.send_raw(b"{this is not json\n").await?;
+    let r = c.recv().await?.context("reply to a malformed line")?;
+    assert_eq!(err_code(&r), -32700, "{r}");
+    assert!(r["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("parse error"));
+    c.send(&json!({"jsonrpc":"2.0","id":5,"method":"mining.fly"}))
+        .await?;
+    let r = c.recv().await?.unwrap();
+    assert_eq!((err_code(&r), r["id"].clone()), (-32601, json!(5)));
+    c.send(&json!({"jsonrpc":"2.0","id":6,"method":"mining.authorize","params":{"worker":"x.y"}}))
+        .await?;
+    assert_eq!(
+        err_code(&c.recv().await?.unwrap()),
+        25,
+        "authorize before subscribe: not subscribed"
+    );
+    // Still alive: a ping works.
+    c.send(&json!({"jsonrpc":"2.0","id":7,"method":"mining.ping"}))
+        .await?;
+    let r = c.recv().await?.unwrap();
+    assert!(r["result"]["time_ms"].as_u64().is_some(), "{r}");
+
+    let mut long = vec![b'x'; 70 * 1024];
+    long.push(b'\n');
+    c.send_raw(&long).await?;
+    let r = c.recv().await?.context("an error line before closing")?;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line longer than"),
+        "{r}"
+    );
+    assert!(
+        c.recv().await?.is_none(),
+        "connection closed after an over-long line"
+    );
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Proofs for another statement, garbage proofs, and proofs for statements not in
+/// the task are each rejected with their reason; the right proofs are then accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_garbage_and_misplaced_proofs_are_rejected_with_reasons() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool("").await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    let job = api.post("/v1/jobs", &batch_job(1)).await?;
+    let mut c = RawConn::connect(pool.stratum_addr).await?;
+    let mut notes = c.handshake("mallory.rig1").await?;
+    let task = match notes.pop() {
+        Some(n) if n["method"] == "mining.notify" => n["params"].clone(),
+        _ => c.next_notify().await?,
+    };
+    assert_eq!(task["job"], job["id"]);
+    // Fetch the proving key like a miner, checked against its hash.
+    let key_bytes = reqwest::get(task["key"]["url"].as_str().unwrap())
+        .await?
+        .bytes()
+        .await?;
+    let spec: zk::CircuitSpec = serde_json::from_value(task["spec"].clone())?;
+    let keys =
+        zk::CircuitKeys::from_pk_bytes(spec, &key_bytes, task["key"]["hash"].as_str().unwrap())?;
+    let index = task["statements"][0]["index"].as_u64().unwrap();
+    let tid = task["task"].clone();
+
+    let submit = |id: u64, idx: u64, proof: String| json!({"jsonrpc":"2.0","id":id,"method":"mining.submit","params":{"task":tid,"proofs":[{"index":idx,"proof":proof}]}});
+
+    // A valid proof of a different statement.
+    let other = zk::CircuitSpec::preimage_statement(zk::Fr::from(999_999u64));
+    c.send(&submit(10, index, keys.prove(&other)?.to_hex()))
+        .await?;
+    let (r, _) = c.response().await?;
+    assert_eq!(err_code(&r), 30, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
+        "{r}"
+    );
+
+    // The task went back to the queue and (as the only session) comes back to us.
+    let task = c.next_notify().await?;
+    let tid2 = task["task"].clone();
+    let submit2 = |id: u64, idx: u64, proof: String| json!({"jsonrpc":"2.0","id":id,"method":"mining.submit","params":{"task":tid2,"proofs":[{"index":idx,"proof":proof}]}});
+
+    // A statement index that is not in the task.
+    c.send(&submit2(11, index + 1, "00".repeat(128))).await?;
+    let (r, _) = c.response().await?;
+    assert_eq!(err_code(&r), 31, "{r}");
+
+    // Garbage bytes.
+    c.send(&submit2(12, index, "ab".repeat(128))).await?;
+    let (r, _) = c.response().await?;
+    assert_eq!(err_code(&r), 30, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed proof"),
+        "{r}"
+    );
+
+    // Finally the right proof.
+    let task = c.next_notify().await?;
+    let tid3 = task["task"].clone();
+    let stmt = zk::CircuitSpec::preimage_statement(zk::Fr::from(1003u64));
+    let proof = keys.prove(&stmt)?.to_hex();
+    c.send(&json!({"jsonrpc":"2.0","id":13,"method":"mining.submit","params":{"task":tid3,"proofs":[{"index":index,"proof":proof}]}})).await?;
+    let (r, _) = c.response().await?;
+    assert_eq!(r["result"]["accepted"], 1, "{r}");
+    // Submitting the same task again is stale.
+    c.send(&json!({"jsonrpc":"2.0","id":14,"method":"mining.submit","params":{"task":tid3,"proofs":[{"index":index,"proof":proof}]}})).await?;
+    let (r, _) = c.response().await?;
+    assert_eq!(err_code(&r), 21, "{r}");
+    let id = job["id"].as_str().unwrap();
+    completed(&api, id, Duration::from_secs(30)).await?;
+    assert_eq!(
+        worker_work(&api, "mallory.rig1").await?,
+        job["total_work"].as_u64().unwrap()
+    );
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Bad job requests get 4xx answers that say what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_job_requests_are_refused_with_clear_messages() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool("").await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    let cases = [
+        (
+            json!({"chain": {"seed": "1", "segments": 2}}),
+            "missing field `circuit`",
+        ),
+        (
+            json!({"circuit": "nope", "chain": {"seed": "1", "segments": 2}}),
+            "unknown circuit",
+        ),
+        (json!({"circuit": "chain"}), "missing field"),
+        (
+            json!({"circuit": "chain", "chain": {"seed": "-1", "segments": 2}}),
+            "not a decimal",
+        ),
+        (
+            json!({"circuit": "preimage", "statements": [{"public": ["1"], "private": ["2"]}]}),
+            "statements[0]: statement is not satisfiable",
+        ),
+        (
+            json!({"circuit": "preimage", "chain": {"seed": "1", "segments": 2}}),
+            "chain mode needs a chain circuit",
+        ),
+        (
+            json!({"circuit": "chain", "chain": {"seed": "21888242871839275222246405745257275088548364400416034343698204186575808495617", "segments": 1}}),
+            "not below",
+        ),
+    ];
+    for (body, expect) in cases {
+        let e = api
+            .post("/v1/jobs", &body)
+            .await
+            .expect_err("bad job accepted")
+            .to_string();
+        assert!(
+            e.contains(expect),
+            "{body} -> {e} (expected to mention {expect:?})"
+        );
+        assert!(e.contains("HTTP 4"), "{e}");
+    }
+    let e = api
+        .get("/v1/jobs/nope/result")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("404"), "{e}");
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// The example jobs in deploy/examples are accepted as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_jobs_are_accepted_as_they_are() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool("").await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    for name in ["chain-job.json", "batch-job.json"] {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/").to_owned() + name;
+        let body: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        let v = api
+            .post("/v1/jobs", &body)
+            .await
+            .with_context(|| path.clone())?;
+        assert_eq!(v["state"], "running", "{name}: {v}");
+    }
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Our Poseidon chain agrees with circomlibjs (an independent implementation from
+/// the npm registry), step by step.
+#[test]
+fn poseidon_chain_agrees_with_circomlibjs() -> anyhow::Result<()> {
+    let interop = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../interop"));
+    if !interop.join("node_modules/circomlibjs").exists() {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(interop)
+            .status()
+            .context("npm is needed for this test (node >= 18)")?;
+        anyhow::ensure!(ok.success(), "npm ci in interop/ failed");
+    }
+    let out = Command::new("node")
+        .arg("poseidon.js")
+        .args(["7", "40"])
+        .current_dir(interop)
+        .output()
+        .context("node is needed for this test")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "node poseidon.js failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<String> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(theirs.len(), 41);
+    let mut x = zk::Fr::from(7u64);
+    for (k, expected) in theirs.iter().enumerate().skip(1) {
+        x = zk::poseidon::hash(&[x]);
+        assert_eq!(
+            &zk::field::fr_to_string(&x),
+            expected,
+            "H^{k}(7) differs from circomlibjs"
+        );
+    }
+    // The 2-input hash as well.
+    assert_eq!(
+        theirs[0],
+        zk::field::fr_to_string(&zk::poseidon::hash(&[
+            zk::Fr::from(1u64),
+            zk::Fr::from(2u64)
+        ]))
+    );
+    Ok(())
+}

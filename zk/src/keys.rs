@@ -1,0 +1,162 @@
+//! Groth16 keys for the built-in circuits, addressed by hash.
+//!
+//! - A circuit's **id** is the hex SHA-256 of its verifying key in arkworks'
+//!   compressed encoding, so anyone holding the key can check the id.
+//! - A proving key travels as arkworks' *uncompressed* encoding, addressed by the
+//!   hex SHA-256 of those bytes. It is decoded without curve checks: the hash was
+//!   checked first and binds the bytes to what the pool published, and skipping
+//!   point decompression and subgroup checks makes a multi-megabyte key load in
+//!   milliseconds rather than seconds. Verifying keys and proofs, which come from
+//!   untrusted parties, are always decoded with full validation.
+
+use ark_groth16::{prepare_verifying_key, Groth16, PreparedVerifyingKey, ProvingKey, VerifyingKey};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Compress, Validate};
+use ark_snark::SNARK;
+use rand::{rngs::OsRng, rngs::StdRng, SeedableRng};
+
+use crate::{circuits::CircuitSpec, proof::ProofBytes, sha256_hex, Bn254, Statement};
+
+/// Why a key could not be made, read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The bytes do not hash to the hash they were fetched or stored under.
+    #[error("key bytes hash to {actual}, expected {expected}: the download or file is corrupt or was swapped")]
+    HashMismatch { expected: String, actual: String },
+    /// The bytes are not a key in the expected encoding.
+    #[error("not a valid BN254 Groth16 {what} ({detail})")]
+    Decode { what: &'static str, detail: String },
+    /// The key is for a circuit with a different number of public inputs.
+    #[error("verifying key has {got} public input(s), the circuit needs {expected}")]
+    Arity { expected: usize, got: usize },
+    /// Key generation or proving failed inside the constraint system.
+    #[error("synthesis failed: {0}")]
+    Synthesis(String),
+}
+
+/// A verifying key prepared for fast verification, with its id.
+#[derive(Clone)]
+pub struct VerifierKey {
+    pub vk: VerifyingKey<Bn254>,
+    pub pvk: PreparedVerifyingKey<Bn254>,
+    pub id: String,
+}
+
+impl VerifierKey {
+    pub fn new(vk: VerifyingKey<Bn254>) -> Self {
+        let id = sha256_hex(&vk_bytes(&vk));
+        let pvk = prepare_verifying_key(&vk);
+        VerifierKey { vk, pvk, id }
+    }
+
+    /// Decodes a compressed verifying key with full point validation.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let vk = VerifyingKey::<Bn254>::deserialize_with_mode(bytes, Compress::Yes, Validate::Yes)
+            .map_err(|e| KeyError::Decode {
+                what: "verifying key",
+                detail: e.to_string(),
+            })?;
+        Ok(Self::new(vk))
+    }
+
+    /// The number of public inputs this key checks.
+    pub fn public_inputs(&self) -> usize {
+        self.vk.gamma_abc_g1.len() - 1
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        vk_bytes(&self.vk)
+    }
+}
+
+/// The compressed encoding of a verifying key (what its id hashes).
+pub fn vk_bytes(vk: &VerifyingKey<Bn254>) -> Vec<u8> {
+    let mut out = Vec::new();
+    vk.serialize_compressed(&mut out)
+        .expect("serialising into a Vec cannot fail");
+    out
+}
+
+/// A circuit's full key set: what a prover needs, and its verifier.
+pub struct CircuitKeys {
+    pub spec: CircuitSpec,
+    pub pk: ProvingKey<Bn254>,
+    pub verifier: VerifierKey,
+}
+
+impl CircuitKeys {
+    /// Runs a (single-party) Groth16 setup for the circuit with the OS CSPRNG.
+    ///
+    /// Architecture Invariant: the public functions of this crate are not generic
+    /// over arkworks types or RNGs. A generic one would be monomorphised, and so
+    /// compiled, in the calling crate, at that crate's optimisation level: in a
+    /// debug build of the miner that made proving 10-30x slower.
+    pub fn setup(spec: CircuitSpec) -> Result<Self, KeyError> {
+        Self::setup_inner(spec, &mut OsRng)
+    }
+
+    /// A deterministic setup from a seed, for tests and reproducible benchmarks
+    /// only: anyone who knows the seed can forge proofs.
+    pub fn setup_seeded(spec: CircuitSpec, seed: u64) -> Result<Self, KeyError> {
+        Self::setup_inner(spec, &mut StdRng::seed_from_u64(seed))
+    }
+
+    fn setup_inner<R: rand::RngCore + rand::CryptoRng>(
+        spec: CircuitSpec,
+        rng: &mut R,
+    ) -> Result<Self, KeyError> {
+        let (pk, vk) = Groth16::<Bn254>::circuit_specific_setup(spec.blank(), rng)
+            .map_err(|e| KeyError::Synthesis(e.to_string()))?;
+        Ok(CircuitKeys {
+            spec,
+            pk,
+            verifier: VerifierKey::new(vk),
+        })
+    }
+
+    /// The proving key's uncompressed encoding (it contains the verifying key).
+    pub fn pk_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.pk.uncompressed_size());
+        self.pk
+            .serialize_uncompressed(&mut out)
+            .expect("serialising into a Vec cannot fail");
+        out
+    }
+
+    /// Reads a proving key that must hash to `expected_hash` (see the module doc for
+    /// why it is then decoded without point validation).
+    pub fn from_pk_bytes(
+        spec: CircuitSpec,
+        bytes: &[u8],
+        expected_hash: &str,
+    ) -> Result<Self, KeyError> {
+        let actual = sha256_hex(bytes);
+        if actual != expected_hash {
+            return Err(KeyError::HashMismatch {
+                expected: expected_hash.to_owned(),
+                actual,
+            });
+        }
+        let pk = ProvingKey::<Bn254>::deserialize_with_mode(bytes, Compress::No, Validate::No)
+            .map_err(|e| KeyError::Decode {
+                what: "proving key",
+                detail: e.to_string(),
+            })?;
+        let verifier = VerifierKey::new(pk.vk.clone());
+        if verifier.public_inputs() != spec.public_inputs() {
+            return Err(KeyError::Arity {
+                expected: spec.public_inputs(),
+                got: verifier.public_inputs(),
+            });
+        }
+        Ok(CircuitKeys { spec, pk, verifier })
+    }
+
+    /// Proves one statement. The statement should have passed [`CircuitSpec::check`];
+    /// an unsatisfiable one yields a proof that does not verify.
+    /// Randomness comes from the OS CSPRNG.
+    pub fn prove(&self, s: &Statement) -> Result<ProofBytes, KeyError> {
+        let proof = Groth16::<Bn254>::prove(&self.pk, self.spec.with_statement(s), &mut OsRng)
+            .map_err(|e| KeyError::Synthesis(e.to_string()))?;
+        Ok(ProofBytes::encode(&proof))
+    }
+}

@@ -1,0 +1,188 @@
+//! Proof encoding and verification.
+
+use ark_groth16::{Groth16, Proof};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize, Compress, Validate};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{keys::VerifierKey, Bn254, Fr};
+
+/// Size of a compressed BN254 Groth16 proof: A (G1, 32) + B (G2, 64) + C (G1, 32).
+pub const PROOF_LEN: usize = 128;
+
+/// Why a proof was not accepted. Every variant is a verdict about the proof, not
+/// a fault of the verifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The bytes are not a proof: wrong length, a point off the curve or outside
+    /// the prime-order subgroup, or a non-canonical coordinate.
+    #[error("malformed proof: {0}")]
+    Malformed(String),
+    /// The statement has a different number of public inputs from the key.
+    #[error("wrong number of public inputs: the verifying key takes {expected}, got {got}")]
+    InputCount { expected: usize, got: usize },
+    /// The pairing check failed: the proof is not a proof of this statement.
+    #[error("proof does not verify against the statement's public inputs")]
+    Invalid,
+}
+
+/// A proof in arkworks' compressed encoding (128 bytes); hex on the wire.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProofBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for ProofBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProofBytes({})", hex::encode(&self.0))
+    }
+}
+
+impl ProofBytes {
+    pub fn encode(proof: &Proof<Bn254>) -> Self {
+        let mut out = Vec::with_capacity(PROOF_LEN);
+        proof
+            .serialize_compressed(&mut out)
+            .expect("serialising into a Vec cannot fail");
+        ProofBytes(out)
+    }
+
+    /// Decodes with full validation (on curve, in subgroup, canonical), which must
+    /// precede any pairing on untrusted input.
+    pub fn decode(&self) -> Result<Proof<Bn254>, VerifyError> {
+        if self.0.len() != PROOF_LEN {
+            return Err(VerifyError::Malformed(format!(
+                "{} bytes, a compressed proof is {PROOF_LEN}",
+                self.0.len()
+            )));
+        }
+        Proof::<Bn254>::deserialize_with_mode(&self.0[..], Compress::Yes, Validate::Yes)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(&self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Result<Self, VerifyError> {
+        hex::decode(s)
+            .map(ProofBytes)
+            .map_err(|e| VerifyError::Malformed(format!("not hex: {e}")))
+    }
+}
+
+impl Serialize for ProofBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProofBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ProofBytes::from_hex(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl VerifierKey {
+    /// Verifies one proof against `public` inputs: decode with validation, check
+    /// the input count (ark-groth16 0.6 does not), then the pairing equation.
+    pub fn verify(&self, public: &[Fr], proof: &ProofBytes) -> Result<(), VerifyError> {
+        let expected = self.public_inputs();
+        if public.len() != expected {
+            return Err(VerifyError::InputCount {
+                expected,
+                got: public.len(),
+            });
+        }
+        let proof = proof.decode()?;
+        match Groth16::<Bn254>::verify_proof(&self.pvk, &proof, public) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(VerifyError::Invalid),
+            Err(e) => Err(VerifyError::Malformed(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{circuits::CircuitSpec, keys::CircuitKeys};
+
+    fn keys() -> (CircuitKeys, crate::Statement, ProofBytes) {
+        let spec = CircuitSpec::Preimage;
+        let keys = CircuitKeys::setup_seeded(spec, 1).unwrap();
+        let s = CircuitSpec::preimage_statement(Fr::from(5u64));
+        let p = keys.prove(&s).unwrap();
+        (keys, s, p)
+    }
+
+    #[test]
+    fn valid_proof_verifies_and_every_kind_of_bad_one_is_refused_with_its_reason() {
+        let (keys, s, p) = keys();
+        let v = &keys.verifier;
+        assert_eq!(v.verify(&s.public, &p), Ok(()));
+
+        // Another statement.
+        let other = CircuitSpec::preimage_statement(Fr::from(6u64));
+        assert_eq!(v.verify(&other.public, &p), Err(VerifyError::Invalid));
+
+        // One input appended: ark-groth16 alone would ignore it.
+        let mut more = s.public.clone();
+        more.push(Fr::from(0u64));
+        assert_eq!(
+            v.verify(&more, &p),
+            Err(VerifyError::InputCount {
+                expected: 1,
+                got: 2
+            })
+        );
+        // One input dropped: ark-groth16 alone would treat it as zero.
+        assert_eq!(
+            v.verify(&[], &p),
+            Err(VerifyError::InputCount {
+                expected: 1,
+                got: 0
+            })
+        );
+
+        // Garbage bytes and a truncated proof.
+        assert!(matches!(
+            v.verify(&s.public, &ProofBytes(vec![0xAB; PROOF_LEN])),
+            Err(VerifyError::Malformed(_))
+        ));
+        assert!(matches!(
+            v.verify(&s.public, &ProofBytes(p.0[..100].to_vec())),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn every_flipped_bit_is_refused() {
+        let (keys, s, p) = keys();
+        for byte in 0..PROOF_LEN {
+            for bit in [0u8, 3, 7] {
+                let mut bad = p.clone();
+                bad.0[byte] ^= 1 << bit;
+                assert!(
+                    keys.verifier.verify(&s.public, &bad).is_err(),
+                    "flip at byte {byte} bit {bit} accepted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn proving_key_round_trips_through_its_hash() {
+        let (keys, s, _) = keys();
+        let bytes = keys.pk_bytes();
+        let hash = crate::sha256_hex(&bytes);
+        let back = CircuitKeys::from_pk_bytes(CircuitSpec::Preimage, &bytes, &hash).unwrap();
+        assert_eq!(back.verifier.id, keys.verifier.id);
+        let p = back.prove(&s).unwrap();
+        assert_eq!(keys.verifier.verify(&s.public, &p), Ok(()));
+        let mut corrupt = bytes.clone();
+        corrupt[100] ^= 1;
+        assert!(matches!(
+            CircuitKeys::from_pk_bytes(CircuitSpec::Preimage, &corrupt, &hash),
+            Err(crate::KeyError::HashMismatch { .. })
+        ));
+    }
+}
