@@ -657,7 +657,7 @@ mod tests {
     }
 
     #[test]
-    fn example_lines_from_protocol_md_decode() {
+    fn hand_written_example_lines_decode() {
         let line = r#"{"jsonrpc":"2.0","id":1,"method":"mining.subscribe","params":{"agent":"zkminer/0.1.0","protocol":"zkpool/1","capabilities":{"backends":["arkworks"],"circuits":[],"threads":2}}}"#;
         assert!(matches!(
             ToPool::from_line(line).unwrap().call,
@@ -665,5 +665,38 @@ mod tests {
         ));
         let ping = r#"{"jsonrpc":"2.0","id":9,"method":"mining.ping"}"#;
         assert_eq!(ToPool::from_line(ping).unwrap().call, Call::Ping(Ping {}));
+    }
+}
+
+#[cfg(test)]
+mod protocol_md {
+    use super::*;
+
+    /// Every example line in PROTOCOL.md (`> ` from the miner, `< ` from the pool)
+    /// decodes as the message it claims to be, so the spec cannot drift from the code.
+    #[test]
+    fn every_example_line_in_protocol_md_decodes() {
+        let text = include_str!("../../PROTOCOL.md");
+        let (mut to_pool, mut to_miner) = (0, 0);
+        for line in text.lines() {
+            if let Some(l) = line.strip_prefix("> {") {
+                let l = format!("{{{l}");
+                if l.starts_with("{this") {
+                    assert!(ToPool::from_line(&l).is_err());
+                    continue;
+                }
+                // "...(256 hex digits)" abbreviates a proof; decode the shape anyway.
+                ToPool::from_line(&l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
+                to_pool += 1;
+            } else if let Some(l) = line.strip_prefix("< {") {
+                let l = format!("{{{l}");
+                ToMiner::from_line(&l).unwrap_or_else(|e| panic!("{l}: {e:?}"));
+                to_miner += 1;
+            }
+        }
+        assert!(
+            to_pool >= 5 && to_miner >= 9,
+            "examples found: {to_pool} to pool, {to_miner} to miner"
+        );
     }
 }

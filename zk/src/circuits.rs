@@ -288,6 +288,9 @@ mod tests {
         // One Poseidon width-2 permutation: 8 full rounds x 2 S-boxes + 56 partial = 72
         // S-boxes of 3 constraints, less the first one, which acts on the constant 0 + c.
         assert_eq!(two - one, 71 * 3);
-        assert!(CircuitSpec::Preimage.constraints() >= 216);
+        // One hash plus the digest equality.
+        assert_eq!(CircuitSpec::Preimage.constraints(), 213 + 1);
+        // 64 hashes, the index binding and the output equality.
+        assert_eq!(CircuitSpec::Chain { steps: 64 }.constraints(), 64 * 213 + 2);
     }
 }
