@@ -527,7 +527,11 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         stats.push((worker, s.clone()));
         miners.push(tokio::spawn(miner::run(cfg, s, stop.clone())));
     }
-    println!("2. miners alice.rig1 and bob.rig1 connected to stratum+tcp://{} ({} prover thread(s) each)", pool.stratum_addr, (cores / 2).max(1));
+    println!(
+        "2. started miners alice.rig1 and bob.rig1 for stratum+tcp://{} ({} prover thread(s) each)",
+        pool.stratum_addr,
+        (cores / 2).max(1)
+    );
 
     let api = Api::new(&format!("http://{}", pool.http_addr));
     let chain = api

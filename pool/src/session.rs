@@ -98,6 +98,7 @@ pub async fn run(
     );
     let (tx, mut rx) = mpsc::channel::<ToMiner>(SESSION_QUEUE);
     let mut phase = Phase::New;
+    let mut registered = false;
     let handshake = state.config.handshake_timeout();
     let idle = state.config.idle_timeout();
     let mut deadline = Instant::now() + handshake;
@@ -144,22 +145,21 @@ pub async fn run(
                         debug!(error = %malformed.error, "malformed line");
                         Response::err(malformed.id, malformed.error)
                     }
-                    Some(Ok(Ok(req))) => handle(&state, key, peer, &tx, &mut phase, &mut deadline, req).await,
+                    Some(Ok(Ok(req))) => handle(&state, key, peer, &mut phase, &mut deadline, req).await,
                 };
                 if matches!(phase, Phase::Authorized { .. }) {
                     deadline = Instant::now() + idle;
                 }
-                let authorized_now = matches!(reply.outcome, Ok(_)) && matches!(phase, Phase::Authorized { .. }) && !state.sessions.contains_key(&key);
                 if let Err(e) = framed.send(ToMiner::Response(reply)).await {
                     warn!(error = %e, "write failed");
                     break "write failed";
                 }
-                if authorized_now {
-                    // Register for dispatch only now, so the first notify follows the authorize answer.
-                    if let Phase::Authorized { worker } = &phase {
-                        state.sessions.insert(key, SessionEntry { tx: tx.clone(), worker: worker.clone(), peer });
-                        state.dispatch();
-                    }
+                if let (false, Phase::Authorized { worker }) = (registered, &phase) {
+                    // Register for dispatch only after the authorize answer is written,
+                    // so the first notify follows it on the wire.
+                    state.sessions.insert(key, SessionEntry { tx: tx.clone(), worker: worker.clone(), peer });
+                    registered = true;
+                    state.dispatch();
                 }
             }
         }
@@ -184,7 +184,6 @@ async fn handle(
     state: &Arc<PoolState>,
     key: u64,
     peer: SocketAddr,
-    _tx: &mpsc::Sender<ToMiner>,
     phase: &mut Phase,
     deadline: &mut Instant,
     req: ToPool,

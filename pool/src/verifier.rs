@@ -1,6 +1,8 @@
 //! Proof verification off the async workers, on a bounded blocking pool.
 //!
-//! A submit's proofs are verified together on one blocking thread; at most
+//! A submit's proofs are verified together on one blocking thread, as one batch
+//! (one multi-Miller loop and one final exponentiation; bisection finds any bad
+//! proof, see `zk::batch`); at most
 //! `threads` submits verify at once. A session waits for its verdict before it
 //! reads its next line, so a pool that cannot keep up slows its miners down
 //! (backpressure) instead of queueing without bound.
@@ -35,14 +37,7 @@ impl Verifier {
             .acquire_owned()
             .await
             .expect("the verifier semaphore is never closed");
-        match tokio::task::spawn_blocking(move || {
-            items
-                .iter()
-                .map(|(public, proof)| key.verify(public, proof))
-                .collect()
-        })
-        .await
-        {
+        match tokio::task::spawn_blocking(move || key.verify_batch(&items)).await {
             Ok(v) => v,
             // A panic inside the verifier is a verdict against the input, not a crash of the pool.
             Err(e) => vec![

@@ -499,3 +499,59 @@ fn poseidon_chain_agrees_with_circomlibjs() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// SIGTERM: the pool tells connected miners to reconnect, drains and exits 0; the
+/// job it had accepted is still there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_tells_miners_to_reconnect_and_exits_cleanly() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("pool.toml");
+    std::fs::write(&cfg, test_config(&dir.path().join("data"), ""))?;
+    let log = dir.path().join("pool.log");
+    let mut pool = PoolProcess::start(&cfg, None, &log)?;
+    let job = pool.api.post("/v1/jobs", &chain_job(2)).await?;
+    let mut c = RawConn::connect(pool.stratum).await?;
+    c.handshake("frank.rig1").await?;
+    let pid = pool.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()?
+        .success());
+    let reconnect = loop {
+        let v = c
+            .recv()
+            .await?
+            .context("pool closed without client.reconnect")?;
+        if v["method"] == "client.reconnect" {
+            break v;
+        }
+    };
+    assert!(
+        reconnect["params"]["wait_secs"].as_u64().is_some(),
+        "{reconnect}"
+    );
+    assert!(
+        c.recv().await?.is_none(),
+        "connection closed after client.reconnect"
+    );
+    let status = wait_for("the pool to exit", Duration::from_secs(20), async || {
+        Ok(pool.child.try_wait()?)
+    })
+    .await?;
+    assert!(
+        status.success(),
+        "zkpool exited with {status}; see {}",
+        log.display()
+    );
+
+    let pool = PoolProcess::start(&cfg, None, &log)?;
+    let v = pool
+        .api
+        .get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap()))
+        .await?;
+    assert_eq!(
+        v["state"], "running",
+        "accepted job survives a restart: {v}"
+    );
+    Ok(())
+}

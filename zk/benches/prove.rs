@@ -1,8 +1,8 @@
-//! Bare ark-groth16 proving of the built-in circuits: the baseline the miner's
-//! end-to-end throughput is compared against (see BENCHMARKS.md).
-use criterion::{criterion_group, criterion_main, Criterion};
-
-use zk::{circuits::DEFAULT_CHAIN_STEPS, CircuitKeys, CircuitSpec, Fr};
+//! zk benchmarks: bare ark-groth16 proving of the built-in circuits (the baseline
+//! for the miner), and single vs batch verification.
+//! Run: `cargo bench -p zkpool-zk --bench prove`.
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use zk::{circuits::DEFAULT_CHAIN_STEPS, CircuitKeys, CircuitSpec, Fr, ProofBytes};
 
 fn prove(c: &mut Criterion) {
     let mut g = c.benchmark_group("prove");
@@ -14,6 +14,9 @@ fn prove(c: &mut Criterion) {
         CircuitSpec::Preimage,
     ] {
         let keys = CircuitKeys::setup_seeded(spec, 1).unwrap();
+        // Prove with a key decoded from bytes, as a miner does.
+        let bytes = keys.pk_bytes();
+        let keys = CircuitKeys::from_pk_bytes(spec, &bytes, &zk::sha256_hex(&bytes)).unwrap();
         let s = match spec {
             CircuitSpec::Chain { steps } => CircuitSpec::chain_statement(steps, 0, Fr::from(1u64)),
             CircuitSpec::Preimage => CircuitSpec::preimage_statement(Fr::from(1u64)),
@@ -27,12 +30,31 @@ fn prove(c: &mut Criterion) {
 }
 
 fn verify(c: &mut Criterion) {
-    let keys = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 1).unwrap();
-    let s = CircuitSpec::preimage_statement(Fr::from(1u64));
-    let p = keys.prove(&s).unwrap();
-    c.bench_function("verify/one-proof-validated", |b| {
-        b.iter(|| keys.verifier.verify(&s.public, &p).unwrap())
-    });
+    let keys = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 2).unwrap();
+    let distinct: Vec<(Vec<Fr>, ProofBytes)> = (0..64u64)
+        .map(|i| {
+            let s = CircuitSpec::preimage_statement(Fr::from(i));
+            let p = keys.prove(&s).unwrap();
+            (s.public, p)
+        })
+        .collect();
+    let mut g = c.benchmark_group("verify");
+    g.sample_size(10);
+    for n in [1usize, 16, 256, 1024] {
+        let items: Vec<_> = distinct.iter().cycle().take(n).cloned().collect();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("one-by-one", n), &items, |b, items| {
+            b.iter(|| {
+                items
+                    .iter()
+                    .all(|(x, p)| keys.verifier.verify(x, p).is_ok())
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("batch", n), &items, |b, items| {
+            b.iter(|| keys.verifier.verify_batch(items).iter().all(Result::is_ok))
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, prove, verify);
