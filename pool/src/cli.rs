@@ -36,6 +36,15 @@ enum Command {
         /// A result file, as returned by GET /v1/jobs/{id}/result.
         result: PathBuf,
     },
+    /// Write a result's proofs in another format, e.g. for `snarkjs groth16 verify`.
+    Export {
+        format: ExportFormat,
+        /// A result file.
+        result: PathBuf,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Talk to a running pool's HTTP API as a client.
     Client {
         /// The pool's HTTP API.
@@ -122,6 +131,12 @@ enum ClientCommand {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
+enum ExportFormat {
+    /// verification_key.json, proof-N.json and public-N.json, as snarkjs writes them.
+    Snarkjs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
 enum ExampleKind {
     Chain,
     Batch,
@@ -149,6 +164,11 @@ pub fn main() -> ExitCode {
             Command::Setup(a) => setup(a).await.map(|_| ExitCode::SUCCESS),
             Command::Demo(a) => demo(a).await.map(|_| ExitCode::SUCCESS),
             Command::Verify { result } => Ok(verify(&result)),
+            Command::Export {
+                format: ExportFormat::Snarkjs,
+                result,
+                out,
+            } => export_snarkjs(&result, &out).map(|_| ExitCode::SUCCESS),
             Command::Client { url, command } => client(&url, command).await,
         }
     });
@@ -307,6 +327,41 @@ fn verify(path: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn export_snarkjs(path: &Path, out: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let result: zk::JobResult = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a zkpool result file", path.display()))?;
+    // Export only what checks out: a snarkjs user should not have to find out later.
+    let n = result.verify().map_err(|e| {
+        anyhow::anyhow!("{} does not verify ({e}); nothing exported", path.display())
+    })?;
+    let key = zk::VerifierKey::from_bytes(&hex::decode(&result.verifying_key)?)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let write = |name: String, v: &Value| -> anyhow::Result<()> {
+        let p = out.join(name);
+        std::fs::write(&p, serde_json::to_string_pretty(v)?)
+            .with_context(|| format!("cannot write {}", p.display()))
+    };
+    write("verification_key.json".into(), &zk::snarkjs::vk_json(&key))?;
+    for (i, e) in result.entries.iter().enumerate() {
+        write(
+            format!("proof-{i}.json"),
+            &zk::snarkjs::proof_json(&e.proof)?,
+        )?;
+        write(
+            format!("public-{i}.json"),
+            &zk::snarkjs::public_json(&e.public),
+        )?;
+    }
+    println!(
+        "wrote verification_key.json and {n} proof-N.json/public-N.json pairs to {}",
+        out.display()
+    );
+    println!("check one with: snarkjs groth16 verify {0}/verification_key.json {0}/public-0.json {0}/proof-0.json", out.display());
+    Ok(())
 }
 
 /// A thin HTTP client for the pool's API with errors that carry the pool's message.

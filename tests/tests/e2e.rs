@@ -456,14 +456,7 @@ async fn example_jobs_are_accepted_as_they_are() -> anyhow::Result<()> {
 #[test]
 fn poseidon_chain_agrees_with_circomlibjs() -> anyhow::Result<()> {
     let interop = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../interop"));
-    if !interop.join("node_modules/circomlibjs").exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(interop)
-            .status()
-            .context("npm is needed for this test (node >= 18)")?;
-        anyhow::ensure!(ok.success(), "npm ci in interop/ failed");
-    }
+    ensure_npm_packages(interop)?;
     let out = Command::new("node")
         .arg("poseidon.js")
         .args(["7", "40"])
@@ -553,5 +546,92 @@ async fn sigterm_tells_miners_to_reconnect_and_exits_cleanly() -> anyhow::Result
         v["state"], "running",
         "accepted job survives a restart: {v}"
     );
+    Ok(())
+}
+
+/// `zkpool export snarkjs` writes files that snarkjs (an independent Groth16
+/// implementation from the npm registry) accepts, and snarkjs refuses a changed input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snarkjs_accepts_exported_proofs() -> anyhow::Result<()> {
+    let interop = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../interop"));
+    ensure_npm_packages(interop)?;
+    let (pool, dir) = inproc_pool("").await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    let _m = MinerProcess::start(
+        pool.stratum_addr,
+        "gina.rig1",
+        2,
+        &dir.path().join("cache"),
+        &dir.path().join("gina.log"),
+    )?;
+    let job = api.post("/v1/jobs", &chain_job(2)).await?;
+    let id = job["id"].as_str().unwrap();
+    completed(&api, id, Duration::from_secs(120)).await?;
+    let file = dir.path().join("result.json");
+    std::fs::write(
+        &file,
+        serde_json::to_string(&api.get(&format!("/v1/jobs/{id}/result")).await?)?,
+    )?;
+    let out = dir.path().join("snarkjs");
+    let st = Command::new(bin("zkpool"))
+        .args(["export", "snarkjs"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .output()?;
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+
+    let snarkjs = |public: &std::path::Path,
+                   proof: &std::path::Path|
+     -> anyhow::Result<(bool, String)> {
+        let o = Command::new("node")
+            .arg(interop.join("node_modules/snarkjs/build/cli.cjs"))
+            .args(["groth16", "verify"])
+            .arg(out.join("verification_key.json"))
+            .arg(public)
+            .arg(proof)
+            .output()?;
+        Ok((
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        ))
+    };
+    for i in 0..2 {
+        let (ok, text) = snarkjs(
+            &out.join(format!("public-{i}.json")),
+            &out.join(format!("proof-{i}.json")),
+        )?;
+        assert!(
+            ok && text.contains("OK!"),
+            "snarkjs refused segment {i}: {text}"
+        );
+    }
+    // Segment 1's proof against segment 0's inputs.
+    let (ok, text) = snarkjs(&out.join("public-0.json"), &out.join("proof-1.json"))?;
+    assert!(
+        !ok || !text.contains("OK!"),
+        "snarkjs accepted a proof of another statement: {text}"
+    );
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// Installs interop/'s npm packages from the lockfile when they are missing
+/// (`.ci/run` does it up front).
+fn ensure_npm_packages(interop: &std::path::Path) -> anyhow::Result<()> {
+    if !interop.join("node_modules/circomlibjs").exists()
+        || !interop.join("node_modules/snarkjs").exists()
+    {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(interop)
+            .status()
+            .context("npm is needed for the interop tests (node >= 18)")?;
+        anyhow::ensure!(ok.success(), "npm ci in interop/ failed");
+    }
     Ok(())
 }

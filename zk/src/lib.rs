@@ -11,10 +11,12 @@
 pub mod batch;
 pub mod circuits;
 pub mod field;
+pub mod gnark;
 pub mod keys;
 pub mod poseidon;
 pub mod proof;
 pub mod result;
+pub mod snarkjs;
 
 pub use ark_bn254::{Bn254, Fr};
 pub use circuits::{CircuitSpec, Statement, StatementError};

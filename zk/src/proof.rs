@@ -92,8 +92,19 @@ impl VerifierKey {
                 got: public.len(),
             });
         }
-        let proof = proof.decode()?;
-        match Groth16::<Bn254>::verify_proof(&self.pvk, &proof, public) {
+        self.verify_decoded(public, &proof.decode()?)
+    }
+
+    /// Verifies an already decoded (and validated) proof, checking the input count.
+    pub fn verify_decoded(&self, public: &[Fr], proof: &Proof<Bn254>) -> Result<(), VerifyError> {
+        let expected = self.public_inputs();
+        if public.len() != expected {
+            return Err(VerifyError::InputCount {
+                expected,
+                got: public.len(),
+            });
+        }
+        match Groth16::<Bn254>::verify_proof(&self.pvk, proof, public) {
             Ok(true) => Ok(()),
             Ok(false) => Err(VerifyError::Invalid),
             Err(e) => Err(VerifyError::Malformed(e.to_string())),
