@@ -36,6 +36,15 @@ enum Command {
         /// A result file, as returned by GET /v1/jobs/{id}/result.
         result: PathBuf,
     },
+    /// Verify a gnark BN254 Groth16 proof: exit 0 if valid, 1 with the reason if not.
+    VerifyGnark {
+        /// The verifying key as gnark's VerifyingKey.WriteTo wrote it.
+        vk: PathBuf,
+        /// The proof as gnark's Proof.WriteRawTo (or WriteTo) wrote it.
+        proof: PathBuf,
+        /// The public inputs: a JSON array of decimal strings, in order.
+        public: PathBuf,
+    },
     /// Write a result's proofs in another format, e.g. for `snarkjs groth16 verify`.
     Export {
         format: ExportFormat,
@@ -164,6 +173,7 @@ pub fn main() -> ExitCode {
             Command::Setup(a) => setup(a).await.map(|_| ExitCode::SUCCESS),
             Command::Demo(a) => demo(a).await.map(|_| ExitCode::SUCCESS),
             Command::Verify { result } => Ok(verify(&result)),
+            Command::VerifyGnark { vk, proof, public } => verify_gnark(&vk, &proof, &public),
             Command::Export {
                 format: ExportFormat::Snarkjs,
                 result,
@@ -325,6 +335,37 @@ fn verify(path: &Path) -> ExitCode {
         Err(e) => {
             println!("INVALID: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn verify_gnark(vk: &Path, proof: &Path, public: &Path) -> anyhow::Result<ExitCode> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let (vk_bytes, proof_bytes) = (read(vk)?, read(proof)?);
+    let inputs: Vec<String> = serde_json::from_slice(&read(public)?).with_context(|| {
+        format!(
+            "{} is not a JSON array of decimal strings",
+            public.display()
+        )
+    })?;
+    let inputs = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            zk::field::parse_fr(x).with_context(|| format!("{}: input {i}", public.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match zk::gnark::verify(&vk_bytes, &proof_bytes, &inputs) {
+        Ok(()) => {
+            println!(
+                "OK: gnark proof verifies with {} public input(s)",
+                inputs.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            Ok(ExitCode::from(1))
         }
     }
 }

@@ -52,3 +52,45 @@ fn client_example_prints_a_job_the_pool_accepts_shape_of() {
     assert_eq!(v["statements"].as_array().unwrap().len(), 2);
     assert_eq!(v["circuit"], "preimage");
 }
+
+/// Real gnark proofs (../shared/vectors/gnark) verify with `zkpool verify-gnark`, and
+/// a proof checked against another proof's inputs does not.
+#[test]
+fn verify_gnark_accepts_real_gnark_proofs_and_refuses_mismatches() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/gnark");
+    if !dir.exists() {
+        eprintln!(
+            "SKIPPED: {} is absent; this test needs ../shared beside the repository",
+            dir.display()
+        );
+        return;
+    }
+    let f = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+    let (code, out) = zkpool(&[
+        "verify-gnark",
+        &f("vk.bin"),
+        &f("proof-1.bin"),
+        &f("public-1.json"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("OK: gnark proof verifies with 2 public input(s)"),
+        "{out}"
+    );
+    let (code, out) = zkpool(&[
+        "verify-gnark",
+        &f("vk.bin"),
+        &f("proof-4.bin"),
+        &f("public-1.json"),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("INVALID: proof does not verify"), "{out}");
+    let (code, out) = zkpool(&[
+        "verify-gnark",
+        &f("vk.bin"),
+        &f("public-1.json"),
+        &f("public-1.json"),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("INVALID: proof:"), "{out}");
+}
