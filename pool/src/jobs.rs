@@ -129,15 +129,8 @@ pub fn build(
                 return Err(JobError::BadRequest(format!("chain.segments must be 1..={max_statements}, got {}", c.segments)));
             }
             let seed = parse_fr(&c.seed).map_err(|e| JobError::BadRequest(format!("chain.seed: {e}")))?;
-            let mut state = seed;
-            let statements: Vec<Statement> = (0..c.segments)
-                .map(|i| {
-                    let s = CircuitSpec::chain_statement(steps, i, state);
-                    state = s.public[2];
-                    s
-                })
-                .collect();
-            let claim = ChainClaim { seed, output: state, segments: c.segments, steps_per_segment: steps };
+            let (statements, output) = CircuitSpec::chain_statements(steps, seed, c.segments);
+            let claim = ChainClaim { seed, output, segments: c.segments, steps_per_segment: steps };
             (JobMode::Chain, statements, Some(claim))
         }
         (None, Some(statements)) => {

@@ -90,14 +90,7 @@ async fn run() -> anyhow::Result<()> {
     let (mut best_bare, mut best_pool) = (f64::MAX, f64::MAX);
     for round in 0..ROUNDS {
         let seed = Fr::from(100 + round as u64);
-        let mut state = seed;
-        let statements: Vec<_> = (0..SEGMENTS)
-            .map(|i| {
-                let s = CircuitSpec::chain_statement(DEFAULT_CHAIN_STEPS, i, state);
-                state = s.public[2];
-                s
-            })
-            .collect();
+        let (statements, _) = CircuitSpec::chain_statements(DEFAULT_CHAIN_STEPS, seed, SEGMENTS);
         let t = Instant::now();
         for s in &statements {
             prover.install(|| keys.prove(s))?;

@@ -98,6 +98,21 @@ impl CircuitSpec {
         }
     }
 
+    /// A chain's segment statements from `seed`, `segments` of `steps` hashes each,
+    /// linked (segment i's output is segment i+1's input), and the chain's output.
+    /// This executes the chain natively (about 27 us per hash in release).
+    pub fn chain_statements(steps: u32, seed: Fr, segments: u64) -> (Vec<Statement>, Fr) {
+        let mut state = seed;
+        let statements = (0..segments)
+            .map(|i| {
+                let s = Self::chain_statement(steps, i, state);
+                state = s.public[2];
+                s
+            })
+            .collect();
+        (statements, state)
+    }
+
     /// The preimage statement `[Poseidon([x])]` with private `[x]`.
     pub fn preimage_statement(x: Fr) -> Statement {
         Statement {

@@ -13,7 +13,10 @@
 //! commitment hash folded into the public inputs; it is refused with a clear error.
 
 use ark_bn254::{Fq, Fq2, G1Affine, G2Affine};
-use ark_ec::AffineRepr;
+use ark_ec::{
+    short_weierstrass::{Affine, SWCurveConfig},
+    AffineRepr,
+};
 use ark_ff::{BigInteger, PrimeField};
 use ark_groth16::{Proof, VerifyingKey};
 
@@ -100,113 +103,71 @@ impl<'a> Reader<'a> {
             })
     }
 
-    /// A G1 point, compressed or raw as its flags say.
-    fn g1(&mut self) -> Result<G1Affine, GnarkError> {
+    /// A point of either group, compressed or raw as its flags say. `coord` reads one
+    /// coordinate (32 bytes for G1, 64 for G2), clearing the flag bits when told to.
+    fn point<P: SWCurveConfig>(
+        &mut self,
+        group: &'static str,
+        coord_len: usize,
+        coord: fn(&mut Self, bool) -> Result<P::BaseField, GnarkError>,
+    ) -> Result<Affine<P>, GnarkError> {
         let at = self.at;
+        let raw_len = 2 * coord_len;
         let p = match self.flags()? {
+            0b00 if self.remaining() >= raw_len
+                && self.bytes[at..at + raw_len].iter().all(|b| *b == 0) =>
+            {
+                self.at += raw_len;
+                Affine::identity()
+            }
             0b00 => {
-                if self.bytes[self.at..].len() >= 64
-                    && self.bytes[self.at..self.at + 64].iter().all(|b| *b == 0)
-                {
-                    self.at += 64;
-                    G1Affine::identity()
-                } else {
-                    let x = self.fq(false)?;
-                    let y = self.fq(false)?;
-                    G1Affine::new_unchecked(x, y)
-                }
+                let x = coord(self, false)?;
+                let y = coord(self, false)?;
+                Affine::new_unchecked(x, y)
             }
             0b01 => {
-                self.take(32)?;
-                G1Affine::identity()
+                self.take(coord_len)?;
+                Affine::identity()
             }
             flag => {
-                let x = self.fq(true)?;
+                let x = coord(self, true)?;
                 let (small, large) =
-                    G1Affine::get_ys_from_x_unchecked(x).ok_or(GnarkError::BadPoint {
+                    Affine::<P>::get_ys_from_x_unchecked(x).ok_or(GnarkError::BadPoint {
                         what: self.what,
-                        detail: format!("G1 x at offset {at} is not on the curve"),
+                        detail: format!("{group} x at offset {at} is not on the curve"),
                     })?;
-                G1Affine::new_unchecked(x, if flag == 0b11 { large } else { small })
+                Affine::new_unchecked(x, if flag == 0b11 { large } else { small })
             }
         };
-        check(
-            self.what,
-            at,
-            p.is_on_curve(),
-            p.is_in_correct_subgroup_assuming_on_curve(),
-            "G1",
-        )?;
+        if !p.is_on_curve() {
+            return Err(GnarkError::BadPoint {
+                what: self.what,
+                detail: format!("{group} point at offset {at} is not on the curve"),
+            });
+        }
+        if !p.is_in_correct_subgroup_assuming_on_curve() {
+            return Err(GnarkError::BadPoint {
+                what: self.what,
+                detail: format!("{group} point at offset {at} is not in the prime-order subgroup"),
+            });
+        }
         Ok(p)
     }
 
+    fn g1(&mut self) -> Result<G1Affine, GnarkError> {
+        self.point("G1", 32, Self::fq)
+    }
+
+    /// An Fq2 element, written imaginary part first (`A1|A0`).
     fn fq2(&mut self, flags_allowed: bool) -> Result<Fq2, GnarkError> {
         let a1 = self.fq(flags_allowed)?;
         let a0 = self.fq(false)?;
         Ok(Fq2::new(a0, a1))
     }
 
-    /// A G2 point, compressed or raw as its flags say.
     fn g2(&mut self) -> Result<G2Affine, GnarkError> {
-        let at = self.at;
-        let p = match self.flags()? {
-            0b00 => {
-                if self.bytes[self.at..].len() >= 128
-                    && self.bytes[self.at..self.at + 128].iter().all(|b| *b == 0)
-                {
-                    self.at += 128;
-                    G2Affine::identity()
-                } else {
-                    let x = self.fq2(false)?;
-                    let y = self.fq2(false)?;
-                    G2Affine::new_unchecked(x, y)
-                }
-            }
-            0b01 => {
-                self.take(64)?;
-                G2Affine::identity()
-            }
-            flag => {
-                let x = self.fq2(true)?;
-                let (small, large) =
-                    G2Affine::get_ys_from_x_unchecked(x).ok_or(GnarkError::BadPoint {
-                        what: self.what,
-                        detail: format!("G2 x at offset {at} is not on the curve"),
-                    })?;
-                G2Affine::new_unchecked(x, if flag == 0b11 { large } else { small })
-            }
-        };
-        check(
-            self.what,
-            at,
-            p.is_on_curve(),
-            p.is_in_correct_subgroup_assuming_on_curve(),
-            "G2",
-        )?;
-        Ok(p)
+        self.point("G2", 64, Self::fq2)
     }
-}
-
-fn check(
-    what: &'static str,
-    at: usize,
-    on_curve: bool,
-    in_subgroup: bool,
-    group: &str,
-) -> Result<(), GnarkError> {
-    if !on_curve {
-        return Err(GnarkError::BadPoint {
-            what,
-            detail: format!("{group} point at offset {at} is not on the curve"),
-        });
-    }
-    if !in_subgroup {
-        return Err(GnarkError::BadPoint {
-            what,
-            detail: format!("{group} point at offset {at} is not in the prime-order subgroup"),
-        });
-    }
-    Ok(())
 }
 
 fn bytes_to_bits(b: &[u8]) -> Vec<bool> {

@@ -251,17 +251,14 @@ mod tests {
         let spec = CircuitSpec::Chain { steps: 2 };
         let keys = CircuitKeys::setup_seeded(spec, 1).unwrap();
         let seed = Fr::from(3u64);
-        let mut state = seed;
-        let mut entries = vec![];
-        for i in 0..3 {
-            let s = CircuitSpec::chain_statement(2, i, state);
-            state = s.public[2];
-            let proof = keys.prove(&s).unwrap();
-            entries.push(ResultEntry {
+        let (statements, state) = CircuitSpec::chain_statements(2, seed, 3);
+        let entries = statements
+            .into_iter()
+            .map(|s| ResultEntry {
+                proof: keys.prove(&s).unwrap(),
                 public: s.public,
-                proof,
-            });
-        }
+            })
+            .collect();
         let claim = ChainClaim {
             seed,
             output: state,
