@@ -635,3 +635,68 @@ fn ensure_npm_packages(interop: &std::path::Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A silent connection is closed after the handshake timeout, an authorized but
+/// silent one after the idle timeout, and a connection over the session cap gets a
+/// clear refusal instead of a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_the_session_cap_close_connections_with_reasons() -> anyhow::Result<()> {
+    // test_config already has a [stratum] section, so the short limits are added to it.
+    let dir = tempfile::tempdir()?;
+    let toml = test_config(&dir.path().join("data"), "").replace(
+        "[stratum]\nlisten = \"127.0.0.1:0\"",
+        "[stratum]\nlisten = \"127.0.0.1:0\"\nhandshake_timeout_secs = 1\nidle_timeout_secs = 2\nping_interval_secs = 1\nmax_sessions = 2",
+    );
+    let config = pool::Config::from_toml(&toml, "test")?;
+    let pool = pool::start(
+        config,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    )
+    .await?;
+
+    // Silent from the start: closed by the handshake timeout.
+    let mut silent = RawConn::connect(pool.stratum_addr).await?;
+    let t = std::time::Instant::now();
+    assert!(
+        silent.recv().await?.is_none(),
+        "silent connection should be closed"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        t.elapsed()
+    );
+
+    // Authorized, then silent: closed by the idle timeout.
+    let mut idle = RawConn::connect(pool.stratum_addr).await?;
+    idle.handshake("henry.rig1").await?;
+    let t = std::time::Instant::now();
+    assert!(
+        idle.recv().await?.is_none(),
+        "idle session should be closed"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500) && t.elapsed() < Duration::from_secs(6),
+        "closed after {:?}",
+        t.elapsed()
+    );
+
+    // Two sessions fill the cap; a third is refused with code 34 and a reason.
+    let mut a = RawConn::connect(pool.stratum_addr).await?;
+    a.handshake("ivy.rig1").await?;
+    let mut b = RawConn::connect(pool.stratum_addr).await?;
+    b.handshake("ivy.rig2").await?;
+    let mut c = RawConn::connect(pool.stratum_addr).await?;
+    let refusal = c.recv().await?.context("a refusal line")?;
+    assert_eq!(refusal["error"]["code"], 34, "{refusal}");
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pool is full"),
+        "{refusal}"
+    );
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
