@@ -175,13 +175,8 @@ async fn post_job(
     Ok((StatusCode::CREATED, Json(view(&s, &job))))
 }
 
-fn find_job(s: &PoolState, id: &str) -> Api<JobRecord> {
-    if let Some(j) = s.jobs.get(id) {
-        // The store has the newer state once a job completes; prefer it.
-        if j.state == JobState::Running {
-            return Ok((**j).clone());
-        }
-    }
+/// A job as stored (the store is always current; the in-memory copy is only for dispatch).
+fn stored_job(s: &PoolState, id: &str) -> Api<JobRecord> {
     s.store
         .job(id)
         .map_err(internal)?
@@ -189,13 +184,7 @@ fn find_job(s: &PoolState, id: &str) -> Api<JobRecord> {
 }
 
 async fn get_job(State(s): State<Arc<PoolState>>, Path(id): Path<String>) -> Api<Json<JobView>> {
-    let mut job = find_job(&s, &id)?;
-    if job.state == JobState::Running {
-        // The record in memory does not change state; the store's does.
-        if let Some(stored) = s.store.job(&id).map_err(internal)? {
-            job = stored;
-        }
-    }
+    let job = stored_job(&s, &id)?;
     Ok(Json(view(&s, &job)))
 }
 
@@ -203,16 +192,15 @@ async fn get_result(
     State(s): State<Arc<PoolState>>,
     Path(id): Path<String>,
 ) -> Api<Json<zk::JobResult>> {
-    let job = s
-        .store
-        .job(&id)
-        .map_err(internal)?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
+    let job = stored_job(&s, &id)?;
     match s.store.result(&id).map_err(internal)? {
         Some(r) => Ok(Json(r)),
         None => Err(ApiError(
             StatusCode::CONFLICT,
-            format!("job {id} is {:?}, not completed; poll GET /v1/jobs/{id} until its state is \"completed\"", job.state).to_lowercase(),
+            format!(
+                "job {id} is {}, not completed; poll GET /v1/jobs/{id} until its state is \"completed\"",
+                serde_json::to_value(job.state).expect("states serialise").as_str().unwrap_or("running")
+            ),
         )),
     }
 }

@@ -138,7 +138,7 @@ async fn a_miner_killed_mid_task_has_its_task_re_leased() -> anyhow::Result<()> 
         &dir.path().join("cache-c"),
         &dir.path().join("carol.log"),
     )?;
-    let job = pool.api.post("/v1/jobs", &chain_job(12)).await?;
+    let job = pool.api.post("/v1/jobs", &chain_job(24)).await?;
     let id = job["id"].as_str().unwrap().to_owned();
     // Wait until carol holds a lease and has finished at least one task.
     wait_for(
@@ -429,6 +429,21 @@ async fn bad_job_requests_are_refused_with_clear_messages() -> anyhow::Result<()
         .unwrap_err()
         .to_string();
     assert!(e.contains("404"), "{e}");
+    // A running job (no miners here) has no result yet: 409 and what to do.
+    let job = api.post("/v1/jobs", &chain_job(1)).await?;
+    let id = job["id"].as_str().unwrap();
+    let e = api
+        .get(&format!("/v1/jobs/{id}/result"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("409")
+            && e.contains(&format!(
+                "job {id} is running, not completed; poll GET /v1/jobs/{id}"
+            )),
+        "{e}"
+    );
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }

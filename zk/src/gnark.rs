@@ -298,8 +298,10 @@ mod tests {
         raw.iter().map(|s| parse_fr(s).unwrap()).collect()
     }
 
-    /// (key, proof, inputs) for every vector.
-    fn cases(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>, Vec<Fr>, String)> {
+    /// A vector: key bytes, proof bytes, public inputs, and a name for messages.
+    type Case = (Vec<u8>, Vec<u8>, Vec<Fr>, String);
+
+    fn cases(dir: &Path) -> Vec<Case> {
         let mut out = vec![];
         let vk = std::fs::read(dir.join("vk.bin")).unwrap();
         for i in 1..=4 {
