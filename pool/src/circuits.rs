@@ -32,7 +32,7 @@ pub struct CircuitRecord {
 /// A circuit ready to verify proofs.
 pub struct Circuit {
     pub record: CircuitRecord,
-    pub verifier: VerifierKey,
+    pub verifier: Arc<VerifierKey>,
 }
 
 /// Why a circuit could not be set up or loaded.
@@ -103,7 +103,7 @@ impl Registry {
                 reg.by_id.insert(
                     r.id.clone(),
                     Arc::new(Circuit {
-                        verifier: decode_vk(&r)?,
+                        verifier: Arc::new(decode_vk(&r)?),
                         record: r,
                     }),
                 );
@@ -145,8 +145,13 @@ impl Registry {
     fn insert(&mut self, record: CircuitRecord) -> Result<(), RegistryError> {
         let verifier = decode_vk(&record)?;
         self.by_name.insert(record.name.clone(), record.id.clone());
-        self.by_id
-            .insert(record.id.clone(), Arc::new(Circuit { record, verifier }));
+        self.by_id.insert(
+            record.id.clone(),
+            Arc::new(Circuit {
+                record,
+                verifier: Arc::new(verifier),
+            }),
+        );
         Ok(())
     }
 

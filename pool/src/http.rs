@@ -100,6 +100,12 @@ async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
         "shares_accepted": s.stats.shares_accepted.load(Ordering::Relaxed),
         "shares_rejected": s.stats.shares_rejected.load(Ordering::Relaxed),
         "proofs_accepted": s.stats.proofs_accepted.load(Ordering::Relaxed),
+        "verifier": {
+            "batches": s.verifier.stats.batches.load(Ordering::Relaxed),
+            "submits": s.verifier.stats.requests.load(Ordering::Relaxed),
+            "proofs": s.verifier.stats.proofs.load(Ordering::Relaxed),
+            "queued": s.verifier.queued(),
+        },
     }))
 }
 

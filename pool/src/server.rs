@@ -26,7 +26,7 @@ use crate::{
     jobs::{self, JobError, JobRecord, JobRequest, JobState, StoredProof},
     scheduler::{JobEntry, SchedConfig, Scheduler, SessionKey, Task, TaskReject},
     store::Store,
-    verifier::Verifier,
+    verifier::{Verifier, MAX_BATCH_PROOFS},
 };
 
 /// Outgoing messages a session may have queued. When full the session's miner is
@@ -239,7 +239,13 @@ impl PoolState {
                 .iter()
                 .map(|(i, b)| (job.statements[*i as usize].public.clone(), b.clone()))
                 .collect();
-            let verdicts = self.verifier.verify(circuit.verifier.clone(), items).await;
+            let verdicts = self
+                .verifier
+                .verify(&circuit.record.id, circuit.verifier.clone(), items)
+                .await
+                .map_err(|e| {
+                    RpcError::new(ErrorCode::Busy, format!("{e}; reconnect and submit again"))
+                })?;
             proofs
                 .iter()
                 .zip(verdicts)
@@ -516,8 +522,10 @@ pub async fn start(
         max_per_task: config.scheduler.max_statements_per_task,
         tasks_per_session: config.scheduler.tasks_per_session,
     };
+    let (verifier, verifier_task) = Verifier::new(config.verifier_threads(), MAX_BATCH_PROOFS);
+    tokio::spawn(verifier_task.run());
     let state = Arc::new(PoolState {
-        verifier: Verifier::new(config.verifier_threads()),
+        verifier,
         config,
         store,
         ledger,
