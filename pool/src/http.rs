@@ -1,7 +1,7 @@
 //! The HTTP API (axum). Every error is JSON `{"error": "..."}` with a status that
 //! says whose fault it is and a message that says what to change.
 
-use std::sync::{atomic::Ordering, Arc};
+use std::sync::Arc;
 
 use axum::{
     body::Bytes,
@@ -54,6 +54,7 @@ pub fn router(state: Arc<PoolState>) -> Router {
     let limit = state.config.http.max_body_bytes;
     Router::new()
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/v1/jobs", axum::routing::post(post_job))
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/jobs/{id}/result", get(get_result))
@@ -97,16 +98,36 @@ async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
         "sessions": sessions,
         "tasks_leased": tasks,
         "jobs_running": s.jobs.len(),
-        "shares_accepted": s.stats.shares_accepted.load(Ordering::Relaxed),
-        "shares_rejected": s.stats.shares_rejected.load(Ordering::Relaxed),
-        "proofs_accepted": s.stats.proofs_accepted.load(Ordering::Relaxed),
+        "shares_accepted": s.metrics.shares_accepted(),
+        "shares_rejected": s.metrics.shares_rejected(),
+        "proofs_credited": s.metrics.proofs_credited.get(),
+        "work_credited": s.metrics.work_credited.get(),
         "verifier": {
-            "batches": s.verifier.stats.batches.load(Ordering::Relaxed),
-            "submits": s.verifier.stats.requests.load(Ordering::Relaxed),
-            "proofs": s.verifier.stats.proofs.load(Ordering::Relaxed),
+            "batches": s.metrics.verify_batches.get(),
+            "submits": s.metrics.verify_submits.get(),
+            "proofs": s.metrics.verify_proofs.get(),
             "queued": s.verifier.queued(),
         },
     }))
+}
+
+/// Prometheus text format; current-state gauges are read now.
+async fn metrics(State(s): State<Arc<PoolState>>) -> Response {
+    {
+        let sched = s
+            .scheduler
+            .lock()
+            .expect("scheduler lock is never poisoned");
+        s.metrics.sessions.set(sched.sessions() as i64);
+        s.metrics.tasks_leased.set(sched.live_tasks() as i64);
+    }
+    s.metrics.jobs_running.set(s.jobs.len() as i64);
+    s.verifier.queued();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.encode(),
+    )
+        .into_response()
 }
 
 /// What `GET /v1/jobs/{id}` shows.

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod scheduler;
 pub mod server;
 pub mod session;

@@ -5,10 +5,7 @@
 use std::{
     collections::{BTreeSet, HashSet},
     net::SocketAddr,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::{atomic::AtomicU64, Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -24,6 +21,7 @@ use crate::{
     circuits::{now_ms, Circuit, CircuitRecord, Registry},
     config::Config,
     jobs::{self, JobError, JobRecord, JobRequest, JobState, StoredProof},
+    metrics::{self, Metrics},
     scheduler::{JobEntry, SchedConfig, Scheduler, SessionKey, Task, TaskReject},
     store::Store,
     verifier::{Verifier, MAX_BATCH_PROOFS},
@@ -32,14 +30,6 @@ use crate::{
 /// Outgoing messages a session may have queued. When full the session's miner is
 /// not reading: a task offered to it is taken back and given to someone else.
 pub const SESSION_QUEUE: usize = 32;
-
-/// Counters shown by `GET /v1/status`.
-#[derive(Default)]
-pub struct Stats {
-    pub shares_accepted: AtomicU64,
-    pub shares_rejected: AtomicU64,
-    pub proofs_accepted: AtomicU64,
-}
 
 /// One connected, authorized session, as dispatch sees it.
 pub struct SessionEntry {
@@ -63,7 +53,7 @@ pub struct PoolState {
     pub public_url: String,
     pub shutdown: CancellationToken,
     pub next_session: AtomicU64,
-    pub stats: Stats,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why the pool could not start.
@@ -195,6 +185,7 @@ impl PoolState {
             .await
             .map_err(|e| JobError::BadRequest(format!("job could not be stored: {e}")))?;
         info!(job = %job.id, circuit = %job.circuit_name, statements = job.statements.len(), "job accepted");
+        self.metrics.jobs_accepted.inc();
         self.jobs.insert(job.id.clone(), Arc::new(job.clone()));
         let entry = self.job_entry(&job, BTreeSet::new());
         lock(&self.scheduler).add_job(entry);
@@ -244,7 +235,7 @@ impl PoolState {
                 .verify(&circuit.record.id, circuit.verifier.clone(), items)
                 .await
                 .map_err(|e| {
-                    RpcError::new(ErrorCode::Busy, format!("{e}; reconnect and submit again"))
+                    self.reject(ErrorCode::Busy, format!("{e}; reconnect and submit again"))
                 })?;
             proofs
                 .iter()
@@ -310,15 +301,15 @@ impl PoolState {
             let entry = self.job_entry(&job, done);
             lock(&self.scheduler).reopen(&task, Some(entry));
             self.dispatch();
-            return Err(RpcError::new(
+            return Err(self.reject(
                 ErrorCode::Internal,
-                "the pool could not store this share; the task was re-queued, nothing is credited",
+                "the pool could not store this share; the task was re-queued, nothing is credited"
+                    .into(),
             ));
         }
-        self.stats.shares_accepted.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .proofs_accepted
-            .fetch_add(task.count, Ordering::Relaxed);
+        self.metrics.shares.with_label_values(&["accepted"]).inc();
+        self.metrics.proofs_credited.inc_by(task.count);
+        self.metrics.work_credited.inc_by(work);
         self.dispatch();
         if completion.job_done {
             let state = self.clone();
@@ -345,7 +336,10 @@ impl PoolState {
     }
 
     fn reject(&self, code: ErrorCode, message: String) -> RpcError {
-        self.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .shares
+            .with_label_values(&[metrics::verdict(code)])
+            .inc();
         RpcError::new(code, message)
     }
 
@@ -376,6 +370,12 @@ impl PoolState {
                     error!(job = %job_id, error = %e, "result stored but not flushed");
                 }
                 self.jobs.remove(job_id);
+                self.metrics.jobs_completed.inc();
+                if let Some(done) = job.completed_ms {
+                    self.metrics
+                        .job_seconds
+                        .observe(done.saturating_sub(job.created_ms) as f64 / 1000.0);
+                }
                 info!(job = %job_id, proofs = job.statements.len(), "job completed");
             }
             Ok(Err(e)) => {
@@ -522,7 +522,9 @@ pub async fn start(
         max_per_task: config.scheduler.max_statements_per_task,
         tasks_per_session: config.scheduler.tasks_per_session,
     };
-    let (verifier, verifier_task) = Verifier::new(config.verifier_threads(), MAX_BATCH_PROOFS);
+    let metrics = Arc::new(Metrics::new());
+    let (verifier, verifier_task) =
+        Verifier::new(config.verifier_threads(), MAX_BATCH_PROOFS, metrics.clone());
     tokio::spawn(verifier_task.run());
     let state = Arc::new(PoolState {
         verifier,
@@ -536,7 +538,7 @@ pub async fn start(
         public_url,
         shutdown: CancellationToken::new(),
         next_session: AtomicU64::new(1),
-        stats: Stats::default(),
+        metrics,
     });
     let recovered = state.recover().await.map_err(|e| StartError::Storage {
         path: data.display().to_string(),

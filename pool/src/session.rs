@@ -49,6 +49,7 @@ pub async fn accept_loop(state: Arc<PoolState>, listener: TcpListener, tasks: Ta
         let _ = stream.set_nodelay(true);
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
+                state.metrics.connections.inc();
                 let span = info_span!("session", %peer, worker = tracing::field::Empty);
                 tasks.spawn(run(state.clone(), stream, peer, permit).instrument(span));
             }
@@ -143,6 +144,7 @@ pub async fn run(
                     }
                     Some(Ok(Err(malformed))) => {
                         debug!(error = %malformed.error, "malformed line");
+                        state.metrics.malformed_lines.inc();
                         Response::err(malformed.id, malformed.error)
                     }
                     Some(Ok(Ok(req))) => handle(&state, key, peer, &mut phase, &mut deadline, req).await,

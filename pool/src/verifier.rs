@@ -12,16 +12,12 @@
 //! Backpressure: when the queue is full, sessions wait to enqueue, and a waiting session
 //! reads no further lines from its miner.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use zk::{Fr, ProofBytes, VerifierKey, VerifyError};
+
+use crate::metrics::Metrics;
 
 /// Submits waiting for a verification thread. Full means the pool is verifying as
 /// fast as it can: sessions wait (and so do their miners).
@@ -36,14 +32,6 @@ pub const MAX_BATCH_PROOFS: usize = 1024;
 #[error("the verifier has stopped (the pool is shutting down)")]
 pub struct VerifierGone;
 
-/// Counters for `/v1/status` and metrics.
-#[derive(Debug, Default)]
-pub struct VerifierStats {
-    pub batches: AtomicU64,
-    pub requests: AtomicU64,
-    pub proofs: AtomicU64,
-}
-
 struct Request {
     circuit: String,
     key: Arc<VerifierKey>,
@@ -55,7 +43,7 @@ struct Request {
 #[derive(Clone)]
 pub struct Verifier {
     tx: mpsc::Sender<Request>,
-    pub stats: Arc<VerifierStats>,
+    metrics: Arc<Metrics>,
 }
 
 /// The verifier's loop; run it with `tokio::spawn(task.run())`.
@@ -63,23 +51,26 @@ pub struct VerifierTask {
     rx: mpsc::Receiver<Request>,
     threads: usize,
     max_batch: usize,
-    stats: Arc<VerifierStats>,
+    metrics: Arc<Metrics>,
 }
 
 impl Verifier {
-    pub fn new(threads: usize, max_batch: usize) -> (Verifier, VerifierTask) {
+    pub fn new(
+        threads: usize,
+        max_batch: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Verifier, VerifierTask) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let stats = Arc::new(VerifierStats::default());
         (
             Verifier {
                 tx,
-                stats: stats.clone(),
+                metrics: metrics.clone(),
             },
             VerifierTask {
                 rx,
                 threads: threads.max(1),
                 max_batch: max_batch.max(1),
-                stats,
+                metrics,
             },
         )
     }
@@ -106,7 +97,9 @@ impl Verifier {
 
     /// Submits waiting in the queue now.
     pub fn queued(&self) -> usize {
-        QUEUE - self.tx.capacity()
+        let n = QUEUE - self.tx.capacity();
+        self.metrics.verify_queue.set(n as i64);
+        n
     }
 }
 
@@ -131,16 +124,16 @@ impl VerifierTask {
                     Err(_) => break,
                 }
             }
-            self.stats.batches.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .requests
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            self.stats
-                .proofs
-                .fetch_add(proofs as u64, Ordering::Relaxed);
+            let m = self.metrics.clone();
+            m.verify_batches.inc();
+            m.verify_submits.inc_by(batch.len() as u64);
+            m.verify_proofs.inc_by(proofs as u64);
+            m.verify_batch_proofs.observe(proofs as f64);
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
+                let started = Instant::now();
                 verify_requests(batch);
+                m.verify_seconds.observe(started.elapsed().as_secs_f64());
             });
         }
     }
@@ -204,7 +197,7 @@ mod tests {
         let keys = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 9).unwrap();
         let key = Arc::new(keys.verifier.clone());
         for bad_request in [0usize, 2, 4] {
-            let (verifier, task) = Verifier::new(1, MAX_BATCH_PROOFS);
+            let (verifier, task) = Verifier::new(1, MAX_BATCH_PROOFS, Arc::default());
             let mut waiting = vec![];
             for r in 0..5usize {
                 let mut items = request_items(&keys, 10 * r as u64, 3);
@@ -237,11 +230,11 @@ mod tests {
                 );
             }
             assert_eq!(
-                verifier.stats.batches.load(Ordering::Relaxed),
+                verifier.metrics.verify_batches.get(),
                 1,
                 "five queued submits, one batch"
             );
-            assert_eq!(verifier.stats.proofs.load(Ordering::Relaxed), 15);
+            assert_eq!(verifier.metrics.verify_proofs.get(), 15);
         }
     }
 
@@ -249,7 +242,7 @@ mod tests {
     async fn submits_for_different_circuits_in_one_batch_are_checked_with_their_own_keys() {
         let a = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 1).unwrap();
         let b = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 2).unwrap();
-        let (verifier, task) = Verifier::new(1, MAX_BATCH_PROOFS);
+        let (verifier, task) = Verifier::new(1, MAX_BATCH_PROOFS, Arc::default());
         let (va, vb) = (verifier.clone(), verifier.clone());
         let (ka, kb) = (Arc::new(a.verifier.clone()), Arc::new(b.verifier.clone()));
         let (ia, ib) = (request_items(&a, 0, 2), request_items(&b, 0, 2));
@@ -277,7 +270,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stopped_verifier_says_so() {
-        let (verifier, task) = Verifier::new(1, 8);
+        let (verifier, task) = Verifier::new(1, 8, Arc::default());
         drop(task);
         let keys = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 1).unwrap();
         let r = verifier

@@ -715,3 +715,72 @@ async fn timeouts_and_the_session_cap_close_connections_with_reasons() -> anyhow
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// The value of one sample (`name` including any labels) in Prometheus text.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+/// `/metrics` during a job shows the counters moving as shares are verified, and
+/// after it they add up to the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_as_shares_are_verified() -> anyhow::Result<()> {
+    let (pool, dir) = inproc_pool("").await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    let url = format!("http://{}/metrics", pool.http_addr);
+    let scrape = || async { anyhow::Ok(reqwest::get(&url).await?.text().await?) };
+    let accepted = "zkpool_shares_total{verdict=\"accepted\"}";
+
+    let before = scrape().await?;
+    assert_eq!(sample(&before, accepted), 0.0);
+    assert_eq!(sample(&before, "zkpool_sessions"), 0.0);
+
+    let _m = MinerProcess::start(
+        pool.stratum_addr,
+        "jill.rig1",
+        1,
+        &dir.path().join("cache"),
+        &dir.path().join("jill.log"),
+    )?;
+    let job = api.post("/v1/jobs", &chain_job(16)).await?;
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(
+        "the first verified share",
+        Duration::from_secs(60),
+        async || {
+            let v = api.get(&format!("/v1/jobs/{id}")).await?;
+            Ok((v["verified"].as_u64() > Some(0)).then_some(()))
+        },
+    )
+    .await?;
+    let during = scrape().await?;
+    assert!(sample(&during, accepted) >= 1.0, "{during}");
+    assert_eq!(sample(&during, "zkpool_sessions"), 1.0);
+    assert_eq!(sample(&during, "zkpool_jobs_running"), 1.0);
+    assert!(sample(&during, "zkpool_verify_batches_total") >= 1.0);
+    let credited_during = sample(&during, "zkpool_proofs_credited_total");
+
+    let done = completed(&api, &id, Duration::from_secs(120)).await?;
+    let after = scrape().await?;
+    assert_eq!(sample(&after, "zkpool_proofs_credited_total"), 16.0);
+    assert!(
+        credited_during < 16.0,
+        "scraped during the job: {credited_during} of 16 credited"
+    );
+    assert_eq!(
+        sample(&after, "zkpool_work_credited_total"),
+        done["total_work"].as_f64().unwrap()
+    );
+    assert_eq!(sample(&after, "zkpool_jobs_completed_total"), 1.0);
+    assert_eq!(sample(&after, "zkpool_jobs_running"), 0.0);
+    assert!(sample(&after, "zkpool_verify_seconds_count") >= 1.0);
+    assert_eq!(
+        sample(&after, "zkpool_shares_total{verdict=\"invalid_proof\"}"),
+        0.0
+    );
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Prometheus metrics, in a registry owned by the pool (never the global one), served
+//! on `GET /metrics`. Labels take a fixed, small set of values (a share's verdict);
+//! nothing is labelled per worker, so cardinality stays bounded however many miners
+//! connect. Gauges of current state (sessions, leased tasks, running jobs, verifier
+//! queue) are read from the pool at scrape time, so they cannot drift.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use stratum::ErrorCode;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub sessions: IntGauge,
+    pub tasks_leased: IntGauge,
+    pub jobs_running: IntGauge,
+    pub jobs_accepted: IntCounter,
+    pub jobs_completed: IntCounter,
+    pub job_seconds: Histogram,
+    /// Submits by verdict: `accepted` or the reason they were rejected.
+    pub shares: IntCounterVec,
+    pub proofs_credited: IntCounter,
+    pub work_credited: IntCounter,
+    pub verify_batches: IntCounter,
+    pub verify_submits: IntCounter,
+    pub verify_proofs: IntCounter,
+    pub verify_batch_proofs: Histogram,
+    pub verify_seconds: Histogram,
+    pub verify_queue: IntGauge,
+    pub connections: IntCounter,
+    pub malformed_lines: IntCounter,
+}
+
+/// Every value the `verdict` label takes.
+pub const VERDICTS: [&str; 8] = [
+    "accepted",
+    "stale",
+    "wrong_statement",
+    "invalid_proof",
+    "unknown_circuit",
+    "busy",
+    "internal",
+    "other",
+];
+
+/// The `verdict` label of a rejection.
+pub fn verdict(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::StaleTask => "stale",
+        ErrorCode::WrongStatement => "wrong_statement",
+        ErrorCode::InvalidProof => "invalid_proof",
+        ErrorCode::UnknownCircuit => "unknown_circuit",
+        ErrorCode::Busy => "busy",
+        ErrorCode::Internal => "internal",
+        _ => "other",
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+            r.register(Box::new(m.clone()))
+                .expect("metric names are unique");
+            m
+        }
+        let gauge = |name: &str, help: &str| {
+            reg(&registry, IntGauge::new(name, help).expect("valid metric"))
+        };
+        let counter = |name: &str, help: &str| {
+            reg(
+                &registry,
+                IntCounter::new(name, help).expect("valid metric"),
+            )
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            reg(
+                &registry,
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                    .expect("valid metric"),
+            )
+        };
+        let m = Metrics {
+            sessions: gauge("zkpool_sessions", "Authorized stratum sessions."),
+            tasks_leased: gauge("zkpool_tasks_leased", "Tasks leased to sessions now."),
+            jobs_running: gauge(
+                "zkpool_jobs_running",
+                "Jobs accepted and not yet completed.",
+            ),
+            jobs_accepted: counter("zkpool_jobs_accepted_total", "Jobs accepted over HTTP."),
+            jobs_completed: counter(
+                "zkpool_jobs_completed_total",
+                "Jobs whose result was assembled.",
+            ),
+            job_seconds: histogram(
+                "zkpool_job_seconds",
+                "Seconds from a job's acceptance to its result.",
+                prometheus::exponential_buckets(1.0, 2.0, 16).expect("valid buckets"),
+            ),
+            shares: reg(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("zkpool_shares_total", "Submits by verdict."),
+                    &["verdict"],
+                )
+                .expect("valid metric"),
+            ),
+            proofs_credited: counter(
+                "zkpool_proofs_credited_total",
+                "Verified proofs credited to workers.",
+            ),
+            work_credited: counter(
+                "zkpool_work_credited_total",
+                "Work (constraints) credited to workers.",
+            ),
+            verify_batches: counter("zkpool_verify_batches_total", "Verification batches run."),
+            verify_submits: counter("zkpool_verify_submits_total", "Submits verified."),
+            verify_proofs: counter(
+                "zkpool_verify_proofs_total",
+                "Proofs verified (valid or not).",
+            ),
+            verify_batch_proofs: histogram(
+                "zkpool_verify_batch_proofs",
+                "Proofs per verification batch.",
+                prometheus::exponential_buckets(1.0, 2.0, 11).expect("valid buckets"),
+            ),
+            verify_seconds: histogram(
+                "zkpool_verify_seconds",
+                "Seconds to verify one batch.",
+                prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets"),
+            ),
+            verify_queue: gauge(
+                "zkpool_verify_queue",
+                "Submits waiting for a verification thread.",
+            ),
+            connections: counter(
+                "zkpool_stratum_connections_total",
+                "Stratum connections accepted.",
+            ),
+            malformed_lines: counter(
+                "zkpool_malformed_lines_total",
+                "Stratum lines answered with a JSON-RPC error.",
+            ),
+            registry,
+        };
+        for v in VERDICTS {
+            // Export every verdict from the start, so rates and alerts see zeros, not gaps.
+            m.shares.with_label_values(&[v]);
+        }
+        m
+    }
+
+    /// Submits rejected for any reason.
+    pub fn shares_rejected(&self) -> u64 {
+        VERDICTS[1..]
+            .iter()
+            .map(|v| self.shares.with_label_values(&[v]).get())
+            .sum()
+    }
+
+    pub fn shares_accepted(&self) -> u64 {
+        self.shares.with_label_values(&["accepted"]).get()
+    }
+
+    /// The registry in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_verdict_is_exported_from_the_start() {
+        let m = Metrics::new();
+        let text = m.encode();
+        for v in VERDICTS {
+            assert!(
+                text.contains(&format!("zkpool_shares_total{{verdict=\"{v}\"}} 0")),
+                "{v} missing:\n{text}"
+            );
+        }
+        assert!(text.contains("# TYPE zkpool_verify_seconds histogram"));
+    }
+}
