@@ -305,3 +305,43 @@ pub async fn inproc_pool(extra: &str) -> anyhow::Result<(pool::RunningPool, temp
     let h = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     Ok((pool::start(config, s, h).await?, dir))
 }
+
+/// Proves every statement of a `mining.notify` task the way a miner does (key fetched
+/// by URL and checked against its hash); returns the submit's `proofs` array.
+pub async fn prove_task(task: &Value) -> anyhow::Result<Vec<Value>> {
+    let url = task["key"]["url"]
+        .as_str()
+        .context("task without key url")?;
+    let key_bytes = reqwest::get(url).await?.bytes().await?;
+    let spec: zk::CircuitSpec = serde_json::from_value(task["spec"].clone())?;
+    let keys = zk::CircuitKeys::from_pk_bytes(
+        spec,
+        &key_bytes,
+        task["key"]["hash"]
+            .as_str()
+            .context("task without key hash")?,
+    )?;
+    let field = |v: &Value| -> anyhow::Result<Vec<zk::Fr>> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| Ok(zk::field::parse_fr(x.as_str().context("not a string")?)?))
+                    .collect()
+            })
+            .unwrap_or(Ok(vec![]))
+    };
+    let mut proofs = vec![];
+    for st in task["statements"]
+        .as_array()
+        .context("task without statements")?
+    {
+        let statement = zk::Statement {
+            public: field(&st["public"])?,
+            private: field(&st["private"])?,
+        };
+        proofs.push(
+            serde_json::json!({"index": st["index"], "proof": keys.prove(&statement)?.to_hex()}),
+        );
+    }
+    Ok(proofs)
+}
