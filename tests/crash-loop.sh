@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Longer crash loop than CI's 30 iterations: SIGKILL the pool N times at random points
+# while jobs run, then check every accepted job completes and nothing is credited
+# twice. Usage: tests/crash-loop.sh [ITERATIONS] [SEED]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ZKPOOL_CRASH_ITERATIONS="${1:-300}"
+if [ -n "${2:-}" ]; then export ZKPOOL_CRASH_SEED="$2"; fi
+exec cargo test -p zkpool-tests --test e2e crash_loop -- --nocapture
