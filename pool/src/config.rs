@@ -32,6 +32,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub circuits: CircuitsConfig,
     pub verifier: VerifierConfig,
+    pub bans: BansConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +92,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Most statements in one job. Default 100000.
     pub max_job_statements: usize,
+    /// Bearer token for operator endpoints (`/v1/bans`); unset: they are disabled.
+    pub admin_token: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -100,6 +103,7 @@ impl Default for HttpConfig {
             public_url: None,
             max_body_bytes: 16 << 20,
             max_job_statements: 100_000,
+            admin_token: None,
         }
     }
 }
@@ -143,6 +147,27 @@ impl Default for CircuitsConfig {
     fn default() -> Self {
         CircuitsConfig {
             chain_steps: zk::circuits::DEFAULT_CHAIN_STEPS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BansConfig {
+    /// Invalid submits within the window that ban a worker and its address. Default 5.
+    pub invalid_threshold: usize,
+    /// Seconds over which invalid submits are counted. Default 600.
+    pub window_secs: u64,
+    /// First ban in seconds; each further ban of the same target doubles (max a day). Default 600.
+    pub ban_secs: u64,
+}
+
+impl Default for BansConfig {
+    fn default() -> Self {
+        BansConfig {
+            invalid_threshold: 5,
+            window_secs: 600,
+            ban_secs: 600,
         }
     }
 }
@@ -259,6 +284,14 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.stratum.idle_timeout_secs)
+    }
+
+    pub fn ban_policy(&self) -> crate::bans::BanPolicy {
+        crate::bans::BanPolicy {
+            invalid_threshold: self.bans.invalid_threshold,
+            window: Duration::from_secs(self.bans.window_secs),
+            ban: Duration::from_secs(self.bans.ban_secs),
+        }
     }
 
     pub fn verifier_threads(&self) -> usize {

@@ -55,6 +55,8 @@ pub fn router(state: Arc<PoolState>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/v1/bans", get(get_bans))
+        .route("/v1/bans/{target}", axum::routing::delete(delete_ban))
         .route("/v1/jobs", axum::routing::post(post_job))
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/jobs/{id}/result", get(get_result))
@@ -122,12 +124,90 @@ async fn metrics(State(s): State<Arc<PoolState>>) -> Response {
         s.metrics.tasks_leased.set(sched.live_tasks() as i64);
     }
     s.metrics.jobs_running.set(s.jobs.len() as i64);
+    let active = s
+        .bans
+        .lock()
+        .expect("ban lock is never poisoned")
+        .active(std::time::Instant::now())
+        .len();
+    s.metrics.bans_active.set(active as i64);
     s.verifier.queued();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.encode(),
     )
         .into_response()
+}
+
+/// Operator endpoints need `Authorization: Bearer <http.admin_token>`; without a
+/// configured token they are disabled.
+fn admin(s: &PoolState, headers: &axum::http::HeaderMap) -> Api<()> {
+    let Some(token) = s.config.http.admin_token.as_deref() else {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "operator endpoints are disabled: set http.admin_token in the pool's config".into(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compare in constant time, so the token cannot be guessed byte by byte.
+    let same = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "operator endpoint: send Authorization: Bearer <http.admin_token>".into(),
+        ))
+    }
+}
+
+async fn get_bans(
+    State(s): State<Arc<PoolState>>,
+    headers: axum::http::HeaderMap,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let bans = s
+        .bans
+        .lock()
+        .expect("ban lock is never poisoned")
+        .active(std::time::Instant::now());
+    Ok(Json(json!({ "bans": bans })))
+}
+
+async fn delete_ban(
+    State(s): State<Arc<PoolState>>,
+    headers: axum::http::HeaderMap,
+    Path(target): Path<String>,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let t = crate::bans::Target::parse(&target).ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{target:?} is not a ban target: use worker:ADDR.RIG or ip:ADDRESS"),
+        )
+    })?;
+    if s.bans
+        .lock()
+        .expect("ban lock is never poisoned")
+        .lift(&t, std::time::Instant::now())
+    {
+        tracing::info!(target = %target, "ban lifted by the operator");
+        Ok(Json(json!({ "lifted": target })))
+    } else {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no active ban on {target}"),
+        ))
+    }
 }
 
 /// What `GET /v1/jobs/{id}` shows.

@@ -30,15 +30,18 @@ pub struct Metrics {
     pub verify_queue: IntGauge,
     pub connections: IntCounter,
     pub malformed_lines: IntCounter,
+    pub bans: IntCounter,
+    pub bans_active: IntGauge,
 }
 
 /// Every value the `verdict` label takes.
-pub const VERDICTS: [&str; 8] = [
+pub const VERDICTS: [&str; 9] = [
     "accepted",
     "stale",
     "wrong_statement",
     "invalid_proof",
     "unknown_circuit",
+    "banned",
     "busy",
     "internal",
     "other",
@@ -51,6 +54,7 @@ pub fn verdict(code: ErrorCode) -> &'static str {
         ErrorCode::WrongStatement => "wrong_statement",
         ErrorCode::InvalidProof => "invalid_proof",
         ErrorCode::UnknownCircuit => "unknown_circuit",
+        ErrorCode::Banned => "banned",
         ErrorCode::Busy => "busy",
         ErrorCode::Internal => "internal",
         _ => "other",
@@ -142,6 +146,11 @@ impl Metrics {
                 "zkpool_malformed_lines_total",
                 "Stratum lines answered with a JSON-RPC error.",
             ),
+            bans: counter(
+                "zkpool_bans_total",
+                "Bans issued for invalid work (a worker and its address count once).",
+            ),
+            bans_active: gauge("zkpool_bans_active", "Workers and addresses banned now."),
             registry,
         };
         for v in VERDICTS {

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use zk::{field::fr_to_string, CircuitSpec, ProofBytes};
 
 use crate::{
+    bans::{Bans, Strike, Target},
     circuits::{now_ms, Circuit, CircuitRecord, Registry},
     config::Config,
     jobs::{self, JobError, JobRecord, JobRequest, JobState, StoredProof},
@@ -54,6 +55,7 @@ pub struct PoolState {
     pub shutdown: CancellationToken,
     pub next_session: AtomicU64,
     pub metrics: Arc<Metrics>,
+    pub bans: Mutex<Bans>,
 }
 
 /// Why the pool could not start.
@@ -198,8 +200,14 @@ impl PoolState {
         self: &Arc<Self>,
         key: SessionKey,
         worker: &str,
+        ip: std::net::IpAddr,
         submit: Submit,
     ) -> Result<SubmitResult, RpcError> {
+        // Cheap checks first: a banned worker or address gets no pairing computed.
+        let targets = [Target::Worker(worker.to_owned()), Target::Ip(ip)];
+        if let Some(e) = self.ban_error(&targets) {
+            return Err(self.reject(ErrorCode::Banned, e));
+        }
         let indices: Vec<u64> = submit.proofs.iter().map(|p| p.index).collect();
         let task = lock(&self.scheduler)
             .check_submit(key, &submit.task.0, &indices)
@@ -249,15 +257,34 @@ impl PoolState {
             lock(&self.scheduler).fail(key, &task.id);
             self.dispatch();
             warn!(%worker, task = %task.id, first = %failures[0], "proofs rejected");
-            let mut e = self.reject(
-                ErrorCode::InvalidProof,
-                format!(
-                    "{} of {} proofs rejected; {}",
-                    failures.len(),
-                    indices.len(),
-                    failures[0]
-                ),
+            let summary = format!(
+                "{} of {} proofs rejected; {}",
+                failures.len(),
+                indices.len(),
+                failures[0]
             );
+            let strike = self
+                .bans
+                .lock()
+                .expect("ban lock is never poisoned")
+                .strike(&targets, Instant::now());
+            let mut e = match strike {
+                Strike::Warned { remaining } => self.reject(
+                    ErrorCode::InvalidProof,
+                    format!(
+                        "{summary} (warning: {remaining} more invalid submit(s) within {} s ban this worker and address)",
+                        self.config.bans.window_secs
+                    ),
+                ),
+                Strike::Banned { for_ } => {
+                    self.metrics.bans.inc();
+                    warn!(%worker, %ip, secs = for_.as_secs(), "banned for invalid work");
+                    self.reject(
+                        ErrorCode::Banned,
+                        format!("{summary}; too many invalid submits: banned for {} s", for_.as_secs()),
+                    )
+                }
+            };
             e.data = Some(serde_json::json!({ "failures": failures }));
             return Err(e);
         }
@@ -333,6 +360,20 @@ impl PoolState {
         }
         self.store.flush().await?;
         Ok(())
+    }
+
+    /// The message for a banned target among `targets`, if any.
+    pub fn ban_error(&self, targets: &[Target]) -> Option<String> {
+        let (who, left) = self
+            .bans
+            .lock()
+            .expect("ban lock is never poisoned")
+            .banned(targets, Instant::now())?;
+        Some(format!(
+            "{} is banned for {} more s after repeated invalid proofs; wait, or ask the pool operator",
+            who.key(),
+            left.as_secs().max(1)
+        ))
     }
 
     fn reject(&self, code: ErrorCode, message: String) -> RpcError {
@@ -523,6 +564,7 @@ pub async fn start(
         tasks_per_session: config.scheduler.tasks_per_session,
     };
     let metrics = Arc::new(Metrics::new());
+    let config_bans = config.ban_policy();
     let (verifier, verifier_task) =
         Verifier::new(config.verifier_threads(), MAX_BATCH_PROOFS, metrics.clone());
     tokio::spawn(verifier_task.run());
@@ -539,6 +581,7 @@ pub async fn start(
         shutdown: CancellationToken::new(),
         next_session: AtomicU64::new(1),
         metrics,
+        bans: Mutex::new(Bans::new(config_bans)),
     });
     let recovered = state.recover().await.map_err(|e| StartError::Storage {
         path: data.display().to_string(),

@@ -25,6 +25,7 @@ use tokio_util::{codec::Framed, task::TaskTracker};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::{
+    bans::Target,
     circuits::now_ms,
     server::{PoolState, SessionEntry, SESSION_QUEUE},
 };
@@ -152,9 +153,13 @@ pub async fn run(
                 if matches!(phase, Phase::Authorized { .. }) {
                     deadline = Instant::now() + idle;
                 }
+                let banned = matches!(&reply.outcome, Err(e) if e.kind() == Some(ErrorCode::Banned));
                 if let Err(e) = framed.send(ToMiner::Response(reply)).await {
                     warn!(error = %e, "write failed");
                     break "write failed";
+                }
+                if banned {
+                    break "banned";
                 }
                 if let (false, Phase::Authorized { worker }) = (registered, &phase) {
                     // Register for dispatch only after the authorize answer is written,
@@ -220,23 +225,28 @@ async fn handle(
         (Call::Subscribe(_), _) => Err(RpcError::new(ErrorCode::Other, "already subscribed")),
         (Call::Authorize(a), Phase::Subscribed { circuits }) => match Worker::parse(&a.worker) {
             Err(e) => Err(RpcError::new(ErrorCode::Unauthorized, e.to_string())),
-            Ok(worker) => {
-                let filter = PoolState::circuit_filter(circuits);
-                state
-                    .scheduler
-                    .lock()
-                    .expect("scheduler lock is never poisoned")
-                    .add_session(key, worker.to_string(), filter);
-                tracing::Span::current().record("worker", worker.as_str());
-                info!(%peer, "authorized");
-                *phase = Phase::Authorized {
-                    worker: worker.to_string(),
-                };
-                Ok(serde_json::to_value(AuthorizeResult {
-                    worker: worker.to_string(),
-                })
-                .expect("results serialise"))
-            }
+            Ok(worker) => match state
+                .ban_error(&[Target::Worker(worker.to_string()), Target::Ip(peer.ip())])
+            {
+                Some(banned) => Err(RpcError::new(ErrorCode::Banned, banned)),
+                None => {
+                    let filter = PoolState::circuit_filter(circuits);
+                    state
+                        .scheduler
+                        .lock()
+                        .expect("scheduler lock is never poisoned")
+                        .add_session(key, worker.to_string(), filter);
+                    tracing::Span::current().record("worker", worker.as_str());
+                    info!(%peer, "authorized");
+                    *phase = Phase::Authorized {
+                        worker: worker.to_string(),
+                    };
+                    Ok(serde_json::to_value(AuthorizeResult {
+                        worker: worker.to_string(),
+                    })
+                    .expect("results serialise"))
+                }
+            },
         },
         (Call::Authorize(_), Phase::New) => Err(RpcError::new(
             ErrorCode::NotSubscribed,
@@ -260,7 +270,7 @@ async fn handle(
         (Call::Submit(s), Phase::Authorized { worker }) => {
             let worker = worker.clone();
             state
-                .handle_submit(key, &worker, s)
+                .handle_submit(key, &worker, peer.ip(), s)
                 .await
                 .map(|r| serde_json::to_value(r).expect("results serialise"))
         }

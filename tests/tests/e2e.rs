@@ -868,3 +868,130 @@ async fn crash_loop_loses_nothing_and_credits_nothing_twice() -> anyhow::Result<
     );
     Ok(())
 }
+
+/// Repeated invalid proofs: a warning, then a ban of the worker and its address
+/// (the connection closes; a renamed worker from the same address is refused too),
+/// visible to the operator behind the admin token, until the operator lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_invalid_proofs_ban_the_worker_and_address_until_lifted() -> anyhow::Result<()> {
+    const TOKEN: &str = "test-admin-token-0123456789";
+    let dir = tempfile::tempdir()?;
+    let toml = test_config(&dir.path().join("data"), "[bans]\ninvalid_threshold = 2\n").replace(
+        "[http]\nlisten = \"127.0.0.1:0\"",
+        &format!("[http]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\""),
+    );
+    let config = pool::Config::from_toml(&toml, "test")?;
+    let pool = pool::start(
+        config,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    )
+    .await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    api.post("/v1/jobs", &batch_job(1)).await?;
+
+    let garbage = |id: u64, task: &Value| {
+        let index = task["statements"][0]["index"].clone();
+        json!({"jsonrpc":"2.0","id":id,"method":"mining.submit","params":{"task":task["task"],"proofs":[{"index":index,"proof":"ab".repeat(128)}]}})
+    };
+    let mut c = RawConn::connect(pool.stratum_addr).await?;
+    let notes = c.handshake("mallory.rig1").await?;
+    let task = match notes.into_iter().find(|n| n["method"] == "mining.notify") {
+        Some(n) => n["params"].clone(),
+        None => c.next_notify().await?,
+    };
+    c.send(&garbage(30, &task)).await?;
+    let (r, _) = c.response().await?;
+    assert_eq!(err_code(&r), 30, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("warning: 1 more invalid submit"),
+        "{r}"
+    );
+    let task = c.next_notify().await?;
+    c.send(&garbage(31, &task)).await?;
+    let (r, _) = c.response().await?;
+    assert_eq!(err_code(&r), 33, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("banned for 600 s"),
+        "{r}"
+    );
+    assert!(c.recv().await?.is_none(), "a banned session is closed");
+
+    // The same worker, and another name from the same address, are refused at authorize.
+    for worker in ["mallory.rig1", "eve.rig1"] {
+        let mut again = RawConn::connect(pool.stratum_addr).await?;
+        let e = again.handshake(worker).await.unwrap_err().to_string();
+        assert!(
+            e.contains("\"code\":33") && e.contains("is banned for"),
+            "{worker}: {e}"
+        );
+    }
+
+    let http = reqwest::Client::new();
+    let bans_url = format!("http://{}/v1/bans", pool.http_addr);
+    assert_eq!(
+        http.get(&bans_url).send().await?.status(),
+        401,
+        "operator endpoints need the token"
+    );
+    assert_eq!(
+        http.get(&bans_url)
+            .bearer_auth("wrong-token-wrong-token")
+            .send()
+            .await?
+            .status(),
+        401
+    );
+    let listed: Value = http
+        .get(&bans_url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut targets: Vec<&str> = listed["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["target"].as_str().unwrap())
+        .collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        vec!["ip:127.0.0.1", "worker:mallory.rig1"],
+        "{listed}"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", pool.http_addr))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(sample(&metrics, "zkpool_bans_total"), 1.0);
+    assert_eq!(sample(&metrics, "zkpool_bans_active"), 2.0);
+
+    for t in ["worker:mallory.rig1", "ip:127.0.0.1"] {
+        let r = http
+            .delete(format!("{bans_url}/{t}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200, "lift {t}");
+    }
+    let r = http
+        .delete(format!("{bans_url}/nonsense"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    let mut back = RawConn::connect(pool.stratum_addr).await?;
+    back.handshake("mallory.rig1")
+        .await
+        .context("authorize after the ban was lifted")?;
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
