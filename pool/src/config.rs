@@ -65,6 +65,8 @@ pub struct StratumConfig {
     pub ping_interval_secs: u64,
     /// Most concurrent sessions; more are refused with a clear error. Default 10000.
     pub max_sessions: usize,
+    /// Most concurrent sessions from one IP address. Default 256 (a farm behind NAT).
+    pub max_sessions_per_ip: usize,
 }
 
 impl Default for StratumConfig {
@@ -76,6 +78,7 @@ impl Default for StratumConfig {
             idle_timeout_secs: 120,
             ping_interval_secs: 15,
             max_sessions: 10_000,
+            max_sessions_per_ip: 256,
         }
     }
 }
@@ -247,6 +250,10 @@ impl Config {
             self.stratum.ping_interval_secs,
         )?;
         nonzero("stratum.max_sessions", self.stratum.max_sessions as u64)?;
+        nonzero(
+            "stratum.max_sessions_per_ip",
+            self.stratum.max_sessions_per_ip as u64,
+        )?;
         nonzero("circuits.chain_steps", self.circuits.chain_steps as u64)?;
         nonzero(
             "http.max_job_statements",

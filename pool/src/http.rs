@@ -237,15 +237,23 @@ pub struct JobView {
 
 fn view(s: &PoolState, j: &JobRecord) -> JobView {
     let total = j.statements.len() as u64;
-    let (verified, leased) = match s
+    let progress = s
         .scheduler
         .lock()
         .expect("scheduler lock is never poisoned")
-        .progress(&j.id)
-    {
-        Some(p) => (p.done, p.leased),
-        // Not in the scheduler: every statement is verified (done or being assembled).
-        None => (total, 0),
+        .progress(&j.id);
+    let (verified, leased) = match (progress, j.state) {
+        (Some(p), _) => (p.done, p.leased),
+        // Expired: what was verified before the deadline.
+        (None, JobState::Expired) => (
+            s.store
+                .job_proofs(&j.id)
+                .map(|p| p.len() as u64)
+                .unwrap_or(0),
+            0,
+        ),
+        // Completed, or every statement verified and the result being assembled.
+        (None, _) => (total, 0),
     };
     JobView {
         id: j.id.clone(),
@@ -300,14 +308,21 @@ async fn get_result(
     Path(id): Path<String>,
 ) -> Api<Json<zk::JobResult>> {
     let job = stored_job(&s, &id)?;
-    match s.store.result(&id).map_err(internal)? {
-        Some(r) => Ok(Json(r)),
-        None => Err(ApiError(
+    match (s.store.result(&id).map_err(internal)?, job.state) {
+        (Some(r), _) => Ok(Json(r)),
+        (None, JobState::Expired) => {
+            let verified = s.store.job_proofs(&id).map_err(internal)?.len();
+            Err(ApiError(
+                StatusCode::GONE,
+                format!(
+                    "job {id} expired at its deadline with {verified} of {} statements verified; it has no result",
+                    job.statements.len()
+                ),
+            ))
+        }
+        (None, _) => Err(ApiError(
             StatusCode::CONFLICT,
-            format!(
-                "job {id} is {}, not completed; poll GET /v1/jobs/{id} until its state is \"completed\"",
-                serde_json::to_value(job.state).expect("states serialise").as_str().unwrap_or("running")
-            ),
+            format!("job {id} is running, not completed; poll GET /v1/jobs/{id} until its state is \"completed\""),
         )),
     }
 }

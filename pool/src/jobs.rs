@@ -50,6 +50,8 @@ pub enum JobState {
     Running,
     /// Every statement has a verified proof and the result is stored.
     Completed,
+    /// The deadline passed first. Verified proofs stay stored and credited.
+    Expired,
 }
 
 /// A job as stored.

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub jobs_running: IntGauge,
     pub jobs_accepted: IntCounter,
     pub jobs_completed: IntCounter,
+    pub jobs_expired: IntCounter,
     pub job_seconds: Histogram,
     /// Submits by verdict: `accepted` or the reason they were rejected.
     pub shares: IntCounterVec,
@@ -96,6 +97,10 @@ impl Metrics {
             jobs_completed: counter(
                 "zkpool_jobs_completed_total",
                 "Jobs whose result was assembled.",
+            ),
+            jobs_expired: counter(
+                "zkpool_jobs_expired_total",
+                "Jobs whose deadline passed before their result.",
             ),
             job_seconds: histogram(
                 "zkpool_job_seconds",

@@ -498,6 +498,29 @@ impl Scheduler {
         Some(self.requeue(t))
     }
 
+    /// Removes a job (it expired or was cancelled); returns its live tasks, whose
+    /// sessions should be told to stop.
+    pub fn remove_job(&mut self, job: &str) -> Vec<Task> {
+        if self.jobs.remove(job).is_none() {
+            return vec![];
+        }
+        let ids: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.job == job)
+            .map(|t| t.id.clone())
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| {
+                let t = self.tasks.remove(&id)?;
+                if let Some(slot) = self.sessions.get_mut(&t.session) {
+                    slot.tasks.remove(&id);
+                }
+                Some(t)
+            })
+            .collect()
+    }
+
     /// Extends a live task's lease; returns the new lease length.
     pub fn renew(&mut self, session: SessionKey, id: &str, now: Instant) -> Option<Duration> {
         let t = self.tasks.get_mut(id).filter(|t| t.session == session)?;
@@ -694,6 +717,30 @@ mod tests {
             tasks.iter().map(|t| t.job.as_str()).collect::<Vec<_>>(),
             vec!["soon", "late"]
         );
+    }
+
+    #[test]
+    fn a_removed_job_takes_its_leases_with_it() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("gone", 4, 10));
+        s.add_job(job("kept", 4, 20));
+        s.add_session(1, "a.r".into(), None);
+        let leased = s.poll_assignments(t0);
+        assert!(leased.iter().any(|t| t.job == "gone"));
+        let cancelled = s.remove_job("gone");
+        assert_eq!(
+            cancelled.len(),
+            leased.iter().filter(|t| t.job == "gone").count()
+        );
+        assert!(s.progress("gone").is_none());
+        assert!(matches!(
+            s.complete(1, &cancelled[0].id, t0),
+            Err(TaskReject::Stale(_))
+        ));
+        // The freed slots go to the remaining job.
+        assert!(s.poll_assignments(t0).iter().all(|t| t.job == "kept"));
+        assert!(s.remove_job("gone").is_empty());
     }
 
     #[test]

@@ -426,6 +426,57 @@ impl PoolState {
         }
     }
 
+    /// Expires running jobs whose deadline has passed: their leases are cancelled
+    /// (sessions get `mining.cancel`), the job is stored as `expired`, and the proofs
+    /// already verified stay stored and credited. A job whose statements are all
+    /// verified (its result is being assembled) completes instead.
+    pub async fn expire_due_jobs(self: &Arc<Self>) {
+        let now = now_ms();
+        let due: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|j| j.deadline_ms <= now)
+            .map(|j| j.id.clone())
+            .collect();
+        for id in due {
+            let cancelled = {
+                let mut sched = lock(&self.scheduler);
+                if sched.progress(&id).is_none() {
+                    continue;
+                }
+                sched.remove_job(&id)
+            };
+            for t in &cancelled {
+                if let Some(s) = self.sessions.get(&t.session) {
+                    let cancel = stratum::Cancel {
+                        tasks: vec![t.id.as_str().into()],
+                        reason: "job expired".into(),
+                    };
+                    let _ =
+                        s.tx.try_send(ToMiner::Notification(Notification::Cancel(cancel)));
+                }
+            }
+            match self.store.job(&id) {
+                Ok(Some(mut job)) if job.state == JobState::Running => {
+                    job.state = JobState::Expired;
+                    if let Err(e) = self.store.put_job(&job) {
+                        error!(job = %id, error = %e, "could not store the expiry; retried next sweep");
+                        continue;
+                    }
+                    if let Err(e) = self.store.flush().await {
+                        error!(job = %id, error = %e, "could not flush the expiry");
+                    }
+                    self.metrics.jobs_expired.inc();
+                    info!(job = %id, cancelled = cancelled.len(), "job expired at its deadline");
+                }
+                Ok(_) => {}
+                Err(e) => error!(job = %id, error = %e, "cannot read job to expire it"),
+            }
+            self.jobs.remove(&id);
+            self.dispatch();
+        }
+    }
+
     /// Puts every unfinished job back in the queue after a (re)start, and finishes
     /// those whose proofs were all stored before a crash.
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<usize> {
@@ -637,6 +688,7 @@ async fn sweep(state: Arc<PoolState>) {
                     s.tx.try_send(ToMiner::Notification(Notification::Cancel(cancel)));
             }
         }
+        state.expire_due_jobs().await;
         // Dispatch every tick, not only after expiries: a task taken back from a
         // full session queue waits for the next event, and this is the latest one.
         state.dispatch();

@@ -7,7 +7,13 @@
 //! timeouts end it. When a session ends for any reason its leased tasks go back to
 //! the queue at once.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use dashmap::DashMap;
 
 use futures::{SinkExt, StreamExt};
 use stratum::{
@@ -34,6 +40,7 @@ use crate::{
 /// `max_sessions` at once (a connection over the cap gets a clear refusal).
 pub async fn accept_loop(state: Arc<PoolState>, listener: TcpListener, tasks: TaskTracker) {
     let permits = Arc::new(Semaphore::new(state.config.stratum.max_sessions));
+    let per_ip: Arc<DashMap<IpAddr, usize>> = Arc::default();
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -48,33 +55,65 @@ pub async fn accept_loop(state: Arc<PoolState>, listener: TcpListener, tasks: Ta
             },
         };
         let _ = stream.set_nodelay(true);
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
+        let ip_slot = IpSlot::acquire(&per_ip, peer.ip(), state.config.stratum.max_sessions_per_ip);
+        let refusal = match (permits.clone().try_acquire_owned(), ip_slot) {
+            (Ok(permit), Some(ip_slot)) => {
                 state.metrics.connections.inc();
                 let span = info_span!("session", %peer, worker = tracing::field::Empty);
-                tasks.spawn(run(state.clone(), stream, peer, permit).instrument(span));
+                tasks.spawn(run(state.clone(), stream, peer, Admission { _permit: permit, _ip_slot: ip_slot }).instrument(span));
+                continue;
             }
-            Err(_) => {
-                let refusal = ToMiner::Response(Response::err(
-                    None,
-                    RpcError::new(
-                        ErrorCode::Busy,
-                        format!(
-                            "pool is full ({} sessions); try again later",
-                            state.config.stratum.max_sessions
-                        ),
-                    ),
-                ));
-                tasks.spawn(async move {
-                    let line = stratum::Wire::to_line(&refusal) + "\n";
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(2),
-                        stream.write_all(line.as_bytes()),
-                    )
-                    .await;
-                });
-            }
+            (Err(_), _) => format!("pool is full ({} sessions); try again later", state.config.stratum.max_sessions),
+            (Ok(_), None) => format!(
+                "too many sessions from {} (at most {} per address); close some or ask the operator",
+                peer.ip(),
+                state.config.stratum.max_sessions_per_ip
+            ),
+        };
+        let refusal =
+            ToMiner::Response(Response::err(None, RpcError::new(ErrorCode::Busy, refusal)));
+        tasks.spawn(async move {
+            let line = stratum::Wire::to_line(&refusal) + "\n";
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(line.as_bytes()))
+                .await;
+        });
+    }
+}
+
+/// What a session holds while it lives: a place under the global cap and one under
+/// its address's cap. Both are given back when it is dropped.
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+    _ip_slot: IpSlot,
+}
+
+/// One session's place in its address's count.
+pub struct IpSlot {
+    counts: Arc<DashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    fn acquire(counts: &Arc<DashMap<IpAddr, usize>>, ip: IpAddr, cap: usize) -> Option<IpSlot> {
+        let mut n = counts.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
         }
+        *n += 1;
+        Some(IpSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        // Remove the entry at zero so the map holds only addresses with sessions.
+        self.counts.remove_if_mut(&self.ip, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
     }
 }
 
@@ -89,7 +128,7 @@ pub async fn run(
     state: Arc<PoolState>,
     stream: TcpStream,
     peer: SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    _admission: Admission,
 ) {
     let key = state
         .next_session

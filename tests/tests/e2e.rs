@@ -995,3 +995,172 @@ async fn repeated_invalid_proofs_ban_the_worker_and_address_until_lifted() -> an
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// A job past its deadline expires: the miner holding its task gets `mining.cancel`,
+/// the job says `expired` with what was verified, the result endpoint says it has none
+/// (410), and a late submit is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_deadline_expires_and_its_leases_are_cancelled() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool("").await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    let mut c = RawConn::connect(pool.stratum_addr).await?;
+    c.handshake("lena.rig1").await?;
+    let mut body = batch_job(2);
+    body["deadline_secs"] = json!(1);
+    let job = api.post("/v1/jobs", &body).await?;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let task = c.next_notify().await?;
+    assert_eq!(task["job"], job["id"]);
+    let cancel = loop {
+        let v = c
+            .recv()
+            .await?
+            .context("connection closed before mining.cancel")?;
+        if v["method"] == "mining.cancel" {
+            break v;
+        }
+    };
+    assert_eq!(cancel["params"]["reason"], "job expired", "{cancel}");
+    assert!(
+        cancel["params"]["tasks"]
+            .as_array()
+            .unwrap()
+            .contains(&task["task"]),
+        "{cancel}"
+    );
+    let v = wait_for(
+        "the job to be stored as expired",
+        Duration::from_secs(10),
+        async || {
+            let v = api.get(&format!("/v1/jobs/{id}")).await?;
+            Ok((v["state"] == "expired").then_some(v))
+        },
+    )
+    .await?;
+    assert_eq!(
+        (v["verified"].as_u64(), v["leased"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    let e = api
+        .get(&format!("/v1/jobs/{id}/result"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("410") && e.contains("expired at its deadline with 0 of 2 statements verified"),
+        "{e}"
+    );
+    let proofs = prove_task(&task).await?;
+    c.send(&json!({"jsonrpc":"2.0","id":40,"method":"mining.submit","params":{"task":task["task"],"proofs":proofs}})).await?;
+    let (r, _) = c.response().await?;
+    assert_eq!(
+        err_code(&r),
+        21,
+        "a submit for an expired job is stale: {r}"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", pool.http_addr))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(sample(&metrics, "zkpool_jobs_expired_total"), 1.0);
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// One address gets at most `max_sessions_per_ip` sessions; the next is refused with
+/// a reason, and the place comes back when a session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_address_cap_and_slow_partial_lines_are_enforced() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let toml = test_config(&dir.path().join("data"), "").replace(
+        "[stratum]\nlisten = \"127.0.0.1:0\"",
+        "[stratum]\nlisten = \"127.0.0.1:0\"\nmax_sessions_per_ip = 1\nhandshake_timeout_secs = 1",
+    );
+    let pool = pool::start(
+        pool::Config::from_toml(&toml, "test")?,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    )
+    .await?;
+
+    let mut first = RawConn::connect(pool.stratum_addr).await?;
+    first.handshake("mia.rig1").await?;
+    let mut second = RawConn::connect(pool.stratum_addr).await?;
+    let r = second.recv().await?.context("a refusal line")?;
+    assert_eq!(err_code(&r), 34, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many sessions from 127.0.0.1 (at most 1 per address)"),
+        "{r}"
+    );
+    drop(first);
+    // The place comes back once the pool has noticed the closed connection.
+    wait_for(
+        "a session after the first one closed",
+        Duration::from_secs(10),
+        async || {
+            let mut c = RawConn::connect(pool.stratum_addr).await?;
+            Ok(c.handshake("mia.rig2").await.ok())
+        },
+    )
+    .await?;
+
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// A peer that dribbles a line byte by byte (slowloris) never completes a line, so it
+/// never resets its deadline: the handshake timeout closes it all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_dribbling_a_partial_line_is_closed_by_the_timeout() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let toml = test_config(&dir.path().join("data"), "").replace(
+        "[stratum]\nlisten = \"127.0.0.1:0\"",
+        "[stratum]\nlisten = \"127.0.0.1:0\"\nhandshake_timeout_secs = 1",
+    );
+    let pool = pool::start(
+        pool::Config::from_toml(&toml, "test")?,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    )
+    .await?;
+    let (mut r, mut w) = tokio::net::TcpStream::connect(pool.stratum_addr)
+        .await?
+        .into_split();
+    let started = std::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        for b in b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"mining.subscribe\""
+            .iter()
+            .cycle()
+            .take(50)
+        {
+            if w.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut buf = vec![];
+    let _ = tokio::time::timeout(
+        Duration::from_secs(8),
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut buf),
+    )
+    .await;
+    let kept = started.elapsed();
+    assert!(
+        kept < Duration::from_secs(5),
+        "a dribbling peer was kept for {kept:?}"
+    );
+    assert!(
+        buf.is_empty(),
+        "admitted and timed out, not refused: got {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    writer.abort();
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
