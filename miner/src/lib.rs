@@ -10,6 +10,7 @@
 //! own while the next task is already being proven, and the pool leases each
 //! session a queued task beyond the one in progress.
 
+pub mod bench;
 pub mod keys;
 pub mod session;
 
@@ -38,7 +39,7 @@ impl std::fmt::Display for PoolUrl {
 /// Why the miner cannot start or go on.
 #[derive(Debug, thiserror::Error)]
 pub enum MinerError {
-    /// The pool URL is not `stratum+tcp://HOST:PORT`.
+    /// The pool URL is not `stratum+tcp://HOST:PORT` (or none was given).
     #[error("bad pool URL {0:?}: expected stratum+tcp://HOST:PORT")]
     BadUrl(String),
     /// TLS is not supported by this build.
@@ -78,7 +79,8 @@ pub fn parse_pool_url(s: &str) -> Result<PoolUrl, MinerError> {
 /// Miner settings.
 #[derive(Debug, Clone)]
 pub struct MinerConfig {
-    pub pool: PoolUrl,
+    /// Pools in order of preference; a lost connection moves on to the next one.
+    pub pools: Vec<PoolUrl>,
     pub worker: String,
     pub password: Option<String>,
     /// Proving threads (the rayon pool ark-groth16 runs on).
@@ -139,13 +141,18 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    if cfg.pools.is_empty() {
+        return Err(MinerError::BadUrl(String::new()));
+    }
     let mut backoff = Duration::from_secs(1);
+    let mut current = 0;
     loop {
+        let pool = &cfg.pools[current];
         let started = Instant::now();
         let before = stats
             .accepted_shares
             .load(std::sync::atomic::Ordering::Relaxed);
-        let outcome = session::run_session(&cfg, &stats, &keys, &prover, &shutdown).await;
+        let outcome = session::run_session(&cfg, pool, &stats, &keys, &prover, &shutdown).await;
         if shutdown.is_cancelled() {
             return Ok(());
         }
@@ -157,7 +164,7 @@ pub async fn run(
                 })
             }
             session::Ended::Reconnect(wait) => {
-                info!(wait_secs = wait.as_secs(), "pool asked us to reconnect");
+                info!(%pool, wait_secs = wait.as_secs(), "pool asked us to reconnect");
                 backoff = Duration::from_secs(1);
                 wait
             }
@@ -170,10 +177,17 @@ pub async fn run(
                 if productive {
                     backoff = Duration::from_secs(1);
                 }
-                warn!(pool = %cfg.pool, %reason, retry_in_secs = backoff.as_secs(), "disconnected");
-                let w = backoff;
-                backoff = (backoff * 2).min(cfg.max_backoff);
-                w
+                // Fail over to the next pool at once; back off only after a full round.
+                current = (current + 1) % cfg.pools.len();
+                if current != 0 {
+                    warn!(%pool, %reason, next = %cfg.pools[current], "disconnected; failing over");
+                    Duration::ZERO
+                } else {
+                    warn!(%pool, %reason, retry_in_secs = backoff.as_secs(), "disconnected");
+                    let w = backoff;
+                    backoff = (backoff * 2).min(cfg.max_backoff);
+                    w
+                }
             }
         };
         tokio::select! {

@@ -8,12 +8,18 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The pool, as stratum+tcp://HOST:PORT.
-    #[arg(long, env = "ZKMINER_POOL")]
-    pool: String,
+    /// The pool, as stratum+tcp://HOST:PORT. Repeat it (or separate with commas) to
+    /// list failover pools, in order of preference.
+    #[arg(
+        long,
+        env = "ZKMINER_POOL",
+        value_delimiter = ',',
+        required_unless_present = "benchmark"
+    )]
+    pool: Vec<String>,
     /// Payout account and rig name, as ADDR.RIG.
-    #[arg(long, env = "ZKMINER_WORKER")]
-    worker: String,
+    #[arg(long, env = "ZKMINER_WORKER", required_unless_present = "benchmark")]
+    worker: Option<String>,
     /// Worker password, if the pool asks for one.
     #[arg(long, env = "ZKMINER_PASSWORD")]
     password: Option<String>,
@@ -26,6 +32,12 @@ struct Args {
     /// Seconds between status lines; 0 turns them off.
     #[arg(long, default_value_t = 5)]
     status_interval: u64,
+    /// Measure this rig on each built-in circuit, without a pool, and exit.
+    #[arg(long)]
+    benchmark: bool,
+    /// Seconds to prove each circuit for with --benchmark.
+    #[arg(long, default_value_t = 5)]
+    benchmark_secs: u64,
 }
 
 #[tokio::main]
@@ -44,26 +56,61 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    let pool = match miner::parse_pool_url(&args.pool) {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if args.benchmark {
+        println!(
+            "zkminer {} benchmark | backend arkworks (Groth16/BN254) | {threads} threads",
+            env!("CARGO_PKG_VERSION")
+        );
+        return match tokio::task::spawn_blocking(move || {
+            miner::bench::run(threads, Duration::from_secs(args.benchmark_secs.max(1)))
+        })
+        .await
+        {
+            Ok(Ok(lines)) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => {
+                eprintln!("zkminer: benchmark failed: {e}");
+                std::process::ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("zkminer: benchmark failed: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
+    let pools = match args
+        .pool
+        .iter()
+        .map(|p| miner::parse_pool_url(p))
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("zkminer: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let worker = args
+        .worker
+        .expect("clap requires --worker unless --benchmark");
+    let shown: Vec<String> = pools.iter().map(ToString::to_string).collect();
     println!(
-        "zkminer {} | pool {pool} | worker {} | backend arkworks (Groth16/BN254) | {threads} threads | circuits: chain, preimage",
+        "zkminer {} | pool {} | worker {worker} | backend arkworks (Groth16/BN254) | {threads} threads | circuits: chain, preimage",
         env!("CARGO_PKG_VERSION"),
-        args.worker
+        shown.join(", then ")
     );
     let cfg = miner::MinerConfig {
-        pool,
-        worker: args.worker,
+        pools,
+        worker,
         password: args.password,
         threads,
         cache_dir: args.cache_dir,

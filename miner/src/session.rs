@@ -38,6 +38,7 @@ const TASK_QUEUE: usize = 8;
 
 pub async fn run_session(
     cfg: &MinerConfig,
+    pool: &crate::PoolUrl,
     stats: &Arc<Stats>,
     keys: &Arc<KeyCache>,
     prover: &Arc<rayon::ThreadPool>,
@@ -45,13 +46,13 @@ pub async fn run_session(
 ) -> Ended {
     let stream = match tokio::time::timeout(
         Duration::from_secs(10),
-        TcpStream::connect((cfg.pool.host.as_str(), cfg.pool.port)),
+        TcpStream::connect((pool.host.as_str(), pool.port)),
     )
     .await
     {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Ended::Lost(format!("cannot connect to {}: {e}", cfg.pool)),
-        Err(_) => return Ended::Lost(format!("cannot connect to {}: timed out", cfg.pool)),
+        Ok(Err(e)) => return Ended::Lost(format!("cannot connect to {pool}: {e}")),
+        Err(_) => return Ended::Lost(format!("cannot connect to {pool}: timed out")),
     };
     let _ = stream.set_nodelay(true);
     let (client, mut notes, mut closed) = client::start(stream, stratum::DEFAULT_MAX_LINE);
@@ -87,7 +88,7 @@ pub async fn run_session(
         Ok(Err(e)) => return Ended::Lost(format!("handshake failed: {e}")),
         Ok(Ok(sub)) => sub,
     };
-    info!(pool = %cfg.pool, worker = %cfg.worker, session = %sub.session, "connected and authorized");
+    info!(%pool, worker = %cfg.worker, session = %sub.session, "connected and authorized");
 
     let cancelled: Arc<Mutex<HashSet<TaskId>>> = Arc::default();
     let (task_tx, task_rx) = mpsc::channel::<Notify>(TASK_QUEUE);

@@ -27,3 +27,26 @@ fn bad_pool_url_and_bad_worker_are_refused() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("is not ADDR.RIG"), "{out}");
 }
+
+#[test]
+fn benchmark_measures_each_circuit_without_a_pool() {
+    let (code, out) = zkminer(&["--benchmark", "--benchmark-secs", "1", "--threads", "1"]);
+    assert_eq!(code, 0, "{out}");
+    for circuit in ["chain", "preimage"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(circuit))
+            .unwrap_or_else(|| panic!("no {circuit} line in:\n{out}"));
+        assert!(
+            line.contains("proofs/s") && line.contains("constraints/s"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_pool_is_required_unless_benchmarking() {
+    let (code, out) = zkminer(&["--worker", "alice.rig1"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--pool"), "{out}");
+}

@@ -608,10 +608,10 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let mut stats = vec![];
     for (i, worker) in ["alice.rig1", "bob.rig1"].into_iter().enumerate() {
         let cfg = miner::MinerConfig {
-            pool: miner::PoolUrl {
+            pools: vec![miner::PoolUrl {
                 host: "127.0.0.1".into(),
                 port: pool.stratum_addr.port(),
-            },
+            }],
             worker: worker.into(),
             password: None,
             threads: (cores / 2).max(1),

@@ -47,10 +47,10 @@ async fn run() -> anyhow::Result<()> {
     let api = zkpool_tests::Api::new(&format!("http://{}", pool.http_addr));
     let stop = CancellationToken::new();
     let miner_cfg = miner::MinerConfig {
-        pool: miner::PoolUrl {
+        pools: vec![miner::PoolUrl {
             host: "127.0.0.1".into(),
             port: pool.stratum_addr.port(),
-        },
+        }],
         worker: "bench.rig1".into(),
         password: None,
         threads,

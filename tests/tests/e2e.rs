@@ -1164,3 +1164,51 @@ async fn a_peer_dribbling_a_partial_line_is_closed_by_the_timeout() -> anyhow::R
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// A miner given two pools, the first one dead, fails over to the second and mines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_fails_over_to_its_next_pool() -> anyhow::Result<()> {
+    let (pool, dir) = inproc_pool("").await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    // A port nothing listens on: bind one, then let it go.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await?
+        .local_addr()?;
+    let log = std::fs::File::create(dir.path().join("nina.log"))?;
+    let mut child = Command::new(bin("zkminer"))
+        .args([
+            "--pool",
+            &format!("stratum+tcp://{dead}"),
+            "--pool",
+            &format!("stratum+tcp://{}", pool.stratum_addr),
+        ])
+        .args([
+            "--worker",
+            "nina.rig1",
+            "--threads",
+            "2",
+            "--status-interval",
+            "0",
+        ])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let job = api.post("/v1/jobs", &chain_job(2)).await?;
+    let done = completed(&api, job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let done = done?;
+    assert_eq!(
+        worker_work(&api, "nina.rig1").await?,
+        done["total_work"].as_u64().unwrap()
+    );
+    let log = std::fs::read_to_string(dir.path().join("nina.log"))?;
+    assert!(
+        log.contains("failing over"),
+        "the miner should say it failed over:\n{log}"
+    );
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
