@@ -8,7 +8,7 @@ use axum::{
     extract::{DefaultBodyLimit, Path, State},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, MethodRouter},
     Json, Router,
 };
 use serde::Serialize;
@@ -50,24 +50,47 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 type Api<T> = Result<T, ApiError>;
 
+/// Every route of the API: (method, path, handler). The router is built from this
+/// table and only from it, so a test can compare it with the OpenAPI document.
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>)> {
+    vec![
+        ("get", "/v1/status", get(status)),
+        ("get", "/v1/openapi.json", get(openapi)),
+        ("get", "/metrics", get(metrics)),
+        ("get", "/v1/bans", get(get_bans)),
+        (
+            "delete",
+            "/v1/bans/{target}",
+            axum::routing::delete(delete_ban),
+        ),
+        ("post", "/v1/jobs", axum::routing::post(post_job)),
+        ("get", "/v1/jobs/{id}", get(get_job)),
+        ("get", "/v1/jobs/{id}/result", get(get_result)),
+        ("get", "/v1/circuits", get(list_circuits)),
+        ("get", "/v1/circuits/{id}", get(get_circuit)),
+        ("get", "/v1/circuits/{id}/proving-key", get(get_proving_key)),
+        ("get", "/v1/workers/{worker}", get(get_worker)),
+    ]
+}
+
+/// The HTTP API's OpenAPI 3 document, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 pub fn router(state: Arc<PoolState>) -> Router {
     let limit = state.config.http.max_body_bytes;
-    Router::new()
-        .route("/v1/status", get(status))
-        .route("/metrics", get(metrics))
-        .route("/v1/bans", get(get_bans))
-        .route("/v1/bans/{target}", axum::routing::delete(delete_ban))
-        .route("/v1/jobs", axum::routing::post(post_job))
-        .route("/v1/jobs/{id}", get(get_job))
-        .route("/v1/jobs/{id}/result", get(get_result))
-        .route("/v1/circuits", get(list_circuits))
-        .route("/v1/circuits/{id}", get(get_circuit))
-        .route("/v1/circuits/{id}/proving-key", get(get_proving_key))
-        .route("/v1/workers/{worker}", get(get_worker))
+    let mut router = Router::new();
+    for (_, path, handler) in routes() {
+        router = router.route(path, handler);
+    }
+    router
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
-                "no such endpoint; see PROTOCOL.md for the HTTP API".into(),
+                "no such endpoint; GET /v1/openapi.json lists them".into(),
             )
         })
         .layer(DefaultBodyLimit::max(limit))

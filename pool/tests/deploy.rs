@@ -89,3 +89,27 @@ fn a_metric_the_pool_does_not_export_is_caught() {
         .iter()
         .any(|n| !text.contains(&format!("# TYPE {n} "))));
 }
+
+/// The OpenAPI document lists exactly the routes the router serves.
+#[test]
+fn the_openapi_document_matches_the_routes() {
+    let doc: serde_json::Value =
+        serde_json::from_str(pool::http::OPENAPI).expect("openapi.json is valid JSON");
+    assert_eq!(doc["openapi"], "3.0.3");
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = pool::http::routes()
+        .into_iter()
+        .map(|(m, p, _)| (m.to_owned(), p.to_owned()))
+        .collect();
+    assert_eq!(documented, served, "documented vs served routes");
+}

@@ -1212,3 +1212,40 @@ async fn a_miner_fails_over_to_its_next_pool() -> anyhow::Result<()> {
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// Every path in the OpenAPI document served at /v1/openapi.json reaches a handler
+/// on a running pool (never the "no such endpoint" fallback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_is_served() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool("").await?;
+    let base = format!("http://{}", pool.http_addr);
+    let doc: Value = reqwest::get(format!("{base}/v1/openapi.json"))
+        .await?
+        .json()
+        .await?;
+    let http = reqwest::Client::new();
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{id}", "chain")
+            .replace("{target}", "ip:192.0.2.1")
+            .replace("{worker}", "alice.rig1");
+        for method in ops.as_object().unwrap().keys() {
+            let req = match method.as_str() {
+                "get" => http.get(format!("{base}{concrete}")),
+                "post" => http.post(format!("{base}{concrete}")).body("{}"),
+                "delete" => http.delete(format!("{base}{concrete}")),
+                other => panic!("unexpected method {other}"),
+            };
+            let body = req.send().await?.text().await?;
+            assert!(
+                !body.contains("no such endpoint"),
+                "{method} {path} fell through to the fallback: {body}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "checked {checked} routes");
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
