@@ -426,6 +426,30 @@ impl PoolState {
         }
     }
 
+    /// Tells each session to stop work on its tasks among `tasks`: one `mining.cancel`
+    /// per session, listing all of them. Best effort: a session that is gone or not
+    /// reading loses nothing by missing it (its proofs would be stale).
+    pub fn send_cancels(&self, tasks: &[Task], reason: &str) {
+        let mut by_session: std::collections::BTreeMap<SessionKey, Vec<stratum::TaskId>> =
+            Default::default();
+        for t in tasks {
+            by_session
+                .entry(t.session)
+                .or_default()
+                .push(t.id.as_str().into());
+        }
+        for (session, ids) in by_session {
+            if let Some(s) = self.sessions.get(&session) {
+                let cancel = stratum::Cancel {
+                    tasks: ids,
+                    reason: reason.to_owned(),
+                };
+                let _ =
+                    s.tx.try_send(ToMiner::Notification(Notification::Cancel(cancel)));
+            }
+        }
+    }
+
     /// Expires running jobs whose deadline has passed: their leases are cancelled
     /// (sessions get `mining.cancel`), the job is stored as `expired`, and the proofs
     /// already verified stay stored and credited. A job whose statements are all
@@ -446,16 +470,7 @@ impl PoolState {
                 }
                 sched.remove_job(&id)
             };
-            for t in &cancelled {
-                if let Some(s) = self.sessions.get(&t.session) {
-                    let cancel = stratum::Cancel {
-                        tasks: vec![t.id.as_str().into()],
-                        reason: "job expired".into(),
-                    };
-                    let _ =
-                        s.tx.try_send(ToMiner::Notification(Notification::Cancel(cancel)));
-                }
-            }
+            self.send_cancels(&cancelled, "job expired");
             match self.store.job(&id) {
                 Ok(Some(mut job)) if job.state == JobState::Running => {
                     job.state = JobState::Expired;
@@ -679,15 +694,8 @@ async fn sweep(state: Arc<PoolState>) {
         let expired = lock(&state.scheduler).expire(Instant::now());
         for t in &expired {
             warn!(task = %t.id, worker = %t.worker, "lease expired; statements re-queued");
-            if let Some(s) = state.sessions.get(&t.session) {
-                let cancel = stratum::Cancel {
-                    tasks: vec![t.id.as_str().into()],
-                    reason: "lease expired".into(),
-                };
-                let _ =
-                    s.tx.try_send(ToMiner::Notification(Notification::Cancel(cancel)));
-            }
         }
+        state.send_cancels(&expired, "lease expired");
         state.expire_due_jobs().await;
         // Dispatch every tick, not only after expiries: a task taken back from a
         // full session queue waits for the next event, and this is the latest one.
