@@ -44,14 +44,21 @@ pub fn bin(name: &str) -> PathBuf {
 /// Config for test pools: short timeouts so failures show quickly; `extra` is
 /// appended (TOML sections).
 pub fn test_config(data: &Path, extra: &str) -> String {
+    test_config_with(data, "", "", extra)
+}
+
+/// [`test_config`] with extra keys (TOML lines) in its `[stratum]` and `[http]` sections.
+pub fn test_config_with(data: &Path, stratum: &str, http: &str, extra: &str) -> String {
     format!(
         r#"
 [storage]
 data_dir = "{}"
 [stratum]
 listen = "127.0.0.1:0"
+{stratum}
 [http]
 listen = "127.0.0.1:0"
+{http}
 [scheduler]
 target_task_secs = 1.0
 lease_min_secs = 20.0
@@ -299,8 +306,20 @@ impl RawConn {
 
 /// An in-process pool on loopback with a temporary data directory.
 pub async fn inproc_pool(extra: &str) -> anyhow::Result<(pool::RunningPool, tempfile::TempDir)> {
+    inproc_pool_with("", "", extra).await
+}
+
+/// [`inproc_pool`] with extra keys in the `[stratum]` and `[http]` sections.
+pub async fn inproc_pool_with(
+    stratum: &str,
+    http: &str,
+    extra: &str,
+) -> anyhow::Result<(pool::RunningPool, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
-    let config = pool::Config::from_toml(&test_config(&dir.path().join("data"), extra), "test")?;
+    let config = pool::Config::from_toml(
+        &test_config_with(&dir.path().join("data"), stratum, http, extra),
+        "test",
+    )?;
     let s = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let h = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     Ok((pool::start(config, s, h).await?, dir))

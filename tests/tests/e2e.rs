@@ -670,19 +670,7 @@ fn ensure_npm_packages(interop: &std::path::Path) -> anyhow::Result<()> {
 /// clear refusal instead of a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_the_session_cap_close_connections_with_reasons() -> anyhow::Result<()> {
-    // test_config already has a [stratum] section, so the short limits are added to it.
-    let dir = tempfile::tempdir()?;
-    let toml = test_config(&dir.path().join("data"), "").replace(
-        "[stratum]\nlisten = \"127.0.0.1:0\"",
-        "[stratum]\nlisten = \"127.0.0.1:0\"\nhandshake_timeout_secs = 1\nidle_timeout_secs = 2\nping_interval_secs = 1\nmax_sessions = 2",
-    );
-    let config = pool::Config::from_toml(&toml, "test")?;
-    let pool = pool::start(
-        config,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-    )
-    .await?;
+    let (pool, _dir) = inproc_pool_with("handshake_timeout_secs = 1\nidle_timeout_secs = 2\nping_interval_secs = 1\nmax_sessions = 2", "", "").await?;
 
     // Silent from the start: closed by the handshake timeout.
     let mut silent = RawConn::connect(pool.stratum_addr).await?;
@@ -875,16 +863,10 @@ async fn crash_loop_loses_nothing_and_credits_nothing_twice() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_invalid_proofs_ban_the_worker_and_address_until_lifted() -> anyhow::Result<()> {
     const TOKEN: &str = "test-admin-token-0123456789";
-    let dir = tempfile::tempdir()?;
-    let toml = test_config(&dir.path().join("data"), "[bans]\ninvalid_threshold = 2\n").replace(
-        "[http]\nlisten = \"127.0.0.1:0\"",
-        &format!("[http]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\""),
-    );
-    let config = pool::Config::from_toml(&toml, "test")?;
-    let pool = pool::start(
-        config,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    let (pool, _dir) = inproc_pool_with(
+        "",
+        &format!("admin_token = \"{TOKEN}\""),
+        "[bans]\ninvalid_threshold = 2\n",
     )
     .await?;
     let api = Api::new(&format!("http://{}", pool.http_addr));
@@ -1071,16 +1053,11 @@ async fn a_job_past_its_deadline_expires_and_its_leases_are_cancelled() -> anyho
 /// One address gets at most `max_sessions_per_ip` sessions; the next is refused with
 /// a reason, and the place comes back when a session ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_per_address_cap_and_slow_partial_lines_are_enforced() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let toml = test_config(&dir.path().join("data"), "").replace(
-        "[stratum]\nlisten = \"127.0.0.1:0\"",
-        "[stratum]\nlisten = \"127.0.0.1:0\"\nmax_sessions_per_ip = 1\nhandshake_timeout_secs = 1",
-    );
-    let pool = pool::start(
-        pool::Config::from_toml(&toml, "test")?,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+async fn the_per_address_session_cap_is_enforced() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool_with(
+        "max_sessions_per_ip = 1\nhandshake_timeout_secs = 1",
+        "",
+        "",
     )
     .await?;
 
@@ -1116,17 +1093,7 @@ async fn the_per_address_cap_and_slow_partial_lines_are_enforced() -> anyhow::Re
 /// never resets its deadline: the handshake timeout closes it all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_dribbling_a_partial_line_is_closed_by_the_timeout() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let toml = test_config(&dir.path().join("data"), "").replace(
-        "[stratum]\nlisten = \"127.0.0.1:0\"",
-        "[stratum]\nlisten = \"127.0.0.1:0\"\nhandshake_timeout_secs = 1",
-    );
-    let pool = pool::start(
-        pool::Config::from_toml(&toml, "test")?,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-    )
-    .await?;
+    let (pool, _dir) = inproc_pool_with("handshake_timeout_secs = 1", "", "").await?;
     let (mut r, mut w) = tokio::net::TcpStream::connect(pool.stratum_addr)
         .await?
         .into_split();
