@@ -163,6 +163,9 @@ pub struct BansConfig {
     pub window_secs: u64,
     /// First ban in seconds; each further ban of the same target doubles (max a day). Default 600.
     pub ban_secs: u64,
+    /// Also ban the worker's IP address, so renaming the worker does not help. Turn it
+    /// off when many honest rigs share one address (a farm behind NAT). Default true.
+    pub per_ip: bool,
 }
 
 impl Default for BansConfig {
@@ -171,6 +174,7 @@ impl Default for BansConfig {
             invalid_threshold: 5,
             window_secs: 600,
             ban_secs: 600,
+            per_ip: true,
         }
     }
 }

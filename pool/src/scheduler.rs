@@ -11,8 +11,8 @@
 //! - Jobs are served earliest deadline first, then oldest first.
 //! - Sessions are served round-robin, one task per session per round, each up to
 //!   `tasks_per_session` tasks at once (one proving, the rest queued on the rig).
-//! - A statement whose proof was invalid is not leased straight back to the worker
-//!   that failed it while another eligible session exists.
+//! - A statement whose proof was invalid, or whose lease ran out, is not leased
+//!   straight back to the worker that failed it while another eligible session exists.
 //!
 //! Architecture Invariant: every statement of an active job is in exactly one of
 //! `pending`, a live task, or done; leases are memory-only (see `store`).
@@ -543,6 +543,12 @@ impl Scheduler {
                 if let Some(slot) = self.sessions.get_mut(&t.session) {
                     slot.tasks.remove(&id);
                 }
+                // A lease that ran out is a failure too: not straight back to that worker.
+                if let Some(q) = self.jobs.get_mut(&t.job) {
+                    for i in t.indices() {
+                        q.avoid.insert(i, t.worker.clone());
+                    }
+                }
                 Some(self.requeue(t))
             })
             .collect()
@@ -685,6 +691,20 @@ mod tests {
         assert!(s.expire(t0 + lease + lease / 4).is_empty());
         assert_eq!(s.expire(t0 + lease + lease / 2).len(), 1);
         assert_eq!(s.progress("j").unwrap().pending, 2);
+    }
+
+    #[test]
+    fn expired_statements_go_to_another_worker_first() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 1, 10));
+        s.add_session(1, "slow.r".into(), None);
+        let t = s.poll_assignments(t0).remove(0);
+        s.add_session(2, "other.r".into(), None);
+        let later = t0 + t.lease;
+        assert_eq!(s.expire(later).len(), 1);
+        let again = s.poll_assignments(later);
+        assert_eq!(again.iter().map(|t| t.session).collect::<Vec<_>>(), vec![2]);
     }
 
     #[test]

@@ -204,7 +204,7 @@ impl PoolState {
         submit: Submit,
     ) -> Result<SubmitResult, RpcError> {
         // Cheap checks first: a banned worker or address gets no pairing computed.
-        let targets = [Target::Worker(worker.to_owned()), Target::Ip(ip)];
+        let targets = self.ban_targets(worker, ip);
         if let Some(e) = self.ban_error(&targets) {
             return Err(self.reject(ErrorCode::Banned, e));
         }
@@ -360,6 +360,16 @@ impl PoolState {
         }
         self.store.flush().await?;
         Ok(())
+    }
+
+    /// What a worker's invalid work counts against: the worker, and its address
+    /// unless `bans.per_ip` is off.
+    pub fn ban_targets(&self, worker: &str, ip: std::net::IpAddr) -> Vec<Target> {
+        let mut t = vec![Target::Worker(worker.to_owned())];
+        if self.config.bans.per_ip {
+            t.push(Target::Ip(ip));
+        }
+        t
     }
 
     /// The message for a banned target among `targets`, if any.

@@ -31,7 +31,6 @@ use tokio_util::{codec::Framed, task::TaskTracker};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::{
-    bans::Target,
     circuits::now_ms,
     server::{PoolState, SessionEntry, SESSION_QUEUE},
 };
@@ -264,9 +263,7 @@ async fn handle(
         (Call::Subscribe(_), _) => Err(RpcError::new(ErrorCode::Other, "already subscribed")),
         (Call::Authorize(a), Phase::Subscribed { circuits }) => match Worker::parse(&a.worker) {
             Err(e) => Err(RpcError::new(ErrorCode::Unauthorized, e.to_string())),
-            Ok(worker) => match state
-                .ban_error(&[Target::Worker(worker.to_string()), Target::Ip(peer.ip())])
-            {
+            Ok(worker) => match state.ban_error(&state.ban_targets(worker.as_str(), peer.ip())) {
                 Some(banned) => Err(RpcError::new(ErrorCode::Banned, banned)),
                 None => {
                     let filter = PoolState::circuit_filter(circuits);

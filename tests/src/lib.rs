@@ -44,11 +44,24 @@ pub fn bin(name: &str) -> PathBuf {
 /// Config for test pools: short timeouts so failures show quickly; `extra` is
 /// appended (TOML sections).
 pub fn test_config(data: &Path, extra: &str) -> String {
-    test_config_with(data, "", "", extra)
+    test_config_with(data, "", "", "", extra)
 }
 
-/// [`test_config`] with extra keys (TOML lines) in its `[stratum]` and `[http]` sections.
-pub fn test_config_with(data: &Path, stratum: &str, http: &str, extra: &str) -> String {
+/// [`test_config`] with extra keys (TOML lines) in its `[stratum]`, `[http]` and
+/// `[scheduler]` sections.
+pub fn test_config_with(
+    data: &Path,
+    stratum: &str,
+    http: &str,
+    scheduler: &str,
+    extra: &str,
+) -> String {
+    // The lease floor defaults to 20 s here; a caller may set its own (TOML refuses a key twice).
+    let scheduler = if scheduler.contains("lease_min_secs") {
+        scheduler.to_owned()
+    } else {
+        format!("lease_min_secs = 20.0\n{scheduler}")
+    };
     format!(
         r#"
 [storage]
@@ -61,8 +74,8 @@ listen = "127.0.0.1:0"
 {http}
 [scheduler]
 target_task_secs = 1.0
-lease_min_secs = 20.0
 sweep_interval_secs = 0.2
+{scheduler}
 [circuits]
 chain_steps = 16
 {extra}
@@ -309,6 +322,22 @@ pub async fn inproc_pool(extra: &str) -> anyhow::Result<(pool::RunningPool, temp
     inproc_pool_with("", "", extra).await
 }
 
+/// [`inproc_pool_with`], with extra `[scheduler]` keys too.
+pub async fn inproc_pool_scheduled(
+    stratum: &str,
+    scheduler: &str,
+    extra: &str,
+) -> anyhow::Result<(pool::RunningPool, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let config = pool::Config::from_toml(
+        &test_config_with(&dir.path().join("data"), stratum, "", scheduler, extra),
+        "test",
+    )?;
+    let s = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let h = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok((pool::start(config, s, h).await?, dir))
+}
+
 /// [`inproc_pool`] with extra keys in the `[stratum]` and `[http]` sections.
 pub async fn inproc_pool_with(
     stratum: &str,
@@ -317,7 +346,7 @@ pub async fn inproc_pool_with(
 ) -> anyhow::Result<(pool::RunningPool, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let config = pool::Config::from_toml(
-        &test_config_with(&dir.path().join("data"), stratum, http, extra),
+        &test_config_with(&dir.path().join("data"), stratum, http, "", extra),
         "test",
     )?;
     let s = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -1216,3 +1216,130 @@ async fn every_documented_route_is_served() -> anyhow::Result<()> {
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// Fault injection: one job, one honest `zkminer` process, and five misbehaving raw
+/// clients: one vanishes mid-task, one stalls holding its tasks (its leases expire),
+/// one sends garbage lines, one submits garbage proofs, and one replays its own
+/// accepted proof for another statement. The job completes with every proof valid,
+/// each offender is answered with its reason (and the cheaters are banned), and the
+/// credits are exact: the honest miner gets everything but the replayer's one honest
+/// task. (Address bans are off here: every client shares 127.0.0.1, like rigs behind NAT.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_completes_despite_vanishing_stalling_garbage_invalid_and_replaying_miners(
+) -> anyhow::Result<()> {
+    let (pool, dir) = inproc_pool_scheduled(
+        "",
+        "lease_min_secs = 2.0",
+        "[bans]\ninvalid_threshold = 1\nper_ip = false\n",
+    )
+    .await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    let addr = pool.stratum_addr;
+    let first_task = |c: Vec<Value>| {
+        c.into_iter()
+            .find(|n| n["method"] == "mining.notify")
+            .map(|n| n["params"].clone())
+    };
+    let submit = |id: u64, task: &Value, proofs: &Value| json!({"jsonrpc":"2.0","id":id,"method":"mining.submit","params":{"task":task["task"],"proofs":proofs}});
+
+    // Everyone connects before the job exists, so every misbehaving client gets tasks.
+    let mut vanisher = RawConn::connect(addr).await?;
+    let mut staller = RawConn::connect(addr).await?;
+    let mut junk = RawConn::connect(addr).await?;
+    let mut cheat = RawConn::connect(addr).await?;
+    let mut replayer = RawConn::connect(addr).await?;
+    for (c, w) in [
+        (&mut vanisher, "van.rig1"),
+        (&mut staller, "stall.rig1"),
+        (&mut junk, "junk.rig1"),
+        (&mut cheat, "cheat.rig1"),
+        (&mut replayer, "copy.rig1"),
+    ] {
+        assert!(first_task(c.handshake(w).await?).is_none());
+    }
+    let job = api.post("/v1/jobs", &chain_job(16)).await?;
+    let id = job["id"].as_str().unwrap().to_owned();
+
+    // Vanish mid-task: its leases return at once.
+    vanisher.next_notify().await?;
+    drop(vanisher);
+    // Stall: take tasks and say nothing (kept open to the end).
+    staller.next_notify().await?;
+    // Garbage lines: answered with parse errors; the session goes on (and holds its tasks).
+    junk.next_notify().await?;
+    junk.send_raw(b"}}} not json\n").await?;
+    let (r, _) = junk.response().await?;
+    assert_eq!(err_code(&r), -32700, "{r}");
+    // Garbage proofs: rejected and (threshold 1) banned, connection closed.
+    let t = cheat.next_notify().await?;
+    let garbage: Vec<Value> = t["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!({"index": s["index"], "proof": "cd".repeat(128)}))
+        .collect();
+    cheat.send(&submit(50, &t, &json!(garbage))).await?;
+    let (r, _) = cheat.response().await?;
+    assert_eq!(err_code(&r), 33, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed proof"),
+        "{r}"
+    );
+    // Replay: prove one task honestly, resubmit it (stale), then replay that proof for another statement.
+    let t1 = replayer.next_notify().await?;
+    let proofs = prove_task(&t1).await?;
+    replayer.send(&submit(60, &t1, &json!(proofs))).await?;
+    let (r, _) = replayer.response().await?;
+    let honest_copy_work = r["result"]["work"]
+        .as_u64()
+        .with_context(|| format!("replayer's honest task: {r}"))?;
+    replayer.send(&submit(61, &t1, &json!(proofs))).await?;
+    let (r, _) = replayer.response().await?;
+    assert_eq!(err_code(&r), 21, "a resubmitted task is stale: {r}");
+    let t2 = replayer.next_notify().await?;
+    let replayed: Vec<Value> = t2["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!({"index": s["index"], "proof": proofs[0]["proof"]}))
+        .collect();
+    replayer.send(&submit(62, &t2, &json!(replayed))).await?;
+    let (r, _) = replayer.response().await?;
+    assert_eq!(err_code(&r), 33, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
+        "{r}"
+    );
+
+    // The honest miner finishes everything else.
+    let _honest = MinerProcess::start(
+        addr,
+        "honest.rig1",
+        2,
+        &dir.path().join("cache"),
+        &dir.path().join("honest.log"),
+    )?;
+    let done = completed(&api, &id, Duration::from_secs(120)).await?;
+    let result: zk::JobResult =
+        serde_json::from_value(api.get(&format!("/v1/jobs/{id}/result")).await?)?;
+    assert_eq!(result.verify()?, 16, "every proof in the result is valid");
+    let total = done["total_work"].as_u64().unwrap();
+    assert_eq!(worker_work(&api, "copy.rig1").await?, honest_copy_work);
+    assert_eq!(
+        worker_work(&api, "honest.rig1").await?,
+        total - honest_copy_work,
+        "the honest miner is credited the rest, exactly"
+    );
+    for offender in ["van.rig1", "stall.rig1", "junk.rig1", "cheat.rig1"] {
+        assert_eq!(worker_work(&api, offender).await?, 0, "{offender} credited");
+    }
+    drop((staller, junk));
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
