@@ -228,6 +228,17 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(h) = a.http_listen {
         config.http.listen = h;
     }
+    // One socket per miner: raise the soft open-file limit to the hard one, so a
+    // pool can hold thousands of sessions without an operator's ulimit.
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(soft, _)| soft)
+                .unwrap_or(0)
+        }
+    };
     let stratum = bind(config.stratum.listen, "stratum").await?;
     let http = bind(config.http.listen, "http").await?;
     let pool = crate::start(config, stratum, http).await?;
@@ -243,6 +254,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             c.record.name, c.record.id, c.record.constraints
         );
     }
+    println!("  open files: up to {open_files} (about that many miner sessions)");
     let token = pool.token();
     tokio::select! {
         _ = wait_for_signal() => {}

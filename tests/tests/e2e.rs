@@ -1343,3 +1343,44 @@ async fn a_job_completes_despite_vanishing_stalling_garbage_invalid_and_replayin
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// `zkpool serve` raises its soft open-file limit to the hard limit (one socket per
+/// miner), even when started under a low `ulimit -n`.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_raises_its_open_file_limit() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("pool.toml");
+    std::fs::write(&cfg, test_config(&dir.path().join("data"), ""))?;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 1024 && exec \"$0\" serve --config \"$1\"")
+        .arg(bin("zkpool"))
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = lines.find_map(|l| l.ok().filter(|l| l.contains("open files:")));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
+    let _ = child.kill();
+    let _ = child.wait();
+    let banner = banner.context("no 'open files' line from zkpool serve")?;
+    let line = limits?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .context("no open-file limit")?
+        .to_owned();
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (soft, hard) = (nums[0], nums[1]);
+    assert!(
+        soft > 1024 && soft == hard,
+        "soft {soft}, hard {hard}: the limit was not raised ({line})"
+    );
+    assert!(banner.contains(&soft.to_string()), "{banner}");
+    Ok(())
+}
