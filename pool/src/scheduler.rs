@@ -466,35 +466,43 @@ impl Scheduler {
         }
     }
 
-    /// A task whose proofs were invalid: its statements go back to the queue,
-    /// marked to avoid this worker.
-    pub fn fail(&mut self, session: SessionKey, id: &str) -> Option<Task> {
-        match self.tasks.get(id) {
-            Some(t) if t.session == session => {}
-            _ => return None,
-        }
+    /// Takes a live task out of the task table and out of its session's slots.
+    fn take(&mut self, id: &str) -> Option<Task> {
         let t = self.tasks.remove(id)?;
-        if let Some(slot) = self.sessions.get_mut(&session) {
+        if let Some(slot) = self.sessions.get_mut(&t.session) {
             slot.tasks.remove(id);
         }
+        Some(t)
+    }
+
+    /// [`Scheduler::take`], only if the task is leased to `session`.
+    fn take_own(&mut self, session: SessionKey, id: &str) -> Option<Task> {
+        if self.tasks.get(id)?.session != session {
+            return None;
+        }
+        self.take(id)
+    }
+
+    /// Marks a task's statements to avoid the worker that failed them.
+    fn blame(&mut self, t: &Task) {
         if let Some(q) = self.jobs.get_mut(&t.job) {
             for i in t.indices() {
                 q.avoid.insert(i, t.worker.clone());
             }
         }
+    }
+
+    /// A task whose proofs were invalid: its statements go back to the queue,
+    /// marked to avoid this worker.
+    pub fn fail(&mut self, session: SessionKey, id: &str) -> Option<Task> {
+        let t = self.take_own(session, id)?;
+        self.blame(&t);
         Some(self.requeue(t))
     }
 
     /// Gives a task back without blame (it could not be delivered to its session).
     pub fn release(&mut self, session: SessionKey, id: &str) -> Option<Task> {
-        match self.tasks.get(id) {
-            Some(t) if t.session == session => {}
-            _ => return None,
-        }
-        let t = self.tasks.remove(id)?;
-        if let Some(slot) = self.sessions.get_mut(&session) {
-            slot.tasks.remove(id);
-        }
+        let t = self.take_own(session, id)?;
         Some(self.requeue(t))
     }
 
@@ -510,15 +518,7 @@ impl Scheduler {
             .filter(|t| t.job == job)
             .map(|t| t.id.clone())
             .collect();
-        ids.into_iter()
-            .filter_map(|id| {
-                let t = self.tasks.remove(&id)?;
-                if let Some(slot) = self.sessions.get_mut(&t.session) {
-                    slot.tasks.remove(&id);
-                }
-                Some(t)
-            })
-            .collect()
+        ids.iter().filter_map(|id| self.take(id)).collect()
     }
 
     /// Extends a live task's lease; returns the new lease length.
@@ -528,7 +528,9 @@ impl Scheduler {
         Some(t.lease)
     }
 
-    /// Ends every lease that expired by `now`; returns those tasks (their statements are ready again).
+    /// Ends every lease that expired by `now`; returns those tasks (their statements
+    /// are ready again). A lease that ran out is a failure too: its statements avoid
+    /// that worker.
     pub fn expire(&mut self, now: Instant) -> Vec<Task> {
         let expired: Vec<String> = self
             .tasks
@@ -537,18 +539,10 @@ impl Scheduler {
             .map(|t| t.id.clone())
             .collect();
         expired
-            .into_iter()
+            .iter()
             .filter_map(|id| {
-                let t = self.tasks.remove(&id)?;
-                if let Some(slot) = self.sessions.get_mut(&t.session) {
-                    slot.tasks.remove(&id);
-                }
-                // A lease that ran out is a failure too: not straight back to that worker.
-                if let Some(q) = self.jobs.get_mut(&t.job) {
-                    for i in t.indices() {
-                        q.avoid.insert(i, t.worker.clone());
-                    }
-                }
+                let t = self.take(id)?;
+                self.blame(&t);
                 Some(self.requeue(t))
             })
             .collect()

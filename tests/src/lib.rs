@@ -319,34 +319,19 @@ impl RawConn {
 
 /// An in-process pool on loopback with a temporary data directory.
 pub async fn inproc_pool(extra: &str) -> anyhow::Result<(pool::RunningPool, tempfile::TempDir)> {
-    inproc_pool_with("", "", extra).await
+    inproc_pool_with("", "", "", extra).await
 }
 
-/// [`inproc_pool_with`], with extra `[scheduler]` keys too.
-pub async fn inproc_pool_scheduled(
+/// [`inproc_pool`] with extra keys in the `[stratum]`, `[http]` and `[scheduler]` sections.
+pub async fn inproc_pool_with(
     stratum: &str,
+    http: &str,
     scheduler: &str,
     extra: &str,
 ) -> anyhow::Result<(pool::RunningPool, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let config = pool::Config::from_toml(
-        &test_config_with(&dir.path().join("data"), stratum, "", scheduler, extra),
-        "test",
-    )?;
-    let s = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let h = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    Ok((pool::start(config, s, h).await?, dir))
-}
-
-/// [`inproc_pool`] with extra keys in the `[stratum]` and `[http]` sections.
-pub async fn inproc_pool_with(
-    stratum: &str,
-    http: &str,
-    extra: &str,
-) -> anyhow::Result<(pool::RunningPool, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
-    let config = pool::Config::from_toml(
-        &test_config_with(&dir.path().join("data"), stratum, http, "", extra),
+        &test_config_with(&dir.path().join("data"), stratum, http, scheduler, extra),
         "test",
     )?;
     let s = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -670,7 +670,7 @@ fn ensure_npm_packages(interop: &std::path::Path) -> anyhow::Result<()> {
 /// clear refusal instead of a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_the_session_cap_close_connections_with_reasons() -> anyhow::Result<()> {
-    let (pool, _dir) = inproc_pool_with("handshake_timeout_secs = 1\nidle_timeout_secs = 2\nping_interval_secs = 1\nmax_sessions = 2", "", "").await?;
+    let (pool, _dir) = inproc_pool_with("handshake_timeout_secs = 1\nidle_timeout_secs = 2\nping_interval_secs = 1\nmax_sessions = 2", "", "", "").await?;
 
     // Silent from the start: closed by the handshake timeout.
     let mut silent = RawConn::connect(pool.stratum_addr).await?;
@@ -866,6 +866,7 @@ async fn repeated_invalid_proofs_ban_the_worker_and_address_until_lifted() -> an
     let (pool, _dir) = inproc_pool_with(
         "",
         &format!("admin_token = \"{TOKEN}\""),
+        "",
         "[bans]\ninvalid_threshold = 2\n",
     )
     .await?;
@@ -1058,6 +1059,7 @@ async fn the_per_address_session_cap_is_enforced() -> anyhow::Result<()> {
         "max_sessions_per_ip = 1\nhandshake_timeout_secs = 1",
         "",
         "",
+        "",
     )
     .await?;
 
@@ -1093,7 +1095,7 @@ async fn the_per_address_session_cap_is_enforced() -> anyhow::Result<()> {
 /// never resets its deadline: the handshake timeout closes it all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_dribbling_a_partial_line_is_closed_by_the_timeout() -> anyhow::Result<()> {
-    let (pool, _dir) = inproc_pool_with("handshake_timeout_secs = 1", "", "").await?;
+    let (pool, _dir) = inproc_pool_with("handshake_timeout_secs = 1", "", "", "").await?;
     let (mut r, mut w) = tokio::net::TcpStream::connect(pool.stratum_addr)
         .await?
         .into_split();
@@ -1227,7 +1229,8 @@ async fn every_documented_route_is_served() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_completes_despite_vanishing_stalling_garbage_invalid_and_replaying_miners(
 ) -> anyhow::Result<()> {
-    let (pool, dir) = inproc_pool_scheduled(
+    let (pool, dir) = inproc_pool_with(
+        "",
         "",
         "lease_min_secs = 2.0",
         "[bans]\ninvalid_threshold = 1\nper_ip = false\n",
