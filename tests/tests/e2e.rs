@@ -768,7 +768,17 @@ async fn metrics_move_as_shares_are_verified() -> anyhow::Result<()> {
     let credited_during = sample(&during, "zkpool_proofs_credited_total");
 
     let done = completed(&api, &id, Duration::from_secs(120)).await?;
-    let after = scrape().await?;
+    // The job reads as completed once its state is stored; the completion counter and
+    // the running gauge follow a moment later, after the flush. Wait for them.
+    let after = wait_for(
+        "the completion on /metrics",
+        Duration::from_secs(10),
+        async || {
+            let text = scrape().await?;
+            Ok((sample(&text, "zkpool_jobs_completed_total") == 1.0).then_some(text))
+        },
+    )
+    .await?;
     assert_eq!(sample(&after, "zkpool_proofs_credited_total"), 16.0);
     assert!(
         credited_during < 16.0,
