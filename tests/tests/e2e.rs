@@ -1052,10 +1052,17 @@ async fn a_job_past_its_deadline_expires_and_its_leases_are_cancelled() -> anyho
         21,
         "a submit for an expired job is stale: {r}"
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", pool.http_addr))
-        .await?
-        .text()
-        .await?;
+    // The counter moves just after the expiry is flushed; wait for it, then check it is exactly one.
+    let url = format!("http://{}/metrics", pool.http_addr);
+    let metrics = wait_for(
+        "the expiry on /metrics",
+        Duration::from_secs(10),
+        async || {
+            let text = reqwest::get(&url).await?.text().await?;
+            Ok((sample(&text, "zkpool_jobs_expired_total") >= 1.0).then_some(text))
+        },
+    )
+    .await?;
     assert_eq!(sample(&metrics, "zkpool_jobs_expired_total"), 1.0);
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
