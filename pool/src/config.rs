@@ -33,6 +33,56 @@ pub struct Config {
     pub circuits: CircuitsConfig,
     pub verifier: VerifierConfig,
     pub bans: BansConfig,
+    pub payouts: PayoutsConfig,
+}
+
+/// How verified work is paid (see the README's worked examples). Amounts are
+/// integers in the smallest unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayoutsConfig {
+    /// `prop` (default): a finished job's reward minus the fee, split by the work
+    /// done on it; `pplns`: job rewards and rewards recorded with `zkpool rewards
+    /// add` split over the last `pplns_window_work` units of work; `pps`: each
+    /// share paid at once from the pool's funds at `pps_price_per_mwork`.
+    pub scheme: payouts::Scheme,
+    /// Pool fee in basis points (100 = 1 %). Default 100.
+    pub fee_bps: u32,
+    /// PPS price: smallest units per 1,000,000 units of work. Default 1000.
+    pub pps_price_per_mwork: u64,
+    /// PPLNS window in units of work (constraints). Default 100,000,000.
+    pub pplns_window_work: u64,
+    /// Smallest balance `zkpool payouts plan` pays out. Default 1,000,000 (one
+    /// unit when the unit has 6 decimals).
+    pub threshold: u64,
+    /// Refuse `POST /v1/jobs` without a client API key even for reward-0 jobs.
+    /// Default false (jobs with a reward always need one).
+    pub require_client_key: bool,
+}
+
+impl Default for PayoutsConfig {
+    fn default() -> Self {
+        let p = payouts::Policy::default();
+        PayoutsConfig {
+            scheme: p.scheme,
+            fee_bps: p.fee_bps,
+            pps_price_per_mwork: p.pps_price_per_mwork,
+            pplns_window_work: p.pplns_window_work,
+            threshold: 1_000_000,
+            require_client_key: false,
+        }
+    }
+}
+
+impl PayoutsConfig {
+    pub fn policy(&self) -> payouts::Policy {
+        payouts::Policy {
+            scheme: self.scheme,
+            fee_bps: self.fee_bps,
+            pps_price_per_mwork: self.pps_price_per_mwork,
+            pplns_window_work: self.pplns_window_work,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +313,20 @@ impl Config {
             "http.max_job_statements",
             self.http.max_job_statements as u64,
         )?;
+        if self.payouts.fee_bps > 10_000 {
+            return Err(ConfigError::Invalid {
+                key: "payouts.fee_bps",
+                problem: format!(
+                    "must be at most 10000 (100 %), got {}",
+                    self.payouts.fee_bps
+                ),
+            });
+        }
+        nonzero(
+            "payouts.pplns_window_work",
+            self.payouts.pplns_window_work,
+        )?;
+        nonzero("payouts.threshold", self.payouts.threshold)?;
         if self.stratum.max_line < 4096 {
             return Err(ConfigError::Invalid {
                 key: "stratum.max_line",
@@ -341,6 +405,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("idle_timeout_secs"), "{e}");
+        let e = Config::from_toml("[payouts]\nscheme = \"pplms\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pplms") && e.contains("pplns"), "{e}");
+        let e = Config::from_toml("[payouts]\nfee_bps = 20000\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("payouts.fee_bps"), "{e}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// An API error: status and a message for the caller.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -36,11 +36,17 @@ impl From<JobError> for ApiError {
         match e {
             JobError::UnknownCircuit(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
             JobError::BadRequest(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+            JobError::Unauthorized(_) => ApiError(StatusCode::UNAUTHORIZED, e.to_string()),
+            JobError::Forbidden(_) => ApiError(StatusCode::FORBIDDEN, e.to_string()),
+            JobError::PaymentRequired { .. } => {
+                ApiError(StatusCode::PAYMENT_REQUIRED, e.to_string())
+            }
+            JobError::Internal(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     error!(error = %e, "internal error answering an HTTP request");
     ApiError(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -48,12 +54,12 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-type Api<T> = Result<T, ApiError>;
+pub(crate) type Api<T> = Result<T, ApiError>;
 
 /// Every route of the API: (method, path, handler). The router is built from this
 /// table and only from it, so a test can compare it with the OpenAPI document.
 pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>)> {
-    vec![
+    let mut v = vec![
         ("get", "/v1/status", get(status)),
         ("get", "/v1/openapi.json", get(openapi)),
         ("get", "/metrics", get(metrics)),
@@ -70,7 +76,9 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>
         ("get", "/v1/circuits/{id}", get(get_circuit)),
         ("get", "/v1/circuits/{id}/proving-key", get(get_proving_key)),
         ("get", "/v1/workers/{worker}", get(get_worker)),
-    ]
+    ];
+    v.extend(crate::ledger_api::routes());
+    v
 }
 
 /// The HTTP API's OpenAPI 3 document, served at `/v1/openapi.json`.
@@ -119,6 +127,12 @@ async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
     };
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "receipt_public_key": s.signer.public_hex(),
+        "payouts": {
+            "scheme": s.config.payouts.scheme,
+            "fee_bps": s.config.payouts.fee_bps,
+            "threshold": s.config.payouts.threshold,
+        },
         "protocol": stratum::PROTOCOL_VERSION,
         "sessions": sessions,
         "tasks_leased": tasks,
@@ -164,7 +178,7 @@ async fn metrics(State(s): State<Arc<PoolState>>) -> Response {
 
 /// Operator endpoints need `Authorization: Bearer <http.admin_token>`; without a
 /// configured token they are disabled.
-fn admin(s: &PoolState, headers: &axum::http::HeaderMap) -> Api<()> {
+pub(crate) fn admin(s: &PoolState, headers: &axum::http::HeaderMap) -> Api<()> {
     let Some(token) = s.config.http.admin_token.as_deref() else {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
@@ -301,15 +315,17 @@ fn view(s: &PoolState, j: &JobRecord) -> JobView {
 
 async fn post_job(
     State(s): State<Arc<PoolState>>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Api<(StatusCode, Json<JobView>)> {
+    let client = crate::ledger_api::client_from_key(&s, &headers)?.map(|c| c.id);
     let req: JobRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
             format!("invalid job request: {e} (see deploy/examples/*-job.json)"),
         )
     })?;
-    let job = s.submit_job(req).await?;
+    let job = s.submit_job(req, client).await?;
     Ok((StatusCode::CREATED, Json(view(&s, &job))))
 }
 
@@ -402,6 +418,17 @@ async fn get_worker(State(s): State<Arc<PoolState>>, Path(name): Path<String>) -
         ));
     }
     let (sum, rigs) = s.ledger.totals(&name).map_err(internal)?;
+    let funds = s.ledger.miner_funds(payouts::worker_addr(&name));
+    let recent: Vec<Value> = s
+        .ledger
+        .recent_shares(&name, 20, 20_000)
+        .map_err(internal)?
+        .into_iter()
+        .map(|(c, paid)| {
+            json!({"worker": c.worker, "job": c.job, "task": c.task, "first_statement": c.first_statement,
+                   "proofs": c.proofs, "work": c.work, "at_ms": c.at_ms, "pps_paid": paid})
+        })
+        .collect();
     let online: Vec<String> = s
         .sessions
         .iter()
@@ -416,5 +443,10 @@ async fn get_worker(State(s): State<Arc<PoolState>>, Path(name): Path<String>) -
         "last_share_ms": sum.last_share_ms,
         "rigs": rigs,
         "online": online,
+        "account": payouts::worker_addr(&name),
+        "balance": funds.balance,
+        "pending": funds.pending,
+        "paid": funds.paid,
+        "recent_shares": recent,
     })))
 }

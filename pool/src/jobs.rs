@@ -98,6 +98,18 @@ pub enum JobError {
     /// The named circuit is not registered.
     #[error("unknown circuit {0:?}: GET /v1/circuits lists the registered ones (built-in names: chain, preimage)")]
     UnknownCircuit(String),
+    /// No client API key, or a key the pool does not know (HTTP 401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key does not allow this (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The client's balance cannot cover the reward (HTTP 402).
+    #[error("client {client:?} has {have} but the job's reward is {need}: {missing} more is needed (ask the operator to deposit it: `zkpool clients deposit {client} {missing}`)", missing = need - have)]
+    PaymentRequired { client: String, have: u64, need: u64 },
+    /// The pool failed (HTTP 500).
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub const DEFAULT_DEADLINE_SECS: u64 = 86_400;

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod ledger_api;
 pub mod metrics;
 pub mod scheduler;
 pub mod server;

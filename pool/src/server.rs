@@ -10,7 +10,7 @@ use std::{
 };
 
 use dashmap::DashMap;
-use payouts::{CreditOutcome, Ledger, ShareCredit};
+use payouts::{Ledger, LedgerError, ShareCredit, Signer};
 use stratum::{ErrorCode, Notification, RpcError, Submit, SubmitResult, ToMiner};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -44,6 +44,8 @@ pub struct PoolState {
     pub config: Config,
     pub store: Store,
     pub ledger: Ledger,
+    /// Signs a receipt for every accepted share.
+    pub signer: Signer,
     pub registry: Registry,
     pub scheduler: Mutex<Scheduler>,
     pub sessions: DashMap<SessionKey, SessionEntry>,
@@ -169,8 +171,27 @@ impl PoolState {
         }
     }
 
-    /// Validates, persists (durably) and queues a client's job.
-    pub async fn submit_job(self: &Arc<Self>, req: JobRequest) -> Result<JobRecord, JobError> {
+    /// Validates, escrows its reward, persists (durably) and queues a client's job.
+    /// `client` is the client the request's API key belongs to, if any.
+    pub async fn submit_job(
+        self: &Arc<Self>,
+        mut req: JobRequest,
+        client: Option<String>,
+    ) -> Result<JobRecord, JobError> {
+        match (&client, &req.client) {
+            (None, _) if req.reward > 0 => return Err(JobError::Unauthorized(format!(
+                "a job with a reward ({}) is paid from a client balance: send Authorization: Bearer <client API key> (the operator creates one with `zkpool clients add NAME`)",
+                req.reward
+            ))),
+            (None, _) if self.config.payouts.require_client_key => return Err(JobError::Unauthorized(
+                "this pool takes jobs from registered clients only: send Authorization: Bearer <client API key>".into(),
+            )),
+            (Some(id), Some(named)) if id != named => return Err(JobError::Forbidden(format!(
+                "the API key belongs to client {id:?}, not {named:?}: leave \"client\" out or name your own"
+            ))),
+            (Some(id), _) => req.client = Some(id.clone()),
+            _ => {}
+        }
         let circuit = self
             .registry
             .get(&req.circuit)
@@ -179,6 +200,20 @@ impl PoolState {
         let job = tokio::task::spawn_blocking(move || jobs::build(req, &circuit, max))
             .await
             .map_err(|e| JobError::BadRequest(format!("job could not be prepared: {e}")))??;
+        if job.reward > 0 {
+            // Escrow first: if the pool dies before the job is stored, the next start
+            // finds an escrow without a job and refunds it.
+            self.ledger
+                .escrow(&job.id, &job.client, job.reward)
+                .map_err(|e| match e {
+                    LedgerError::Insufficient { have, need, .. } => JobError::PaymentRequired {
+                        client: job.client.clone(),
+                        have,
+                        need,
+                    },
+                    e => JobError::Internal(format!("the reward could not be escrowed: {e}")),
+                })?;
+        }
         self.store
             .put_job(&job)
             .map_err(|e| JobError::BadRequest(format!("job could not be stored: {e}")))?;
@@ -186,7 +221,7 @@ impl PoolState {
             .flush()
             .await
             .map_err(|e| JobError::BadRequest(format!("job could not be stored: {e}")))?;
-        info!(job = %job.id, circuit = %job.circuit_name, statements = job.statements.len(), "job accepted");
+        info!(job = %job.id, client = %job.client, circuit = %job.circuit_name, statements = job.statements.len(), reward = job.reward, "job accepted");
         self.metrics.jobs_accepted.inc();
         self.jobs.insert(job.id.clone(), Arc::new(job.clone()));
         let entry = self.job_entry(&job, BTreeSet::new());
@@ -317,8 +352,26 @@ impl PoolState {
             work,
             at_ms,
         };
-        if let Err(e) = self.persist_share(&job, &stored, &credit).await {
-            error!(error = %e, task = %task.id, "could not store a verified share; statements re-queued");
+        let credited = match self.persist_share(&job, &stored, &credit).await {
+            Ok(c) => Ok(c),
+            Err(e) => Err(match e.downcast::<LedgerError>() {
+                Ok(LedgerError::Insufficient { have, need, .. }) => {
+                    error!(task = %task.id, have, need, "PPS funds cannot pay a verified share; add funds with `zkpool pool fund`");
+                    format!("the pool's PPS funds ({have}) cannot pay this share ({need}); the task was re-queued and nothing is credited: tell the operator")
+                }
+                Ok(e) => {
+                    error!(error = %e, task = %task.id, "could not credit a verified share; statements re-queued");
+                    "the pool could not store this share; the task was re-queued, nothing is credited".into()
+                }
+                Err(e) => {
+                    error!(error = %e, task = %task.id, "could not store a verified share; statements re-queued");
+                    "the pool could not store this share; the task was re-queued, nothing is credited".into()
+                }
+            }),
+        };
+        let credited = match credited {
+            Ok(c) => c,
+            Err(message) => {
             let _ = self.store.remove_proofs(&job.id, task.indices());
             let done = self
                 .store
@@ -328,12 +381,9 @@ impl PoolState {
             let entry = self.job_entry(&job, done);
             lock(&self.scheduler).reopen(&task, Some(entry));
             self.dispatch();
-            return Err(self.reject(
-                ErrorCode::Internal,
-                "the pool could not store this share; the task was re-queued, nothing is credited"
-                    .into(),
-            ));
-        }
+            return Err(self.reject(ErrorCode::Internal, message));
+            }
+        };
         self.metrics.shares.with_label_values(&["accepted"]).inc();
         self.metrics.proofs_credited.inc_by(task.count);
         self.metrics.work_credited.inc_by(work);
@@ -342,9 +392,11 @@ impl PoolState {
             let state = self.clone();
             tokio::spawn(async move { state.finish_job(&job.id).await });
         }
+        let receipt = self.signer.sign(credited.receipt);
         Ok(SubmitResult {
             accepted: task.count as u32,
             work,
+            receipt: Some(serde_json::to_value(&receipt).expect("receipts serialise")),
         })
     }
 
@@ -353,13 +405,38 @@ impl PoolState {
         job: &JobRecord,
         stored: &[(u64, StoredProof)],
         credit: &ShareCredit,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<payouts::Credited> {
+        // Proofs before the credit: sled recovers a prefix of its log, so a credit
+        // that survives a crash always has its proofs (see `recover`).
         self.store.put_proofs(&job.id, stored)?;
-        if self.ledger.credit(credit)? == CreditOutcome::AlreadyCredited {
+        let credited = self.ledger.credit(credit, &self.config.payouts.policy())?;
+        if !credited.new {
             warn!(job = %job.id, first = credit.first_statement, "share was already in the ledger; not credited twice");
         }
         self.store.flush().await?;
-        Ok(())
+        Ok(credited)
+    }
+
+    /// Settles a completed or expired job in the ledger (idempotent) and flushes.
+    pub async fn settle(&self, job: &JobRecord) {
+        let completed = job.state == JobState::Completed;
+        match self.ledger.settle(
+            &job.id,
+            &job.client,
+            job.total_work(),
+            completed,
+            &self.config.payouts.policy(),
+        ) {
+            Ok(s) => {
+                if let Err(e) = self.ledger.flush().await {
+                    error!(job = %job.id, error = %e, "settlement not flushed; checked again at the next start");
+                }
+                info!(job = %job.id, earned = s.earned, fee = s.fee, refund = s.refund, workers = s.parts.len(), "job settled");
+            }
+            Err(e) => {
+                error!(job = %job.id, error = %e, "could not settle; retried at the next start")
+            }
+        }
     }
 
     /// What a worker's invalid work counts against: the worker, and its address
@@ -420,6 +497,7 @@ impl PoolState {
                 if let Err(e) = self.store.flush().await {
                     error!(job = %job_id, error = %e, "result stored but not flushed");
                 }
+                self.settle(&job).await;
                 self.jobs.remove(job_id);
                 self.metrics.jobs_completed.inc();
                 if let Some(done) = job.completed_ms {
@@ -493,6 +571,7 @@ impl PoolState {
                     }
                     self.metrics.jobs_expired.inc();
                     info!(job = %id, cancelled = cancelled.len(), "job expired at its deadline");
+                    self.settle(&job).await;
                 }
                 Ok(_) => {}
                 Err(e) => error!(job = %id, error = %e, "cannot read job to expire it"),
@@ -506,10 +585,56 @@ impl PoolState {
     /// those whose proofs were all stored before a crash.
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<usize> {
         let mut n = 0;
-        for job in self.store.jobs()? {
-            if job.state != JobState::Running {
+        let jobs = self.store.jobs()?;
+        // An escrow whose job was never stored (a crash between the two): refund it.
+        let known: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        for (account, amount) in self.ledger.balances() {
+            let Some(job) = account.strip_prefix("escrow:") else {
+                continue;
+            };
+            if known.contains(job) {
                 continue;
             }
+            let client = self
+                .ledger
+                .journal_entry(&format!("escrow/{job}"))?
+                .and_then(|e| match e.body {
+                    payouts::Body::Escrow { client, .. } => Some(client),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            warn!(%job, amount, %client, "escrow without a stored job; refunding it");
+            self.ledger
+                .settle(job, &client, 1, false, &self.config.payouts.policy())?;
+        }
+        for job in &jobs {
+            if job.state != JobState::Running {
+                // Finished before a crash but perhaps not settled yet.
+                if self.ledger.settlement(&job.id)?.is_none() {
+                    self.settle(job).await;
+                }
+                continue;
+            }
+            // A proof stored without its credit (the crash hit between the two, and
+            // neither was acknowledged): the statement is proven again.
+            let covered: HashSet<u64> = self
+                .ledger
+                .job_credits(&job.id)?
+                .iter()
+                .flat_map(|c| c.first_statement..c.first_statement + c.proofs)
+                .collect();
+            let orphans: Vec<u64> = self
+                .store
+                .job_proofs(&job.id)?
+                .into_iter()
+                .map(|(i, _)| i)
+                .filter(|i| !covered.contains(i))
+                .collect();
+            if !orphans.is_empty() {
+                warn!(job = %job.id, statements = orphans.len(), "proofs stored without a credit; proving them again");
+                self.store.remove_proofs(&job.id, orphans.into_iter())?;
+            }
+            let job = job.clone();
             let done: BTreeSet<u64> = self
                 .store
                 .job_proofs(&job.id)?
@@ -523,6 +648,7 @@ impl PoolState {
                 self.finish_job(&job.id).await;
             }
         }
+        self.ledger.flush().await?;
         Ok(n)
     }
 
@@ -602,6 +728,10 @@ pub async fn start(
         path: data.display().to_string(),
         detail: e.to_string(),
     })?;
+    let signer = store.receipt_signer().map_err(|e| StartError::Storage {
+        path: data.display().to_string(),
+        detail: e.to_string(),
+    })?;
     let builtins = PoolState::builtins(&config);
     let (registry, created) = {
         let store = store.clone();
@@ -649,6 +779,7 @@ pub async fn start(
         config,
         store,
         ledger,
+        signer,
         registry,
         scheduler: Mutex::new(Scheduler::new(sched)),
         sessions: DashMap::new(),

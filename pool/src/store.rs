@@ -35,6 +35,24 @@ pub struct Store {
     jobs: sled::Tree,
     proofs: sled::Tree,
     results: sled::Tree,
+    clients: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// A client account: who may submit jobs with a reward and see their balance.
+/// The API key is stored as its SHA-256 only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientRecord {
+    pub id: String,
+    /// SHA-256 of the API key, hex.
+    pub key_hash: String,
+    pub created_ms: u64,
+}
+
+/// SHA-256 of an API key, hex: what is stored and compared.
+pub fn key_hash(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
 }
 
 fn proof_key(job: &str, index: u64) -> String {
@@ -49,6 +67,8 @@ impl Store {
             jobs: db.open_tree("jobs")?,
             proofs: db.open_tree("proofs")?,
             results: db.open_tree("results")?,
+            clients: db.open_tree("clients")?,
+            meta: db.open_tree("meta")?,
             db,
         })
     }
@@ -174,6 +194,57 @@ impl Store {
 
     pub fn result(&self, job: &str) -> Result<Option<zk::JobResult>, StoreError> {
         Self::get(&self.results, "results", job)
+    }
+
+    /// Adds a client; false when the id is taken (nothing changes).
+    pub fn add_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
+        let v = serde_json::to_vec(c).expect("clients serialise");
+        let added = self
+            .clients
+            .compare_and_swap(c.id.as_bytes(), None as Option<&[u8]>, Some(v))?
+            .is_ok();
+        if added {
+            self.meta
+                .insert(format!("client-key/{}", c.key_hash).as_bytes(), c.id.as_bytes())?;
+        }
+        Ok(added)
+    }
+
+    pub fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        Self::get(&self.clients, "clients", id)
+    }
+
+    pub fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        Self::all(&self.clients, "clients")
+    }
+
+    /// The client an API key belongs to.
+    pub fn client_by_key(&self, key: &str) -> Result<Option<ClientRecord>, StoreError> {
+        match self
+            .meta
+            .get(format!("client-key/{}", key_hash(key)).as_bytes())?
+        {
+            Some(id) => self.client(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// The pool's receipt-signing key, created (and flushed) on first use.
+    pub fn receipt_signer(&self) -> Result<payouts::Signer, StoreError> {
+        if let Some(seed) = self.meta.get(b"receipt-key")? {
+            if let Ok(seed) = <[u8; 32]>::try_from(seed.as_ref()) {
+                return Ok(payouts::Signer::from_seed(seed));
+            }
+            return Err(StoreError::Corrupt {
+                tree: "meta",
+                key: "receipt-key".into(),
+                detail: "not 32 bytes".into(),
+            });
+        }
+        let (signer, seed) = payouts::Signer::generate();
+        self.meta.insert(b"receipt-key", seed.as_slice())?;
+        self.db.flush()?;
+        Ok(signer)
     }
 }
 

@@ -137,6 +137,9 @@ pub struct SubmitResult {
     pub accepted: u32,
     /// Work credited: constraints per proof x proofs.
     pub work: u64,
+    /// The pool's signed receipt for the credit (see PROTOCOL.md, "Receipts").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -603,7 +606,7 @@ mod tests {
         #[test]
         fn responses_round_trip(id in id(), ok in any::<bool>(), code in any::<i32>(), msg in text()) {
             let m = if ok {
-                ToMiner::Response(Response::ok(id, &SubmitResult { accepted: 3, work: 42 }))
+                ToMiner::Response(Response::ok(id, &SubmitResult { accepted: 3, work: 42, receipt: None }))
             } else {
                 ToMiner::Response(Response::err(Some(id), RpcError::new(ErrorCode::Other, msg).with_code(code)))
             };

@@ -1,0 +1,474 @@
+//! HTTP endpoints of the ledger: clients and their deposits, pool funds and
+//! rewards, a job's credit list with its Merkle root, payout batches (plan,
+//! export, confirm, void) and the books. Operator endpoints need the admin token;
+//! a client sees its own account with its API key.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post, MethodRouter},
+    Json,
+};
+use payouts::{account, LedgerError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::info;
+
+use crate::{
+    circuits::now_ms,
+    http::{admin, internal, Api, ApiError},
+    jobs::JobState,
+    server::PoolState,
+    store::{key_hash, ClientRecord},
+};
+
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>)> {
+    vec![
+        ("post", "/v1/clients", post(post_client)),
+        ("get", "/v1/clients", get(list_clients)),
+        ("get", "/v1/clients/{id}", get(get_client)),
+        ("post", "/v1/clients/{id}/deposits", post(post_deposit)),
+        ("post", "/v1/pool/funds", post(post_funds)),
+        ("post", "/v1/rewards", post(post_reward)),
+        ("get", "/v1/jobs/{id}/credits", get(get_credits)),
+        ("get", "/v1/payouts", get(list_payouts)),
+        ("post", "/v1/payouts", post(plan_payouts)),
+        ("get", "/v1/payouts/{batch}", get(export_payout)),
+        ("post", "/v1/payouts/{batch}/confirm", post(confirm_payout)),
+        ("post", "/v1/payouts/{batch}/void", post(void_payout)),
+        ("get", "/v1/ledger", get(get_ledger)),
+        ("get", "/v1/ledger/journal", get(get_journal)),
+    ]
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        let status = match &e {
+            LedgerError::Insufficient { .. } => StatusCode::PAYMENT_REQUIRED,
+            LedgerError::Conflict { .. }
+            | LedgerError::BatchConfirmed { .. }
+            | LedgerError::BatchVoided(_) => StatusCode::CONFLICT,
+            LedgerError::UnknownBatch(_) => StatusCode::NOT_FOUND,
+            LedgerError::Invalid(_) => StatusCode::BAD_REQUEST,
+            LedgerError::Storage(_) | LedgerError::Corrupt { .. } => return internal(e),
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+/// Parses a JSON body with a message that names what is wrong.
+fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, example: &str) -> Api<T> {
+    serde_json::from_slice(if bytes.is_empty() { b"{}" } else { bytes }).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e} (expected for example {example})"),
+        )
+    })
+}
+
+async fn flush(s: &PoolState) -> Api<()> {
+    s.ledger.flush().await.map_err(internal)
+}
+
+/// The client an `Authorization: Bearer` API key belongs to; `None` without a
+/// header; 401 for a key the pool does not know.
+pub fn client_from_key(s: &PoolState, headers: &HeaderMap) -> Api<Option<ClientRecord>> {
+    let Some(key) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return Ok(None);
+    };
+    match s.store.client_by_key(key.trim()).map_err(internal)? {
+        Some(c) => Ok(Some(c)),
+        None => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unknown client API key: check the key the operator gave you (`zkpool clients add` prints it once)".into(),
+        )),
+    }
+}
+
+fn valid_name(kind: &str, id: &str) -> Api<()> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{kind} {id:?} must be 1-64 characters of letters, digits, '-' or '_'"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewClient {
+    id: String,
+}
+
+async fn post_client(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Api<(StatusCode, Json<Value>)> {
+    admin(&s, &headers)?;
+    let req: NewClient = body(&bytes, r#"{"id": "acme"}"#)?;
+    valid_name("client id", &req.id)?;
+    let key = format!("zkc_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let record = ClientRecord {
+        id: req.id.clone(),
+        key_hash: key_hash(&key),
+        created_ms: now_ms(),
+    };
+    if !s.store.add_client(&record).map_err(internal)? {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("client {:?} exists already; pick another id", req.id),
+        ));
+    }
+    s.store.flush().await.map_err(internal)?;
+    info!(client = %req.id, "client added");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": req.id,
+            "api_key": key,
+            "note": "the pool stores only a hash of this key: give it to the client now, it cannot be shown again",
+        })),
+    ))
+}
+
+fn client_view(s: &PoolState, id: &str) -> Api<Value> {
+    let jobs: Vec<Value> = s
+        .store
+        .jobs()
+        .map_err(internal)?
+        .into_iter()
+        .filter(|j| j.client == id)
+        .map(|j| {
+            json!({"id": j.id, "state": j.state, "reward": j.reward,
+                   "escrow": s.ledger.balance(&account::escrow(&j.id))})
+        })
+        .collect();
+    let escrow: u64 = jobs.iter().filter_map(|j| j["escrow"].as_u64()).sum();
+    Ok(json!({
+        "id": id,
+        "balance": s.ledger.balance(&account::client(id)),
+        "escrow": escrow,
+        "jobs": jobs,
+    }))
+}
+
+async fn list_clients(State(s): State<Arc<PoolState>>, headers: HeaderMap) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let clients: Vec<Value> = s
+        .store
+        .clients()
+        .map_err(internal)?
+        .into_iter()
+        .map(|c| json!({"id": c.id, "created_ms": c.created_ms, "balance": s.ledger.balance(&account::client(&c.id))}))
+        .collect();
+    Ok(Json(json!({ "clients": clients })))
+}
+
+async fn get_client(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Api<Json<Value>> {
+    let is_admin = admin(&s, &headers).is_ok();
+    if !is_admin {
+        match client_from_key(&s, &headers)? {
+            Some(c) if c.id == id => {}
+            Some(c) => {
+                return Err(ApiError(
+                    StatusCode::FORBIDDEN,
+                    format!("this API key belongs to client {:?}, not {id:?}", c.id),
+                ))
+            }
+            None => {
+                return Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "send Authorization: Bearer <your client API key> (or the admin token)".into(),
+                ))
+            }
+        }
+    }
+    if s.store.client(&id).map_err(internal)?.is_none() {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no client {id:?}")));
+    }
+    Ok(Json(client_view(&s, &id)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Money {
+    amount: u64,
+    /// The payment's reference: the idempotency key.
+    reference: String,
+}
+
+async fn post_deposit(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let m: Money = body(&bytes, r#"{"amount": 5000000, "reference": "wire-2026-11-24-001"}"#)?;
+    if s.store.client(&id).map_err(internal)?.is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no client {id:?}: add it first (`zkpool clients add {id}`)"),
+        ));
+    }
+    let (e, new) = s
+        .ledger
+        .deposit(&account::client(&id), m.amount, &m.reference)?;
+    flush(&s).await?;
+    if new {
+        info!(client = %id, amount = m.amount, reference = %m.reference, "deposit recorded");
+    }
+    Ok(Json(json!({
+        "client": id,
+        "amount": m.amount,
+        "reference": m.reference,
+        "entry": e.seq,
+        "new": new,
+        "balance": s.ledger.balance(&account::client(&id)),
+    })))
+}
+
+async fn post_funds(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let m: Money = body(&bytes, r#"{"amount": 5000000, "reference": "float-1"}"#)?;
+    let (e, new) = s.ledger.deposit(account::FUNDS, m.amount, &m.reference)?;
+    flush(&s).await?;
+    Ok(Json(json!({
+        "entry": e.seq,
+        "new": new,
+        "funds": s.ledger.balance(account::FUNDS),
+    })))
+}
+
+async fn post_reward(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    if s.config.payouts.scheme != payouts::Scheme::Pplns {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "outside rewards are shared by PPLNS, and this pool pays {}: set payouts.scheme = \"pplns\" to use them",
+                s.config.payouts.scheme
+            ),
+        ));
+    }
+    let m: Money = body(&bytes, r#"{"amount": 5000000, "reference": "network-epoch-42"}"#)?;
+    let (e, new) = s
+        .ledger
+        .add_reward(m.amount, &m.reference, &s.config.payouts.policy())?;
+    flush(&s).await?;
+    Ok(Json(json!({ "entry": e, "new": new })))
+}
+
+/// A job's credit list: what every worker was credited, in order, with the
+/// Merkle root over the credits (the receipts' leaves) and the settlement.
+async fn get_credits(
+    State(s): State<Arc<PoolState>>,
+    Path(id): Path<String>,
+) -> Api<Json<Value>> {
+    let job = s
+        .store
+        .job(&id)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
+    let credits = s.ledger.job_credits(&id).map_err(internal)?;
+    let leaves: Vec<[u8; 32]> = credits.iter().map(|c| c.leaf()).collect();
+    let root = hex::encode(payouts::receipt::merkle_root(&leaves));
+    let settlement = s.ledger.settlement(&id).map_err(internal)?;
+    Ok(Json(json!({
+        "job": id,
+        "state": job.state,
+        "total_work": job.total_work(),
+        "reward": job.reward,
+        "credits_root": root,
+        // A running job's list still grows; a settled one is final and its root
+        // is the one recorded in the settlement.
+        "final": settlement.is_some() && job.state != JobState::Running,
+        "credits": credits,
+        "settlement": settlement,
+    })))
+}
+
+async fn list_payouts(State(s): State<Arc<PoolState>>, headers: HeaderMap) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let due: Vec<Value> = s
+        .ledger
+        .balances()
+        .into_iter()
+        .filter_map(|(a, v)| {
+            let addr = a.strip_prefix("miner:")?;
+            Some(json!({"addr": addr, "balance": v, "due": v >= s.config.payouts.threshold}))
+        })
+        .collect();
+    Ok(Json(json!({
+        "threshold": s.config.payouts.threshold,
+        "balances": due,
+        "batches": s.ledger.batches(),
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct PlanRequest {
+    threshold: Option<u64>,
+}
+
+async fn plan_payouts(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Api<(StatusCode, Json<Value>)> {
+    admin(&s, &headers)?;
+    let req: PlanRequest = body(&bytes, r#"{"threshold": 1000000}"#)?;
+    let threshold = req.threshold.unwrap_or(s.config.payouts.threshold);
+    match s.ledger.plan_payouts(threshold)? {
+        Some(b) => {
+            flush(&s).await?;
+            info!(batch = b.id, items = b.items.len(), total = b.total, "payout batch planned");
+            Ok((StatusCode::CREATED, Json(json!({ "batch": b }))))
+        }
+        None => Ok((
+            StatusCode::OK,
+            Json(json!({
+                "batch": null,
+                "message": format!("no miner balance reaches the threshold ({threshold}); nothing planned"),
+            })),
+        )),
+    }
+}
+
+fn parse_batch(id: &str) -> Api<u64> {
+    id.parse().map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a batch number; GET /v1/payouts lists them"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+}
+
+/// A batch for execution elsewhere: JSON (default) or CSV (`addr,amount`).
+async fn export_payout(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Api<Response> {
+    admin(&s, &headers)?;
+    let id = parse_batch(&id)?;
+    let b = s
+        .ledger
+        .batch(id)
+        .ok_or(ApiError::from(LedgerError::UnknownBatch(id)))?;
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(b).into_response()),
+        "csv" => {
+            let mut out = String::from("batch,addr,amount\n");
+            for i in &b.items {
+                out.push_str(&format!("{},{},{}\n", b.id, i.addr, i.amount));
+            }
+            Ok(([(header::CONTENT_TYPE, "text/csv")], out).into_response())
+        }
+        other => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("unknown format {other:?}: use csv or json"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmRequest {
+    tx: String,
+}
+
+async fn confirm_payout(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let id = parse_batch(&id)?;
+    let req: ConfirmRequest = body(&bytes, r#"{"tx": "0x5f3a..."}"#)?;
+    let (b, new) = s.ledger.confirm(id, &req.tx)?;
+    flush(&s).await?;
+    if new {
+        info!(batch = id, tx = %req.tx, total = b.total, "payout batch confirmed");
+    }
+    Ok(Json(json!({ "batch": b, "new": new })))
+}
+
+async fn void_payout(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let id = parse_batch(&id)?;
+    let (b, new) = s.ledger.void(id)?;
+    flush(&s).await?;
+    if new {
+        info!(batch = id, "payout batch voided; balances released");
+    }
+    Ok(Json(json!({ "batch": b, "new": new })))
+}
+
+/// The books: totals by kind of account and whether they balance.
+async fn get_ledger(State(s): State<Arc<PoolState>>, headers: HeaderMap) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    Ok(Json(json!({
+        "audit": s.ledger.audit(),
+        "balances": s.ledger.balances(),
+        "scheme": s.config.payouts.scheme,
+    })))
+}
+
+#[derive(Deserialize)]
+struct JournalQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn get_journal(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    Query(q): Query<JournalQuery>,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let entries = s
+        .ledger
+        .journal(q.from.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))
+        .map_err(internal)?;
+    Ok(Json(json!({ "entries": entries })))
+}
