@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod keys;
+pub mod receipts;
 pub mod session;
 
 use std::{
@@ -121,6 +122,13 @@ pub async fn run(
         detail: e.to_string(),
     })?;
     let keys = Arc::new(keys::KeyCache::new(cfg.cache_dir.clone()));
+    let receipt_path = cfg.cache_dir.join("receipts.jsonl");
+    let receipts = Arc::new(
+        receipts::ReceiptLog::open(receipt_path.clone()).map_err(|e| MinerError::Cache {
+            path: receipt_path,
+            detail: format!("cannot open the receipt log: {e}"),
+        })?,
+    );
     let prover = Arc::new(
         rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads.max(1))
@@ -152,7 +160,8 @@ pub async fn run(
         let before = stats
             .accepted_shares
             .load(std::sync::atomic::Ordering::Relaxed);
-        let outcome = session::run_session(&cfg, pool, &stats, &keys, &prover, &shutdown).await;
+        let outcome =
+            session::run_session(&cfg, pool, &stats, &keys, &receipts, &prover, &shutdown).await;
         if shutdown.is_cancelled() {
             return Ok(());
         }

@@ -6,8 +6,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Prove for a zkpool: zkminer --pool stratum+tcp://HOST:3333 --worker ADDR.RIG
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, subcommand_negates_reqs = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The pool, as stratum+tcp://HOST:PORT. Repeat it (or separate with commas) to
     /// list failover pools, in order of preference.
     #[arg(
@@ -27,7 +29,7 @@ struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Where proving keys are cached.
-    #[arg(long, default_value = "./zkminer-cache")]
+    #[arg(long, default_value = "./zkminer-cache", global = true)]
     cache_dir: PathBuf,
     /// Seconds between status lines; 0 turns them off.
     #[arg(long, default_value_t = 5)]
@@ -38,6 +40,17 @@ struct Args {
     /// Seconds to prove each circuit for with --benchmark.
     #[arg(long, default_value_t = 5)]
     benchmark_secs: u64,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Check the pool's signed receipts in the cache directory against the credit
+    /// lists and settlements the pool publishes; exit 1 on any difference.
+    Audit {
+        /// The receipt log; default: receipts.jsonl in --cache-dir.
+        #[arg(long)]
+        receipts: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -56,6 +69,36 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    if let Some(Command::Audit { receipts }) = args.command {
+        let path = receipts.unwrap_or_else(|| args.cache_dir.join("receipts.jsonl"));
+        return match miner::receipts::audit(&path).await {
+            Ok(report) => {
+                for l in &report.lines {
+                    println!("{l}");
+                }
+                println!(
+                    "{} receipt(s), {} job(s) settled, {} pending: {}",
+                    report.receipts,
+                    report.jobs_settled,
+                    report.jobs_pending,
+                    if report.problems.is_empty() {
+                        "everything matches".to_owned()
+                    } else {
+                        format!("{} problem(s)", report.problems.len())
+                    }
+                );
+                if report.problems.is_empty() {
+                    std::process::ExitCode::SUCCESS
+                } else {
+                    std::process::ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("zkminer audit: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

@@ -41,6 +41,7 @@ pub async fn run_session(
     pool: &crate::PoolUrl,
     stats: &Arc<Stats>,
     keys: &Arc<KeyCache>,
+    receipts: &Arc<crate::receipts::ReceiptLog>,
     prover: &Arc<rayon::ThreadPool>,
     shutdown: &CancellationToken,
 ) -> Ended {
@@ -98,6 +99,7 @@ pub async fn run_session(
         client.clone(),
         stats.clone(),
         keys.clone(),
+        receipts.clone(),
         prover.clone(),
         cancelled.clone(),
         session_over.clone(),
@@ -165,6 +167,7 @@ async fn prove_tasks(
     client: Client,
     stats: Arc<Stats>,
     keys: Arc<KeyCache>,
+    receipts: Arc<crate::receipts::ReceiptLog>,
     prover: Arc<rayon::ThreadPool>,
     cancelled: Arc<Mutex<HashSet<TaskId>>>,
     session_over: CancellationToken,
@@ -242,6 +245,7 @@ async fn prove_tasks(
             continue;
         }
         let (c, s, task) = (client.clone(), stats.clone(), n.task.clone());
+        let (log, pool) = (receipts.clone(), crate::receipts::pool_base(&n.key.url));
         tokio::spawn(async move {
             let sent = Instant::now();
             match c
@@ -258,6 +262,17 @@ async fn prove_tasks(
                     s.accepted_proofs.fetch_add(r.accepted as u64, Relaxed);
                     s.accepted_work.fetch_add(r.work, Relaxed);
                     debug!(%task, accepted = r.accepted, work = r.work, "share accepted");
+                    match r.receipt.map(serde_json::from_value::<payouts::Receipt>) {
+                        Some(Ok(receipt)) => {
+                            if let Err(e) = log.append(&pool, receipt) {
+                                error!(%task, error = %e, path = %log.path().display(), "cannot store the share's receipt");
+                            }
+                        }
+                        Some(Err(e)) => {
+                            warn!(%task, error = %e, "the pool's receipt is unreadable")
+                        }
+                        None => warn!(%task, "the pool sent no receipt for this share"),
+                    }
                 }
                 Err(ClientError::Disconnected) => {
                     warn!(%task, "disconnected before the submit was answered")

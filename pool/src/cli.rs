@@ -64,9 +64,144 @@ enum Command {
             global = true
         )]
         url: String,
+        /// The client's API key (`zkpool clients add` prints it); jobs with a reward need it.
+        #[arg(long, env = "ZKPOOL_API_KEY", global = true, hide_env_values = true)]
+        api_key: Option<String>,
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// Operator: client accounts and their deposits.
+    Clients {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Operator: the pool's own funds, which pay PPS shares.
+    Funds {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: FundsCommand,
+    },
+    /// Operator: rewards earned outside the pool, shared by PPLNS.
+    Rewards {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: RewardsCommand,
+    },
+    /// Operator: payout batches (plan, export, confirm, void).
+    Payouts {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: PayoutsCommand,
+    },
+    /// Operator: the books (totals by kind of account, and whether they balance).
+    Ledger {
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Also print the journal from this entry on.
+        #[arg(long)]
+        journal_from: Option<u64>,
+    },
+}
+
+/// How an operator command reaches the pool.
+#[derive(clap::Args, Debug)]
+struct OperatorArgs {
+    /// The pool's HTTP API.
+    #[arg(
+        long,
+        env = "ZKPOOL_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// http.admin_token from the pool's config.
+    #[arg(
+        long,
+        env = "ZKPOOL_ADMIN_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientsCommand {
+    /// Create a client account; prints its API key (shown once).
+    Add { id: String },
+    /// Credit a client's balance (smallest units). Idempotent on --reference.
+    Deposit {
+        id: String,
+        amount: u64,
+        /// The payment's reference (a retry with the same one is recorded once).
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// A client's balance, escrow and jobs.
+    Show { id: String },
+    /// Every client with its balance.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum FundsCommand {
+    /// Add to the pool's funds (PPS pays shares from them).
+    Add {
+        amount: u64,
+        #[arg(long)]
+        reference: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RewardsCommand {
+    /// Record a reward and share it over the last N units of work (PPLNS).
+    Add {
+        amount: u64,
+        /// Where it came from (the idempotency key), e.g. the network payment's id.
+        #[arg(long)]
+        reference: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PayoutsCommand {
+    /// Reserve every balance at or over the threshold into a new batch.
+    Plan {
+        /// Overrides payouts.threshold.
+        #[arg(long)]
+        threshold: Option<u64>,
+    },
+    /// Balances due and every batch.
+    List,
+    /// Write a batch for execution elsewhere.
+    Export {
+        batch: u64,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: BatchFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Record that a batch was paid (at most once).
+    Confirm {
+        batch: u64,
+        /// The payment's transaction reference.
+        #[arg(long)]
+        tx: String,
+    },
+    /// Cancel a planned batch: its amounts go back to the balances.
+    Void { batch: u64 },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum BatchFormat {
+    Csv,
+    Json,
 }
 
 #[derive(clap::Args, Debug)]
@@ -130,6 +265,8 @@ enum ClientCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Show your client account: balance, escrow, jobs (needs --api-key).
+    Account { id: String },
     /// Print an example job for a built-in circuit.
     Example {
         kind: ExampleKind,
@@ -155,7 +292,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(
         cli.command,
-        Command::Demo(_) | Command::Verify { .. } | Command::Client { .. }
+        Command::Demo(_)
+            | Command::Verify { .. }
+            | Command::Client { .. }
+            | Command::Clients { .. }
+            | Command::Funds { .. }
+            | Command::Rewards { .. }
+            | Command::Payouts { .. }
+            | Command::Ledger { .. }
     ) {
         "warn"
     } else {
@@ -179,7 +323,16 @@ pub fn main() -> ExitCode {
                 result,
                 out,
             } => export_snarkjs(&result, &out).map(|_| ExitCode::SUCCESS),
-            Command::Client { url, command } => client(&url, command).await,
+            Command::Client {
+                url,
+                api_key,
+                command,
+            } => client(&url, api_key, command).await,
+            Command::Clients { op, command } => clients(op, command).await,
+            Command::Funds { op, command } => funds(op, command).await,
+            Command::Rewards { op, command } => rewards(op, command).await,
+            Command::Payouts { op, command } => payouts_cmd(op, command).await,
+            Command::Ledger { op, journal_from } => ledger(op, journal_from).await,
         }
     });
     match outcome {
@@ -421,6 +574,7 @@ fn export_snarkjs(path: &Path, out: &Path) -> anyhow::Result<()> {
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Api {
@@ -428,7 +582,39 @@ impl Api {
         Api {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            token: None,
         }
+    }
+
+    /// The same API, sending `Authorization: Bearer <token>` (an admin token or a
+    /// client API key).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn auth(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// GET returning the body as text (CSV exports).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .auth(self.http.get(&url))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the pool at {url}"))?;
+        if !r.status().is_success() {
+            return self
+                .decode(&format!("GET {path}"), r)
+                .await
+                .map(|v| v.to_string());
+        }
+        Ok(r.text().await?)
     }
 
     async fn decode(&self, what: &str, r: reqwest::Response) -> anyhow::Result<Value> {
@@ -447,8 +633,7 @@ impl Api {
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let r = self
-            .http
-            .get(&url)
+            .auth(self.http.get(&url))
             .send()
             .await
             .with_context(|| format!("cannot reach the pool at {url}"))?;
@@ -458,8 +643,7 @@ impl Api {
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let r = self
-            .http
-            .post(&url)
+            .auth(self.http.post(&url))
             .json(body)
             .send()
             .await
@@ -508,8 +692,8 @@ fn progress_line(v: &Value) -> String {
     )
 }
 
-async fn client(url: &str, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
-    let api = Api::new(url);
+async fn client(url: &str, key: Option<String>, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+    let api = Api::new(url).with_token(key);
     match cmd {
         ClientCommand::Submit { job, wait, out } => {
             let text = std::fs::read_to_string(&job)
@@ -571,10 +755,178 @@ async fn client(url: &str, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
                 None => println!("{text}"),
             }
         }
+        ClientCommand::Account { id } => {
+            let v = api.get(&format!("/v1/clients/{id}")).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         ClientCommand::Example { kind, count } => println!(
             "{}",
             serde_json::to_string_pretty(&example_job(kind, count))?
         ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn operator(op: OperatorArgs) -> anyhow::Result<Api> {
+    let token = op.admin_token.context(
+        "operator commands need the pool's admin token: --admin-token or ZKPOOL_ADMIN_TOKEN (http.admin_token in its config)",
+    )?;
+    Ok(Api::new(&op.url).with_token(Some(token)))
+}
+
+fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A reference for a deposit given without one: unique, so it is recorded once
+/// per command run (pass --reference to make retries safe).
+fn fresh_reference(kind: &str) -> String {
+    format!(
+        "{kind}-{}-{:08x}",
+        crate::circuits::now_ms(),
+        rand::random::<u32>()
+    )
+}
+
+async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
+    let api = operator(op)?;
+    match cmd {
+        ClientsCommand::Add { id } => {
+            let v = api.post("/v1/clients", &json!({ "id": id })).await?;
+            println!("client {id} added; its API key (shown once, give it to the client):");
+            println!("{}", v["api_key"].as_str().unwrap_or("?"));
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientsCommand::Deposit {
+            id,
+            amount,
+            reference,
+        } => {
+            let reference = reference.unwrap_or_else(|| fresh_reference("deposit"));
+            let v = api
+                .post(
+                    &format!("/v1/clients/{id}/deposits"),
+                    &json!({ "amount": amount, "reference": reference }),
+                )
+                .await?;
+            println!(
+                "{} {amount} for {id} (reference {reference}); balance now {}",
+                if v["new"] == true {
+                    "deposited"
+                } else {
+                    "already recorded:"
+                },
+                v["balance"]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientsCommand::Show { id } => print_json(&api.get(&format!("/v1/clients/{id}")).await?),
+        ClientsCommand::List => print_json(&api.get("/v1/clients").await?),
+    }
+}
+
+async fn funds(op: OperatorArgs, cmd: FundsCommand) -> anyhow::Result<ExitCode> {
+    let api = operator(op)?;
+    let FundsCommand::Add { amount, reference } = cmd;
+    let reference = reference.unwrap_or_else(|| fresh_reference("funds"));
+    let v = api
+        .post(
+            "/v1/pool/funds",
+            &json!({ "amount": amount, "reference": reference }),
+        )
+        .await?;
+    println!("pool funds now {} (reference {reference})", v["funds"]);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rewards(op: OperatorArgs, cmd: RewardsCommand) -> anyhow::Result<ExitCode> {
+    let api = operator(op)?;
+    let RewardsCommand::Add { amount, reference } = cmd;
+    print_json(
+        &api.post(
+            "/v1/rewards",
+            &json!({ "amount": amount, "reference": reference }),
+        )
+        .await?,
+    )
+}
+
+async fn payouts_cmd(op: OperatorArgs, cmd: PayoutsCommand) -> anyhow::Result<ExitCode> {
+    let api = operator(op)?;
+    match cmd {
+        PayoutsCommand::Plan { threshold } => {
+            let body = match threshold {
+                Some(t) => json!({ "threshold": t }),
+                None => json!({}),
+            };
+            let v = api.post("/v1/payouts", &body).await?;
+            match v["batch"]["id"].as_u64() {
+                Some(id) => {
+                    println!(
+                        "batch {id} planned: {} payment(s), {} in total, reserved",
+                        v["batch"]["items"].as_array().map_or(0, |a| a.len()),
+                        v["batch"]["total"]
+                    );
+                    println!("next: zkpool payouts export {id} --format csv, pay it, then zkpool payouts confirm {id} --tx REF");
+                }
+                None => println!("{}", v["message"].as_str().unwrap_or("nothing planned")),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PayoutsCommand::List => print_json(&api.get("/v1/payouts").await?),
+        PayoutsCommand::Export { batch, format, out } => {
+            let fmt = match format {
+                BatchFormat::Csv => "csv",
+                BatchFormat::Json => "json",
+            };
+            let text = api
+                .get_text(&format!("/v1/payouts/{batch}?format={fmt}"))
+                .await?;
+            match out {
+                Some(p) => std::fs::write(&p, text)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PayoutsCommand::Confirm { batch, tx } => {
+            let v = api
+                .post(
+                    &format!("/v1/payouts/{batch}/confirm"),
+                    &json!({ "tx": tx }),
+                )
+                .await?;
+            println!(
+                "batch {batch} {} with {tx}: {} paid",
+                if v["new"] == true {
+                    "confirmed"
+                } else {
+                    "was already confirmed"
+                },
+                v["batch"]["total"]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PayoutsCommand::Void { batch } => {
+            api.post(&format!("/v1/payouts/{batch}/void"), &json!({}))
+                .await?;
+            println!("batch {batch} voided; its amounts are back in the miners' balances");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn ledger(op: OperatorArgs, journal_from: Option<u64>) -> anyhow::Result<ExitCode> {
+    let api = operator(op)?;
+    let v = api.get("/v1/ledger").await?;
+    print_json(&v)?;
+    if let Some(from) = journal_from {
+        print_json(&api.get(&format!("/v1/ledger/journal?from={from}")).await?)?;
+    }
+    if v["audit"]["balanced"] != true {
+        eprintln!("the books do not balance: see the audit above");
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -601,6 +953,9 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     config.scheduler.target_task_secs = 2.0;
     config.stratum.listen = "127.0.0.1:0".parse()?;
     config.http.listen = "127.0.0.1:0".parse()?;
+    let admin_token = format!("demo-{}", hex::encode(rand::random::<[u8; 16]>()));
+    config.http.admin_token = Some(admin_token.clone());
+    config.payouts.threshold = 1;
     println!("zkpool demo: a pool and two miners on this machine, one chain job and one batch job");
     println!("1. setting up the pool (Groth16 keys for the built-in circuits)...");
     let stratum = TcpListener::bind(config.stratum.listen).await?;
@@ -641,17 +996,37 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         (cores / 2).max(1)
     );
 
-    let api = Api::new(&format!("http://{}", pool.http_addr));
-    let chain = api
+    let base = format!("http://{}", pool.http_addr);
+    let api = Api::new(&base);
+    let operator = Api::new(&base).with_token(Some(admin_token));
+    let key = operator.post("/v1/clients", &json!({"id": "acme"})).await?["api_key"]
+        .as_str()
+        .context("no API key")?
+        .to_owned();
+    operator
         .post(
-            "/v1/jobs",
-            &example_job(ExampleKind::Chain, a.chain_segments),
+            "/v1/clients/acme/deposits",
+            &json!({"amount": 2_500_000, "reference": "demo-wire-1"}),
         )
         .await?;
-    let batch = api
+    let client_api = Api::new(&base).with_token(Some(key));
+    let paid_job = |kind, count, reward: u64| {
+        let mut j = example_job(kind, count);
+        let o = j.as_object_mut().expect("jobs are objects");
+        o.remove("client");
+        o.insert("reward".into(), reward.into());
+        j
+    };
+    let chain = client_api
         .post(
             "/v1/jobs",
-            &example_job(ExampleKind::Batch, a.batch_statements),
+            &paid_job(ExampleKind::Chain, a.chain_segments, 1_000_000),
+        )
+        .await?;
+    let batch = client_api
+        .post(
+            "/v1/jobs",
+            &paid_job(ExampleKind::Batch, a.batch_statements, 1_000_000),
         )
         .await?;
     let ids = [
@@ -659,7 +1034,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         batch["id"].as_str().context("no job id")?.to_owned(),
     ];
     println!(
-        "3. submitted jobs over HTTP: chain {} ({} segments), batch {} ({} statements)",
+        "3. client acme (deposit 2,500,000) submitted jobs over HTTP, 1,000,000 escrowed each: chain {} ({} segments), batch {} ({} statements)",
         ids[0], a.chain_segments, ids[1], a.batch_statements
     );
 
@@ -738,11 +1113,95 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         "   total {total} = jobs' total work {expected}: {}",
         if total == expected { "OK" } else { "MISMATCH" }
     );
+    println!("6. settlements (prop, 1 % fee; parts by work, largest remainder):");
+    for id in &ids {
+        // The settlement is written right after the result; wait for it.
+        let mut v = api.get(&format!("/v1/jobs/{id}/credits")).await?;
+        for _ in 0..50 {
+            if !v["settlement"].is_null() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            v = api.get(&format!("/v1/jobs/{id}/credits")).await?;
+        }
+        let s = &v["settlement"];
+        let parts: Vec<String> = s["parts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        format!(
+                            "{} {} (work {})",
+                            p["worker"].as_str().unwrap_or("?"),
+                            p["amount"],
+                            p["work"]
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "   {id}: earned {} fee {} -> {} | {} credits, root {}…",
+            s["earned"],
+            s["fee"],
+            parts.join(", "),
+            s["credits"],
+            &v["credits_root"].as_str().unwrap_or("")[..16]
+        );
+    }
+    let plan = operator.post("/v1/payouts", &json!({})).await?;
+    let batch_id = plan["batch"]["id"].as_u64().context("nothing to pay out")?;
+    let csv = operator
+        .get_text(&format!("/v1/payouts/{batch_id}?format=csv"))
+        .await?;
+    operator
+        .post(
+            &format!("/v1/payouts/{batch_id}/confirm"),
+            &json!({"tx": "demo-tx-0001"}),
+        )
+        .await?;
+    println!(
+        "7. payout batch {batch_id} planned, exported and confirmed (tx demo-tx-0001):\n   {}",
+        csv.trim_end().replace('\n', "\n   ")
+    );
     stop.cancel();
     for m in miners {
         let _ = m.await;
     }
+    println!("8. each miner audits its signed receipts against the published credit roots:");
+    let mut audit_ok = true;
+    for (i, (worker, _)) in stats.iter().enumerate() {
+        let path = tmp.path().join(format!("miner{i}")).join("receipts.jsonl");
+        let r = miner::receipts::audit(&path).await?;
+        audit_ok &= r.problems.is_empty();
+        println!(
+            "   {worker}: {} receipts, {} jobs settled: {}",
+            r.receipts,
+            r.jobs_settled,
+            if r.problems.is_empty() {
+                "everything matches".to_owned()
+            } else {
+                r.problems.join("; ")
+            }
+        );
+    }
+    let books = operator.get("/v1/ledger").await?;
+    println!(
+        "   books: deposited {} = client {} + escrow {} + miners {} + pending {} + paid {} + fees {} + funds {}: {}",
+        books["audit"]["deposited"],
+        books["audit"]["clients"],
+        books["audit"]["escrow"],
+        books["audit"]["miners"],
+        books["audit"]["pending"],
+        books["audit"]["paid"],
+        books["audit"]["fees"],
+        books["audit"]["funds"],
+        if books["audit"]["balanced"] == true { "balanced" } else { "NOT BALANCED" }
+    );
     pool.shutdown(Duration::from_secs(5)).await;
+    if !audit_ok || books["audit"]["balanced"] != true {
+        bail!("the receipts audit or the books failed");
+    }
     if total != expected {
         bail!("credited work {total} does not equal the jobs' work {expected}");
     }

@@ -322,10 +322,7 @@ impl Config {
                 ),
             });
         }
-        nonzero(
-            "payouts.pplns_window_work",
-            self.payouts.pplns_window_work,
-        )?;
+        nonzero("payouts.pplns_window_work", self.payouts.pplns_window_work)?;
         nonzero("payouts.threshold", self.payouts.threshold)?;
         if self.stratum.max_line < 4096 {
             return Err(ConfigError::Invalid {

@@ -106,7 +106,11 @@ pub enum JobError {
     Forbidden(String),
     /// The client's balance cannot cover the reward (HTTP 402).
     #[error("client {client:?} has {have} but the job's reward is {need}: {missing} more is needed (ask the operator to deposit it: `zkpool clients deposit {client} {missing}`)", missing = need - have)]
-    PaymentRequired { client: String, have: u64, need: u64 },
+    PaymentRequired {
+        client: String,
+        have: u64,
+        need: u64,
+    },
     /// The pool failed (HTTP 500).
     #[error("{0}")]
     Internal(String),

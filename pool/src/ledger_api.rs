@@ -223,7 +223,10 @@ async fn post_deposit(
     bytes: Bytes,
 ) -> Api<Json<Value>> {
     admin(&s, &headers)?;
-    let m: Money = body(&bytes, r#"{"amount": 5000000, "reference": "wire-2026-11-24-001"}"#)?;
+    let m: Money = body(
+        &bytes,
+        r#"{"amount": 5000000, "reference": "wire-2026-11-24-001"}"#,
+    )?;
     if s.store.client(&id).map_err(internal)?.is_none() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -278,7 +281,10 @@ async fn post_reward(
             ),
         ));
     }
-    let m: Money = body(&bytes, r#"{"amount": 5000000, "reference": "network-epoch-42"}"#)?;
+    let m: Money = body(
+        &bytes,
+        r#"{"amount": 5000000, "reference": "network-epoch-42"}"#,
+    )?;
     let (e, new) = s
         .ledger
         .add_reward(m.amount, &m.reference, &s.config.payouts.policy())?;
@@ -288,10 +294,7 @@ async fn post_reward(
 
 /// A job's credit list: what every worker was credited, in order, with the
 /// Merkle root over the credits (the receipts' leaves) and the settlement.
-async fn get_credits(
-    State(s): State<Arc<PoolState>>,
-    Path(id): Path<String>,
-) -> Api<Json<Value>> {
+async fn get_credits(State(s): State<Arc<PoolState>>, Path(id): Path<String>) -> Api<Json<Value>> {
     let job = s
         .store
         .job(&id)
@@ -350,7 +353,12 @@ async fn plan_payouts(
     match s.ledger.plan_payouts(threshold)? {
         Some(b) => {
             flush(&s).await?;
-            info!(batch = b.id, items = b.items.len(), total = b.total, "payout batch planned");
+            info!(
+                batch = b.id,
+                items = b.items.len(),
+                total = b.total,
+                "payout batch planned"
+            );
             Ok((StatusCode::CREATED, Json(json!({ "batch": b }))))
         }
         None => Ok((

@@ -372,16 +372,16 @@ impl PoolState {
         let credited = match credited {
             Ok(c) => c,
             Err(message) => {
-            let _ = self.store.remove_proofs(&job.id, task.indices());
-            let done = self
-                .store
-                .job_proofs(&job.id)
-                .map(|v| v.into_iter().map(|(i, _)| i).collect())
-                .unwrap_or_default();
-            let entry = self.job_entry(&job, done);
-            lock(&self.scheduler).reopen(&task, Some(entry));
-            self.dispatch();
-            return Err(self.reject(ErrorCode::Internal, message));
+                let _ = self.store.remove_proofs(&job.id, task.indices());
+                let done = self
+                    .store
+                    .job_proofs(&job.id)
+                    .map(|v| v.into_iter().map(|(i, _)| i).collect())
+                    .unwrap_or_default();
+                let entry = self.job_entry(&job, done);
+                lock(&self.scheduler).reopen(&task, Some(entry));
+                self.dispatch();
+                return Err(self.reject(ErrorCode::Internal, message));
             }
         };
         self.metrics.shares.with_label_values(&["accepted"]).inc();

@@ -204,8 +204,10 @@ impl Store {
             .compare_and_swap(c.id.as_bytes(), None as Option<&[u8]>, Some(v))?
             .is_ok();
         if added {
-            self.meta
-                .insert(format!("client-key/{}", c.key_hash).as_bytes(), c.id.as_bytes())?;
+            self.meta.insert(
+                format!("client-key/{}", c.key_hash).as_bytes(),
+                c.id.as_bytes(),
+            )?;
         }
         Ok(added)
     }
