@@ -1215,7 +1215,8 @@ async fn every_documented_route_is_served() -> anyhow::Result<()> {
         let concrete = path
             .replace("{id}", "chain")
             .replace("{target}", "ip:192.0.2.1")
-            .replace("{worker}", "alice.rig1");
+            .replace("{worker}", "alice.rig1")
+            .replace("{batch}", "1");
         for method in ops.as_object().unwrap().keys() {
             let req = match method.as_str() {
                 "get" => http.get(format!("{base}{concrete}")),
@@ -1402,5 +1403,290 @@ fn serve_raises_its_open_file_limit() -> anyhow::Result<()> {
         "soft {soft}, hard {hard}: the limit was not raised ({line})"
     );
     assert!(banner.contains(&soft.to_string()), "{banner}");
+    Ok(())
+}
+
+const ADMIN: &str = "test-admin-token-0123456789";
+
+/// `zkpool` or `zkminer` run as a user would, against `url` with the admin token.
+fn cli(bin_name: &str, url: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin(bin_name))
+        .args(args)
+        .env("ZKPOOL_URL", url)
+        .env("ZKPOOL_ADMIN_TOKEN", ADMIN)
+        .output()
+        .expect("run the CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Payouts end to end, driven through the operator CLI: a client account with a
+/// deposit; a job refused (402) for a reward the balance cannot cover, then one
+/// accepted; two miners do unequal work on it (bob starts late); the settlement
+/// gives each exactly its work's share of the reward minus the 1 % fee (checked
+/// here by an independent computation, to the unit); both `zkminer audit` runs
+/// pass and a receipt with one changed number fails; a payout batch is planned,
+/// exported, confirmed once and refused a second confirmation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("pool.toml");
+    std::fs::write(
+        &cfg,
+        test_config_with(
+            &dir.path().join("data"),
+            "",
+            &format!("admin_token = \"{ADMIN}\""),
+            "",
+            "[payouts]\nthreshold = 1\n",
+        ),
+    )?;
+    let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
+    let url = format!("http://{}", pool.http);
+
+    let (ok, out) = cli("zkpool", &url, &["clients", "add", "acme"]);
+    assert!(ok, "{out}");
+    let key = out
+        .lines()
+        .find(|l| l.starts_with("zkc_"))
+        .context("API key printed")?
+        .trim()
+        .to_owned();
+    let (ok, out) = cli(
+        "zkpool",
+        &url,
+        &[
+            "clients",
+            "deposit",
+            "acme",
+            "1000000",
+            "--reference",
+            "wire-1",
+        ],
+    );
+    assert!(ok && out.contains("balance now 1000000"), "{out}");
+    let (ok, out) = cli(
+        "zkpool",
+        &url,
+        &[
+            "clients",
+            "deposit",
+            "acme",
+            "1000000",
+            "--reference",
+            "wire-1",
+        ],
+    );
+    assert!(
+        ok && out.contains("already recorded") && out.contains("balance now 1000000"),
+        "a retried deposit is recorded once: {out}"
+    );
+
+    let client = Api::new(&url).with_token(Some(key.clone()));
+    let mut job = chain_job(32);
+    job.as_object_mut().unwrap().remove("client");
+    job["reward"] = json!(2_000_000);
+    let e = client.post("/v1/jobs", &job).await.unwrap_err().to_string();
+    assert!(
+        e.contains("402")
+            && e.contains("has 1000000 but the job's reward is 2000000: 1000000 more is needed"),
+        "{e}"
+    );
+    let e = pool
+        .api
+        .post("/v1/jobs", &job)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("401") && e.contains("client API key"), "{e}");
+    job["reward"] = json!(999_999);
+    let accepted = client.post("/v1/jobs", &job).await?;
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    assert_eq!(accepted["client"], "acme");
+    let account = client.get("/v1/clients/acme").await?;
+    assert_eq!(
+        (account["balance"].as_u64(), account["escrow"].as_u64()),
+        (Some(1), Some(999_999)),
+        "{account}"
+    );
+
+    let _a = MinerProcess::start(
+        pool.stratum,
+        "alice.rig1",
+        1,
+        &dir.path().join("cache-a"),
+        &dir.path().join("alice.log"),
+    )?;
+    wait_for(
+        "alice to prove part of the job",
+        Duration::from_secs(120),
+        async || {
+            let v = pool.api.get(&format!("/v1/jobs/{id}")).await?;
+            Ok((v["verified"].as_u64().unwrap_or(0) >= 4).then_some(()))
+        },
+    )
+    .await?;
+    let _b = MinerProcess::start(
+        pool.stratum,
+        "bob.rig1",
+        1,
+        &dir.path().join("cache-b"),
+        &dir.path().join("bob.log"),
+    )?;
+    completed(&pool.api, &id, Duration::from_secs(300)).await?;
+    let credits = wait_for("the settlement", Duration::from_secs(20), async || {
+        let v = pool.api.get(&format!("/v1/jobs/{id}/credits")).await?;
+        Ok((!v["settlement"].is_null()).then_some(v))
+    })
+    .await?;
+
+    // Independent check of the split: work per worker from the published credits.
+    let mut work = std::collections::BTreeMap::<String, u64>::new();
+    for c in credits["credits"].as_array().unwrap() {
+        *work
+            .entry(c["worker"].as_str().unwrap().to_owned())
+            .or_default() += c["work"].as_u64().unwrap();
+    }
+    let (wa, wb) = (
+        work["alice.rig1"],
+        work.get("bob.rig1").copied().unwrap_or(0),
+    );
+    assert!(
+        wb > 0 && wa != wb,
+        "unequal work by both miners: alice {wa}, bob {wb}"
+    );
+    let s = &credits["settlement"];
+    let fee = 999_999 / 100; // 1 %, rounded down
+    let dist = 999_999 - fee;
+    let total = (wa + wb) as u128;
+    let (fa, fb) = (
+        (dist as u128 * wa as u128) / total,
+        (dist as u128 * wb as u128) / total,
+    );
+    let (ra, rb) = (
+        (dist as u128 * wa as u128) % total,
+        (dist as u128 * wb as u128) % total,
+    );
+    let left = dist as u128 - fa - fb; // 0 or 1: to the larger remainder (alice on a tie)
+    let (pa, pb) = if left == 1 {
+        if ra >= rb {
+            (fa + 1, fb)
+        } else {
+            (fa, fb + 1)
+        }
+    } else {
+        (fa, fb)
+    };
+    assert_eq!(
+        (
+            s["earned"].as_u64(),
+            s["fee"].as_u64(),
+            s["refund"].as_u64()
+        ),
+        (Some(999_999), Some(fee), Some(0)),
+        "{s}"
+    );
+    let parts: std::collections::BTreeMap<String, u64> = s["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["worker"].as_str().unwrap().to_owned(),
+                p["amount"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(parts["alice.rig1"] as u128, pa, "{s}");
+    assert_eq!(parts["bob.rig1"] as u128, pb, "{s}");
+    assert_eq!(pa + pb + fee as u128, 999_999);
+    for (w, p) in [("alice", pa), ("bob", pb)] {
+        let v = pool.api.get(&format!("/v1/workers/{w}")).await?;
+        assert_eq!(v["balance"].as_u64().unwrap() as u128, p, "{v}");
+        assert!(!v["recent_shares"].as_array().unwrap().is_empty(), "{v}");
+    }
+
+    // Each miner audits its own receipts; a receipt with one changed number fails.
+    for cache in ["cache-a", "cache-b"] {
+        let cache = dir.path().join(cache);
+        let (ok, out) = cli(
+            "zkminer",
+            &url,
+            &["audit", "--cache-dir", cache.to_str().unwrap()],
+        );
+        assert!(
+            ok && out.contains("everything matches") && out.contains("1 job(s) settled"),
+            "{out}"
+        );
+    }
+    let receipts = std::fs::read_to_string(dir.path().join("cache-a/receipts.jsonl"))?;
+    let mut lines: Vec<Value> = receipts
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let held: u64 = lines
+        .iter()
+        .map(|l| l["receipt"]["work"].as_u64().unwrap())
+        .sum();
+    assert_eq!(held, wa, "alice holds a receipt for every credit");
+    lines[0]["receipt"]["work"] = json!(lines[0]["receipt"]["work"].as_u64().unwrap() + 1);
+    let tampered = dir.path().join("tampered.jsonl");
+    std::fs::write(
+        &tampered,
+        lines
+            .iter()
+            .map(|l| l.to_string() + "\n")
+            .collect::<String>(),
+    )?;
+    let (ok, out) = cli(
+        "zkminer",
+        &url,
+        &["audit", "--receipts", tampered.to_str().unwrap()],
+    );
+    assert!(
+        !ok && out.contains("PROBLEM") && out.contains("altered"),
+        "{out}"
+    );
+
+    // Payout: plan, export, confirm once.
+    let (ok, out) = cli("zkpool", &url, &["payouts", "plan"]);
+    assert!(ok && out.contains("batch 1 planned: 2 payment(s)"), "{out}");
+    let (ok, csv) = cli(
+        "zkpool",
+        &url,
+        &["payouts", "export", "1", "--format", "csv"],
+    );
+    assert!(ok, "{csv}");
+    assert_eq!(
+        csv,
+        format!("batch,addr,amount\n1,alice,{pa}\n1,bob,{pb}\n")
+    );
+    let (ok, out) = cli(
+        "zkpool",
+        &url,
+        &["payouts", "confirm", "1", "--tx", "0xfeed"],
+    );
+    assert!(ok && out.contains("confirmed with 0xfeed"), "{out}");
+    let (ok, out) = cli(
+        "zkpool",
+        &url,
+        &["payouts", "confirm", "1", "--tx", "0xbeef"],
+    );
+    assert!(
+        !ok && out.contains("409") && out.contains("already confirmed with transaction \"0xfeed\""),
+        "{out}"
+    );
+    let (ok, out) = cli("zkpool", &url, &["payouts", "void", "1"]);
+    assert!(!ok && out.contains("cannot be voided"), "{out}");
+    let v = pool.api.get("/v1/workers/alice").await?;
+    assert_eq!(
+        (v["balance"].as_u64(), v["paid"].as_u64().map(u128::from)),
+        (Some(0), Some(pa)),
+        "{v}"
+    );
+    let (ok, out) = cli("zkpool", &url, &["ledger"]);
+    assert!(ok && out.contains("\"balanced\": true"), "{out}");
     Ok(())
 }
