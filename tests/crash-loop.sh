@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Longer crash loop than CI's 30 iterations: SIGKILL the pool N times at random points
+# Longer crash loop than CI's 50 iterations: SIGKILL the pool N times at random points
 # while jobs run, then check every accepted job completes and nothing is credited
 # twice. Usage: tests/crash-loop.sh [ITERATIONS] [SEED]
 set -euo pipefail

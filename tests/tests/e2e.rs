@@ -799,20 +799,26 @@ async fn metrics_move_as_shares_are_verified() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Crash loop: the pool is SIGKILLed at random points while jobs run, `ZKPOOL_CRASH_ITERATIONS`
-/// times (30 by default), restarted each time on the same data directory while one
-/// miner keeps reconnecting. Afterwards every job the pool accepted (answered 201)
-/// completes with a verifying result, and the credited work equals the jobs' total
-/// work exactly: nothing lost, nothing credited twice. The kill points come from a
-/// seeded generator; the seed is printed so a failure can be replayed
-/// (`ZKPOOL_CRASH_SEED`).
+/// Crash loop: the pool is SIGKILLed at random points while jobs run, are settled
+/// and paid out, `ZKPOOL_CRASH_ITERATIONS` times (50 by default; `tests/crash-loop.sh`
+/// runs more), restarted each time on the same data directory while one miner keeps
+/// reconnecting. Each job carries a reward escrowed from a client's deposit, and
+/// while the pool lives an operator plans, confirms and voids payout batches, so
+/// kills land during settlement and payout confirmation too. After every restart
+/// the books balance, every acknowledged deposit, confirmation and void is there,
+/// and no batch is confirmed twice. At the end every job the pool accepted (answered
+/// 201) completes with a verifying result and is settled; the credited work equals
+/// the jobs' total work exactly (nothing lost, nothing credited twice); and the
+/// miner's balance + pending + paid is exactly the jobs' rewards minus the fee.
+/// The kill points come from a seeded generator; the seed is printed so a failure
+/// can be replayed (`ZKPOOL_CRASH_SEED`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_loop_loses_nothing_and_credits_nothing_twice() -> anyhow::Result<()> {
+async fn crash_loop_loses_nothing_and_credits_or_pays_nothing_twice() -> anyhow::Result<()> {
     use rand::{Rng, SeedableRng};
     let iterations: usize = std::env::var("ZKPOOL_CRASH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(50);
     let seed: u64 = std::env::var("ZKPOOL_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -822,10 +828,28 @@ async fn crash_loop_loses_nothing_and_credits_nothing_twice() -> anyhow::Result<
 
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("pool.toml");
-    std::fs::write(&cfg, test_config(&dir.path().join("data"), ""))?;
+    std::fs::write(
+        &cfg,
+        test_config_with(
+            &dir.path().join("data"),
+            "",
+            &format!("admin_token = \"{ADMIN}\""),
+            "",
+            "[payouts]\nthreshold = 1\n",
+        ),
+    )?;
     let log = dir.path().join("pool.log");
     let first = PoolProcess::start(&cfg, None, &log)?;
     let addrs = (first.stratum, first.http);
+    let url = format!("http://{}", first.http);
+    let operator = Api::new(&url).with_token(Some(ADMIN.into()));
+    let key = operator
+        .post("/v1/clients", &json!({"id": "crashco"}))
+        .await?["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = Api::new(&url).with_token(Some(key));
     let _miner = MinerProcess::start(
         first.stratum,
         "kate.rig1",
@@ -834,35 +858,189 @@ async fn crash_loop_loses_nothing_and_credits_nothing_twice() -> anyhow::Result<
         &dir.path().join("kate.log"),
     )?;
     let mut pool = first;
-    let mut accepted: Vec<String> = vec![];
+    // What the pool acknowledged, and what it may have done without answering.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Acked::default()));
+    let mut accepted: Vec<(String, u64)> = vec![];
     for i in 0..iterations {
-        if i % 3 == 0 {
-            // A new job every few lives; one accepted before a kill must survive it.
-            let job = pool
-                .api
-                .post("/v1/jobs", &chain_job(rng.gen_range(2..=4)))
+        {
+            // A new job every life; one accepted before a kill must survive it.
+            let reference = format!("d{i}");
+            let d = operator
+                .post(
+                    "/v1/clients/crashco/deposits",
+                    &json!({"amount": 100_000, "reference": reference}),
+                )
                 .await?;
-            accepted.push(job["id"].as_str().unwrap().to_owned());
+            assert_eq!(d["new"], true);
+            acked.lock().unwrap().deposits += 100_000;
+            let mut job = chain_job(rng.gen_range(1..=3));
+            job.as_object_mut().unwrap().remove("client");
+            let reward = rng.gen_range(1_000..=100_000u64);
+            job["reward"] = json!(reward);
+            let job = client.post("/v1/jobs", &job).await?;
+            accepted.push((job["id"].as_str().unwrap().to_owned(), reward));
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..=900))).await;
+        // The operator pays out while the pool lives; the kill lands wherever it lands.
+        let ops = tokio::spawn(payout_ops(
+            Api::new(&url).with_token(Some(ADMIN.into())),
+            acked.clone(),
+            rng.gen(),
+        ));
+        // Kill soon after this life's job completes (its settlement and the payouts
+        // it allows are being written then), or at a random point if it is slow.
+        let (id, _) = accepted.last().unwrap();
+        let _ = wait_for("", Duration::from_secs(4), async || {
+            let v = pool.api.get(&format!("/v1/jobs/{id}")).await?;
+            Ok((v["state"] == "completed").then_some(()))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=300))).await;
         pool.kill();
+        ops.abort();
+        let _ = ops.await;
         pool = PoolProcess::start(&cfg, Some(addrs), &log)
             .with_context(|| format!("restart {i} (seed {seed})"))?;
+        check_books(&operator, &acked.lock().unwrap().clone())
+            .await
+            .with_context(|| format!("after restart {i} (seed {seed})"))?;
     }
     let mut total = 0;
-    for id in &accepted {
+    let mut rewards = 0;
+    for (id, reward) in &accepted {
         let done = completed(&pool.api, id, Duration::from_secs(300))
             .await
             .with_context(|| format!("job {id} (seed {seed})"))?;
         total += done["total_work"].as_u64().unwrap();
+        rewards += reward - reward / 100;
         let result: zk::JobResult =
             serde_json::from_value(pool.api.get(&format!("/v1/jobs/{id}/result")).await?)?;
         result.verify().with_context(|| format!("result of {id}"))?;
+        wait_for("the settlement", Duration::from_secs(20), async || {
+            let v = pool.api.get(&format!("/v1/jobs/{id}/credits")).await?;
+            Ok((!v["settlement"].is_null()).then_some(()))
+        })
+        .await?;
     }
     assert_eq!(
         worker_work(&pool.api, "kate.rig1").await?,
         total,
         "credited work equals the accepted jobs' work (seed {seed})"
+    );
+    let kate = pool.api.get("/v1/workers/kate").await?;
+    let held = ["balance", "pending", "paid"]
+        .iter()
+        .map(|k| kate[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(
+        held, rewards,
+        "kate holds exactly the rewards minus the fee: {kate} (seed {seed})"
+    );
+    let acked = acked.lock().unwrap().clone();
+    check_books(&operator, &acked).await?;
+    println!(
+        "crash loop: {} jobs, {} batches confirmed and {} voided with an answer",
+        accepted.len(),
+        acked.confirmed.len(),
+        acked.voided.len()
+    );
+    Ok(())
+}
+
+#[derive(Default, Clone, Debug)]
+struct Acked {
+    deposits: u64,
+    /// Batches the pool answered "confirmed" for, with the transaction.
+    confirmed: std::collections::BTreeMap<u64, String>,
+    voided: std::collections::BTreeSet<u64>,
+}
+
+/// Plans a batch, then confirms or voids it, in a loop, recording what the pool
+/// acknowledged. Errors (the pool being killed) end the loop.
+async fn payout_ops(api: Api, acked: std::sync::Arc<std::sync::Mutex<Acked>>, seed: u64) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    loop {
+        let Ok(v) = api.post("/v1/payouts", &json!({})).await else {
+            return;
+        };
+        let Some(batch) = v["batch"]["id"].as_u64() else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if rng.gen_bool(0.7) {
+            let tx = format!("tx-{batch}");
+            let path = format!("/v1/payouts/{batch}/confirm");
+            if api.post(&path, &json!({"tx": tx})).await.is_err() {
+                return;
+            }
+            acked.lock().unwrap().confirmed.insert(batch, tx);
+        } else {
+            if api
+                .post(&format!("/v1/payouts/{batch}/void"), &json!({}))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            acked.lock().unwrap().voided.insert(batch);
+        }
+    }
+}
+
+/// After a restart: the books balance; every acknowledged deposit, confirmation and
+/// void is there; no batch was confirmed twice.
+async fn check_books(api: &Api, acked: &Acked) -> anyhow::Result<()> {
+    let books = api.get("/v1/ledger").await?;
+    let audit = &books["audit"];
+    anyhow::ensure!(audit["balanced"] == true, "books do not balance: {audit}");
+    anyhow::ensure!(
+        audit["deposited"].as_u64() == Some(acked.deposits),
+        "deposited {} but {} acknowledged",
+        audit["deposited"],
+        acked.deposits
+    );
+    let payouts = api.get("/v1/payouts").await?;
+    let batches = payouts["batches"].as_array().unwrap();
+    for (id, tx) in &acked.confirmed {
+        let b = batches
+            .iter()
+            .find(|b| b["id"] == *id)
+            .context("acknowledged batch missing")?;
+        anyhow::ensure!(
+            b["state"] == "confirmed" && b["tx"] == *tx,
+            "batch {id} was acknowledged as confirmed: {b}"
+        );
+    }
+    for id in &acked.voided {
+        let b = batches
+            .iter()
+            .find(|b| b["id"] == *id)
+            .context("acknowledged batch missing")?;
+        anyhow::ensure!(
+            b["state"] == "voided",
+            "batch {id} was acknowledged as voided: {b}"
+        );
+    }
+    let journal = api.get("/v1/ledger/journal?limit=10000").await?;
+    let mut confirms = std::collections::BTreeMap::<u64, usize>::new();
+    for e in journal["entries"].as_array().unwrap() {
+        if e["kind"] == "confirm" {
+            *confirms.entry(e["batch"].as_u64().unwrap()).or_default() += 1;
+        }
+    }
+    anyhow::ensure!(
+        confirms.values().all(|&n| n == 1),
+        "a batch was confirmed twice: {confirms:?}"
+    );
+    let paid: u64 = batches
+        .iter()
+        .filter(|b| b["state"] == "confirmed")
+        .map(|b| b["total"].as_u64().unwrap())
+        .sum();
+    anyhow::ensure!(
+        audit["paid"].as_u64() == Some(paid),
+        "paid {} but confirmed batches total {paid}",
+        audit["paid"]
     );
     Ok(())
 }
