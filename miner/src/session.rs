@@ -96,11 +96,13 @@ pub async fn run_session(
     let session_over = CancellationToken::new();
     let prover_loop = tokio::spawn(prove_tasks(
         task_rx,
-        client.clone(),
-        stats.clone(),
-        keys.clone(),
-        receipts.clone(),
-        prover.clone(),
+        Prover {
+            client: client.clone(),
+            stats: stats.clone(),
+            keys: keys.clone(),
+            receipts: receipts.clone(),
+            threads: prover.clone(),
+        },
         cancelled.clone(),
         session_over.clone(),
     ));
@@ -162,16 +164,28 @@ fn parse_task(n: &Notify) -> Result<(CircuitSpec, Vec<(u64, Statement)>), String
     Ok((spec, statements))
 }
 
-async fn prove_tasks(
-    mut tasks: mpsc::Receiver<Notify>,
+/// What the prover loop works with, for one session.
+struct Prover {
     client: Client,
     stats: Arc<Stats>,
     keys: Arc<KeyCache>,
     receipts: Arc<crate::receipts::ReceiptLog>,
-    prover: Arc<rayon::ThreadPool>,
+    threads: Arc<rayon::ThreadPool>,
+}
+
+async fn prove_tasks(
+    mut tasks: mpsc::Receiver<Notify>,
+    ctx: Prover,
     cancelled: Arc<Mutex<HashSet<TaskId>>>,
     session_over: CancellationToken,
 ) {
+    let Prover {
+        client,
+        stats,
+        keys,
+        receipts,
+        threads: prover,
+    } = ctx;
     while let Some(n) = tasks.recv().await {
         let is_cancelled = |t: &TaskId| {
             cancelled

@@ -109,8 +109,7 @@ mod tests {
             } else {
                 prop_assert_eq!(parts.iter().map(|p| p.amount as u128).sum::<u128>(), amount as u128);
                 for p in &parts {
-                    let exact = amount as u128 * p.work as u128;
-                    let lo = exact / total;
+                    let lo = (amount as u128 * p.work as u128).checked_div(total).unwrap();
                     prop_assert!(p.amount as u128 == lo || p.amount as u128 == lo + 1);
                 }
                 let mut reversed = weights.clone();

@@ -169,6 +169,8 @@ async fn metrics(State(s): State<Arc<PoolState>>) -> Response {
         .len();
     s.metrics.bans_active.set(active as i64);
     s.verifier.queued();
+    s.metrics
+        .observe_ledger(&s.ledger, crate::circuits::now_ms());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.encode(),

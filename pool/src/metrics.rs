@@ -5,8 +5,8 @@
 //! queue) are read from the pool at scrape time, so they cannot drift.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use stratum::ErrorCode;
 
@@ -33,7 +33,24 @@ pub struct Metrics {
     pub malformed_lines: IntCounter,
     pub bans: IntCounter,
     pub bans_active: IntGauge,
+    /// The books by kind of account, read from the ledger at each scrape.
+    pub ledger: IntGaugeVec,
+    pub ledger_balanced: IntGauge,
+    pub payout_batches_planned: IntGauge,
+    pub payout_oldest_planned_seconds: IntGauge,
 }
+
+/// Every value the `account` label of `zkpool_ledger_amount` takes.
+pub const LEDGER_ACCOUNTS: [&str; 8] = [
+    "deposited",
+    "clients",
+    "escrow",
+    "miners",
+    "pending",
+    "paid",
+    "fees",
+    "funds",
+];
 
 /// Every value the `verdict` label takes.
 pub const VERDICTS: [&str; 9] = [
@@ -156,13 +173,71 @@ impl Metrics {
                 "Bans issued for invalid work (a worker and its address count once).",
             ),
             bans_active: gauge("zkpool_bans_active", "Workers and addresses banned now."),
+            ledger: reg(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "zkpool_ledger_amount",
+                        "The ledger's totals by kind of account, in the smallest unit.",
+                    ),
+                    &["account"],
+                )
+                .expect("valid metric"),
+            ),
+            ledger_balanced: gauge(
+                "zkpool_ledger_balanced",
+                "1 when deposits equal the sum of every account, 0 otherwise.",
+            ),
+            payout_batches_planned: gauge(
+                "zkpool_payout_batches_planned",
+                "Payout batches planned and neither confirmed nor voided.",
+            ),
+            payout_oldest_planned_seconds: gauge(
+                "zkpool_payout_oldest_planned_seconds",
+                "Age of the oldest planned payout batch (0 when none).",
+            ),
             registry,
         };
         for v in VERDICTS {
             // Export every verdict from the start, so rates and alerts see zeros, not gaps.
             m.shares.with_label_values(&[v]);
         }
+        for a in LEDGER_ACCOUNTS {
+            m.ledger.with_label_values(&[a]);
+        }
         m
+    }
+
+    /// Reads the books into the ledger gauges.
+    pub fn observe_ledger(&self, ledger: &payouts::Ledger, now_ms: u64) {
+        let a = ledger.audit();
+        let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
+        for (name, v) in LEDGER_ACCOUNTS.iter().zip([
+            a.deposited,
+            a.clients,
+            a.escrow,
+            a.miners,
+            a.pending,
+            a.paid,
+            a.fees,
+            a.funds,
+        ]) {
+            self.ledger.with_label_values(&[name]).set(clamp(v));
+        }
+        self.ledger_balanced.set(a.balanced as i64);
+        let planned: Vec<u64> = ledger
+            .batches()
+            .into_iter()
+            .filter(|b| b.state == payouts::BatchState::Planned)
+            .map(|b| b.planned_ms)
+            .collect();
+        self.payout_batches_planned.set(planned.len() as i64);
+        self.payout_oldest_planned_seconds.set(
+            planned
+                .iter()
+                .min()
+                .map_or(0, |&t| clamp(now_ms.saturating_sub(t) / 1000)),
+        );
     }
 
     /// Submits rejected for any reason.

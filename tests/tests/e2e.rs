@@ -900,7 +900,8 @@ async fn crash_loop_loses_nothing_and_credits_or_pays_nothing_twice() -> anyhow:
         let _ = ops.await;
         pool = PoolProcess::start(&cfg, Some(addrs), &log)
             .with_context(|| format!("restart {i} (seed {seed})"))?;
-        check_books(&operator, &acked.lock().unwrap().clone())
+        let seen = acked.lock().unwrap().clone();
+        check_books(&operator, &seen)
             .await
             .with_context(|| format!("after restart {i} (seed {seed})"))?;
     }
@@ -1866,5 +1867,101 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
     );
     let (ok, out) = cli("zkpool", &url, &["ledger"]);
     assert!(ok && out.contains("\"balanced\": true"), "{out}");
+    Ok(())
+}
+
+/// An expired job pays for the work verified before its deadline and refunds the
+/// rest: 1 of 2 statements proven earns half the escrow (minus the fee, all to the
+/// one worker), and the other half goes back to the client's balance. The receipt
+/// the miner got is the one published in the job's credit list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_job_pays_for_verified_work_and_refunds_the_rest() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool_with("", &format!("admin_token = \"{ADMIN}\""), "", "").await?;
+    let base = format!("http://{}", pool.http_addr);
+    let operator = Api::new(&base).with_token(Some(ADMIN.into()));
+    let key = operator
+        .post("/v1/clients", &json!({"id": "shortco"}))
+        .await?["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    operator
+        .post(
+            "/v1/clients/shortco/deposits",
+            &json!({"amount": 1000, "reference": "w"}),
+        )
+        .await?;
+    let client = Api::new(&base).with_token(Some(key));
+    let mut c = RawConn::connect(pool.stratum_addr).await?;
+    c.handshake("lena.rig1").await?;
+    let mut body = batch_job(2);
+    body.as_object_mut().unwrap().remove("client");
+    body["reward"] = json!(1000);
+    body["deadline_secs"] = json!(3);
+    let job = client.post("/v1/jobs", &body).await?;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let task = c.next_notify().await?;
+    assert_eq!(
+        task["statements"].as_array().unwrap().len(),
+        1,
+        "an unmeasured rig gets one statement"
+    );
+    let proofs = prove_task(&task).await?;
+    c.send(&json!({"jsonrpc":"2.0","id":50,"method":"mining.submit","params":{"task":task["task"],"proofs":proofs}})).await?;
+    let (r, _) = c.response().await?;
+    let receipt = r["result"]["receipt"].clone();
+    assert_eq!(receipt["position"], 0, "{r}");
+    let credits = wait_for(
+        "the expiry's settlement",
+        Duration::from_secs(15),
+        async || {
+            let v = client.get(&format!("/v1/jobs/{id}/credits")).await?;
+            Ok((!v["settlement"].is_null()).then_some(v))
+        },
+    )
+    .await?;
+    assert_eq!(credits["state"], "expired");
+    let s = &credits["settlement"];
+    assert_eq!(
+        (
+            s["completed"].as_bool(),
+            s["earned"].as_u64(),
+            s["fee"].as_u64(),
+            s["refund"].as_u64()
+        ),
+        (Some(false), Some(500), Some(5), Some(500)),
+        "{s}"
+    );
+    assert_eq!(s["parts"][0]["worker"], "lena.rig1");
+    assert_eq!(s["parts"][0]["amount"], 495);
+    let published = &credits["credits"][0];
+    for field in [
+        "worker",
+        "job",
+        "task",
+        "first_statement",
+        "proofs",
+        "work",
+        "at_ms",
+        "position",
+    ] {
+        assert_eq!(
+            published[field], receipt[field],
+            "{field}: {published} vs {receipt}"
+        );
+    }
+    let account = client.get("/v1/clients/shortco").await?;
+    assert_eq!(
+        (account["balance"].as_u64(), account["escrow"].as_u64()),
+        (Some(500), Some(0)),
+        "{account}"
+    );
+    let e = Api::new(&base)
+        .get("/v1/clients/shortco")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("401"), "a client account needs its key: {e}");
+    pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
