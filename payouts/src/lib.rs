@@ -24,6 +24,7 @@
 //! Nothing is durable until [`Ledger::flush`]: callers flush before they tell
 //! anyone (a miner's ack, an operator's confirmation).
 
+pub mod durable;
 pub mod receipt;
 pub mod split;
 
@@ -34,6 +35,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use durable::GroupFlush;
 pub use receipt::{Receipt, ReceiptBody, Signer};
 pub use split::Part;
 
@@ -543,7 +545,7 @@ impl State {
 /// `w/WORKER` cached work totals, `p/JOB/POSITION` → seq (the job's credit list).
 #[derive(Clone)]
 pub struct Ledger {
-    db: sled::Db,
+    flusher: GroupFlush,
     tree: sled::Tree,
     /// All writes go through this lock: each entry is checked against the state
     /// it is applied to, and the sled batch makes it atomic on disk.
@@ -576,8 +578,13 @@ impl Ledger {
     /// Opens the ledger in `db`, replays the journal and corrects the cached
     /// balances and totals where they differ from it.
     pub fn open(db: &sled::Db) -> Result<Self, LedgerError> {
+        Self::open_with(db, GroupFlush::new(db))
+    }
+
+    /// [`Ledger::open`], flushing through `flusher` (share one per database).
+    pub fn open_with(db: &sled::Db, flusher: GroupFlush) -> Result<Self, LedgerError> {
         let ledger = Ledger {
-            db: db.clone(),
+            flusher,
             tree: db.open_tree("ledger")?,
             state: Arc::new(Mutex::new(State::default())),
         };
@@ -712,7 +719,7 @@ impl Ledger {
     /// Makes every entry so far durable (sled's flush: safe against a killed
     /// process; see ARCHITECTURE.md for what it is not).
     pub async fn flush(&self) -> Result<(), LedgerError> {
-        self.db.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 

@@ -724,7 +724,7 @@ pub async fn start(
         path: data.display().to_string(),
         detail: format!("{e} (is another zkpool using it?)"),
     })?;
-    let ledger = Ledger::open(&store.db).map_err(|e| StartError::Storage {
+    let ledger = Ledger::open_with(&store.db, store.flusher()).map_err(|e| StartError::Storage {
         path: data.display().to_string(),
         detail: e.to_string(),
     })?;

@@ -31,6 +31,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     pub db: sled::Db,
+    flusher: payouts::GroupFlush,
     circuits: sled::Tree,
     jobs: sled::Tree,
     proofs: sled::Tree,
@@ -69,6 +70,7 @@ impl Store {
             results: db.open_tree("results")?,
             clients: db.open_tree("clients")?,
             meta: db.open_tree("meta")?,
+            flusher: payouts::GroupFlush::new(&db),
             db,
         })
     }
@@ -114,9 +116,16 @@ impl Store {
             .collect()
     }
 
-    /// Makes every write so far durable before it is acknowledged.
+    /// The group flusher every writer to this database shares.
+    pub fn flusher(&self) -> payouts::GroupFlush {
+        self.flusher.clone()
+    }
+
+    /// Makes every write so far durable before it is acknowledged (group commit:
+    /// concurrent callers share flushes; never sled's `flush_async`, see
+    /// `payouts::durable`).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 
