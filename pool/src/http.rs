@@ -71,6 +71,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>
         ),
         ("post", "/v1/jobs", axum::routing::post(post_job)),
         ("get", "/v1/jobs/{id}", get(get_job)),
+        ("delete", "/v1/jobs/{id}", axum::routing::delete(cancel_job)),
         ("get", "/v1/jobs/{id}/result", get(get_result)),
         ("get", "/v1/circuits", get(list_circuits)),
         ("get", "/v1/circuits/{id}", get(get_circuit)),
@@ -284,7 +285,7 @@ fn view(s: &PoolState, j: &JobRecord) -> JobView {
     let (verified, leased) = match (progress, j.state) {
         (Some(p), _) => (p.done, p.leased),
         // Expired: what was verified before the deadline.
-        (None, JobState::Expired) => (
+        (None, JobState::Expired | JobState::Cancelled) => (
             s.store
                 .job_proofs(&j.id)
                 .map(|p| p.len() as u64)
@@ -344,6 +345,53 @@ async fn get_job(State(s): State<Arc<PoolState>>, Path(id): Path<String>) -> Api
     Ok(Json(view(&s, &job)))
 }
 
+/// Cancels a running job: its client (with its API key) or the operator. The
+/// verified work is paid its share of the reward; the rest is refunded.
+async fn cancel_job(
+    State(s): State<Arc<PoolState>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Api<Json<Value>> {
+    let job = stored_job(&s, &id)?;
+    if admin(&s, &headers).is_err() {
+        match crate::ledger_api::client_from_key(&s, &headers)? {
+            Some(c) if c.id == job.client => {}
+            Some(c) => {
+                return Err(ApiError(
+                    StatusCode::FORBIDDEN,
+                    format!("job {id} belongs to client {:?}, not {:?}", job.client, c.id),
+                ))
+            }
+            None => {
+                return Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "cancelling a job needs its client's API key (Authorization: Bearer) or the admin token".into(),
+                ))
+            }
+        }
+    }
+    match s
+        .end_job(&id, JobState::Cancelled)
+        .await
+        .map_err(internal)?
+    {
+        Some(job) => Ok(Json(json!({
+            "job": view(&s, &job),
+            "settlement": s.ledger.settlement(&id).map_err(internal)?,
+        }))),
+        None => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "job {id} is not running (it is {}): only a running job can be cancelled",
+                serde_json::to_value(stored_job(&s, &id)?.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        )),
+    }
+}
+
 async fn get_result(
     State(s): State<Arc<PoolState>>,
     Path(id): Path<String>,
@@ -351,12 +399,17 @@ async fn get_result(
     let job = stored_job(&s, &id)?;
     match (s.store.result(&id).map_err(internal)?, job.state) {
         (Some(r), _) => Ok(Json(r)),
-        (None, JobState::Expired) => {
+        (None, state @ (JobState::Expired | JobState::Cancelled)) => {
             let verified = s.store.job_proofs(&id).map_err(internal)?.len();
+            let how = if state == JobState::Expired {
+                "expired at its deadline"
+            } else {
+                "was cancelled"
+            };
             Err(ApiError(
                 StatusCode::GONE,
                 format!(
-                    "job {id} expired at its deadline with {verified} of {} statements verified; it has no result",
+                    "job {id} {how} with {verified} of {} statements verified; it has no result",
                     job.statements.len()
                 ),
             ))

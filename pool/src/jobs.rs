@@ -52,6 +52,9 @@ pub enum JobState {
     Completed,
     /// The deadline passed first. Verified proofs stay stored and credited.
     Expired,
+    /// The client (or the operator) cancelled it. Verified proofs stay stored and
+    /// credited; the reward not earned is refunded.
+    Cancelled,
 }
 
 /// A job as stored.

@@ -538,10 +538,9 @@ impl PoolState {
         }
     }
 
-    /// Expires running jobs whose deadline has passed: their leases are cancelled
-    /// (sessions get `mining.cancel`), the job is stored as `expired`, and the proofs
-    /// already verified stay stored and credited. A job whose statements are all
-    /// verified (its result is being assembled) completes instead.
+    /// Expires running jobs whose deadline has passed (see [`PoolState::end_job`]).
+    /// A job whose statements are all verified (its result is being assembled)
+    /// completes instead.
     pub async fn expire_due_jobs(self: &Arc<Self>) {
         let now = now_ms();
         let due: Vec<String> = self
@@ -551,34 +550,53 @@ impl PoolState {
             .map(|j| j.id.clone())
             .collect();
         for id in due {
-            let cancelled = {
-                let mut sched = lock(&self.scheduler);
-                if sched.progress(&id).is_none() {
-                    continue;
-                }
-                sched.remove_job(&id)
-            };
-            self.send_cancels(&cancelled, "job expired");
-            match self.store.job(&id) {
-                Ok(Some(mut job)) if job.state == JobState::Running => {
-                    job.state = JobState::Expired;
-                    if let Err(e) = self.store.put_job(&job) {
-                        error!(job = %id, error = %e, "could not store the expiry; retried next sweep");
-                        continue;
-                    }
-                    if let Err(e) = self.store.flush().await {
-                        error!(job = %id, error = %e, "could not flush the expiry");
-                    }
-                    self.metrics.jobs_expired.inc();
-                    info!(job = %id, cancelled = cancelled.len(), "job expired at its deadline");
-                    self.settle(&job).await;
-                }
-                Ok(_) => {}
-                Err(e) => error!(job = %id, error = %e, "cannot read job to expire it"),
+            if let Err(e) = self.end_job(&id, JobState::Expired).await {
+                error!(job = %id, error = %e, "could not expire the job; retried next sweep");
             }
-            self.jobs.remove(&id);
-            self.dispatch();
         }
+    }
+
+    /// Ends a running job before its result: its leases are cancelled (sessions get
+    /// `mining.cancel`), it is stored as `state` (expired or cancelled), and it is
+    /// settled: the verified proofs stay stored and credited and earn their share
+    /// of the reward, the rest goes back to the client. Returns the job as stored,
+    /// or `None` when it was not running (finished, or every statement verified and
+    /// its result being assembled).
+    pub async fn end_job(
+        self: &Arc<Self>,
+        id: &str,
+        state: JobState,
+    ) -> anyhow::Result<Option<JobRecord>> {
+        let cancelled = {
+            let mut sched = lock(&self.scheduler);
+            if sched.progress(id).is_none() {
+                return Ok(None);
+            }
+            sched.remove_job(id)
+        };
+        let reason = match state {
+            JobState::Cancelled => "job cancelled",
+            _ => "job expired",
+        };
+        self.send_cancels(&cancelled, reason);
+        let ended = match self.store.job(id)? {
+            Some(mut job) if job.state == JobState::Running => {
+                job.state = state;
+                job.completed_ms = Some(now_ms());
+                self.store.put_job(&job)?;
+                self.store.flush().await?;
+                if state == JobState::Expired {
+                    self.metrics.jobs_expired.inc();
+                }
+                info!(job = %id, cancelled = cancelled.len(), "{reason}");
+                self.settle(&job).await;
+                Some(job)
+            }
+            _ => None,
+        };
+        self.jobs.remove(id);
+        self.dispatch();
+        Ok(ended)
     }
 
     /// Puts every unfinished job back in the queue after a (re)start, and finishes
@@ -724,10 +742,11 @@ pub async fn start(
         path: data.display().to_string(),
         detail: format!("{e} (is another zkpool using it?)"),
     })?;
-    let ledger = Ledger::open_with(&store.db, store.flusher()).map_err(|e| StartError::Storage {
-        path: data.display().to_string(),
-        detail: e.to_string(),
-    })?;
+    let ledger =
+        Ledger::open_with(&store.db, store.flusher()).map_err(|e| StartError::Storage {
+            path: data.display().to_string(),
+            detail: e.to_string(),
+        })?;
     let signer = store.receipt_signer().map_err(|e| StartError::Storage {
         path: data.display().to_string(),
         detail: e.to_string(),

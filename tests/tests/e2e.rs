@@ -1873,9 +1873,11 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
 /// An expired job pays for the work verified before its deadline and refunds the
 /// rest: 1 of 2 statements proven earns half the escrow (minus the fee, all to the
 /// one worker), and the other half goes back to the client's balance. The receipt
-/// the miner got is the one published in the job's credit list.
+/// the miner got is the one published in the job's credit list. A job its client
+/// cancels before any proof refunds its whole reward.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_job_pays_for_verified_work_and_refunds_the_rest() -> anyhow::Result<()> {
+async fn expired_and_cancelled_jobs_pay_for_verified_work_and_refund_the_rest() -> anyhow::Result<()>
+{
     let (pool, _dir) = inproc_pool_with("", &format!("admin_token = \"{ADMIN}\""), "", "").await?;
     let base = format!("http://{}", pool.http_addr);
     let operator = Api::new(&base).with_token(Some(ADMIN.into()));
@@ -1891,7 +1893,7 @@ async fn an_expired_job_pays_for_verified_work_and_refunds_the_rest() -> anyhow:
             &json!({"amount": 1000, "reference": "w"}),
         )
         .await?;
-    let client = Api::new(&base).with_token(Some(key));
+    let client = Api::new(&base).with_token(Some(key.clone()));
     let mut c = RawConn::connect(pool.stratum_addr).await?;
     c.handshake("lena.rig1").await?;
     let mut body = batch_job(2);
@@ -1962,6 +1964,31 @@ async fn an_expired_job_pays_for_verified_work_and_refunds_the_rest() -> anyhow:
         .unwrap_err()
         .to_string();
     assert!(e.contains("401"), "a client account needs its key: {e}");
+
+    // A cancelled job refunds everything not earned: here, all of it.
+    let mut body = batch_job(3);
+    body.as_object_mut().unwrap().remove("client");
+    body["reward"] = json!(400);
+    let job = client.post("/v1/jobs", &body).await?;
+    let url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
+    let http = reqwest::Client::new();
+    assert_eq!(http.delete(&url).send().await?.status(), 401);
+    let r = http.delete(&url).bearer_auth(&key).send().await?;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await?;
+    assert_eq!(v["job"]["state"], "cancelled", "{v}");
+    assert_eq!(
+        (
+            v["settlement"]["refund"].as_u64(),
+            v["settlement"]["earned"].as_u64()
+        ),
+        (Some(400), Some(0)),
+        "{v}"
+    );
+    let r = http.delete(&url).bearer_auth(&key).send().await?;
+    assert_eq!(r.status(), 409, "a cancelled job cannot be cancelled again");
+    let account = client.get("/v1/clients/shortco").await?;
+    assert_eq!(account["balance"].as_u64(), Some(500), "{account}");
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
