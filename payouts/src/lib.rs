@@ -1162,8 +1162,8 @@ impl Ledger {
         Ok((sum, rigs))
     }
 
-    /// The latest shares of `name` (a worker, or every rig of an account), newest
-    /// first, looking back over at most `scan` journal entries.
+    /// The latest shares of `name` (a worker, every rig of an account, or everyone
+    /// when empty), newest first, looking back over at most `scan` journal entries.
     pub fn recent_shares(
         &self,
         name: &str,
@@ -1176,7 +1176,7 @@ impl Ledger {
             if let Body::Share { credit, paid, .. } =
                 decode::<Entry>(&String::from_utf8_lossy(&k), &v)?.body
             {
-                if credit.worker == name || worker_addr(&credit.worker) == name {
+                if name.is_empty() || credit.worker == name || worker_addr(&credit.worker) == name {
                     out.push((credit, paid));
                     if out.len() >= limit {
                         break;

@@ -69,7 +69,10 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>
             "/v1/bans/{target}",
             axum::routing::delete(delete_ban),
         ),
+        ("get", "/", get(dashboard)),
         ("post", "/v1/jobs", axum::routing::post(post_job)),
+        ("get", "/v1/jobs", get(list_jobs)),
+        ("get", "/v1/shares/recent", get(recent_shares)),
         ("get", "/v1/jobs/{id}", get(get_job)),
         ("delete", "/v1/jobs/{id}", axum::routing::delete(cancel_job)),
         ("get", "/v1/jobs/{id}/result", get(get_result)),
@@ -80,6 +83,51 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>
     ];
     v.extend(crate::ledger_api::routes());
     v
+}
+
+/// The web dashboard: one page, its views routed by the URL fragment, reading
+/// this API (see `pool/src/dashboard.html`).
+pub const DASHBOARD: &str = include_str!("dashboard.html");
+
+async fn dashboard() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DASHBOARD,
+    )
+        .into_response()
+}
+
+fn share_json(c: &payouts::ShareCredit, paid: u64) -> Value {
+    json!({"worker": c.worker, "job": c.job, "task": c.task, "first_statement": c.first_statement,
+           "proofs": c.proofs, "work": c.work, "at_ms": c.at_ms, "pps_paid": paid})
+}
+
+/// The latest verified shares, pool-wide (the overview's "recent blocks of work").
+async fn recent_shares(State(s): State<Arc<PoolState>>) -> Api<Json<Value>> {
+    let shares: Vec<Value> = s
+        .ledger
+        .recent_shares("", 20, 5_000)
+        .map_err(internal)?
+        .iter()
+        .map(|(c, p)| share_json(c, *p))
+        .collect();
+    Ok(Json(json!({ "shares": shares })))
+}
+
+/// Jobs, newest first (at most 100), with counts by state over all jobs.
+async fn list_jobs(State(s): State<Arc<PoolState>>) -> Api<Json<Value>> {
+    let mut jobs = s.store.jobs().map_err(internal)?;
+    jobs.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    for j in &jobs {
+        let state = serde_json::to_value(j.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *counts.entry(state).or_default() += 1;
+    }
+    let list: Vec<JobView> = jobs.iter().take(100).map(|j| view(&s, j)).collect();
+    Ok(Json(json!({ "counts": counts, "jobs": list })))
 }
 
 /// The HTTP API's OpenAPI 3 document, served at `/v1/openapi.json`.
@@ -138,6 +186,7 @@ async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
         "sessions": sessions,
         "tasks_leased": tasks,
         "jobs_running": s.jobs.len(),
+        "workers_online": s.sessions.iter().map(|e| e.worker.clone()).collect::<std::collections::BTreeSet<_>>().len(),
         "shares_accepted": s.metrics.shares_accepted(),
         "shares_rejected": s.metrics.shares_rejected(),
         "proofs_credited": s.metrics.proofs_credited.get(),
@@ -476,14 +525,32 @@ async fn get_worker(State(s): State<Arc<PoolState>>, Path(name): Path<String>) -
     let funds = s.ledger.miner_funds(payouts::worker_addr(&name));
     let recent: Vec<Value> = s
         .ledger
-        .recent_shares(&name, 20, 20_000)
+        .recent_shares(&name, 50, 20_000)
         .map_err(internal)?
         .into_iter()
-        .map(|(c, paid)| {
-            json!({"worker": c.worker, "job": c.job, "task": c.task, "first_statement": c.first_statement,
-                   "proofs": c.proofs, "work": c.work, "at_ms": c.at_ms, "pps_paid": paid})
+        .map(|(c, paid)| share_json(&c, paid))
+        .collect();
+    let addr = payouts::worker_addr(&name).to_owned();
+    let payouts: Vec<Value> = s
+        .ledger
+        .batches()
+        .into_iter()
+        .filter_map(|b| {
+            let amount: u64 = b
+                .items
+                .iter()
+                .filter(|i| i.addr == addr)
+                .map(|i| i.amount)
+                .sum();
+            (amount > 0).then(|| json!({"batch": b.id, "amount": amount, "state": b.state, "planned_ms": b.planned_ms}))
         })
         .collect();
+    let rejected: u64 = s
+        .rejected
+        .iter()
+        .filter(|e| e.key() == &name || payouts::worker_addr(e.key()) == name)
+        .map(|e| *e.value())
+        .sum();
     let online: Vec<String> = s
         .sessions
         .iter()
@@ -503,5 +570,7 @@ async fn get_worker(State(s): State<Arc<PoolState>>, Path(name): Path<String>) -
         "pending": funds.pending,
         "paid": funds.paid,
         "recent_shares": recent,
+        "rejected": rejected,
+        "payouts": payouts,
     })))
 }

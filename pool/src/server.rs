@@ -58,6 +58,8 @@ pub struct PoolState {
     pub next_session: AtomicU64,
     pub metrics: Arc<Metrics>,
     pub bans: Mutex<Bans>,
+    /// Rejected submits per worker since the pool started.
+    pub rejected: DashMap<String, u64>,
 }
 
 /// Why the pool could not start.
@@ -230,8 +232,23 @@ impl PoolState {
         Ok(job)
     }
 
-    /// Checks, verifies and credits a submit; the answer to send.
+    /// Checks, verifies and credits a submit; the answer to send. Rejections are
+    /// counted per worker for its page.
     pub async fn handle_submit(
+        self: &Arc<Self>,
+        key: SessionKey,
+        worker: &str,
+        ip: std::net::IpAddr,
+        submit: Submit,
+    ) -> Result<SubmitResult, RpcError> {
+        let r = self.check_and_credit(key, worker, ip, submit).await;
+        if r.is_err() {
+            *self.rejected.entry(worker.to_owned()).or_default() += 1;
+        }
+        r
+    }
+
+    async fn check_and_credit(
         self: &Arc<Self>,
         key: SessionKey,
         worker: &str,
@@ -808,6 +825,7 @@ pub async fn start(
         next_session: AtomicU64::new(1),
         metrics,
         bans: Mutex::new(Bans::new(config_bans)),
+        rejected: DashMap::new(),
     });
     let recovered = state.recover().await.map_err(|e| StartError::Storage {
         path: data.display().to_string(),
