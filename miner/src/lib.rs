@@ -11,6 +11,7 @@
 //! session a queued task beyond the one in progress.
 
 pub mod bench;
+pub mod config;
 pub mod keys;
 pub mod receipts;
 pub mod session;
@@ -206,6 +207,47 @@ pub async fn run(
     }
 }
 
+/// One status line's figures.
+pub struct Status {
+    pub proofs_per_s: f64,
+    pub constraints_per_s: f64,
+    pub accepted_shares: u64,
+    pub accepted_proofs: u64,
+    pub rejected: u64,
+    pub last_submit_ms: f64,
+}
+
+/// The status line; with `colour` (a terminal, and no `NO_COLOR`), the rate is
+/// bold, accepted work green and rejections red when there are any.
+pub fn status_line(worker: &str, s: &Status, colour: bool) -> String {
+    let paint = |code: &str, text: String| {
+        if colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text
+        }
+    };
+    let rejected = format!("rejected {}", s.rejected);
+    format!(
+        "[{worker}] {} | {:.0} constraints/s | {} | {} | last submit {:.1} ms",
+        paint("1", format!("{:.2} proofs/s", s.proofs_per_s)),
+        s.constraints_per_s,
+        paint(
+            "32",
+            format!(
+                "accepted {} shares ({} proofs)",
+                s.accepted_shares, s.accepted_proofs
+            )
+        ),
+        if s.rejected > 0 {
+            paint("31", rejected)
+        } else {
+            rejected
+        },
+        s.last_submit_ms,
+    )
+}
+
 async fn status_loop(
     worker: String,
     stats: Arc<Stats>,
@@ -213,6 +255,8 @@ async fn status_loop(
     shutdown: CancellationToken,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none();
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     let (mut last_proofs, mut last_constraints, mut last) = (0u64, 0u64, Instant::now());
@@ -225,13 +269,19 @@ async fn status_loop(
         let constraints = stats.constraints.load(Relaxed);
         let secs = last.elapsed().as_secs_f64().max(1e-3);
         println!(
-            "[{worker}] {:.2} proofs/s | {:.0} constraints/s | accepted {} shares ({} proofs) | rejected {} | last submit {:.1} ms",
-            (proofs - last_proofs) as f64 / secs,
-            (constraints - last_constraints) as f64 / secs,
-            stats.accepted_shares.load(Relaxed),
-            stats.accepted_proofs.load(Relaxed),
-            stats.rejected_shares.load(Relaxed),
-            stats.last_submit_us.load(Relaxed) as f64 / 1000.0,
+            "{}",
+            status_line(
+                &worker,
+                &Status {
+                    proofs_per_s: (proofs - last_proofs) as f64 / secs,
+                    constraints_per_s: (constraints - last_constraints) as f64 / secs,
+                    accepted_shares: stats.accepted_shares.load(Relaxed),
+                    accepted_proofs: stats.accepted_proofs.load(Relaxed),
+                    rejected: stats.rejected_shares.load(Relaxed),
+                    last_submit_ms: stats.last_submit_us.load(Relaxed) as f64 / 1000.0,
+                },
+                colour,
+            )
         );
         (last_proofs, last_constraints, last) = (proofs, constraints, Instant::now());
     }
@@ -239,6 +289,30 @@ async fn status_loop(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_status_line_is_coloured_only_on_request() {
+        let s = super::Status {
+            proofs_per_s: 1.984,
+            constraints_per_s: 26991.2,
+            accepted_shares: 14,
+            accepted_proofs: 41,
+            rejected: 0,
+            last_submit_ms: 3.14,
+        };
+        assert_eq!(
+            super::status_line("alice.rig1", &s, false),
+            "[alice.rig1] 1.98 proofs/s | 26991 constraints/s | accepted 14 shares (41 proofs) | rejected 0 | last submit 3.1 ms"
+        );
+        let c = super::status_line("alice.rig1", &s, true);
+        assert!(
+            c.contains("\x1b[32maccepted 14 shares (41 proofs)\x1b[0m"),
+            "{c:?}"
+        );
+        assert!(!c.contains("\x1b[31m"), "no red without rejections: {c:?}");
+        let bad = super::Status { rejected: 2, ..s };
+        assert!(super::status_line("a.r", &bad, true).contains("\x1b[31mrejected 2\x1b[0m"));
+    }
+
     use super::*;
 
     #[test]

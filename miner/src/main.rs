@@ -12,28 +12,26 @@ struct Args {
     command: Option<Command>,
     /// The pool, as stratum+tcp://HOST:PORT. Repeat it (or separate with commas) to
     /// list failover pools, in order of preference.
-    #[arg(
-        long,
-        env = "ZKMINER_POOL",
-        value_delimiter = ',',
-        required_unless_present = "benchmark"
-    )]
+    #[arg(long, env = "ZKMINER_POOL", value_delimiter = ',')]
     pool: Vec<String>,
     /// Payout account and rig name, as ADDR.RIG.
-    #[arg(long, env = "ZKMINER_WORKER", required_unless_present = "benchmark")]
+    #[arg(long, env = "ZKMINER_WORKER")]
     worker: Option<String>,
+    /// A TOML file with these settings (see deploy/zkminer.toml); flags win over it.
+    #[arg(long, env = "ZKMINER_CONFIG")]
+    config: Option<PathBuf>,
     /// Worker password, if the pool asks for one.
     #[arg(long, env = "ZKMINER_PASSWORD")]
     password: Option<String>,
     /// Proving threads; default: every core.
     #[arg(long)]
     threads: Option<usize>,
-    /// Where proving keys are cached.
-    #[arg(long, default_value = "./zkminer-cache", global = true)]
-    cache_dir: PathBuf,
-    /// Seconds between status lines; 0 turns them off.
-    #[arg(long, default_value_t = 5)]
-    status_interval: u64,
+    /// Where proving keys and receipts are kept [default: ./zkminer-cache].
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Seconds between status lines; 0 turns them off [default: 5].
+    #[arg(long)]
+    status_interval: Option<u64>,
     /// Measure this rig on each built-in circuit, without a pool, and exit.
     #[arg(long)]
     benchmark: bool,
@@ -69,8 +67,23 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    let file = match &args.config {
+        Some(p) => match miner::config::MinerFile::load(p) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("zkminer: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => miner::config::MinerFile::default(),
+    };
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .or(file.cache_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("./zkminer-cache"));
     if let Some(Command::Audit { receipts }) = args.command {
-        let path = receipts.unwrap_or_else(|| args.cache_dir.join("receipts.jsonl"));
+        let path = receipts.unwrap_or_else(|| cache_dir.join("receipts.jsonl"));
         return match miner::receipts::audit(&path).await {
             Ok(report) => {
                 for l in &report.lines {
@@ -99,7 +112,7 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    let threads = args.threads.unwrap_or_else(|| {
+    let threads = args.threads.or(file.threads).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -130,8 +143,18 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    let pools = match args
-        .pool
+    let pool_list = if args.pool.is_empty() {
+        file.pools.clone()
+    } else {
+        args.pool.clone()
+    };
+    if pool_list.is_empty() {
+        eprintln!(
+            "zkminer: no pool: give --pool stratum+tcp://HOST:PORT (or pools = [...] in --config)"
+        );
+        return std::process::ExitCode::from(2);
+    }
+    let pools = match pool_list
         .iter()
         .map(|p| miner::parse_pool_url(p))
         .collect::<Result<Vec<_>, _>>()
@@ -142,9 +165,12 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let worker = args
-        .worker
-        .expect("clap requires --worker unless --benchmark");
+    let Some(worker) = args.worker.clone().or(file.worker.clone()) else {
+        eprintln!(
+            "zkminer: no worker: give --worker ADDR.RIG (or worker = \"ADDR.RIG\" in --config)"
+        );
+        return std::process::ExitCode::from(2);
+    };
     let shown: Vec<String> = pools.iter().map(ToString::to_string).collect();
     println!(
         "zkminer {} | pool {} | worker {worker} | backend arkworks (Groth16/BN254) | {threads} threads | circuits: chain, preimage",
@@ -154,10 +180,14 @@ async fn main() -> std::process::ExitCode {
     let cfg = miner::MinerConfig {
         pools,
         worker,
-        password: args.password,
+        password: args.password.or(file.password),
         threads,
-        cache_dir: args.cache_dir,
-        status_interval: Duration::from_secs(args.status_interval),
+        cache_dir,
+        status_interval: Duration::from_secs(
+            args.status_interval
+                .or(file.status_interval_secs)
+                .unwrap_or(5),
+        ),
         max_backoff: Duration::from_secs(30),
     };
     let shutdown = CancellationToken::new();

@@ -265,6 +265,9 @@ enum ClientCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Verify a job's result here: a result file, or a job id whose result is fetched
+    /// from the pool and checked locally (exit 0 if every proof and link holds).
+    Verify { job_or_file: String },
     /// Show your client account: balance, escrow, jobs (needs --api-key).
     Account { id: String },
     /// Print an example job for a built-in circuit.
@@ -478,6 +481,11 @@ fn verify(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    verify_result(&result)
+}
+
+/// Checks a result here, trusting nothing but its contents; prints OK or INVALID.
+fn verify_result(result: &zk::JobResult) -> ExitCode {
     match result.verify() {
         Ok(n) => {
             println!(
@@ -754,6 +762,16 @@ async fn client(url: &str, key: Option<String>, cmd: ClientCommand) -> anyhow::R
                     .with_context(|| format!("cannot write {}", p.display()))?,
                 None => println!("{text}"),
             }
+        }
+        ClientCommand::Verify { job_or_file } => {
+            let path = Path::new(&job_or_file);
+            if path.exists() {
+                return Ok(verify(path));
+            }
+            let v = api.get(&format!("/v1/jobs/{job_or_file}/result")).await?;
+            let result: zk::JobResult =
+                serde_json::from_value(v).context("the pool's answer is not a zkpool result")?;
+            return Ok(verify_result(&result));
         }
         ClientCommand::Account { id } => {
             let v = api.get(&format!("/v1/clients/{id}")).await?;

@@ -206,6 +206,25 @@ impl MinerProcess {
         })
     }
 
+    /// Starts `zkminer --config FILE` with nothing else on its command line.
+    pub fn start_with_config(config: &Path, worker: &str, log: &Path) -> anyhow::Result<Self> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = Command::new(bin("zkminer"))
+            .arg("--config")
+            .arg(config)
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .context("spawn zkminer")?;
+        Ok(MinerProcess {
+            child,
+            worker: worker.to_owned(),
+        })
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

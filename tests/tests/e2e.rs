@@ -1715,6 +1715,11 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
         &dir.path().join("bob.log"),
     )?;
     completed(&pool.api, &id, Duration::from_secs(300)).await?;
+    let (ok, out) = cli("zkpool", &url, &["client", "verify", &id]);
+    assert!(
+        ok && out.contains("OK: 32 proofs verified"),
+        "client verify: {out}"
+    );
     let credits = wait_for("the settlement", Duration::from_secs(20), async || {
         let v = pool.api.get(&format!("/v1/jobs/{id}/credits")).await?;
         Ok((!v["settlement"].is_null()).then_some(v))
@@ -2044,7 +2049,8 @@ fn shown(dom: &str, key: &str) -> Option<String> {
 /// operator page each show what the API says (job states and progress, who proved
 /// what, the settlement, balances and payouts, the books, batches and clients), the
 /// operator page refuses to show anything without the token, and a screenshot of
-/// each page is saved in `target/dashboard-screenshots/`.
+/// each page is saved in `target/dashboard-screenshots/`. (The miner here is
+/// configured by a `zkminer --config` file.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -2082,13 +2088,18 @@ async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<(
     let paid_id = paid["id"].as_str().unwrap().to_owned();
     let free = pool.api.post("/v1/jobs", &batch_job(5)).await?;
     let free_id = free["id"].as_str().unwrap().to_owned();
-    let _m = MinerProcess::start(
-        pool.stratum,
-        "vera.rig1",
-        2,
-        &dir.path().join("cache"),
-        &dir.path().join("vera.log"),
+    // The miner runs from a config file (zkminer --config), as deploy/zkminer.toml shows.
+    let miner_cfg = dir.path().join("zkminer.toml");
+    std::fs::write(
+        &miner_cfg,
+        format!(
+            "pools = [\"stratum+tcp://{}\"]\nworker = \"vera.rig1\"\nthreads = 2\ncache_dir = \"{}\"\nstatus_interval_secs = 1\n",
+            pool.stratum,
+            dir.path().join("cache").display()
+        ),
     )?;
+    let _m =
+        MinerProcess::start_with_config(&miner_cfg, "vera.rig1", &dir.path().join("vera.log"))?;
     for id in [&paid_id, &free_id] {
         completed(&pool.api, id, Duration::from_secs(120)).await?;
     }
