@@ -297,7 +297,7 @@ mod tests {
             accepted_shares: 14,
             accepted_proofs: 41,
             rejected: 0,
-            last_submit_ms: 3.14,
+            last_submit_ms: 3.12,
         };
         assert_eq!(
             super::status_line("alice.rig1", &s, false),

@@ -117,7 +117,7 @@ async fn recent_shares(State(s): State<Arc<PoolState>>) -> Api<Json<Value>> {
 /// Jobs, newest first (at most 100), with counts by state over all jobs.
 async fn list_jobs(State(s): State<Arc<PoolState>>) -> Api<Json<Value>> {
     let mut jobs = s.store.jobs().map_err(internal)?;
-    jobs.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.created_ms));
     let mut counts = std::collections::BTreeMap::<String, u64>::new();
     for j in &jobs {
         let state = serde_json::to_value(j.state)
