@@ -2233,3 +2233,104 @@ async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// PPS through the pool: a verified share is paid at once from the pool's funds;
+/// when the funds cannot cover it the submit is refused with the reason (nothing
+/// credited, the statement re-queued), and once the operator adds funds the same
+/// statement is proven, credited and paid. The job's reward then goes to the pool's
+/// funds, and an outside reward is refused (it is PPLNS-only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pps_pays_shares_from_pool_funds_and_refuses_what_they_cannot_cover() -> anyhow::Result<()>
+{
+    let (pool, _dir) = inproc_pool_with(
+        "",
+        &format!("admin_token = \"{ADMIN}\""),
+        "",
+        "[payouts]\nscheme = \"pps\"\npps_price_per_mwork = 2000000\n",
+    )
+    .await?;
+    let base = format!("http://{}", pool.http_addr);
+    let operator = Api::new(&base).with_token(Some(ADMIN.into()));
+    operator
+        .post(
+            "/v1/pool/funds",
+            &json!({"amount": 100, "reference": "float-1"}),
+        )
+        .await?;
+    let key = operator
+        .post("/v1/clients", &json!({"id": "ppsco"}))
+        .await?["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    operator
+        .post(
+            "/v1/clients/ppsco/deposits",
+            &json!({"amount": 5000, "reference": "d"}),
+        )
+        .await?;
+    let mut body = batch_job(1);
+    body.as_object_mut().unwrap().remove("client");
+    body["reward"] = json!(5000);
+    let job = Api::new(&base)
+        .with_token(Some(key))
+        .post("/v1/jobs", &body)
+        .await?;
+    let id = job["id"].as_str().unwrap().to_owned();
+
+    let mut c = RawConn::connect(pool.stratum_addr).await?;
+    c.handshake("pia.rig1").await?;
+    let task = c.next_notify().await?;
+    let proofs = prove_task(&task).await?;
+    c.send(&json!({"jsonrpc":"2.0","id":60,"method":"mining.submit","params":{"task":task["task"],"proofs":proofs}})).await?;
+    let (r, _) = c.response().await?;
+    // 214 work x 2 per unit = 428 > 100 in the funds.
+    let msg = r["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        msg.contains("PPS funds (100) cannot pay this share (428)")
+            && msg.contains("nothing is credited"),
+        "{r}"
+    );
+    assert_eq!(
+        pool.state.ledger.totals("pia.rig1")?.0.work,
+        0,
+        "nothing credited"
+    );
+
+    operator
+        .post(
+            "/v1/pool/funds",
+            &json!({"amount": 1000, "reference": "float-2"}),
+        )
+        .await?;
+    let task = c.next_notify().await?;
+    let proofs = prove_task(&task).await?;
+    c.send(&json!({"jsonrpc":"2.0","id":61,"method":"mining.submit","params":{"task":task["task"],"proofs":proofs}})).await?;
+    let (r, _) = c.response().await?;
+    assert_eq!(r["result"]["accepted"], 1, "{r}");
+    completed(&Api::new(&base), &id, Duration::from_secs(30)).await?;
+    let v = Api::new(&base).get("/v1/workers/pia").await?;
+    assert_eq!(v["balance"], 428, "paid at once: {v}");
+    wait_for("the settlement", Duration::from_secs(10), async || {
+        let v = Api::new(&base)
+            .get(&format!("/v1/jobs/{id}/credits"))
+            .await?;
+        Ok((!v["settlement"].is_null()).then_some(()))
+    })
+    .await?;
+    let books = operator.get("/v1/ledger").await?;
+    // 1,100 in, 428 paid to pia, then the job's 5,000 reward.
+    assert_eq!(books["audit"]["funds"], 1100 - 428 + 5000, "{books}");
+    assert_eq!(books["audit"]["balanced"], true);
+    let e = operator
+        .post("/v1/rewards", &json!({"amount": 10, "reference": "r"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("409") && e.contains("shared by PPLNS"), "{e}");
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
