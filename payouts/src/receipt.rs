@@ -230,6 +230,15 @@ mod tests {
     }
 
     proptest! {
+        /// The fuzz body run in CI (`fuzz/` target `receipt_parse` runs it longer):
+        /// arbitrary bytes as a stored receipt never panic parsing or checking.
+        #[test]
+        fn arbitrary_bytes_never_panic_receipt_checks(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok(r) = serde_json::from_slice::<Receipt>(&bytes) {
+                prop_assert!(r.verify(&"00".repeat(32)).is_err());
+            }
+        }
+
         /// Every leaf's path proves it against the root, and no other leaf's does.
         #[test]
         fn merkle_paths_prove_membership(n in 1usize..40, pick in 0usize..40) {

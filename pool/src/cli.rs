@@ -98,6 +98,13 @@ enum Command {
         #[command(subcommand)]
         command: PayoutsCommand,
     },
+    /// Operator: worker tokens (rigs authorize with their account's token).
+    Workers {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: WorkersCommand,
+    },
     /// Operator: the books (totals by kind of account, and whether they balance).
     Ledger {
         #[command(flatten)]
@@ -145,6 +152,12 @@ enum ClientsCommand {
     Show { id: String },
     /// Every client with its balance.
     List,
+}
+
+#[derive(Subcommand, Debug)]
+enum WorkersCommand {
+    /// Issue (or replace) the token an account's rigs must give as their password.
+    Token { addr: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -303,6 +316,7 @@ pub fn main() -> ExitCode {
             | Command::Rewards { .. }
             | Command::Payouts { .. }
             | Command::Ledger { .. }
+            | Command::Workers { .. }
     ) {
         "warn"
     } else {
@@ -336,6 +350,17 @@ pub fn main() -> ExitCode {
             Command::Rewards { op, command } => rewards(op, command).await,
             Command::Payouts { op, command } => payouts_cmd(op, command).await,
             Command::Ledger { op, journal_from } => ledger(op, journal_from).await,
+            Command::Workers {
+                op,
+                command: WorkersCommand::Token { addr },
+            } => {
+                let v = operator(op)?
+                    .post(&format!("/v1/workers/{addr}/token"), &json!({}))
+                    .await?;
+                println!("worker token for {addr} (shown once; its rigs run zkminer --password <token>):");
+                println!("{}", v["token"].as_str().unwrap_or("?"));
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match outcome {

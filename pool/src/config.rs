@@ -117,6 +117,10 @@ pub struct StratumConfig {
     pub max_sessions: usize,
     /// Most concurrent sessions from one IP address. Default 256 (a farm behind NAT).
     pub max_sessions_per_ip: usize,
+    /// Refuse `mining.authorize` without the account's worker token (issued with
+    /// `zkpool workers token ADDR`). Default false: an account that has a token
+    /// needs it anyway, so nobody else can mine, or be banned, under its name.
+    pub require_worker_token: bool,
 }
 
 impl Default for StratumConfig {
@@ -129,6 +133,7 @@ impl Default for StratumConfig {
             ping_interval_secs: 15,
             max_sessions: 10_000,
             max_sessions_per_ip: 256,
+            require_worker_token: false,
         }
     }
 }

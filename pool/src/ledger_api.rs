@@ -41,6 +41,11 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>
         ("post", "/v1/payouts/{batch}/confirm", post(confirm_payout)),
         ("post", "/v1/payouts/{batch}/void", post(void_payout)),
         ("get", "/v1/ledger", get(get_ledger)),
+        (
+            "post",
+            "/v1/workers/{worker}/token",
+            post(post_worker_token),
+        ),
         ("get", "/v1/ledger/journal", get(get_journal)),
     ]
 }
@@ -450,6 +455,35 @@ async fn void_payout(
         info!(batch = id, "payout batch voided; balances released");
     }
     Ok(Json(json!({ "batch": b, "new": new })))
+}
+
+/// Issues (or replaces) an account's worker token; its rigs authorize with it.
+async fn post_worker_token(
+    State(s): State<Arc<PoolState>>,
+    headers: HeaderMap,
+    Path(addr): Path<String>,
+) -> Api<(StatusCode, Json<Value>)> {
+    admin(&s, &headers)?;
+    if addr.contains('.') || stratum::Worker::parse(&format!("{addr}.x")).is_err() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{addr:?} is not an account: a token belongs to ADDR, shared by its rigs ADDR.RIG"
+            ),
+        ));
+    }
+    let token = format!("zkw_{}", hex::encode(rand::random::<[u8; 24]>()));
+    s.store.set_worker_token(&addr, &token).map_err(internal)?;
+    s.store.flush().await.map_err(internal)?;
+    info!(account = %addr, "worker token issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "account": addr,
+            "token": token,
+            "note": "rigs of this account now need it: zkminer --password <token>; the pool keeps only its hash",
+        })),
+    ))
 }
 
 /// The books: totals by kind of account and whether they balance.

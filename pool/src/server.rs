@@ -456,6 +456,23 @@ impl PoolState {
         }
     }
 
+    /// Whether `password` lets `worker` authorize: its account's token when the
+    /// account has one (or the config requires one); anything otherwise. A storage
+    /// fault refuses.
+    pub fn worker_token_ok(&self, worker: &str, password: Option<&str>) -> bool {
+        match self
+            .store
+            .check_worker_token(payouts::worker_addr(worker), password)
+        {
+            Ok(Some(ok)) => ok,
+            Ok(None) => !self.config.stratum.require_worker_token,
+            Err(e) => {
+                error!(error = %e, "cannot read worker tokens; refusing authorize");
+                false
+            }
+        }
+    }
+
     /// What a worker's invalid work counts against: the worker, and its address
     /// unless `bans.per_ip` is off.
     pub fn ban_targets(&self, worker: &str, ip: std::net::IpAddr) -> Vec<Target> {

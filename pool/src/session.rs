@@ -265,6 +265,17 @@ async fn handle(
             Err(e) => Err(RpcError::new(ErrorCode::Unauthorized, e.to_string())),
             Ok(worker) => match state.ban_error(&state.ban_targets(worker.as_str(), peer.ip())) {
                 Some(banned) => Err(RpcError::new(ErrorCode::Banned, banned)),
+                None if !state.worker_token_ok(worker.as_str(), a.password.as_deref()) => {
+                    warn!(%peer, worker = %worker, "authorize refused: missing or wrong worker token");
+                    Err(RpcError::new(
+                        ErrorCode::Unauthorized,
+                        format!(
+                            "account {} needs its worker token as the password (--password); the operator issues it with `zkpool workers token {}`",
+                            payouts::worker_addr(worker.as_str()),
+                            payouts::worker_addr(worker.as_str())
+                        ),
+                    ))
+                }
                 None => {
                     let filter = PoolState::circuit_filter(circuits);
                     state

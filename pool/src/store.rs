@@ -240,6 +240,27 @@ impl Store {
         }
     }
 
+    /// Sets (or replaces) the worker token of account `addr`; stores its hash only.
+    pub fn set_worker_token(&self, addr: &str, token: &str) -> Result<(), StoreError> {
+        self.meta.insert(
+            format!("worker-token/{addr}").as_bytes(),
+            key_hash(token).as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// `None` when account `addr` has no token; else whether `given` is it.
+    pub fn check_worker_token(
+        &self,
+        addr: &str,
+        given: Option<&str>,
+    ) -> Result<Option<bool>, StoreError> {
+        Ok(self
+            .meta
+            .get(format!("worker-token/{addr}").as_bytes())?
+            .map(|h| given.is_some_and(|g| key_hash(g).as_bytes() == h.as_ref())))
+    }
+
     /// The pool's receipt-signing key, created (and flushed) on first use.
     pub fn receipt_signer(&self) -> Result<payouts::Signer, StoreError> {
         if let Some(seed) = self.meta.get(b"receipt-key")? {

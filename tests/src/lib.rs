@@ -312,10 +312,19 @@ impl RawConn {
 
     /// Subscribes and authorizes as `worker`; returns notifications seen meanwhile.
     pub async fn handshake(&mut self, worker: &str) -> anyhow::Result<Vec<Value>> {
+        self.handshake_with(worker, None).await
+    }
+
+    /// [`RawConn::handshake`] with a password in `mining.authorize`.
+    pub async fn handshake_with(
+        &mut self,
+        worker: &str,
+        password: Option<&str>,
+    ) -> anyhow::Result<Vec<Value>> {
         self.send(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"mining.subscribe","params":{"agent":"raw-test","protocol":"zkpool/1"}})).await?;
         let (r, mut notes) = self.response().await?;
         anyhow::ensure!(r.get("result").is_some(), "subscribe failed: {r}");
-        self.send(&serde_json::json!({"jsonrpc":"2.0","id":2,"method":"mining.authorize","params":{"worker":worker}})).await?;
+        self.send(&serde_json::json!({"jsonrpc":"2.0","id":2,"method":"mining.authorize","params":{"worker":worker,"password":password}})).await?;
         let (r, more) = self.response().await?;
         anyhow::ensure!(r.get("result").is_some(), "authorize failed: {r}");
         notes.extend(more);

@@ -2334,3 +2334,50 @@ async fn pps_pays_shares_from_pool_funds_and_refuses_what_they_cannot_cover() ->
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// Worker tokens: once the operator issues a token for an account, its rigs must
+/// authorize with it (a missing or wrong one is refused with code 24 and what to
+/// do), other accounts are unaffected, and with `stratum.require_worker_token` an
+/// account without a token is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_with_a_worker_token_needs_it_to_authorize() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool_with("", &format!("admin_token = \"{ADMIN}\""), "", "").await?;
+    let operator = Api::new(&format!("http://{}", pool.http_addr)).with_token(Some(ADMIN.into()));
+    let token = operator.post("/v1/workers/tina/token", &json!({})).await?["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let e = operator
+        .post("/v1/workers/tina.rig1/token", &json!({}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("400") && e.contains("not an account"), "{e}");
+    for password in [None, Some("zkw_wrong")] {
+        let mut c = RawConn::connect(pool.stratum_addr).await?;
+        let e = c
+            .handshake_with("tina.rig1", password)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"code\":24") && e.contains("zkpool workers token tina"),
+            "{password:?}: {e}"
+        );
+    }
+    let mut ok = RawConn::connect(pool.stratum_addr).await?;
+    ok.handshake_with("tina.rig2", Some(&token)).await?;
+    let mut other = RawConn::connect(pool.stratum_addr).await?;
+    other.handshake("uma.rig1").await?;
+    pool.shutdown(Duration::from_secs(5)).await;
+
+    let (strict, _dir) = inproc_pool_with("require_worker_token = true", "", "", "").await?;
+    let mut c = RawConn::connect(strict.stratum_addr).await?;
+    let e = c.handshake("uma.rig1").await.unwrap_err().to_string();
+    assert!(
+        e.contains("\"code\":24") && e.contains("worker token"),
+        "{e}"
+    );
+    strict.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}

@@ -421,4 +421,30 @@ mod tests {
         trailing.push(0);
         assert!(decode_vk(&trailing).is_err());
     }
+
+    proptest::proptest! {
+        /// The fuzz body run in CI (`fuzz/` runs it longer): arbitrary bytes, and a
+        /// real key and proof with random bytes overwritten, never panic the gnark
+        /// decoders; they decode or are refused with an error.
+        #[test]
+        fn arbitrary_and_mutated_gnark_bytes_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1200),
+            flips in proptest::collection::vec((0usize..2000, proptest::prelude::any::<u8>()), 1..6),
+        ) {
+            let _ = decode_vk(&bytes);
+            let _ = decode_proof(&bytes);
+            if let Some(dir) = vectors() {
+                let (vk, proof, _, _) = cases(&dir).remove(0);
+                let (mut vk, mut proof) = (vk, proof);
+                for (at, b) in &flips {
+                    let i = at % vk.len();
+                    vk[i] = *b;
+                    let j = at % proof.len();
+                    proof[j] = *b;
+                }
+                let _ = decode_vk(&vk);
+                let _ = decode_proof(&proof);
+            }
+        }
+    }
 }

@@ -196,4 +196,17 @@ mod tests {
             Err(crate::KeyError::HashMismatch { .. })
         ));
     }
+
+    proptest::proptest! {
+        /// The fuzz body run in CI: arbitrary bytes and strings never panic proof
+        /// decoding; anything that is not 128 bytes of valid points is `Malformed`.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_proof_decoder(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            match ProofBytes(bytes.clone()).decode() {
+                Ok(_) => proptest::prop_assert_eq!(bytes.len(), PROOF_LEN),
+                Err(e) => proptest::prop_assert!(matches!(e, VerifyError::Malformed(_))),
+            }
+            let _ = ProofBytes::from_hex(&String::from_utf8_lossy(&bytes));
+        }
+    }
 }
