@@ -361,6 +361,17 @@ pub struct Batch {
     pub state: BatchState,
 }
 
+impl Batch {
+    /// What this batch pays account `addr`.
+    pub fn amount_for(&self, addr: &str) -> u64 {
+        self.items
+            .iter()
+            .filter(|i| i.addr == addr)
+            .map(|i| i.amount)
+            .sum()
+    }
+}
+
 /// A miner account's money.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinerFunds {
@@ -1119,12 +1130,7 @@ impl Ledger {
             ..Default::default()
         };
         for b in st.batches.values() {
-            let amount: u64 = b
-                .items
-                .iter()
-                .filter(|i| i.addr == addr)
-                .map(|i| i.amount)
-                .sum();
+            let amount = b.amount_for(addr);
             match b.state {
                 BatchState::Planned => f.pending += amount,
                 BatchState::Confirmed { .. } => f.paid += amount,

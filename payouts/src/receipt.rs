@@ -129,6 +129,20 @@ fn node(l: &[u8; 32], r: &[u8; 32]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// One level up: pairs hashed, an odd last node carried up unchanged.
+fn next_level(level: &[[u8; 32]]) -> Vec<[u8; 32]> {
+    level
+        .chunks(2)
+        .map(|c| {
+            if c.len() == 2 {
+                node(&c[0], &c[1])
+            } else {
+                c[0]
+            }
+        })
+        .collect()
+}
+
 /// The Merkle root over leaves in order.
 pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
     if leaves.is_empty() {
@@ -136,16 +150,7 @@ pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
     }
     let mut level = leaves.to_vec();
     while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|c| {
-                if c.len() == 2 {
-                    node(&c[0], &c[1])
-                } else {
-                    c[0]
-                }
-            })
-            .collect();
+        level = next_level(&level);
     }
     level[0]
 }
@@ -162,16 +167,7 @@ pub fn merkle_path(leaves: &[[u8; 32]], mut index: usize) -> Option<Vec<([u8; 32
         if sib < level.len() {
             path.push((level[sib], sib < index));
         }
-        level = level
-            .chunks(2)
-            .map(|c| {
-                if c.len() == 2 {
-                    node(&c[0], &c[1])
-                } else {
-                    c[0]
-                }
-            })
-            .collect();
+        level = next_level(&level);
         index /= 2;
     }
     Some(path)

@@ -536,12 +536,7 @@ async fn get_worker(State(s): State<Arc<PoolState>>, Path(name): Path<String>) -
         .batches()
         .into_iter()
         .filter_map(|b| {
-            let amount: u64 = b
-                .items
-                .iter()
-                .filter(|i| i.addr == addr)
-                .map(|i| i.amount)
-                .sum();
+            let amount = b.amount_for(&addr);
             (amount > 0).then(|| json!({"batch": b.id, "amount": amount, "state": b.state, "planned_ms": b.planned_ms}))
         })
         .collect();

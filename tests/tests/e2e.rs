@@ -29,14 +29,10 @@ async fn worker_work(api: &Api, worker: &str) -> anyhow::Result<u64> {
 }
 
 fn zkpool_verify(path: &std::path::Path) -> (bool, String) {
-    let out = Command::new(bin("zkpool"))
-        .arg("verify")
-        .arg(path)
-        .output()
-        .expect("run zkpool verify");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    cli(
+        "zkpool",
+        "",
+        &["verify", path.to_str().expect("UTF-8 temp path")],
     )
 }
 
