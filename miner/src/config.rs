@@ -20,6 +20,8 @@ pub struct MinerFile {
     pub cache_dir: Option<PathBuf>,
     /// Seconds between status lines; 0 turns them off.
     pub status_interval_secs: Option<u64>,
+    /// CA certificates (PEM) to trust for `stratum+ssl://` pools.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl MinerFile {

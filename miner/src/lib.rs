@@ -30,11 +30,14 @@ use tracing::{info, warn};
 pub struct PoolUrl {
     pub host: String,
     pub port: u16,
+    /// `stratum+ssl://` (or `stratum+tls://`): TLS over the TCP connection.
+    pub tls: bool,
 }
 
 impl std::fmt::Display for PoolUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stratum+tcp://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "ssl" } else { "tcp" };
+        write!(f, "stratum+{scheme}://{}:{}", self.host, self.port)
     }
 }
 
@@ -42,11 +45,11 @@ impl std::fmt::Display for PoolUrl {
 #[derive(Debug, thiserror::Error)]
 pub enum MinerError {
     /// The pool URL is not `stratum+tcp://HOST:PORT` (or none was given).
-    #[error("bad pool URL {0:?}: expected stratum+tcp://HOST:PORT")]
+    #[error("bad pool URL {0:?}: expected stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT")]
     BadUrl(String),
-    /// TLS is not supported by this build.
-    #[error("{0:?}: stratum+ssl is not supported yet; use stratum+tcp://")]
-    NoTls(String),
+    /// TLS cannot be set up (the CA file).
+    #[error(transparent)]
+    Tls(#[from] stratum::tls::TlsError),
     /// The worker name is not `ADDR.RIG`.
     #[error(transparent)]
     BadWorker(#[from] stratum::BadWorker),
@@ -59,10 +62,13 @@ pub enum MinerError {
 }
 
 pub fn parse_pool_url(s: &str) -> Result<PoolUrl, MinerError> {
-    if s.starts_with("stratum+ssl://") || s.starts_with("stratum+tls://") {
-        return Err(MinerError::NoTls(s.to_owned()));
-    }
-    let rest = s.strip_prefix("stratum+tcp://").unwrap_or(s);
+    let (tls, rest) = match ["stratum+ssl://", "stratum+tls://"]
+        .iter()
+        .find_map(|p| s.strip_prefix(p))
+    {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix("stratum+tcp://").unwrap_or(s)),
+    };
     let rest = rest.trim_end_matches('/');
     let (host, port) = rest
         .rsplit_once(':')
@@ -75,6 +81,7 @@ pub fn parse_pool_url(s: &str) -> Result<PoolUrl, MinerError> {
     Ok(PoolUrl {
         host: host.to_owned(),
         port,
+        tls,
     })
 }
 
@@ -92,6 +99,8 @@ pub struct MinerConfig {
     pub status_interval: Duration,
     /// Longest wait between reconnect attempts.
     pub max_backoff: Duration,
+    /// Extra CA certificates (PEM) trusted for `stratum+ssl://` pools.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Counters the status line and callers read.
@@ -153,6 +162,11 @@ pub async fn run(
     if cfg.pools.is_empty() {
         return Err(MinerError::BadUrl(String::new()));
     }
+    let tls = if cfg.pools.iter().any(|p| p.tls) {
+        Some(stratum::tls::connector(cfg.tls_ca.as_deref())?)
+    } else {
+        None
+    };
     let mut backoff = Duration::from_secs(1);
     let mut current = 0;
     loop {
@@ -161,8 +175,17 @@ pub async fn run(
         let before = stats
             .accepted_shares
             .load(std::sync::atomic::Ordering::Relaxed);
-        let outcome =
-            session::run_session(&cfg, pool, &stats, &keys, &receipts, &prover, &shutdown).await;
+        let outcome = session::run_session(
+            &cfg,
+            pool,
+            tls.as_ref(),
+            &stats,
+            &keys,
+            &receipts,
+            &prover,
+            &shutdown,
+        )
+        .await;
         if shutdown.is_cancelled() {
             return Ok(());
         }
@@ -321,14 +344,14 @@ mod tests {
             parse_pool_url("stratum+tcp://pool.example:3333").unwrap(),
             PoolUrl {
                 host: "pool.example".into(),
-                port: 3333
+                port: 3333,
+                tls: false
             }
         );
         assert_eq!(parse_pool_url("127.0.0.1:1").unwrap().port, 1);
-        assert!(matches!(
-            parse_pool_url("stratum+ssl://h:1"),
-            Err(MinerError::NoTls(_))
-        ));
+        let ssl = parse_pool_url("stratum+ssl://h:1").unwrap();
+        assert!(ssl.tls);
+        assert_eq!(ssl.to_string(), "stratum+ssl://h:1");
         for bad in [
             "stratum+tcp://host",
             "stratum+tcp://:3333",

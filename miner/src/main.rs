@@ -26,6 +26,10 @@ struct Args {
     /// Proving threads; default: every core.
     #[arg(long)]
     threads: Option<usize>,
+    /// A PEM file of CA certificates to trust for stratum+ssl:// pools (besides
+    /// the built-in Mozilla roots): a pool with its own CA or a self-signed one.
+    #[arg(long, env = "ZKMINER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// Where proving keys and receipts are kept [default: ./zkminer-cache].
     #[arg(long, global = true)]
     cache_dir: Option<PathBuf>,
@@ -189,6 +193,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or(5),
         ),
         max_backoff: Duration::from_secs(30),
+        tls_ca: args.tls_ca.or(file.tls_ca),
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

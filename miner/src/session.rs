@@ -39,6 +39,7 @@ const TASK_QUEUE: usize = 8;
 pub async fn run_session(
     cfg: &MinerConfig,
     pool: &crate::PoolUrl,
+    tls: Option<&stratum::tls::TlsConnector>,
     stats: &Arc<Stats>,
     keys: &Arc<KeyCache>,
     receipts: &Arc<crate::receipts::ReceiptLog>,
@@ -56,7 +57,21 @@ pub async fn run_session(
         Err(_) => return Ended::Lost(format!("cannot connect to {pool}: timed out")),
     };
     let _ = stream.set_nodelay(true);
-    let (client, mut notes, mut closed) = client::start(stream, stratum::DEFAULT_MAX_LINE);
+    let (client, mut notes, mut closed) = match (pool.tls, tls) {
+        (true, Some(connector)) => {
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                stratum::tls::connect(connector, &pool.host, stream),
+            )
+            .await
+            {
+                Ok(Ok(s)) => client::start(s, stratum::DEFAULT_MAX_LINE),
+                Ok(Err(e)) => return Ended::Lost(format!("{pool}: {e}")),
+                Err(_) => return Ended::Lost(format!("{pool}: TLS handshake timed out")),
+            }
+        }
+        _ => client::start(stream, stratum::DEFAULT_MAX_LINE),
+    };
     stats.connects.fetch_add(1, Relaxed);
 
     let handshake = async {

@@ -424,8 +424,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let http = bind(config.http.listen, "http").await?;
     let pool = crate::start(config, stratum, http).await?;
     println!(
-        "zkpool {} serving: stratum+tcp://{} | http://{}",
+        "zkpool {} serving: stratum+{}://{} | http://{}",
         env!("CARGO_PKG_VERSION"),
+        if pool.state.tls.is_some() {
+            "ssl"
+        } else {
+            "tcp"
+        },
         pool.stratum_addr,
         pool.http_addr
     );
@@ -1021,6 +1026,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
             pools: vec![miner::PoolUrl {
                 host: "127.0.0.1".into(),
                 port: pool.stratum_addr.port(),
+                tls: false,
             }],
             worker: worker.into(),
             password: None,
@@ -1028,6 +1034,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
             cache_dir: tmp.path().join(format!("miner{i}")),
             status_interval: Duration::ZERO,
             max_backoff: Duration::from_secs(2),
+            tls_ca: None,
         };
         let s = Arc::new(miner::Stats::default());
         stats.push((worker, s.clone()));

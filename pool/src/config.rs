@@ -121,6 +121,11 @@ pub struct StratumConfig {
     /// `zkpool workers token ADDR`). Default false: an account that has a token
     /// needs it anyway, so nobody else can mine, or be banned, under its name.
     pub require_worker_token: bool,
+    /// PEM certificate chain: with `tls_key`, the stratum port speaks TLS only
+    /// (`stratum+ssl://`). Default: none (plain TCP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for StratumConfig {
@@ -134,6 +139,8 @@ impl Default for StratumConfig {
             max_sessions: 10_000,
             max_sessions_per_ip: 256,
             require_worker_token: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -329,6 +336,13 @@ impl Config {
         }
         nonzero("payouts.pplns_window_work", self.payouts.pplns_window_work)?;
         nonzero("payouts.threshold", self.payouts.threshold)?;
+        if self.stratum.tls_cert.is_some() != self.stratum.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "stratum.tls_cert",
+                problem: "and stratum.tls_key go together: give both PEM files for TLS, or neither"
+                    .into(),
+            });
+        }
         if self.stratum.max_line < 4096 {
             return Err(ConfigError::Invalid {
                 key: "stratum.max_line",

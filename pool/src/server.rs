@@ -58,6 +58,8 @@ pub struct PoolState {
     pub next_session: AtomicU64,
     pub metrics: Arc<Metrics>,
     pub bans: Mutex<Bans>,
+    /// The stratum port's TLS acceptor, when `stratum.tls_cert` is set.
+    pub tls: Option<stratum::tls::TlsAcceptor>,
     /// Rejected submits per worker since the pool started.
     pub rejected: DashMap<String, u64>,
 }
@@ -73,6 +75,9 @@ pub enum StartError {
     Registry(#[from] crate::circuits::RegistryError),
     #[error("cannot read local address: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS certificate or key cannot be used.
+    #[error("stratum TLS: {0}")]
+    Tls(#[from] stratum::tls::TlsError),
 }
 
 fn lock(s: &Mutex<Scheduler>) -> std::sync::MutexGuard<'_, Scheduler> {
@@ -781,6 +786,10 @@ pub async fn start(
             path: data.display().to_string(),
             detail: e.to_string(),
         })?;
+    let tls = match (&config.stratum.tls_cert, &config.stratum.tls_key) {
+        (Some(cert), Some(key)) => Some(stratum::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let signer = store.receipt_signer().map_err(|e| StartError::Storage {
         path: data.display().to_string(),
         detail: e.to_string(),
@@ -843,6 +852,7 @@ pub async fn start(
         metrics,
         bans: Mutex::new(Bans::new(config_bans)),
         rejected: DashMap::new(),
+        tls,
     });
     let recovered = state.recover().await.map_err(|e| StartError::Storage {
         path: data.display().to_string(),

@@ -23,7 +23,7 @@ use stratum::{
 };
 use tokio::{
     io::AsyncWriteExt,
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     sync::{mpsc, OwnedSemaphorePermit, Semaphore},
     time::{sleep_until, Instant},
 };
@@ -54,12 +54,28 @@ pub async fn accept_loop(state: Arc<PoolState>, listener: TcpListener, tasks: Ta
             },
         };
         let _ = stream.set_nodelay(true);
+        let tls = state.tls.clone();
         let ip_slot = IpSlot::acquire(&per_ip, peer.ip(), state.config.stratum.max_sessions_per_ip);
         let refusal = match (permits.clone().try_acquire_owned(), ip_slot) {
             (Ok(permit), Some(ip_slot)) => {
                 state.metrics.connections.inc();
                 let span = info_span!("session", %peer, worker = tracing::field::Empty);
-                tasks.spawn(run(state.clone(), stream, peer, Admission { _permit: permit, _ip_slot: ip_slot }).instrument(span));
+                let admission = Admission { _permit: permit, _ip_slot: ip_slot };
+                let state = state.clone();
+                tasks.spawn(
+                    async move {
+                        match tls {
+                            None => run(state, stream, peer, admission).await,
+                            // The TLS handshake counts against the handshake timeout.
+                            Some(acceptor) => match tokio::time::timeout(state.config.handshake_timeout(), acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => run(state, tls, peer, admission).await,
+                                Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => debug!("TLS handshake timed out"),
+                            },
+                        }
+                    }
+                    .instrument(span),
+                );
                 continue;
             }
             (Err(_), _) => format!("pool is full ({} sessions); try again later", state.config.stratum.max_sessions),
@@ -123,12 +139,10 @@ enum Phase {
 }
 
 /// Serves one connection until it ends.
-pub async fn run(
-    state: Arc<PoolState>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    _admission: Admission,
-) {
+pub async fn run<S>(state: Arc<PoolState>, stream: S, peer: SocketAddr, _admission: Admission)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let key = state
         .next_session
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -7,6 +7,8 @@
 //! - `codec` (feature `codec`): a line codec with a hard length limit that yields a
 //!   malformed line as an item to answer, not as a stream-ending error.
 //! - `client` (feature `client`): the miner's half of a connection.
+//! - `tls` (feature `tls`): `stratum+ssl://` with rustls: the pool's acceptor from
+//!   PEM files, the miner's connector (Mozilla's roots plus an optional CA file).
 //!
 //! This crate knows nothing of circuits or proofs beyond their wire shape, and
 //! nothing of the pool's state; it does not depend on any other zkpool crate.
@@ -19,6 +21,8 @@ pub mod types;
 pub mod client;
 #[cfg(feature = "codec")]
 pub mod codec;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use messages::*;
 pub use types::*;

@@ -50,6 +50,7 @@ async fn run() -> anyhow::Result<()> {
         pools: vec![miner::PoolUrl {
             host: "127.0.0.1".into(),
             port: pool.stratum_addr.port(),
+            tls: false,
         }],
         worker: "bench.rig1".into(),
         password: None,
@@ -57,6 +58,7 @@ async fn run() -> anyhow::Result<()> {
         cache_dir: dir2.path().join("cache"),
         status_interval: Duration::ZERO,
         max_backoff: Duration::from_secs(1),
+        tls_ca: None,
     };
     let m = tokio::spawn(miner::run(
         miner_cfg,

@@ -135,6 +135,7 @@ impl PoolProcess {
         let stratum = line
             .split("stratum+tcp://")
             .nth(1)
+            .or_else(|| line.split("stratum+ssl://").nth(1))
             .and_then(|s| s.split_whitespace().next())
             .context("stratum address")?
             .parse()?;

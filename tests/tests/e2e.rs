@@ -2377,3 +2377,89 @@ async fn an_account_with_a_worker_token_needs_it_to_authorize() -> anyhow::Resul
     strict.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// TLS: a pool with `stratum.tls_cert`/`tls_key` (a self-signed certificate made
+/// here) serves `stratum+ssl://`; a `zkminer` that trusts the certificate
+/// (`tls_ca` in its config) finishes a job over it; a miner that does not trust
+/// it says why and what to pass; a plain-TCP client gets no stratum at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_proves_over_stratum_ssl_with_a_test_certificate() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem())?;
+    std::fs::write(&key_pem, cert.key_pair.serialize_pem())?;
+    let cfg = dir.path().join("pool.toml");
+    std::fs::write(
+        &cfg,
+        test_config_with(
+            &dir.path().join("data"),
+            &format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"",
+                cert_pem.display(),
+                key_pem.display()
+            ),
+            "",
+            "",
+            "",
+        ),
+    )?;
+    let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
+    let port = pool.stratum.port();
+    let miner_cfg = |name: &str, ca: bool| -> anyhow::Result<std::path::PathBuf> {
+        let p = dir.path().join(format!("{name}.toml"));
+        let ca = if ca {
+            format!("tls_ca = \"{}\"\n", cert_pem.display())
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &p,
+            format!(
+                "pools = [\"stratum+ssl://localhost:{port}\"]\nworker = \"{name}.rig1\"\nthreads = 2\ncache_dir = \"{}\"\n{ca}",
+                dir.path().join(name).display()
+            ),
+        )?;
+        Ok(p)
+    };
+    let doubter_log = dir.path().join("doubter.log");
+    let _doubter = MinerProcess::start_with_config(
+        &miner_cfg("doubter", false)?,
+        "doubter.rig1",
+        &doubter_log,
+    )?;
+    let _miner = MinerProcess::start_with_config(
+        &miner_cfg("tess", true)?,
+        "tess.rig1",
+        &dir.path().join("tess.log"),
+    )?;
+    let job = pool.api.post("/v1/jobs", &batch_job(6)).await?;
+    let id = job["id"].as_str().unwrap();
+    completed(&pool.api, id, Duration::from_secs(120)).await?;
+    assert_eq!(
+        worker_work(&pool.api, "tess.rig1").await?,
+        job["total_work"].as_u64().unwrap()
+    );
+    assert_eq!(worker_work(&pool.api, "doubter.rig1").await?, 0);
+    let said = wait_for(
+        "the untrusting miner to say why",
+        Duration::from_secs(20),
+        async || {
+            let log = std::fs::read_to_string(&doubter_log).unwrap_or_default();
+            Ok(log
+                .contains("TLS handshake with localhost failed")
+                .then_some(log))
+        },
+    )
+    .await?;
+    assert!(said.contains("--tls-ca"), "{said}");
+
+    let mut plain = RawConn::connect(pool.stratum).await?;
+    plain.send(&json!({"jsonrpc":"2.0","id":1,"method":"mining.subscribe","params":{"agent":"plain","protocol":"zkpool/1"}})).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(15), plain.recv()).await;
+    assert!(
+        matches!(answer, Ok(Ok(None)) | Ok(Err(_))),
+        "a plain-TCP client gets no stratum answer on a TLS port: {answer:?}"
+    );
+    Ok(())
+}
