@@ -31,9 +31,14 @@ pub struct KeyCache {
 
 impl KeyCache {
     pub fn new(dir: PathBuf) -> Self {
+        Self::with_http(dir, reqwest::Client::new())
+    }
+
+    /// A cache that downloads with `http` (for example one trusting a private CA).
+    pub fn with_http(dir: PathBuf, http: reqwest::Client) -> Self {
         KeyCache {
             dir,
-            http: reqwest::Client::new(),
+            http,
             loaded: Mutex::new(HashMap::new()),
         }
     }

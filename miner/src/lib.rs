@@ -131,7 +131,23 @@ pub async fn run(
         path: cfg.cache_dir.clone(),
         detail: e.to_string(),
     })?;
-    let keys = Arc::new(keys::KeyCache::new(cfg.cache_dir.clone()));
+    // Keys come over the pool's HTTP API, which may be HTTPS with the same private CA.
+    let mut http = reqwest::Client::builder();
+    if let Some(ca) = &cfg.tls_ca {
+        for cert in stratum::tls::certificates(ca)? {
+            let cert = reqwest::Certificate::from_der(&cert).map_err(|e| {
+                MinerError::Tls(stratum::tls::TlsError::Config(format!(
+                    "{}: {e}",
+                    ca.display()
+                )))
+            })?;
+            http = http.add_root_certificate(cert);
+        }
+    }
+    let http = http.build().map_err(|e| {
+        MinerError::Tls(stratum::tls::TlsError::Config(format!("HTTP client: {e}")))
+    })?;
+    let keys = Arc::new(keys::KeyCache::with_http(cfg.cache_dir.clone(), http));
     let receipt_path = cfg.cache_dir.join("receipts.jsonl");
     let receipts = Arc::new(
         receipts::ReceiptLog::open(receipt_path.clone()).map_err(|e| MinerError::Cache {

@@ -424,7 +424,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let http = bind(config.http.listen, "http").await?;
     let pool = crate::start(config, stratum, http).await?;
     println!(
-        "zkpool {} serving: stratum+{}://{} | http://{}",
+        "zkpool {} serving: stratum+{}://{} | {}://{}",
         env!("CARGO_PKG_VERSION"),
         if pool.state.tls.is_some() {
             "ssl"
@@ -432,6 +432,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             "tcp"
         },
         pool.stratum_addr,
+        if pool.state.http_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         pool.http_addr
     );
     for c in pool.state.registry.all() {
@@ -616,12 +621,46 @@ pub struct Api {
 }
 
 impl Api {
+    /// An API at `base`; for an HTTPS pool with a private CA or a self-signed
+    /// certificate, `ZKPOOL_TLS_CA` names the PEM file to trust (see also
+    /// [`Api::with_ca`]).
     pub fn new(base: &str) -> Self {
+        let api = Api {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            token: None,
+        };
+        match std::env::var_os("ZKPOOL_TLS_CA") {
+            Some(ca) => {
+                let path = PathBuf::from(ca);
+                match Api::new_plain(base).with_ca(&path) {
+                    Ok(a) => Api { token: None, ..a },
+                    Err(e) => {
+                        eprintln!("zkpool: ZKPOOL_TLS_CA: {e:#}; not trusting it");
+                        api
+                    }
+                }
+            }
+            None => api,
+        }
+    }
+
+    fn new_plain(base: &str) -> Self {
         Api {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             token: None,
         }
+    }
+
+    /// The same API, also trusting the CA certificates in the PEM file `ca`.
+    pub fn with_ca(mut self, ca: &Path) -> anyhow::Result<Self> {
+        let mut b = reqwest::Client::builder();
+        for der in stratum::tls::certificates(ca)? {
+            b = b.add_root_certificate(reqwest::Certificate::from_der(&der)?);
+        }
+        self.http = b.build()?;
+        Ok(self)
     }
 
     /// The same API, sending `Authorization: Bearer <token>` (an admin token or a

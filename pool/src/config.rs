@@ -159,6 +159,10 @@ pub struct HttpConfig {
     pub max_job_statements: usize,
     /// Bearer token for operator endpoints (`/v1/bans`); unset: they are disabled.
     pub admin_token: Option<String>,
+    /// PEM certificate chain: with `tls_key`, the API is served over HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `http.tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -169,6 +173,8 @@ impl Default for HttpConfig {
             max_body_bytes: 16 << 20,
             max_job_statements: 100_000,
             admin_token: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -336,6 +342,13 @@ impl Config {
         }
         nonzero("payouts.pplns_window_work", self.payouts.pplns_window_work)?;
         nonzero("payouts.threshold", self.payouts.threshold)?;
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "http.tls_cert",
+                problem: "and http.tls_key go together: give both PEM files for HTTPS, or neither"
+                    .into(),
+            });
+        }
         if self.stratum.tls_cert.is_some() != self.stratum.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 key: "stratum.tls_cert",

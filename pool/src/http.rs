@@ -154,15 +154,101 @@ pub fn router(state: Arc<PoolState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API until shutdown.
+/// Serves the API until shutdown: HTTPS when `http.tls_cert` is set.
 pub async fn serve(state: Arc<PoolState>, listener: TcpListener) {
     let token = state.shutdown.clone();
+    let tls = state.http_tls.clone();
     let app = router(state);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
-    {
+    let stop = {
+        let token = token.clone();
+        async move { token.cancelled().await }
+    };
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(acceptor) => {
+            let listener = TlsListener::start(listener, acceptor, token);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    };
+    if let Err(e) = served {
         error!(error = %e, "HTTP server failed");
+    }
+}
+
+/// HTTPS: TCP connections are accepted and their TLS handshakes run in their own
+/// tasks (bounded by a timeout, so a slow handshake holds up nobody); finished
+/// ones are handed to axum.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(
+        stratum::tls::ServerTlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    addr: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    fn start(
+        tcp: TcpListener,
+        acceptor: stratum::tls::TlsAcceptor,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        let addr = tcp.local_addr().expect("a bound listener has an address");
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    a = tcp.accept() => match a {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "HTTPS accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener { ready, addr }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = stratum::tls::ServerTlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accept task stopped (shutdown): park until axum's graceful
+            // shutdown, which is already under way, ends the server.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
     }
 }
 

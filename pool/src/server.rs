@@ -60,6 +60,8 @@ pub struct PoolState {
     pub bans: Mutex<Bans>,
     /// The stratum port's TLS acceptor, when `stratum.tls_cert` is set.
     pub tls: Option<stratum::tls::TlsAcceptor>,
+    /// The HTTP API's TLS acceptor, when `http.tls_cert` is set.
+    pub http_tls: Option<stratum::tls::TlsAcceptor>,
     /// Rejected submits per worker since the pool started.
     pub rejected: DashMap<String, u64>,
 }
@@ -790,6 +792,10 @@ pub async fn start(
         (Some(cert), Some(key)) => Some(stratum::tls::acceptor(cert, key)?),
         _ => None,
     };
+    let http_tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(stratum::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let signer = store.receipt_signer().map_err(|e| StartError::Storage {
         path: data.display().to_string(),
         detail: e.to_string(),
@@ -812,6 +818,7 @@ pub async fn start(
 
     let stratum_addr = stratum.local_addr()?;
     let http_addr = http.local_addr()?;
+    let scheme = if http_tls.is_some() { "https" } else { "http" };
     let public_url = config
         .http
         .public_url
@@ -823,7 +830,7 @@ pub async fn start(
             } else {
                 http_addr.ip().to_string()
             };
-            format!("http://{ip}:{}", http_addr.port())
+            format!("{scheme}://{ip}:{}", http_addr.port())
         });
     let sched = SchedConfig {
         target_task: Duration::from_secs_f64(config.scheduler.target_task_secs),
@@ -853,6 +860,7 @@ pub async fn start(
         bans: Mutex::new(Bans::new(config_bans)),
         rejected: DashMap::new(),
         tls,
+        http_tls,
     });
     let recovered = state.recover().await.map_err(|e| StartError::Storage {
         path: data.display().to_string(),

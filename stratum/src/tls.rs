@@ -9,7 +9,10 @@ use std::{io, path::Path, sync::Arc};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
-pub use tokio_rustls::{client::TlsStream as ClientTlsStream, TlsAcceptor, TlsConnector};
+pub use tokio_rustls::{
+    client::TlsStream as ClientTlsStream, server::TlsStream as ServerTlsStream, TlsAcceptor,
+    TlsConnector,
+};
 
 /// Why TLS could not be set up; each names the file and what to fix.
 #[derive(Debug, thiserror::Error)]

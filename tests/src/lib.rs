@@ -90,6 +90,8 @@ pub struct PoolProcess {
     pub stratum: SocketAddr,
     pub http: SocketAddr,
     pub api: Api,
+    /// `http://ADDR` or `https://ADDR`.
+    pub base: String,
     pub config: PathBuf,
 }
 
@@ -139,8 +141,13 @@ impl PoolProcess {
             .and_then(|s| s.split_whitespace().next())
             .context("stratum address")?
             .parse()?;
+        let scheme = if line.contains("https://") {
+            "https"
+        } else {
+            "http"
+        };
         let http: SocketAddr = line
-            .split("http://")
+            .split(&format!("{scheme}://"))
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
             .context("http address")?
@@ -149,7 +156,8 @@ impl PoolProcess {
             child,
             stratum,
             http,
-            api: Api::new(&format!("http://{http}")),
+            api: Api::new(&format!("{scheme}://{http}")),
+            base: format!("{scheme}://{http}"),
             config: config.to_owned(),
         })
     }

@@ -2378,34 +2378,38 @@ async fn an_account_with_a_worker_token_needs_it_to_authorize() -> anyhow::Resul
     Ok(())
 }
 
-/// TLS: a pool with `stratum.tls_cert`/`tls_key` (a self-signed certificate made
-/// here) serves `stratum+ssl://`; a `zkminer` that trusts the certificate
-/// (`tls_ca` in its config) finishes a job over it; a miner that does not trust
-/// it says why and what to pass; a plain-TCP client gets no stratum at all.
+/// TLS: a pool with `stratum.tls_cert`/`tls_key` and `http.tls_cert`/`tls_key` (a
+/// self-signed certificate made here) serves `stratum+ssl://` and HTTPS; a
+/// `zkminer` that trusts the certificate (`tls_ca` in its config) fetches its
+/// proving key over HTTPS and finishes a job over stratum+ssl; a miner that does
+/// not trust it says why and what to pass; an HTTPS client that does not trust it
+/// is refused; a plain-TCP client gets no stratum at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miner_proves_over_stratum_ssl_with_a_test_certificate() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
     let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_pem, cert.cert.pem())?;
     std::fs::write(&key_pem, cert.key_pair.serialize_pem())?;
+    let tls = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        cert_pem.display(),
+        key_pem.display()
+    );
     let cfg = dir.path().join("pool.toml");
     std::fs::write(
         &cfg,
-        test_config_with(
-            &dir.path().join("data"),
-            &format!(
-                "tls_cert = \"{}\"\ntls_key = \"{}\"",
-                cert_pem.display(),
-                key_pem.display()
-            ),
-            "",
-            "",
-            "",
-        ),
+        test_config_with(&dir.path().join("data"), &tls, &tls, "", ""),
     )?;
     let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
     let port = pool.stratum.port();
+    assert!(pool.base.starts_with("https://"), "{}", pool.base);
+    let api = Api::new(&pool.base).with_ca(&cert_pem)?;
+    let e = Api::new(&pool.base).get("/v1/status").await.unwrap_err();
+    assert!(
+        format!("{e:#}").contains("cannot reach"),
+        "an untrusted certificate is refused: {e:#}"
+    );
     let miner_cfg = |name: &str, ca: bool| -> anyhow::Result<std::path::PathBuf> {
         let p = dir.path().join(format!("{name}.toml"));
         let ca = if ca {
@@ -2433,14 +2437,14 @@ async fn a_miner_proves_over_stratum_ssl_with_a_test_certificate() -> anyhow::Re
         "tess.rig1",
         &dir.path().join("tess.log"),
     )?;
-    let job = pool.api.post("/v1/jobs", &batch_job(6)).await?;
+    let job = api.post("/v1/jobs", &batch_job(6)).await?;
     let id = job["id"].as_str().unwrap();
-    completed(&pool.api, id, Duration::from_secs(120)).await?;
+    completed(&api, id, Duration::from_secs(120)).await?;
     assert_eq!(
-        worker_work(&pool.api, "tess.rig1").await?,
+        worker_work(&api, "tess.rig1").await?,
         job["total_work"].as_u64().unwrap()
     );
-    assert_eq!(worker_work(&pool.api, "doubter.rig1").await?, 0);
+    assert_eq!(worker_work(&api, "doubter.rig1").await?, 0);
     let said = wait_for(
         "the untrusting miner to say why",
         Duration::from_secs(20),
