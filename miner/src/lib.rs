@@ -183,6 +183,12 @@ pub async fn run(
     } else {
         None
     };
+    let rig = session::Rig {
+        keys,
+        receipts,
+        prover,
+        tls,
+    };
     let mut backoff = Duration::from_secs(1);
     let mut current = 0;
     loop {
@@ -191,17 +197,7 @@ pub async fn run(
         let before = stats
             .accepted_shares
             .load(std::sync::atomic::Ordering::Relaxed);
-        let outcome = session::run_session(
-            &cfg,
-            pool,
-            tls.as_ref(),
-            &stats,
-            &keys,
-            &receipts,
-            &prover,
-            &shutdown,
-        )
-        .await;
+        let outcome = session::run_session(&cfg, pool, &rig, &stats, &shutdown).await;
         if shutdown.is_cancelled() {
             return Ok(());
         }

@@ -36,16 +36,28 @@ pub enum Ended {
 /// the pool is not respecting its own limit, and the loop waits (backpressure).
 const TASK_QUEUE: usize = 8;
 
+/// What outlives sessions: the key cache, the receipt log, the prover threads and
+/// the TLS connector (when a pool is `stratum+ssl://`).
+pub struct Rig {
+    pub keys: Arc<KeyCache>,
+    pub receipts: Arc<crate::receipts::ReceiptLog>,
+    pub prover: Arc<rayon::ThreadPool>,
+    pub tls: Option<stratum::tls::TlsConnector>,
+}
+
 pub async fn run_session(
     cfg: &MinerConfig,
     pool: &crate::PoolUrl,
-    tls: Option<&stratum::tls::TlsConnector>,
+    rig: &Rig,
     stats: &Arc<Stats>,
-    keys: &Arc<KeyCache>,
-    receipts: &Arc<crate::receipts::ReceiptLog>,
-    prover: &Arc<rayon::ThreadPool>,
     shutdown: &CancellationToken,
 ) -> Ended {
+    let Rig {
+        keys,
+        receipts,
+        prover,
+        tls,
+    } = rig;
     let stream = match tokio::time::timeout(
         Duration::from_secs(10),
         TcpStream::connect((pool.host.as_str(), pool.port)),
@@ -57,7 +69,7 @@ pub async fn run_session(
         Err(_) => return Ended::Lost(format!("cannot connect to {pool}: timed out")),
     };
     let _ = stream.set_nodelay(true);
-    let (client, mut notes, mut closed) = match (pool.tls, tls) {
+    let (client, mut notes, mut closed) = match (pool.tls, tls.as_ref()) {
         (true, Some(connector)) => {
             match tokio::time::timeout(
                 Duration::from_secs(10),
