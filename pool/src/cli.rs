@@ -653,6 +653,11 @@ impl Api {
         }
     }
 
+    /// The base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The same API, also trusting the CA certificates in the PEM file `ca`.
     pub fn with_ca(mut self, ca: &Path) -> anyhow::Result<Self> {
         let mut b = reqwest::Client::builder();

@@ -247,11 +247,24 @@ impl Default for BansConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifierConfig {
     /// Proof verifications run at once on the blocking pool; 0 = one per core. Default 0.
     pub threads: usize,
+    /// Check queued proofs together (one multi-Miller loop per batch, bisection to
+    /// find bad ones). `false` verifies proof by proof: only for measuring the
+    /// difference (`zkpool-bench --baseline`). Default true.
+    pub batch: bool,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig {
+            threads: 0,
+            batch: true,
+        }
+    }
 }
 
 impl Config {

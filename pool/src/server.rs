@@ -842,6 +842,12 @@ pub async fn start(
     let config_bans = config.ban_policy();
     let (verifier, verifier_task) =
         Verifier::new(config.verifier_threads(), MAX_BATCH_PROOFS, metrics.clone());
+    let verifier_task = if config.verifier.batch {
+        verifier_task
+    } else {
+        warn!("verifier.batch = false: verifying proof by proof (a measuring baseline, slower)");
+        verifier_task.one_by_one()
+    };
     tokio::spawn(verifier_task.run());
     let state = Arc::new(PoolState {
         verifier,

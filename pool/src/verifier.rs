@@ -52,6 +52,8 @@ pub struct VerifierTask {
     threads: usize,
     max_batch: usize,
     metrics: Arc<Metrics>,
+    /// Proof by proof instead of batched (the baseline for measurements).
+    one_by_one: bool,
 }
 
 impl Verifier {
@@ -71,6 +73,7 @@ impl Verifier {
                 threads: threads.max(1),
                 max_batch: max_batch.max(1),
                 metrics,
+                one_by_one: false,
             },
         )
     }
@@ -104,6 +107,13 @@ impl Verifier {
 }
 
 impl VerifierTask {
+    /// Verifies proof by proof instead of in batches (for measuring the difference).
+    pub fn one_by_one(mut self) -> Self {
+        self.one_by_one = true;
+        self.max_batch = 1;
+        self
+    }
+
     pub async fn run(mut self) {
         let permits = Arc::new(Semaphore::new(self.threads));
         while let Some(first) = self.rx.recv().await {
@@ -129,10 +139,18 @@ impl VerifierTask {
             m.verify_submits.inc_by(batch.len() as u64);
             m.verify_proofs.inc_by(proofs as u64);
             m.verify_batch_proofs.observe(proofs as f64);
+            let one_by_one = self.one_by_one;
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let started = Instant::now();
-                verify_requests(batch);
+                if one_by_one {
+                    for r in batch {
+                        let verdicts = r.items.iter().map(|(p, b)| r.key.verify(p, b)).collect();
+                        let _ = r.reply.send(verdicts);
+                    }
+                } else {
+                    verify_requests(batch);
+                }
                 m.verify_seconds.observe(started.elapsed().as_secs_f64());
             });
         }

@@ -1,0 +1,455 @@
+//! `zkpool-bench`: the load harness. Simulated miners on loopback speak the real
+//! protocol to a real `zkpool serve` process and submit pre-made proofs (valid,
+//! and a chosen share of invalid ones) without proving.
+//!
+//! Phase 1 (sessions): N sessions connect and authorize and stay idle; the pool's
+//! RSS per session is measured; then a job with one statement per session is
+//! submitted and the time from its acceptance to each session's `mining.notify`
+//! is the notify latency (p50/p99).
+//! Phase 2 (throughput): M sessions submit for S seconds on a job of identical
+//! statements (so one proof fits every index); verified proofs/s, submit → reply
+//! latency and the pool's CPU are measured. With `--baseline` phase 2 runs again
+//! on a pool that verifies proof by proof (`verifier.batch = false`), and the
+//! ratio is reported.
+//!
+//! It stops by itself: bounded in sessions, seconds and statements. It raises its
+//! open-file limit, as `zkpool serve` does.
+//!
+//! `cargo build --release --bins && ./target/release/zkpool-bench --sessions 10000 --miners 64 --seconds 20 --baseline`
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use zkpool_tests::{test_config_with, PoolProcess};
+
+#[derive(Parser, Debug)]
+#[command(about = "Load harness: simulated miners against a real zkpool serve")]
+struct Args {
+    /// Idle sessions to hold in phase 1 (0 skips the phase).
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Submitting sessions in phase 2 (0 skips the phase).
+    #[arg(long, default_value_t = 64)]
+    miners: usize,
+    /// Seconds of submitting in phase 2.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Share of submits that carry an invalid proof (0.0-1.0).
+    #[arg(long, default_value_t = 0.0)]
+    invalid: f64,
+    /// Run phase 2 again with proof-by-proof verification and report the ratio.
+    #[arg(long)]
+    baseline: bool,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")
+}
+
+/// The process's user + system CPU seconds.
+fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = &s[s.rfind(')').context("stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn start_pool(dir: &Path, batch: bool, max_sessions: usize) -> anyhow::Result<PoolProcess> {
+    std::fs::create_dir_all(dir)?;
+    let cfg = dir.join("pool.toml");
+    std::fs::write(
+        &cfg,
+        test_config_with(
+            &dir.join("data"),
+            &format!(
+                "max_sessions = {}\nmax_sessions_per_ip = {}\nidle_timeout_secs = 600\nhandshake_timeout_secs = 60",
+                max_sessions + 100,
+                max_sessions + 100
+            ),
+            "max_body_bytes = 536870912\nmax_job_statements = 2000000",
+            "max_statements_per_task = 64",
+            &format!(
+                "[verifier]\nbatch = {batch}\n[bans]\ninvalid_threshold = 1000000000\nper_ip = false\n"
+            ),
+        ),
+    )?;
+    PoolProcess::start(&cfg, None, &dir.join("pool.log"))
+}
+
+/// One raw session: subscribe and authorize; returns the line reader and writer.
+async fn session(
+    addr: std::net::SocketAddr,
+    worker: &str,
+) -> anyhow::Result<(
+    tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    tokio::net::tcp::OwnedWriteHalf,
+)> {
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let (r, mut w) = s.into_split();
+    let mut lines = BufReader::new(r).lines();
+    w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"mining.subscribe\",\"params\":{\"agent\":\"zkpool-bench\",\"protocol\":\"zkpool/1\"}}\n").await?;
+    w.write_all(format!("{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"mining.authorize\",\"params\":{{\"worker\":\"{worker}\"}}}}\n").as_bytes()).await?;
+    let mut answered = 0;
+    while answered < 2 {
+        let line = lines
+            .next_line()
+            .await?
+            .context("closed during handshake")?;
+        let v: Value = serde_json::from_str(&line)?;
+        if v.get("id").is_some() && v.get("method").is_none() {
+            if v.get("error").is_some() {
+                bail!("handshake refused: {line}");
+            }
+            answered += 1;
+        }
+    }
+    Ok((lines, w))
+}
+
+/// Pre-made proofs: valid ones of the bench statement, and one of another
+/// statement (a well-formed proof that fails the pairing check).
+struct Proofs {
+    statement: zk::Statement,
+    valid: Vec<String>,
+    invalid: String,
+}
+
+async fn make_proofs(api: &zkpool_tests::Api) -> anyhow::Result<Proofs> {
+    let c = api.get("/v1/circuits/preimage").await?;
+    let hash = c["proving_key_hash"]
+        .as_str()
+        .context("key hash")?
+        .to_owned();
+    let url = format!("{}/v1/circuits/preimage/proving-key", api.base());
+    let bytes = reqwest::get(&url).await?.bytes().await?;
+    tokio::task::spawn_blocking(move || {
+        let keys = zk::CircuitKeys::from_pk_bytes(zk::CircuitSpec::Preimage, &bytes, &hash)?;
+        let statement = zk::CircuitSpec::preimage_statement(zk::Fr::from(7u64));
+        let valid = (0..8)
+            .map(|_| keys.prove(&statement).map(|p| p.to_hex()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let other = zk::CircuitSpec::preimage_statement(zk::Fr::from(8u64));
+        let invalid = keys.prove(&other)?.to_hex();
+        Ok::<_, anyhow::Error>(Proofs {
+            statement,
+            valid,
+            invalid,
+        })
+    })
+    .await?
+}
+
+async fn post_job(
+    api: &zkpool_tests::Api,
+    statement: &zk::Statement,
+    n: usize,
+) -> anyhow::Result<String> {
+    let statements: Vec<&zk::Statement> = std::iter::repeat_n(statement, n).collect();
+    let job = api
+        .post(
+            "/v1/jobs",
+            &json!({"circuit": "preimage", "statements": statements, "client": "bench", "deadline_secs": 3600}),
+        )
+        .await?;
+    Ok(job["id"].as_str().context("job id")?.to_owned())
+}
+
+/// Phase 1: idle sessions, RSS per session, notify latency.
+async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow::Result<Value> {
+    let pid = pool.child.id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss0 = rss_kib(pid)?;
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let (sem, addr) = (sem.clone(), pool.stratum);
+        handles.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await?;
+            session(addr, &format!("idle{i}.r")).await
+        }));
+    }
+    let mut conns = Vec::with_capacity(n);
+    for h in handles {
+        conns.push(h.await??);
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss1 = rss_kib(pid)?;
+    let sessions_held = pool.api.get("/v1/status").await?["sessions"]
+        .as_u64()
+        .unwrap_or(0);
+    // One statement per session: each gets one task; when does it arrive?
+    let mut waits = Vec::with_capacity(n);
+    for (mut lines, w) in conns {
+        waits.push(tokio::spawn(async move {
+            // Keep the connection (a closing session would hand its task to
+            // another, which is not what this phase measures).
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("\"mining.notify\"") {
+                    return Some((Instant::now(), lines, w));
+                }
+            }
+            None
+        }));
+    }
+    let before_post = Instant::now();
+    post_job(&pool.api, &proofs.statement, n).await?;
+    let post_ms = before_post.elapsed().as_secs_f64() * 1000.0;
+    let mut arrived = vec![];
+    let mut held = vec![];
+    for w in waits {
+        if let Ok(Ok(Some((t, lines, w)))) = tokio::time::timeout(Duration::from_secs(60), w).await
+        {
+            arrived.push(t);
+            held.push((lines, w));
+        }
+    }
+    drop(held);
+    // Two views: from the POST (includes building and storing the job), and from
+    // the first notify (the pool began dispatching: task ready -> miner has it).
+    let first = arrived.iter().min().copied().unwrap_or(before_post);
+    let mut lat: Vec<f64> = arrived
+        .iter()
+        .map(|t| t.duration_since(before_post).as_secs_f64() * 1000.0)
+        .collect();
+    let mut ready: Vec<f64> = arrived
+        .iter()
+        .map(|t| t.duration_since(first).as_secs_f64() * 1000.0)
+        .collect();
+    Ok(json!({
+        "sessions_requested": n,
+        "sessions_held": sessions_held,
+        "connect_secs": connect_secs,
+        "pool_rss_idle_kib": rss0,
+        "pool_rss_with_sessions_kib": rss1,
+        "rss_per_session_kib": (rss1.saturating_sub(rss0)) as f64 / n.max(1) as f64,
+        "post_job_ms": post_ms,
+        "notified": arrived.len(),
+        "notify_from_post_ms_p50": pct(&mut lat, 0.5),
+        "notify_from_post_ms_p99": pct(&mut lat, 0.99),
+        "notify_from_dispatch_ms_p50": pct(&mut ready, 0.5),
+        "notify_from_dispatch_ms_p99": pct(&mut ready, 0.99),
+        "notify_from_dispatch_ms_max": pct(&mut ready, 1.0),
+    }))
+}
+
+/// Phase 2: submitting sessions for `secs`.
+async fn phase_throughput(
+    miners: usize,
+    secs: u64,
+    invalid: f64,
+    proofs: Arc<Proofs>,
+    pool: &PoolProcess,
+) -> anyhow::Result<Value> {
+    let pid = pool.child.id();
+    // Enough identical statements that the job outlasts the window.
+    post_job(
+        &pool.api,
+        &proofs.statement,
+        ((secs as usize + 5) * 5_000).min(200_000),
+    )
+    .await?;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let stop = Instant::now() + Duration::from_secs(secs) + Duration::from_secs(2);
+    let window_start = Instant::now() + Duration::from_secs(2);
+    let cpu0 = Arc::new(Mutex::new(None::<(f64, Instant, u64)>));
+    let mut hs = vec![];
+    for i in 0..miners {
+        let (addr, proofs, accepted, rejected, lat) = (
+            pool.stratum,
+            proofs.clone(),
+            accepted.clone(),
+            rejected.clone(),
+            lat.clone(),
+        );
+        hs.push(tokio::spawn(async move {
+            let (mut lines, mut w) = session(addr, &format!("load{i}.r")).await?;
+            let mut sent: std::collections::HashMap<u64, Instant> = Default::default();
+            let mut next_id = 100u64;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
+            use rand::{Rng, SeedableRng};
+            loop {
+                let line = match tokio::time::timeout_at(stop.into(), lines.next_line()).await {
+                    Ok(Ok(Some(l))) => l,
+                    _ => break,
+                };
+                let v: Value = serde_json::from_str(&line)?;
+                if v["method"] == "mining.notify" {
+                    let p = &v["params"];
+                    let bad = rng.gen_bool(invalid.clamp(0.0, 1.0));
+                    let list: Vec<Value> = p["statements"]
+                        .as_array()
+                        .context("statements")?
+                        .iter()
+                        .enumerate()
+                        .map(|(k, s)| {
+                            let proof = if bad && k == 0 {
+                                &proofs.invalid
+                            } else {
+                                &proofs.valid[k % proofs.valid.len()]
+                            };
+                            json!({"index": s["index"], "proof": proof})
+                        })
+                        .collect();
+                    let id = next_id;
+                    next_id += 1;
+                    let msg = json!({"jsonrpc":"2.0","id":id,"method":"mining.submit","params":{"task":p["task"],"proofs":list}});
+                    sent.insert(id, Instant::now());
+                    w.write_all((msg.to_string() + "\n").as_bytes()).await?;
+                } else if let Some(id) = v["id"].as_u64() {
+                    if let Some(t) = sent.remove(&id) {
+                        let now = Instant::now();
+                        if now >= window_start {
+                            lat.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
+                            match v["result"]["accepted"].as_u64() {
+                                Some(n) => {
+                                    accepted.fetch_add(n, Relaxed);
+                                }
+                                None => {
+                                    if rejected.fetch_add(1, Relaxed) == 0 {
+                                        eprintln!("first rejection: {}", v["error"]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    // Mark the measuring window's start: CPU and the counters.
+    tokio::time::sleep_until(window_start.into()).await;
+    *cpu0.lock().unwrap() = Some((cpu_secs(pid)?, Instant::now(), accepted.load(Relaxed)));
+    for h in hs {
+        h.await??;
+    }
+    let (c0, t0, a0) = cpu0.lock().unwrap().context("window start")?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs(pid)? - c0;
+    let proofs_ok = accepted.load(Relaxed) - a0;
+    let mut l = lat.lock().unwrap().clone();
+    Ok(json!({
+        "miners": miners,
+        "window_secs": elapsed,
+        "verified_proofs": proofs_ok,
+        "verified_proofs_per_s": proofs_ok as f64 / elapsed,
+        "rejected_submits": rejected.load(Relaxed),
+        "submit_ms_p50": pct(&mut l, 0.5),
+        "submit_ms_p99": pct(&mut l, 0.99),
+        "pool_cpu_cores": cpu / elapsed,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if std::env::var_os("ZKPOOL_BIN_DIR").is_none() {
+        let exe = std::env::current_exe()?;
+        std::env::set_var("ZKPOOL_BIN_DIR", exe.parent().context("exe dir")?);
+    }
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    println!("zkpool-bench: open-file limit {nofile}");
+    if (nofile as usize) < args.sessions + 100 {
+        bail!(
+            "the open-file limit ({nofile}) is below --sessions; raise the hard limit (ulimit -Hn)"
+        );
+    }
+    let mut report = json!({ "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) });
+    let dir = tempfile::tempdir()?;
+    // ZKPOOL_BENCH_KEEP=1 keeps the pools' data and logs for a look afterwards.
+    let keep = std::env::var_os("ZKPOOL_BENCH_KEEP").is_some();
+    if keep {
+        println!("pool data and logs in {}", dir.path().display());
+    }
+    let pool = start_pool(
+        &dir.path().join("batch"),
+        true,
+        args.sessions.max(args.miners),
+    )?;
+    let proofs = Arc::new(make_proofs(&pool.api).await?);
+    if args.sessions > 0 {
+        println!("phase 1: {} idle sessions...", args.sessions);
+        let r = phase_sessions(args.sessions, &proofs, &pool).await?;
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        report["sessions"] = r;
+    }
+    drop(pool);
+    if args.miners > 0 {
+        let modes: &[bool] = if args.baseline {
+            &[true, false]
+        } else {
+            &[true]
+        };
+        for &batch in modes {
+            let name = if batch { "batched" } else { "one_by_one" };
+            let pool = start_pool(&dir.path().join(name), batch, args.miners)?;
+            // Each pool's data directory has its own keys: prove for this one.
+            let proofs = Arc::new(make_proofs(&pool.api).await?);
+            println!(
+                "phase 2 ({name}): {} submitting sessions for {} s...",
+                args.miners, args.seconds
+            );
+            let r = phase_throughput(
+                args.miners,
+                args.seconds,
+                args.invalid,
+                proofs.clone(),
+                &pool,
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            report[name] = r;
+        }
+        if args.baseline {
+            let b = report["batched"]["verified_proofs_per_s"]
+                .as_f64()
+                .unwrap_or(0.0);
+            let o = report["one_by_one"]["verified_proofs_per_s"]
+                .as_f64()
+                .unwrap_or(0.0);
+            report["batched_over_one_by_one"] = json!(b / o.max(1e-9));
+            println!(
+                "batched / one-by-one verified proofs/s: {:.2}x",
+                b / o.max(1e-9)
+            );
+        }
+    }
+    if keep {
+        std::mem::forget(dir);
+    }
+    if let Some(p) = args.json {
+        std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
