@@ -16,7 +16,10 @@ fn field(i: u64) -> String {
     format!("{:020}", 12_345_678_901_234_567_890u128 / (i as u128 + 1)).repeat(4)[..77].to_owned()
 }
 
-fn lines() -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
+/// (method name, line) pairs.
+type Lines = Vec<(&'static str, String)>;
+
+fn lines() -> (Lines, Lines) {
     let proofs: Vec<String> = (0..16)
         .map(|i| {
             format!(
