@@ -823,28 +823,13 @@ async fn crash_loop_loses_nothing_and_credits_or_pays_nothing_twice() -> anyhow:
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
     let dir = tempfile::tempdir()?;
-    let cfg = dir.path().join("pool.toml");
-    std::fs::write(
-        &cfg,
-        test_config_with(
-            &dir.path().join("data"),
-            "",
-            &format!("admin_token = \"{ADMIN}\""),
-            "",
-            "[payouts]\nthreshold = 1\n",
-        ),
-    )?;
+    let cfg = paying_pool_config(dir.path())?;
     let log = dir.path().join("pool.log");
     let first = PoolProcess::start(&cfg, None, &log)?;
     let addrs = (first.stratum, first.http);
     let url = format!("http://{}", first.http);
     let operator = Api::new(&url).with_token(Some(ADMIN.into()));
-    let key = operator
-        .post("/v1/clients", &json!({"id": "crashco"}))
-        .await?["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = new_client(&operator, "crashco", 0, "").await?;
     let client = Api::new(&url).with_token(Some(key));
     let _miner = MinerProcess::start(
         first.stratum,
@@ -1583,6 +1568,46 @@ fn serve_raises_its_open_file_limit() -> anyhow::Result<()> {
 
 const ADMIN: &str = "test-admin-token-0123456789";
 
+/// A pool config with the admin token and a payout threshold of 1 (so every balance
+/// is paid out by `zkpool payouts plan`), written in `dir`.
+fn paying_pool_config(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let cfg = dir.join("pool.toml");
+    std::fs::write(
+        &cfg,
+        test_config_with(
+            &dir.join("data"),
+            "",
+            &format!("admin_token = \"{ADMIN}\""),
+            "",
+            "[payouts]\nthreshold = 1\n",
+        ),
+    )?;
+    Ok(cfg)
+}
+
+/// Creates client `id` through the operator API, deposits `amount` (when above 0)
+/// under `reference`, and returns the client's API key.
+async fn new_client(
+    operator: &Api,
+    id: &str,
+    amount: u64,
+    reference: &str,
+) -> anyhow::Result<String> {
+    let key = operator.post("/v1/clients", &json!({ "id": id })).await?["api_key"]
+        .as_str()
+        .context("no API key")?
+        .to_owned();
+    if amount > 0 {
+        operator
+            .post(
+                &format!("/v1/clients/{id}/deposits"),
+                &json!({"amount": amount, "reference": reference}),
+            )
+            .await?;
+    }
+    Ok(key)
+}
+
 /// `zkpool` or `zkminer` run as a user would, against `url` with the admin token.
 fn cli(bin_name: &str, url: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(bin(bin_name))
@@ -1607,17 +1632,7 @@ fn cli(bin_name: &str, url: &str, args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cfg = dir.path().join("pool.toml");
-    std::fs::write(
-        &cfg,
-        test_config_with(
-            &dir.path().join("data"),
-            "",
-            &format!("admin_token = \"{ADMIN}\""),
-            "",
-            "[payouts]\nthreshold = 1\n",
-        ),
-    )?;
+    let cfg = paying_pool_config(dir.path())?;
     let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
     let url = format!("http://{}", pool.http);
 
@@ -1882,18 +1897,7 @@ async fn expired_and_cancelled_jobs_pay_for_verified_work_and_refund_the_rest() 
     let (pool, _dir) = inproc_pool_with("", &format!("admin_token = \"{ADMIN}\""), "", "").await?;
     let base = format!("http://{}", pool.http_addr);
     let operator = Api::new(&base).with_token(Some(ADMIN.into()));
-    let key = operator
-        .post("/v1/clients", &json!({"id": "shortco"}))
-        .await?["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    operator
-        .post(
-            "/v1/clients/shortco/deposits",
-            &json!({"amount": 1000, "reference": "w"}),
-        )
-        .await?;
+    let key = new_client(&operator, "shortco", 1000, "w").await?;
     let client = Api::new(&base).with_token(Some(key.clone()));
     let mut c = RawConn::connect(pool.stratum_addr).await?;
     c.handshake("lena.rig1").await?;
@@ -2050,32 +2054,11 @@ fn shown(dom: &str, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cfg = dir.path().join("pool.toml");
-    std::fs::write(
-        &cfg,
-        test_config_with(
-            &dir.path().join("data"),
-            "",
-            &format!("admin_token = \"{ADMIN}\""),
-            "",
-            "[payouts]\nthreshold = 1\n",
-        ),
-    )?;
+    let cfg = paying_pool_config(dir.path())?;
     let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
     let url = format!("http://{}", pool.http);
     let operator = Api::new(&url).with_token(Some(ADMIN.into()));
-    let key = operator
-        .post("/v1/clients", &json!({"id": "viewco"}))
-        .await?["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    operator
-        .post(
-            "/v1/clients/viewco/deposits",
-            &json!({"amount": 50_000, "reference": "v1"}),
-        )
-        .await?;
+    let key = new_client(&operator, "viewco", 50_000, "v1").await?;
     let client = Api::new(&url).with_token(Some(key));
     let mut body = chain_job(6);
     body.as_object_mut().unwrap().remove("client");
@@ -2253,18 +2236,7 @@ async fn pps_pays_shares_from_pool_funds_and_refuses_what_they_cannot_cover() ->
             &json!({"amount": 100, "reference": "float-1"}),
         )
         .await?;
-    let key = operator
-        .post("/v1/clients", &json!({"id": "ppsco"}))
-        .await?["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    operator
-        .post(
-            "/v1/clients/ppsco/deposits",
-            &json!({"amount": 5000, "reference": "d"}),
-        )
-        .await?;
+    let key = new_client(&operator, "ppsco", 5000, "d").await?;
     let mut body = batch_job(1);
     body.as_object_mut().unwrap().remove("client");
     body["reward"] = json!(5000);
