@@ -204,6 +204,15 @@ mod tests {
         }
     }
 
+    /// The signed bytes are the specification's (PROTOCOL.md): fields in order, no spaces.
+    #[test]
+    fn the_signed_bytes_are_canonical() {
+        assert_eq!(
+            String::from_utf8(body(3).bytes()).unwrap(),
+            "zkpool-receipt/1\n{\"worker\":\"alice.rig1\",\"job\":\"j1\",\"task\":\"t3\",\"first_statement\":12,\"proofs\":4,\"work\":12000,\"at_ms\":1700000000003,\"position\":3}"
+        );
+    }
+
     #[test]
     fn a_receipt_verifies_and_any_change_breaks_it() {
         let (signer, _) = Signer::generate();

@@ -188,42 +188,41 @@ impl MinerProcess {
         cache: &Path,
         log: &Path,
     ) -> anyhow::Result<Self> {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
-        let child = Command::new(bin("zkminer"))
-            .args([
+        let pool = format!("stratum+tcp://{pool}");
+        let threads = threads.to_string();
+        let cache = cache.to_str().context("cache path is not UTF-8")?;
+        Self::spawn(
+            &[
                 "--pool",
-                &format!("stratum+tcp://{pool}"),
+                &pool,
                 "--worker",
                 worker,
                 "--threads",
-                &threads.to_string(),
+                &threads,
                 "--status-interval",
                 "1",
-            ])
-            .arg("--cache-dir")
-            .arg(cache)
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .context("spawn zkminer")?;
-        Ok(MinerProcess {
-            child,
-            worker: worker.to_owned(),
-        })
+                "--cache-dir",
+                cache,
+            ],
+            worker,
+            log,
+        )
     }
 
     /// Starts `zkminer --config FILE` with nothing else on its command line.
     pub fn start_with_config(config: &Path, worker: &str, log: &Path) -> anyhow::Result<Self> {
+        let config = config.to_str().context("config path is not UTF-8")?;
+        Self::spawn(&["--config", config], worker, log)
+    }
+
+    /// `zkminer ARGS`, its output appended to `log`.
+    fn spawn(args: &[&str], worker: &str, log: &Path) -> anyhow::Result<Self> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)?;
         let child = Command::new(bin("zkminer"))
-            .arg("--config")
-            .arg(config)
+            .args(args)
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .spawn()
