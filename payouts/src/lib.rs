@@ -840,7 +840,7 @@ impl Ledger {
                 position,
                 paid,
             } => Ok(Credited {
-                receipt: receipt_body(&credit, position),
+                receipt: ReceiptBody { credit, position },
                 new,
                 paid,
             }),
@@ -865,7 +865,7 @@ impl Ledger {
             match self.entry(seq)?.map(|e| e.body) {
                 Some(Body::Share {
                     credit, position, ..
-                }) => out.push(receipt_body(&credit, position)),
+                }) => out.push(ReceiptBody { credit, position }),
                 _ => {
                     return Err(LedgerError::Corrupt {
                         key,
@@ -1226,19 +1226,6 @@ impl Ledger {
             .filter(|(_, &v)| v > 0)
             .map(|(a, &v)| (a.clone(), v))
             .collect()
-    }
-}
-
-fn receipt_body(c: &ShareCredit, position: u64) -> ReceiptBody {
-    ReceiptBody {
-        worker: c.worker.clone(),
-        job: c.job.clone(),
-        task: c.task.clone(),
-        first_statement: c.first_statement,
-        proofs: c.proofs,
-        work: c.work,
-        at_ms: c.at_ms,
-        position,
     }
 }
 

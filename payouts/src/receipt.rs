@@ -17,20 +17,24 @@ use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// What a receipt attests: one verified share, as credited.
+use crate::ShareCredit;
+
+/// What a receipt attests: one verified share, as credited, and its position in
+/// the job's credit list. On the wire the credit's fields come first, then
+/// `position` (see PROTOCOL.md); the credit's fields read through (`body.work`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptBody {
-    pub worker: String,
-    pub job: String,
-    pub task: String,
-    /// The job's statements the proofs cover: `first_statement .. + proofs`.
-    pub first_statement: u64,
-    pub proofs: u64,
-    /// Constraints per proof x proofs.
-    pub work: u64,
-    pub at_ms: u64,
+    #[serde(flatten)]
+    pub credit: ShareCredit,
     /// The credit's position in the job's credit list (0-based, in order of credit).
     pub position: u64,
+}
+
+impl std::ops::Deref for ReceiptBody {
+    type Target = ShareCredit;
+    fn deref(&self) -> &ShareCredit {
+        &self.credit
+    }
 }
 
 impl ReceiptBody {
@@ -193,13 +197,15 @@ mod tests {
 
     fn body(position: u64) -> ReceiptBody {
         ReceiptBody {
-            worker: "alice.rig1".into(),
-            job: "j1".into(),
-            task: format!("t{position}"),
-            first_statement: position * 4,
-            proofs: 4,
-            work: 4 * 3_000,
-            at_ms: 1_700_000_000_000 + position,
+            credit: ShareCredit {
+                worker: "alice.rig1".into(),
+                job: "j1".into(),
+                task: format!("t{position}"),
+                first_statement: position * 4,
+                proofs: 4,
+                work: 4 * 3_000,
+                at_ms: 1_700_000_000_000 + position,
+            },
             position,
         }
     }
@@ -219,7 +225,7 @@ mod tests {
         let r = signer.sign(body(3));
         r.verify(&signer.public_hex()).unwrap();
         let mut tampered = r.clone();
-        tampered.body.work += 1;
+        tampered.body.credit.work += 1;
         assert_eq!(
             tampered.verify(&signer.public_hex()),
             Err(ReceiptError::Forged)
