@@ -41,6 +41,12 @@ pub struct VerifierKey {
     pub id: String,
 }
 
+impl std::fmt::Debug for VerifierKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifierKey({}, {} public inputs)", self.id, self.public_inputs())
+    }
+}
+
 impl VerifierKey {
     pub fn new(vk: VerifyingKey<Bn254>) -> Self {
         let id = sha256_hex(&vk_bytes(&vk));

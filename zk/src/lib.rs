@@ -9,6 +9,7 @@
 //! ark-groth16 0.6 itself does neither (see `../shared/ZK-NOTES.md`, traps 1 and 2).
 
 pub mod batch;
+pub mod circom;
 pub mod circuits;
 pub mod field;
 pub mod gnark;

@@ -1,0 +1,316 @@
+//! circom circuits with snarkjs Groth16 keys, proven with ark-groth16.
+//!
+//! A client registers three files, which [`CircomCircuit::load`] checks belong
+//! together:
+//! - the `.r1cs` ([`r1cs`]): the constraints, whose count is the work per proof;
+//! - the `.wasm` ([`witness`]): circom's witness generator, run in wasmi with a
+//!   fuel and a memory bound;
+//! - the `.zkey` ([`zkey`]): snarkjs's proving key, which holds the verifying key.
+//!
+//! Proving uses ark-groth16 with the witness map snarkjs keys need ([`qap`]), so
+//! the proofs verify under the zkey's verifying key, in zkpool and in snarkjs.
+
+mod binfile;
+pub mod qap;
+pub mod r1cs;
+pub mod witness;
+pub mod wtns;
+pub mod zkey;
+
+use ark_bn254::{Bn254, Fr};
+use ark_groth16::Groth16;
+use ark_std::UniformRand;
+use serde_json::Value;
+
+use crate::{keys::VerifierKey, proof::ProofBytes};
+pub use r1cs::R1cs;
+pub use witness::WitnessGenerator;
+pub use zkey::Zkey;
+
+/// What is wrong with a circom circuit's files, a statement's input, or a proof run.
+/// Each message names the file or input and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CircomError {
+    #[error("{file}: {detail}")]
+    Format { file: &'static str, detail: String },
+    #[error("{file} is for another curve: {detail}. zkpool proves on BN254 (circom's default prime, snarkjs's bn128)")]
+    Curve { file: &'static str, detail: String },
+    #[error("the r1cs does not match the zkey: {0}. Make the zkey from this r1cs (snarkjs groth16 setup) and upload both again")]
+    Mismatch(String),
+    #[error("wasm: {0}")]
+    Wasm(String),
+    #[error("circom input: {0}")]
+    Input(String),
+    #[error("the witness does not satisfy constraint {0} of the r1cs: the inputs are not a valid statement for this circuit")]
+    Unsatisfied(usize),
+    #[error("proving failed: {0}")]
+    Prove(String),
+}
+
+impl CircomError {
+    pub(crate) fn format(file: &'static str, detail: impl Into<String>) -> Self {
+        CircomError::Format {
+            file,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A circom circuit ready to compute witnesses and prove.
+pub struct CircomCircuit {
+    pub r1cs: R1cs,
+    pub zkey: Zkey,
+    pub generator: WitnessGenerator,
+}
+
+impl CircomCircuit {
+    /// Parses and cross-checks the three files.
+    pub fn load(r1cs: &[u8], wasm: &[u8], zkey: &[u8]) -> Result<Self, CircomError> {
+        let r1cs = R1cs::parse(r1cs)?;
+        let zkey = Zkey::parse(zkey)?;
+        let generator = WitnessGenerator::new(wasm)?;
+        check_match(&r1cs, &zkey)?;
+        if generator.witness_size() != r1cs.wires {
+            return Err(CircomError::Wasm(format!(
+                "it computes {} signals, the r1cs has {} wires: upload the .wasm compiled together with this .r1cs",
+                generator.witness_size(),
+                r1cs.wires
+            )));
+        }
+        Ok(CircomCircuit {
+            r1cs,
+            zkey,
+            generator,
+        })
+    }
+
+    /// Constraints: the work credited per proof.
+    pub fn constraints(&self) -> u64 {
+        self.r1cs.constraints() as u64
+    }
+
+    /// Public signals per proof (outputs, then public inputs).
+    pub fn public_inputs(&self) -> usize {
+        self.zkey.public
+    }
+
+    pub fn verifier(&self) -> VerifierKey {
+        VerifierKey::new(self.zkey.pk.vk.clone())
+    }
+
+    /// The full witness for a circom input object, checked against every constraint.
+    pub fn witness(&self, input: &Value) -> Result<Vec<Fr>, CircomError> {
+        let w = self.generator.calculate(input)?;
+        if let Some(i) = self.r1cs.unsatisfied(&w) {
+            return Err(CircomError::Unsatisfied(i));
+        }
+        Ok(w)
+    }
+
+    /// The public signals of a witness, as `public.json` lists them.
+    pub fn public_signals(&self, witness: &[Fr]) -> Vec<Fr> {
+        witness[1..=self.zkey.public].to_vec()
+    }
+
+    /// Proves a witness from [`Self::witness`], with randomness from the OS CSPRNG.
+    pub fn prove(&self, witness: &[Fr]) -> Result<ProofBytes, CircomError> {
+        if witness.len() != self.r1cs.wires {
+            return Err(CircomError::Prove(format!(
+                "the witness has {} values, the circuit {} wires",
+                witness.len(),
+                self.r1cs.wires
+            )));
+        }
+        let mut rng = rand::rngs::OsRng;
+        let (r, s) = (Fr::rand(&mut rng), Fr::rand(&mut rng));
+        let proof = Groth16::<Bn254, qap::CircomReduction>::create_proof_with_reduction_and_matrices(
+            &self.zkey.pk,
+            r,
+            s,
+            &[self.r1cs.a.clone(), self.r1cs.b.clone()],
+            self.zkey.public + 1,
+            self.r1cs.constraints(),
+            witness,
+        )
+        .map_err(|e| CircomError::Prove(e.to_string()))?;
+        Ok(ProofBytes::encode(&proof))
+    }
+}
+
+/// The zkey must have been made from this r1cs: same signals, same public count,
+/// same domain, and exactly the r1cs's A and B coefficients (plus the rows snarkjs
+/// adds for the public signals).
+fn check_match(r1cs: &R1cs, zkey: &Zkey) -> Result<(), CircomError> {
+    if zkey.vars != r1cs.wires {
+        return Err(CircomError::Mismatch(format!(
+            "the zkey has {} signals, the r1cs {} wires",
+            zkey.vars, r1cs.wires
+        )));
+    }
+    if zkey.public != r1cs.public() {
+        return Err(CircomError::Mismatch(format!(
+            "the zkey has {} public signals, the r1cs {}",
+            zkey.public,
+            r1cs.public()
+        )));
+    }
+    let domain = (r1cs.constraints() + r1cs.public() + 1).next_power_of_two();
+    if zkey.domain_size != domain {
+        return Err(CircomError::Mismatch(format!(
+            "the zkey's domain has {} points, the r1cs's {} constraints need {domain}",
+            zkey.domain_size,
+            r1cs.constraints()
+        )));
+    }
+    let mut expected = Vec::with_capacity(zkey.coefs.len());
+    for (m, matrix) in [&r1cs.a, &r1cs.b].into_iter().enumerate() {
+        for (i, row) in matrix.iter().enumerate() {
+            for (c, w) in row {
+                expected.push(zkey::Coef {
+                    matrix: m as u32,
+                    constraint: i as u32,
+                    signal: *w as u32,
+                    value: ark_ff::PrimeField::into_bigint(*c).0,
+                });
+            }
+        }
+    }
+    for s in 0..=r1cs.public() {
+        expected.push(zkey::Coef {
+            matrix: 0,
+            constraint: (r1cs.constraints() + s) as u32,
+            signal: s as u32,
+            value: ark_ff::PrimeField::into_bigint(Fr::from(1u64)).0,
+        });
+    }
+    let mut got = zkey.coefs.clone();
+    expected.sort_unstable();
+    got.sort_unstable();
+    if expected.len() != got.len() {
+        return Err(CircomError::Mismatch(format!(
+            "the zkey has {} A/B coefficients, the r1cs {}",
+            got.len(),
+            expected.len()
+        )));
+    }
+    if let Some((e, g)) = expected.iter().zip(&got).find(|(e, g)| e != g) {
+        let which = |c: &zkey::Coef| {
+            format!(
+                "{} of constraint {} signal {}",
+                ["A", "B"].get(c.matrix as usize).unwrap_or(&"?"),
+                c.constraint,
+                c.signal
+            )
+        };
+        return Err(CircomError::Mismatch(format!(
+            "the coefficients differ ({} in the r1cs, {} in the zkey)",
+            which(e),
+            which(g)
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snarkjs;
+
+    const R1CS: &[u8] = include_bytes!("../../tests/fixtures/circom/mul.r1cs");
+    const WASM: &[u8] = include_bytes!("../../tests/fixtures/circom/mul.wasm");
+    const ZKEY: &[u8] = include_bytes!("../../tests/fixtures/circom/mul.zkey");
+
+    fn fixture_json(name: &str) -> Value {
+        let path = format!("{}/tests/fixtures/circom/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn circuit() -> CircomCircuit {
+        CircomCircuit::load(R1CS, WASM, ZKEY).unwrap()
+    }
+
+    #[test]
+    fn the_witness_is_snarkjs_witness_and_the_proof_verifies_under_the_zkeys_key() {
+        let c = circuit();
+        // out = a^5 * b: four multiplications for the powers, one for out.
+        assert_eq!(c.constraints(), 5);
+        assert_eq!(c.public_inputs(), 2);
+        let w = c.witness(&fixture_json("mul.input.json")).unwrap();
+        let snarkjs_w =
+            wtns::read(include_bytes!("../../tests/fixtures/circom/mul.wtns")).unwrap();
+        assert_eq!(w, snarkjs_w, "wasmi and snarkjs compute the same witness");
+        assert_eq!(wtns::read(&wtns::write(&w)).unwrap(), w);
+        let public = c.public_signals(&w);
+        assert_eq!(public, snarkjs::public_from_json(&fixture_json("mul.public.json")).unwrap());
+        assert_eq!(public, vec![Fr::from(3u64.pow(5) * 11), Fr::from(11u64)]);
+
+        let proof = c.prove(&w).unwrap();
+        c.verifier().verify(&public, &proof).unwrap();
+        // The verifying key snarkjs exported is the zkey's.
+        let vk = snarkjs::vk_from_json(&fixture_json("mul.vk.json")).unwrap();
+        assert_eq!(vk.vk, c.zkey.pk.vk);
+        vk.verify(&public, &proof).unwrap();
+        // And snarkjs's own proof verifies here; with another statement, neither does.
+        let theirs = snarkjs::proof_from_json(&fixture_json("mul.proof.json")).unwrap();
+        vk.verify(&public, &theirs).unwrap();
+        let other = [public[0] + Fr::from(1u64), public[1]];
+        assert!(vk.verify(&other, &proof).is_err());
+        assert!(vk.verify(&other, &theirs).is_err());
+    }
+
+    #[test]
+    fn bad_inputs_are_named() {
+        let c = circuit();
+        let err = |v: Value| c.witness(&v).unwrap_err().to_string();
+        assert!(err(serde_json::json!({"a": "3"})).contains("only 1 of the circuit's 2 input values"), "{}", err(serde_json::json!({"a": "3"})));
+        let e = err(serde_json::json!({"a": "3", "b": "1", "c": "2"}));
+        assert!(e.contains("no input signal `c`"), "{e}");
+        let e = err(serde_json::json!({"a": ["3", "4"], "b": "1"}));
+        assert!(e.contains("input `a` takes 1 value(s), 2 given"), "{e}");
+        let e = err(serde_json::json!({"a": "x", "b": "1"}));
+        assert!(e.contains("input `a`: \"x\" is not a decimal"), "{e}");
+        let e = err(serde_json::json!(["3", "11"]));
+        assert!(e.contains("must be a JSON object"), "{e}");
+    }
+
+    #[test]
+    fn bad_uploads_are_refused_with_the_problem_named() {
+        let load = |r: &[u8], w: &[u8], z: &[u8]| CircomCircuit::load(r, w, z).err().unwrap().to_string();
+        let other = include_bytes!("../../tests/fixtures/circom/other.r1cs");
+        let e = load(other, WASM, ZKEY);
+        assert!(e.starts_with("the r1cs does not match the zkey"), "{e}");
+        let e = load(R1CS, &WASM[..WASM.len() / 2], ZKEY);
+        assert!(e.contains("wasm: not a valid WebAssembly module"), "{e}");
+        let bls = include_bytes!("../../tests/fixtures/circom/bls12381.zkey");
+        let e = load(R1CS, WASM, bls);
+        assert!(e.starts_with("zkey is for another curve: its base field is BLS12-381 base field"), "{e}");
+        let e = load(R1CS, WASM, WASM);
+        assert!(e.contains("zkey: not a zkey file"), "{e}");
+        let e = load(R1CS, WASM, &ZKEY[..ZKEY.len() - 10]);
+        assert!(e.contains("zkey: truncated"), "{e}");
+        let e = load(&R1CS[..100], WASM, ZKEY);
+        assert!(e.contains("r1cs: truncated"), "{e}");
+        let e = load(ZKEY, WASM, ZKEY);
+        assert!(e.contains("r1cs: not a r1cs file"), "{e}");
+        // A key whose B2 point is off the curve.
+        let mut bent = ZKEY.to_vec();
+        let n = bent.len();
+        bent[n / 2] ^= 1;
+        assert!(CircomCircuit::load(R1CS, WASM, &bent).is_err());
+    }
+
+    /// Keys made here with the snarkjs reduction (our `h_query_scalars`) prove and
+    /// verify: the reduction is a whole Groth16, not only a reader of snarkjs keys.
+    #[test]
+    fn the_circom_reduction_is_a_complete_groth16() {
+        use crate::CircuitSpec;
+        use ark_snark::SNARK;
+        let spec = CircuitSpec::Preimage;
+        let mut rng = rand::rngs::OsRng;
+        let (pk, vk) =
+            Groth16::<Bn254, qap::CircomReduction>::circuit_specific_setup(spec.blank(), &mut rng).unwrap();
+        let s = CircuitSpec::preimage_statement(Fr::from(9u64));
+        let proof = Groth16::<Bn254, qap::CircomReduction>::prove(&pk, spec.with_statement(&s), &mut rng).unwrap();
+        VerifierKey::new(vk).verify(&s.public, &ProofBytes::encode(&proof)).unwrap();
+    }
+}

@@ -1,0 +1,385 @@
+//! circom's witness generator (`<circuit>_js/<circuit>.wasm`), run in wasmi.
+//!
+//! The module's interface is circom 2's: inputs are set one field element at a
+//! time through a shared buffer of 32-bit words (least significant first), each
+//! signal named by the 64-bit FNV-1a hash of its name; the generator runs as the
+//! last input arrives; then the witness is read back one element at a time.
+//! The module is untrusted (a client uploaded it), so every run has a fuel bound
+//! (instructions) and a memory bound, and any trap becomes an error naming it.
+
+use ark_bn254::Fr;
+use ark_ff::{BigInt, PrimeField};
+use num_bigint::BigUint;
+use serde_json::Value;
+use wasmi::{Caller, Config, Engine, Extern, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
+
+use super::{binfile::le_bigint, CircomError};
+
+/// Instructions one witness computation may run: about a minute of interpretation,
+/// far more than circuits that fit a pool's tasks need.
+pub const FUEL: u64 = 20_000_000_000;
+/// Memory one witness computation may use.
+pub const MEMORY_BYTES: usize = 2 << 30;
+
+/// A compiled witness generator, checked to be for BN254's scalar field.
+pub struct WitnessGenerator {
+    engine: Engine,
+    module: Module,
+    /// 32-bit words per field element.
+    n32: usize,
+    witness_size: usize,
+}
+
+struct Host {
+    limits: StoreLimits,
+    /// Messages the module printed before trapping (circom's `log` and asserts).
+    errors: String,
+}
+
+struct Instance {
+    store: Store<Host>,
+    instance: wasmi::Instance,
+}
+
+impl Instance {
+    fn func<P: wasmi::WasmParams, R: wasmi::WasmResults>(
+        &self,
+        name: &str,
+    ) -> Result<TypedFunc<P, R>, CircomError> {
+        self.instance.get_typed_func::<P, R>(&self.store, name).map_err(|e| {
+            CircomError::Wasm(format!(
+                "export `{name}` is missing or has the wrong type ({e}); is this a witness generator from circom 2 (--wasm)?"
+            ))
+        })
+    }
+
+    fn call0(&mut self, name: &str) -> Result<i32, CircomError> {
+        let f = self.func::<(), i32>(name)?;
+        f.call(&mut self.store, ()).map_err(|e| trap(name, e, &self.store))
+    }
+
+    fn read_shared(&mut self, n32: usize) -> Result<BigInt<4>, CircomError> {
+        let f = self.func::<i32, i32>("readSharedRWMemory")?;
+        let mut bytes = [0u8; 32];
+        for j in 0..n32.min(8) {
+            let w = f.call(&mut self.store, j as i32).map_err(|e| trap("readSharedRWMemory", e, &self.store))?;
+            bytes[4 * j..4 * j + 4].copy_from_slice(&(w as u32).to_le_bytes());
+        }
+        Ok(le_bigint(&bytes))
+    }
+}
+
+fn trap(what: &str, e: wasmi::Error, store: &Store<Host>) -> CircomError {
+    let printed = store.data().errors.trim();
+    let mut msg = format!("{what}: {e}");
+    if let Some(wasmi::TrapCode::OutOfFuel) = e.as_trap_code() {
+        msg = format!("{what}: ran out of fuel after {FUEL} instructions (an endless loop, or a circuit too large for one task)");
+    }
+    if !printed.is_empty() {
+        msg.push_str(&format!(" (the circuit printed: {printed})"));
+    }
+    CircomError::Wasm(msg)
+}
+
+/// Why the generator stopped: circom's exception codes.
+fn exception(code: i32) -> &'static str {
+    match code {
+        1 => "signal not found",
+        2 => "too many signals set",
+        3 => "signal already set",
+        4 => "assert failed",
+        5 => "not enough memory",
+        6 => "input signal array access exceeds the size",
+        7 => "out of bounds array access",
+        _ => "unknown error",
+    }
+}
+
+/// Reads circom's message buffer through `getMessageChar`.
+fn message(caller: &mut Caller<'_, Host>) -> String {
+    let Some(Extern::Func(f)) = caller.get_export("getMessageChar") else {
+        return String::new();
+    };
+    let Ok(f) = f.typed::<(), i32>(&caller) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    while out.len() < 4096 {
+        match f.call(&mut *caller, ()) {
+            Ok(0) | Err(_) => break,
+            Ok(c) => out.push(char::from_u32(c as u32).unwrap_or('?')),
+        }
+    }
+    out
+}
+
+impl WitnessGenerator {
+    /// Compiles and checks a generator: it must be valid WebAssembly with circom 2's
+    /// exports, for BN254's scalar field.
+    pub fn new(wasm: &[u8]) -> Result<Self, CircomError> {
+        let mut config = Config::default();
+        config.consume_fuel(true);
+        let engine = Engine::new(&config);
+        let module = Module::new(&engine, wasm).map_err(|e| {
+            CircomError::Wasm(format!(
+                "not a valid WebAssembly module ({e}); upload the .wasm from circom's <circuit>_js directory, whole"
+            ))
+        })?;
+        let mut gen = WitnessGenerator {
+            engine,
+            module,
+            n32: 0,
+            witness_size: 0,
+        };
+        let mut inst = gen.instantiate()?;
+        let n32 = inst.call0("getFieldNumLen32")?;
+        if !(1..=8).contains(&n32) {
+            return Err(CircomError::Wasm(format!("field elements of {n32} words are not supported")));
+        }
+        gen.n32 = n32 as usize;
+        inst.func::<(), ()>("getRawPrime")?
+            .call(&mut inst.store, ())
+            .map_err(|e| trap("getRawPrime", e, &inst.store))?;
+        let prime = inst.read_shared(gen.n32)?;
+        if n32 != 8 || prime != Fr::MODULUS {
+            return Err(CircomError::Curve {
+                file: "wasm",
+                detail: format!("its prime is {prime}; compile with circom's default prime (--prime bn128)"),
+            });
+        }
+        gen.witness_size = inst.call0("getWitnessSize")? as usize;
+        Ok(gen)
+    }
+
+    /// Signals in the witness, the constant 1 included.
+    pub fn witness_size(&self) -> usize {
+        self.witness_size
+    }
+
+    fn instantiate(&self) -> Result<Instance, CircomError> {
+        let mut store = Store::new(
+            &self.engine,
+            Host {
+                limits: StoreLimitsBuilder::new().memory_size(MEMORY_BYTES).build(),
+                errors: String::new(),
+            },
+        );
+        store.limiter(|h| &mut h.limits);
+        store.set_fuel(FUEL).expect("fuel is enabled in the engine config");
+        let mut linker = Linker::<Host>::new(&self.engine);
+        let wrap = |e: wasmi::errors::LinkerError| CircomError::Wasm(format!("linking the runtime: {e}"));
+        linker
+            .func_wrap("runtime", "exceptionHandler", |caller: Caller<'_, Host>, code: i32| -> Result<(), wasmi::Error> {
+                let printed = caller.data().errors.trim().to_owned();
+                let mut msg = exception(code).to_owned();
+                if !printed.is_empty() {
+                    msg.push_str(&format!(": {printed}"));
+                }
+                Err(wasmi::Error::new(msg))
+            })
+            .map_err(wrap)?;
+        linker
+            .func_wrap("runtime", "printErrorMessage", |mut caller: Caller<'_, Host>| {
+                let m = message(&mut caller);
+                let errors = &mut caller.data_mut().errors;
+                if errors.len() < 4096 {
+                    errors.push_str(&m);
+                    errors.push(' ');
+                }
+            })
+            .map_err(wrap)?;
+        // circom's `log()` output: read and dropped (the JS runtime prints it).
+        linker
+            .func_wrap("runtime", "writeBufferMessage", |mut caller: Caller<'_, Host>| {
+                message(&mut caller);
+            })
+            .map_err(wrap)?;
+        linker
+            .func_wrap("runtime", "showSharedRWMemory", |_: Caller<'_, Host>| {})
+            .map_err(wrap)?;
+        let instance = linker.instantiate_and_start(&mut store, &self.module).map_err(|e| {
+            CircomError::Wasm(format!(
+                "cannot instantiate ({e}); the module must import only circom 2's runtime functions"
+            ))
+        })?;
+        Ok(Instance { store, instance })
+    }
+
+    /// Computes the witness for a circom input JSON object (`{"a": "3", "b": ["1", "2"]}`).
+    /// Values are decimal strings (a leading `-` counts from the modulus), `0x` hex
+    /// strings or JSON integers; arrays are flattened; nested objects name
+    /// `outer.inner` signals.
+    pub fn calculate(&self, input: &Value) -> Result<Vec<Fr>, CircomError> {
+        let Value::Object(_) = input else {
+            return Err(CircomError::Input(
+                "must be a JSON object of signal names to values, as for snarkjs wtns calculate".into(),
+            ));
+        };
+        let mut signals = Vec::new();
+        qualify("", input, &mut signals)?;
+        let mut inst = self.instantiate()?;
+        inst.func::<i32, ()>("init")?
+            .call(&mut inst.store, 1)
+            .map_err(|e| trap("init", e, &inst.store))?;
+        let size_of = inst.func::<(i32, i32), i32>("getInputSignalSize")?;
+        let write = inst.func::<(i32, i32), ()>("writeSharedRWMemory")?;
+        let set = inst.func::<(i32, i32, i32), ()>("setInputSignal")?;
+        let mut count = 0usize;
+        for (name, value) in &signals {
+            let h = fnv1a(name);
+            let (msb, lsb) = ((h >> 32) as u32 as i32, h as u32 as i32);
+            let mut values = Vec::new();
+            flatten(name, value, &mut values)?;
+            let size = size_of
+                .call(&mut inst.store, (msb, lsb))
+                .map_err(|e| trap("getInputSignalSize", e, &inst.store))?;
+            // circom 2.1 answers 0 (older versions -1) for a name it does not know.
+            if size <= 0 {
+                return Err(CircomError::Input(format!("the circuit has no input signal `{name}`")));
+            }
+            if values.len() != size as usize {
+                return Err(CircomError::Input(format!(
+                    "input `{name}` takes {size} value(s), {} given",
+                    values.len()
+                )));
+            }
+            for (i, v) in values.iter().enumerate() {
+                let limbs = v.into_bigint().0;
+                for j in 0..self.n32 {
+                    let word = (limbs[j / 2] >> (32 * (j % 2))) as u32;
+                    write
+                        .call(&mut inst.store, (j as i32, word as i32))
+                        .map_err(|e| trap("writeSharedRWMemory", e, &inst.store))?;
+                }
+                set.call(&mut inst.store, (msb, lsb, i as i32))
+                    .map_err(|e| trap(&format!("computing the witness after `{name}`[{i}]"), e, &inst.store))?;
+                count += 1;
+            }
+        }
+        let needed = inst.call0("getInputSize")? as usize;
+        if count < needed {
+            return Err(CircomError::Input(format!(
+                "only {count} of the circuit's {needed} input values are given"
+            )));
+        }
+        let get = inst.func::<i32, ()>("getWitness")?;
+        let mut witness = Vec::with_capacity(self.witness_size);
+        for i in 0..self.witness_size {
+            get.call(&mut inst.store, i as i32)
+                .map_err(|e| trap("getWitness", e, &inst.store))?;
+            let b = inst.read_shared(self.n32)?;
+            witness.push(Fr::from_bigint(b).ok_or_else(|| {
+                CircomError::Wasm(format!("witness value {i} is not below the field modulus"))
+            })?);
+        }
+        if witness.first() != Some(&Fr::from(1u64)) {
+            return Err(CircomError::Wasm("witness signal 0 is not the constant 1".into()));
+        }
+        Ok(witness)
+    }
+}
+
+/// 64-bit FNV-1a, how circom names signals to its generator.
+fn fnv1a(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Nested objects name `outer.inner` signals (circom 2.1 buses); everything else
+/// is a signal's value or array of values.
+fn qualify(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) -> Result<(), CircomError> {
+    let Value::Object(map) = v else {
+        unreachable!("called on objects only")
+    };
+    for (k, v) in map {
+        let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            Value::Object(_) => qualify(&name, v, out)?,
+            _ => out.push((name, v.clone())),
+        }
+    }
+    Ok(())
+}
+
+fn flatten(name: &str, v: &Value, out: &mut Vec<Fr>) -> Result<(), CircomError> {
+    match v {
+        Value::Array(items) => {
+            for item in items {
+                flatten(name, item, out)?;
+            }
+            Ok(())
+        }
+        other => {
+            out.push(parse_value(other).map_err(|why| CircomError::Input(format!("input `{name}`: {why}")))?);
+            Ok(())
+        }
+    }
+}
+
+/// One input value as a field element. Values at or over the modulus are refused,
+/// not reduced: two different inputs must never name the same statement.
+pub fn parse_value(v: &Value) -> Result<Fr, String> {
+    let (negative, magnitude) = match v {
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => (false, BigUint::from(u)),
+            (None, Some(i)) => (true, BigUint::from(i.unsigned_abs())),
+            _ => return Err(format!("{n} is not an integer; give large values as decimal strings")),
+        },
+        Value::String(s) => {
+            let (neg, body) = match s.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, s.as_str()),
+            };
+            let parsed = match body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+                Some(hex) => BigUint::parse_bytes(hex.as_bytes(), 16),
+                None if !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit()) => {
+                    BigUint::parse_bytes(body.as_bytes(), 10)
+                }
+                None => None,
+            };
+            (neg, parsed.ok_or_else(|| format!("{s:?} is not a decimal or 0x-hex integer"))?)
+        }
+        Value::Bool(b) => (false, BigUint::from(*b as u8)),
+        other => return Err(format!("{other} is not a number")),
+    };
+    let modulus: BigUint = Fr::MODULUS.into();
+    if magnitude >= modulus {
+        return Err(format!(
+            "{}{magnitude} is not below the field modulus {modulus}",
+            if negative { "-" } else { "" }
+        ));
+    }
+    let value = Fr::from(magnitude);
+    Ok(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_circom_for_a_known_name() {
+        // FNV-1a 64 of "a": the published test value for the algorithm.
+        assert_eq!(fnv1a("a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a(""), 0xcbf29ce484222325);
+    }
+
+    #[test]
+    fn values_parse_like_snarkjs_inputs_and_refuse_what_would_wrap() {
+        assert_eq!(parse_value(&serde_json::json!("11")).unwrap(), Fr::from(11u64));
+        assert_eq!(parse_value(&serde_json::json!(11)).unwrap(), Fr::from(11u64));
+        assert_eq!(parse_value(&serde_json::json!("0x0b")).unwrap(), Fr::from(11u64));
+        assert_eq!(parse_value(&serde_json::json!("-1")).unwrap(), -Fr::from(1u64));
+        assert_eq!(parse_value(&serde_json::json!(-2)).unwrap(), -Fr::from(2u64));
+        let r: BigUint = Fr::MODULUS.into();
+        let e = parse_value(&serde_json::json!(r.to_string())).unwrap_err();
+        assert!(e.contains("not below the field modulus"), "{e}");
+        assert!(parse_value(&serde_json::json!("1.5")).unwrap_err().contains("not a decimal"));
+        assert!(parse_value(&serde_json::json!(1.5)).unwrap_err().contains("not an integer"));
+        assert!(parse_value(&serde_json::json!(null)).unwrap_err().contains("not a number"));
+    }
+}
