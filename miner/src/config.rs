@@ -22,6 +22,9 @@ pub struct MinerFile {
     pub status_interval_secs: Option<u64>,
     /// CA certificates (PEM) to trust for `stratum+ssl://` pools.
     pub tls_ca: Option<PathBuf>,
+    /// External prover for circom circuits, e.g.
+    /// `snarkjs groth16 prove {zkey} {wtns} {proof} {public}`.
+    pub prover_cmd: Option<String>,
 }
 
 impl MinerFile {

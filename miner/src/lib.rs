@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod external;
 pub mod keys;
 pub mod receipts;
 pub mod session;
@@ -59,6 +60,9 @@ pub enum MinerError {
     /// The key cache directory cannot be used.
     #[error("key cache {path}: {detail}")]
     Cache { path: PathBuf, detail: String },
+    /// The external prover template is unusable.
+    #[error("{0}")]
+    BadProverCmd(String),
 }
 
 pub fn parse_pool_url(s: &str) -> Result<PoolUrl, MinerError> {
@@ -101,6 +105,8 @@ pub struct MinerConfig {
     pub max_backoff: Duration,
     /// Extra CA certificates (PEM) trusted for `stratum+ssl://` pools.
     pub tls_ca: Option<PathBuf>,
+    /// An external prover command template for circom circuits (see [`external`]).
+    pub prover_cmd: Option<String>,
 }
 
 /// Counters the status line and callers read.
@@ -183,11 +189,18 @@ pub async fn run(
     } else {
         None
     };
+    let external = match &cfg.prover_cmd {
+        Some(t) => Some(Arc::new(
+            external::ExternalProver::new(t, &cfg.cache_dir).map_err(MinerError::BadProverCmd)?,
+        )),
+        None => None,
+    };
     let rig = session::Rig {
         keys,
         receipts,
         prover,
         tls,
+        external,
     };
     let mut backoff = Duration::from_secs(1);
     let mut current = 0;

@@ -33,6 +33,13 @@ struct Args {
     /// Where proving keys and receipts are kept [default: ./zkminer-cache].
     #[arg(long, global = true)]
     cache_dir: Option<PathBuf>,
+    /// An external prover for circom circuits, run through `sh -c` with {zkey},
+    /// {wtns}, {proof} and {public} replaced by file paths, e.g.
+    /// 'snarkjs groth16 prove {zkey} {wtns} {proof} {public}' (or rapidsnark).
+    /// Its proofs are verified before they are submitted; when it fails, the
+    /// built-in prover proves that statement instead.
+    #[arg(long, env = "ZKMINER_PROVER_CMD")]
+    prover_cmd: Option<String>,
     /// Seconds between status lines; 0 turns them off [default: 5].
     #[arg(long)]
     status_interval: Option<u64>,
@@ -176,8 +183,13 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     };
     let shown: Vec<String> = pools.iter().map(ToString::to_string).collect();
+    let prover_cmd = args.prover_cmd.or(file.prover_cmd);
+    let backend = match &prover_cmd {
+        Some(cmd) => format!("arkworks (Groth16/BN254), circom circuits via `{cmd}`"),
+        None => "arkworks (Groth16/BN254)".to_owned(),
+    };
     println!(
-        "zkminer {} | pool {} | worker {worker} | backend arkworks (Groth16/BN254) | {threads} threads | circuits: chain, preimage",
+        "zkminer {} | pool {} | worker {worker} | backend {backend} | {threads} threads | circuits: chain, preimage, circom",
         env!("CARGO_PKG_VERSION"),
         shown.join(", then ")
     );
@@ -194,6 +206,7 @@ async fn main() -> std::process::ExitCode {
         ),
         max_backoff: Duration::from_secs(30),
         tls_ca: args.tls_ca.or(file.tls_ca),
+        prover_cmd,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

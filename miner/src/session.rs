@@ -43,6 +43,7 @@ pub struct Rig {
     pub receipts: Arc<crate::receipts::ReceiptLog>,
     pub prover: Arc<rayon::ThreadPool>,
     pub tls: Option<stratum::tls::TlsConnector>,
+    pub external: Option<Arc<crate::external::ExternalProver>>,
 }
 
 pub async fn run_session(
@@ -57,6 +58,7 @@ pub async fn run_session(
         receipts,
         prover,
         tls,
+        external,
     } = rig;
     let stream = match tokio::time::timeout(
         Duration::from_secs(10),
@@ -129,6 +131,7 @@ pub async fn run_session(
             keys: keys.clone(),
             receipts: receipts.clone(),
             threads: prover.clone(),
+            external: external.clone(),
         },
         cancelled.clone(),
         session_over.clone(),
@@ -184,7 +187,14 @@ fn parse_task(n: &Notify) -> Result<(CircuitSpec, Vec<(u64, Statement)>), String
                 .iter()
                 .map(|x| parse_fr(x))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((s.index, Statement { public, private }))
+            Ok((
+                s.index,
+                Statement {
+                    public,
+                    private,
+                    input: s.input.clone(),
+                },
+            ))
         })
         .collect::<Result<Vec<_>, zk::FieldError>>()
         .map_err(|e| format!("bad statement: {e}"))?;
@@ -198,6 +208,7 @@ struct Prover {
     keys: Arc<KeyCache>,
     receipts: Arc<crate::receipts::ReceiptLog>,
     threads: Arc<rayon::ThreadPool>,
+    external: Option<Arc<crate::external::ExternalProver>>,
 }
 
 async fn prove_tasks(
@@ -212,6 +223,7 @@ async fn prove_tasks(
         keys,
         receipts,
         threads: prover,
+        external,
     } = ctx;
     while let Some(n) = tasks.recv().await {
         let is_cancelled = |t: &TaskId| {
@@ -247,9 +259,22 @@ async fn prove_tasks(
                 break;
             }
             let (c, p) = (circuit.clone(), prover.clone());
+            let ext = external
+                .clone()
+                .filter(|e| e.active() && circuit.circom.is_some());
+            let (hash, task) = (n.key.hash.clone(), n.task.clone());
             let started = Instant::now();
-            let proof =
-                tokio::task::spawn_blocking(move || p.install(|| c.prove(&statement))).await;
+            let proof = tokio::task::spawn_blocking(move || {
+                if let Some(e) = ext {
+                    match e.prove(&c, &hash, &statement) {
+                        Ok(proof) => return Ok(proof),
+                        Err(why) => warn!(%task, index, error = %why,
+                            "the external prover failed; proving this statement with the built-in prover"),
+                    }
+                }
+                p.install(|| c.prove(&statement))
+            })
+            .await;
             match proof {
                 Ok(Ok(proof)) => {
                     stats

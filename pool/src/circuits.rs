@@ -3,8 +3,15 @@
 //! Built-in circuits get keys from a single-party Groth16 setup the first time a
 //! data directory is used (`zkpool setup` or the first `zkpool serve`); the keys are
 //! then reused, so circuit ids are stable for the life of the data directory.
+//!
+//! circom circuits are registered at run time (`POST /v1/circuits`): their r1cs,
+//! wasm and zkey are checked against each other, kept as one bundle file under
+//! the bundle's hash (which miners fetch like a proving key), and the pool keeps
+//! the r1cs and witness generator in memory to evaluate job statements.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
+
+use dashmap::DashMap;
 
 use serde::{Deserialize, Serialize};
 use zk::{CircuitKeys, CircuitSpec, VerifierKey};
@@ -33,6 +40,8 @@ pub struct CircuitRecord {
 pub struct Circuit {
     pub record: CircuitRecord,
     pub verifier: Arc<VerifierKey>,
+    /// circom circuits: what evaluates a statement's input into its public signals.
+    pub circom: Option<Arc<zk::circom::CircomCircuit>>,
 }
 
 /// Why a circuit could not be set up or loaded.
@@ -49,14 +58,26 @@ pub enum RegistryError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An uploaded circom circuit is not usable; the message names the file and problem.
+    #[error(transparent)]
+    Circom(#[from] zk::circom::CircomError),
+    /// Another circuit already has this name.
+    #[error("the name {0:?} is taken by another circuit: choose another name")]
+    NameTaken(String),
 }
 
-/// All registered circuits, by id and by built-in name.
-#[derive(Clone, Default)]
+/// All registered circuits, by id and by name.
+#[derive(Default)]
 pub struct Registry {
-    by_id: HashMap<String, Arc<Circuit>>,
-    by_name: HashMap<String, String>,
+    by_id: DashMap<String, Arc<Circuit>>,
+    by_name: DashMap<String, String>,
     keys_dir: PathBuf,
+}
+
+/// Whether a registration made a new circuit or found the same one.
+pub enum Registered {
+    New(CircuitRecord),
+    Existing(CircuitRecord),
 }
 
 pub fn now_ms() -> u64 {
@@ -77,7 +98,7 @@ impl Registry {
             path: keys_dir.clone(),
             source,
         })?;
-        let mut reg = Registry {
+        let reg = Registry {
             keys_dir,
             ..Default::default()
         };
@@ -99,17 +120,83 @@ impl Registry {
             reg.insert(record)?;
         }
         for r in stored {
-            if !reg.by_id.contains_key(&r.id) && reg.key_path(&r.proving_key_hash).exists() {
-                reg.by_id.insert(
-                    r.id.clone(),
-                    Arc::new(Circuit {
-                        verifier: Arc::new(decode_vk(&r)?),
-                        record: r,
-                    }),
-                );
+            if reg.by_id.contains_key(&r.id) || !reg.key_path(&r.proving_key_hash).exists() {
+                continue;
             }
+            if let CircuitSpec::Circom { .. } = r.spec {
+                let path = reg.key_path(&r.proving_key_hash);
+                let loaded = std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        zk::circom::CircomCircuit::from_bundle(&b).map_err(|e| e.to_string())
+                    });
+                match loaded {
+                    Ok((c, _pk)) => reg.insert_with(r, Some(Arc::new(c)))?,
+                    Err(e) => {
+                        tracing::error!(circuit = %r.id, name = %r.name, path = %path.display(), error = %e,
+                        "cannot load this circom circuit's bundle; its jobs wait until it is registered again")
+                    }
+                }
+                continue;
+            }
+            reg.by_id.insert(
+                r.id.clone(),
+                Arc::new(Circuit {
+                    verifier: Arc::new(decode_vk(&r)?),
+                    record: r,
+                    circom: None,
+                }),
+            );
         }
         Ok((reg, created))
+    }
+
+    /// Registers a circom circuit from its three files (CPU-bound: the zkey is
+    /// parsed and checked, the wasm compiled). Registering the same zkey again
+    /// returns the circuit already registered.
+    pub fn register_circom(
+        &self,
+        store: &Store,
+        name: &str,
+        r1cs: &[u8],
+        wasm: &[u8],
+        zkey: &[u8],
+    ) -> Result<Registered, RegistryError> {
+        let (circuit, pk) = zk::circom::CircomCircuit::load(r1cs, wasm, zkey)?;
+        let verifier = VerifierKey::new(pk.vk);
+        if let Some(existing) = self.by_id.get(&verifier.id) {
+            return Ok(Registered::Existing(existing.record.clone()));
+        }
+        if self.by_name.contains_key(name) {
+            return Err(RegistryError::NameTaken(name.to_owned()));
+        }
+        let bundle = zk::circom::Bundle { r1cs, wasm, zkey }.encode();
+        let hash = zk::sha256_hex(&bundle);
+        let path = self.key_path(&hash);
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, &bundle)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|source| RegistryError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let record = CircuitRecord {
+            id: verifier.id.clone(),
+            name: name.to_owned(),
+            spec: CircuitSpec::Circom {
+                constraints: circuit.constraints(),
+                public: circuit.public_inputs() as u32,
+            },
+            constraints: circuit.constraints(),
+            public_inputs: circuit.public_inputs(),
+            proving_key_hash: hash,
+            proving_key_bytes: bundle.len() as u64,
+            verifying_key: hex::encode(verifier.to_bytes()),
+            created_ms: now_ms(),
+        };
+        store.put_circuit(&record)?;
+        self.insert_with(record.clone(), Some(Arc::new(circuit)))?;
+        Ok(Registered::New(record))
     }
 
     fn setup(&self, spec: &CircuitSpec) -> Result<CircuitRecord, RegistryError> {
@@ -142,7 +229,15 @@ impl Registry {
         })
     }
 
-    fn insert(&mut self, record: CircuitRecord) -> Result<(), RegistryError> {
+    fn insert(&self, record: CircuitRecord) -> Result<(), RegistryError> {
+        self.insert_with(record, None)
+    }
+
+    fn insert_with(
+        &self,
+        record: CircuitRecord,
+        circom: Option<Arc<zk::circom::CircomCircuit>>,
+    ) -> Result<(), RegistryError> {
         let verifier = decode_vk(&record)?;
         self.by_name.insert(record.name.clone(), record.id.clone());
         self.by_id.insert(
@@ -150,6 +245,7 @@ impl Registry {
             Arc::new(Circuit {
                 record,
                 verifier: Arc::new(verifier),
+                circom,
             }),
         );
         Ok(())
@@ -165,13 +261,13 @@ impl Registry {
         let id = self
             .by_name
             .get(id_or_name)
-            .map(String::as_str)
-            .unwrap_or(id_or_name);
-        self.by_id.get(id).cloned()
+            .map(|r| r.value().clone())
+            .unwrap_or_else(|| id_or_name.to_owned());
+        self.by_id.get(&id).map(|r| r.value().clone())
     }
 
     pub fn all(&self) -> Vec<Arc<Circuit>> {
-        let mut v: Vec<_> = self.by_id.values().cloned().collect();
+        let mut v: Vec<_> = self.by_id.iter().map(|r| r.value().clone()).collect();
         v.sort_by(|a, b| {
             a.record
                 .name

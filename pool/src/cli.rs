@@ -45,6 +45,25 @@ enum Command {
         /// The public inputs: a JSON array of decimal strings, in order.
         public: PathBuf,
     },
+    /// Verify a snarkjs Groth16 proof (bn128) offline: exit 0 if valid, 1 with the reason if not.
+    VerifySnarkjs {
+        /// verification_key.json, as `snarkjs zkey export verificationkey` writes it.
+        vk: PathBuf,
+        /// public.json: the public signals.
+        public: PathBuf,
+        /// proof.json.
+        proof: PathBuf,
+    },
+    /// circom circuits on a running pool: register one (its .r1cs, .wasm and .zkey), list them.
+    Circuits {
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// A client API key, to register as a client rather than as the operator.
+        #[arg(long, env = "ZKPOOL_API_KEY", global = true, hide_env_values = true)]
+        api_key: Option<String>,
+        #[command(subcommand)]
+        command: CircuitsCommand,
+    },
     /// Write a result's proofs in another format, e.g. for `snarkjs groth16 verify`.
     Export {
         format: ExportFormat,
@@ -151,6 +170,26 @@ enum ClientsCommand {
     /// A client's balance, escrow and jobs.
     Show { id: String },
     /// Every client with its balance.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum CircuitsCommand {
+    /// Register a circom circuit; prints its id, constraints and public signals.
+    Add {
+        /// A name for it (unique on the pool); jobs may use it instead of the id.
+        name: String,
+        /// The constraints: `circom C.circom --r1cs`.
+        #[arg(long)]
+        r1cs: PathBuf,
+        /// The witness generator: `C_js/C.wasm` from `circom C.circom --wasm`.
+        #[arg(long)]
+        wasm: PathBuf,
+        /// The Groth16 proving key: `snarkjs groth16 setup` (and contributions).
+        #[arg(long)]
+        zkey: PathBuf,
+    },
+    /// Every circuit the pool knows, built-in and registered.
     List,
 }
 
@@ -317,6 +356,8 @@ pub fn main() -> ExitCode {
             | Command::Payouts { .. }
             | Command::Ledger { .. }
             | Command::Workers { .. }
+            | Command::Circuits { .. }
+            | Command::VerifySnarkjs { .. }
     ) {
         "warn"
     } else {
@@ -335,6 +376,12 @@ pub fn main() -> ExitCode {
             Command::Demo(a) => demo(a).await.map(|_| ExitCode::SUCCESS),
             Command::Verify { result } => Ok(verify(&result)),
             Command::VerifyGnark { vk, proof, public } => verify_gnark(&vk, &proof, &public),
+            Command::VerifySnarkjs { vk, public, proof } => verify_snarkjs(&vk, &public, &proof),
+            Command::Circuits {
+                op,
+                api_key,
+                command,
+            } => circuits_cmd(op, api_key, command).await,
             Command::Export {
                 format: ExportFormat::Snarkjs,
                 result,
@@ -543,6 +590,79 @@ fn verify_result(result: &zk::JobResult) -> ExitCode {
         Err(e) => {
             println!("INVALID: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn verify_snarkjs(vk: &Path, public: &Path, proof: &Path) -> anyhow::Result<ExitCode> {
+    let read = |p: &Path| -> anyhow::Result<Value> {
+        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", p.display()))
+    };
+    let vk = zk::snarkjs::vk_from_json(&read(vk)?)
+        .with_context(|| format!("{}: not a usable verification key", vk.display()))?;
+    let public = zk::snarkjs::public_from_json(&read(public)?)
+        .with_context(|| format!("{}: not usable public signals", public.display()))?;
+    let proof = zk::snarkjs::proof_from_json(&read(proof)?)
+        .with_context(|| format!("{}: not a usable proof", proof.display()))?;
+    match vk.verify(&public, &proof) {
+        Ok(()) => {
+            println!("OK: the proof verifies ({} public signals)", public.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn circuits_cmd(
+    op: OperatorArgs,
+    api_key: Option<String>,
+    command: CircuitsCommand,
+) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&op.url).with_token(op.admin_token.or(api_key));
+    match command {
+        CircuitsCommand::List => {
+            let list = api.get("/v1/circuits").await?;
+            println!(
+                "{:<64}  {:<12} {:>11} {:>6}",
+                "id", "name", "constraints", "public"
+            );
+            for c in list.as_array().into_iter().flatten() {
+                println!(
+                    "{:<64}  {:<12} {:>11} {:>6}",
+                    c["id"].as_str().unwrap_or("?"),
+                    c["name"].as_str().unwrap_or("?"),
+                    c["constraints"],
+                    c["public_inputs"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CircuitsCommand::Add {
+            name,
+            r1cs,
+            wasm,
+            zkey,
+        } => {
+            use base64::Engine as _;
+            let file = |p: &Path| -> anyhow::Result<String> {
+                let bytes =
+                    std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+                Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+            };
+            let body = json!({"name": name, "r1cs": file(&r1cs)?, "wasm": file(&wasm)?, "zkey": file(&zkey)?});
+            let c = api.post("/v1/circuits", &body).await?;
+            println!(
+                "circuit {} ({}): {} constraints (work per proof), {} public signals",
+                c["id"].as_str().unwrap_or("?"),
+                c["name"].as_str().unwrap_or("?"),
+                c["constraints"],
+                c["public_inputs"]
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -1079,6 +1199,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
             status_interval: Duration::ZERO,
             max_backoff: Duration::from_secs(2),
             tls_ca: None,
+            prover_cmd: None,
         };
         let s = Arc::new(miner::Stats::default());
         stats.push((worker, s.clone()));

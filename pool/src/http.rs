@@ -11,7 +11,7 @@ use axum::{
     routing::{get, MethodRouter},
     Json, Router,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tracing::error;
@@ -77,6 +77,11 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>
         ("delete", "/v1/jobs/{id}", axum::routing::delete(cancel_job)),
         ("get", "/v1/jobs/{id}/result", get(get_result)),
         ("get", "/v1/circuits", get(list_circuits)),
+        (
+            "post",
+            "/v1/circuits",
+            axum::routing::post(post_circuit).layer(DefaultBodyLimit::max(MAX_CIRCUIT_UPLOAD)),
+        ),
         ("get", "/v1/circuits/{id}", get(get_circuit)),
         ("get", "/v1/circuits/{id}/proving-key", get(get_proving_key)),
         ("get", "/v1/workers/{worker}", get(get_worker)),
@@ -558,6 +563,96 @@ async fn get_result(
 
 async fn list_circuits(State(s): State<Arc<PoolState>>) -> Json<Vec<CircuitRecord>> {
     Json(s.registry.all().iter().map(|c| c.record.clone()).collect())
+}
+
+/// The largest `POST /v1/circuits` body: the three files, base64-encoded.
+pub const MAX_CIRCUIT_UPLOAD: usize = 256 << 20;
+
+/// `POST /v1/circuits`: a circom circuit's files, base64-encoded.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CircuitUpload {
+    name: String,
+    r1cs: String,
+    wasm: String,
+    zkey: String,
+}
+
+/// Registers a circom circuit: the operator, or a client with its API key (or
+/// anyone, when the pool does not require client keys). 201 with the circuit;
+/// 200 with the existing one when the same zkey was registered before.
+async fn post_circuit(
+    State(s): State<Arc<PoolState>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Api<(StatusCode, Json<CircuitRecord>)> {
+    if admin(&s, &headers).is_err() {
+        let client = crate::ledger_api::client_from_key(&s, &headers)?;
+        if client.is_none() && s.config.payouts.require_client_key {
+            return Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "registering a circuit needs a client API key (Authorization: Bearer KEY) or the admin token".into(),
+            ));
+        }
+    }
+    let up: CircuitUpload = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid circuit upload: {e}. Send {{\"name\", \"r1cs\", \"wasm\", \"zkey\"}} with each file base64-encoded (zkpool circuits add does this)"),
+        )
+    })?;
+    if up.name.is_empty()
+        || up.name.len() > 64
+        || !up
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "circuit name {:?}: use 1-64 letters, digits, '-', '_' or '.'",
+                up.name
+            ),
+        ));
+    }
+    use base64::Engine as _;
+    let decode = |what: &str, v: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{what}: not base64 ({e})")))
+    };
+    let (r1cs, wasm, zkey) = (
+        decode("r1cs", &up.r1cs)?,
+        decode("wasm", &up.wasm)?,
+        decode("zkey", &up.zkey)?,
+    );
+    let state = s.clone();
+    let name = up.name.clone();
+    let registered = tokio::task::spawn_blocking(move || {
+        state
+            .registry
+            .register_circom(&state.store, &name, &r1cs, &wasm, &zkey)
+    })
+    .await
+    .map_err(|e| internal(format!("circuit registration: {e}")))?;
+    use crate::circuits::{Registered, RegistryError};
+    match registered {
+        Ok(Registered::New(r)) => {
+            tracing::info!(circuit = %r.id, name = %r.name, constraints = r.constraints, public = r.public_inputs, "circom circuit registered");
+            Ok((StatusCode::CREATED, Json(r)))
+        }
+        Ok(Registered::Existing(r)) => Ok((StatusCode::OK, Json(r))),
+        Err(e @ (RegistryError::Circom(_) | RegistryError::NameTaken(_))) => {
+            let status = if matches!(e, RegistryError::NameTaken(_)) {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            Err(ApiError(status, e.to_string()))
+        }
+        Err(e) => Err(internal(e)),
+    }
 }
 
 async fn get_circuit(

@@ -121,6 +121,27 @@ pub enum JobError {
 
 pub const DEFAULT_DEADLINE_SECS: u64 = 86_400;
 
+/// Runs a circom statement's input through the circuit's witness generator and
+/// checks every constraint, so no task is handed out that cannot be proven, and
+/// fills in the public signals the proofs are verified against. A client may
+/// give `public` too; it must then equal what the circuit computes.
+fn evaluate_circom(c: &zk::circom::CircomCircuit, s: &mut zk::Statement) -> Result<(), String> {
+    let input = s
+        .input
+        .as_ref()
+        .ok_or("a circom statement needs \"input\"")?;
+    let witness = c.witness(input).map_err(|e| e.to_string())?;
+    let public = c.public_signals(&witness);
+    if !s.public.is_empty() && s.public != public {
+        return Err(format!(
+            "\"public\" differs from the public signals the circuit computes from \"input\" ({}); leave it out to use them",
+            public.iter().map(zk::field::fr_to_string).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    s.public = public;
+    Ok(())
+}
+
 fn new_job_id() -> String {
     use rand::Rng;
     format!("{:016x}", rand::thread_rng().gen::<u64>())
@@ -154,12 +175,15 @@ pub fn build(
             let claim = ChainClaim { seed, output, segments: c.segments, steps_per_segment: steps };
             (JobMode::Chain, statements, Some(claim))
         }
-        (None, Some(statements)) => {
+        (None, Some(mut statements)) => {
             if statements.is_empty() || statements.len() > max_statements {
                 return Err(JobError::BadRequest(format!("statements must number 1..={max_statements}, got {}", statements.len())));
             }
-            for (i, s) in statements.iter().enumerate() {
+            for (i, s) in statements.iter_mut().enumerate() {
                 spec.check(s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
+                if let Some(c) = &circuit.circom {
+                    evaluate_circom(c, s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
+                }
             }
             (JobMode::Batch, statements, None)
         }

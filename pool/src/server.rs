@@ -125,6 +125,7 @@ impl PoolState {
                     index: i,
                     public: s.public.iter().map(fr_to_string).collect(),
                     private: s.private.iter().map(fr_to_string).collect(),
+                    input: s.input.clone(),
                 }
             })
             .collect();

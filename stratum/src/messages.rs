@@ -175,6 +175,10 @@ pub struct WireStatement {
     pub public: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private: Vec<String>,
+    /// circom circuits: the input signals as circom input JSON, from which the
+    /// miner computes the witness (`public` holds the signals it must yield).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
 }
 
 /// `mining.notify`: a task leased to this session.
@@ -530,6 +534,7 @@ mod tests {
             proptest::collection::vec("[0-9]{1,77}", 0..2),
         )
             .prop_map(|(index, public, private)| WireStatement {
+                input: None,
                 index,
                 public,
                 private,

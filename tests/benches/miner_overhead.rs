@@ -59,6 +59,7 @@ async fn run() -> anyhow::Result<()> {
         status_interval: Duration::ZERO,
         max_backoff: Duration::from_secs(1),
         tls_ca: None,
+        prover_cmd: None,
     };
     let m = tokio::spawn(miner::run(
         miner_cfg,

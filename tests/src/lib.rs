@@ -404,10 +404,7 @@ pub async fn prove_task(task: &Value) -> anyhow::Result<Vec<Value>> {
         .as_array()
         .context("task without statements")?
     {
-        let statement = zk::Statement {
-            public: field(&st["public"])?,
-            private: field(&st["private"])?,
-        };
+        let statement = zk::Statement::new(field(&st["public"])?, field(&st["private"])?);
         proofs.push(
             serde_json::json!({"index": st["index"], "proof": keys.prove(&statement)?.to_hex()}),
         );

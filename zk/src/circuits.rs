@@ -25,6 +25,10 @@ pub enum CircuitSpec {
     Chain { steps: u32 },
     /// Knowledge of a Poseidon preimage.
     Preimage,
+    /// A client's circom circuit with a snarkjs zkey (see [`crate::circom`]). Its
+    /// statements carry circom input JSON; their public signals are what the
+    /// pool's run of the witness generator computed.
+    Circom { constraints: u64, public: u32 },
 }
 
 /// Default hashes per chain segment: about 13.6k constraints, ~0.45 s to prove on 2 cores.
@@ -35,10 +39,26 @@ pub const DEFAULT_CHAIN_STEPS: u32 = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Statement {
-    #[serde(with = "serde_fr_vec")]
+    #[serde(with = "serde_fr_vec", default)]
     pub public: Vec<Fr>,
     #[serde(with = "serde_fr_vec", default, skip_serializing_if = "Vec::is_empty")]
     pub private: Vec<Fr>,
+    /// circom circuits only: the input signals, as circom input JSON
+    /// (`{"a": "3", "b": ["1", "2"]}`). A client gives only this; the pool fills
+    /// `public` from its own run of the witness generator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+}
+
+impl Statement {
+    /// A statement of a built-in circuit.
+    pub fn new(public: Vec<Fr>, private: Vec<Fr>) -> Self {
+        Statement {
+            public,
+            private,
+            input: None,
+        }
+    }
 }
 
 /// Why a statement cannot be proven with a circuit.
@@ -69,6 +89,7 @@ impl CircuitSpec {
         match self {
             CircuitSpec::Chain { .. } => "chain",
             CircuitSpec::Preimage => "preimage",
+            CircuitSpec::Circom { .. } => "circom",
         }
     }
 
@@ -76,26 +97,27 @@ impl CircuitSpec {
         match self {
             CircuitSpec::Chain { .. } => 3,
             CircuitSpec::Preimage => 1,
+            CircuitSpec::Circom { public, .. } => *public as usize,
         }
     }
 
     pub fn private_inputs(&self) -> usize {
         match self {
-            CircuitSpec::Chain { .. } => 0,
+            CircuitSpec::Chain { .. } | CircuitSpec::Circom { .. } => 0,
             CircuitSpec::Preimage => 1,
         }
     }
 
     /// The chain segment statement `[index, state_in, H^steps(state_in)]`.
     pub fn chain_statement(steps: u32, index: u64, state_in: Fr) -> Statement {
-        Statement {
-            public: vec![
+        Statement::new(
+            vec![
                 Fr::from(index),
                 state_in,
                 poseidon::iterate(state_in, steps as u64),
             ],
-            private: vec![],
-        }
+            vec![],
+        )
     }
 
     /// A chain's segment statements from `seed`, `segments` of `steps` hashes each,
@@ -115,15 +137,29 @@ impl CircuitSpec {
 
     /// The preimage statement `[Poseidon([x])]` with private `[x]`.
     pub fn preimage_statement(x: Fr) -> Statement {
-        Statement {
-            public: vec![poseidon::hash(&[x])],
-            private: vec![x],
-        }
+        Statement::new(vec![poseidon::hash(&[x])], vec![x])
     }
 
     /// Checks the statement's shape and that it is satisfiable, natively (fast:
     /// microseconds per hash), so the pool never hands out work that cannot succeed.
     pub fn check(&self, s: &Statement) -> Result<(), StatementError> {
+        if let CircuitSpec::Circom { .. } = self {
+            // Satisfiability needs the circuit's witness generator: the pool's
+            // registry runs it (`circuits::Circuit::evaluate`).
+            if s.input.is_none() {
+                return Err(StatementError::Unsatisfiable(
+                    "a circom statement needs \"input\": the circuit's input signals as circom input JSON".into(),
+                ));
+            }
+            if s.public.is_empty() {
+                return Ok(());
+            }
+        } else if s.input.is_some() {
+            return Err(StatementError::Unsatisfiable(format!(
+                "\"input\" is for circom circuits; {} takes \"public\" and \"private\"",
+                self.name()
+            )));
+        }
         if s.public.len() != self.public_inputs() {
             return Err(StatementError::PublicArity {
                 circuit: self.name(),
@@ -153,6 +189,7 @@ impl CircuitSpec {
                     ));
                 }
             }
+            CircuitSpec::Circom { .. } => {}
         }
         Ok(())
     }
@@ -177,6 +214,9 @@ impl CircuitSpec {
 
     /// The number of R1CS constraints: the unit of work credited per proof.
     pub fn constraints(&self) -> u64 {
+        if let CircuitSpec::Circom { constraints, .. } = self {
+            return *constraints;
+        }
         let cs = ConstraintSystem::<Fr>::new_ref();
         cs.set_mode(ark_relations::gr1cs::SynthesisMode::Setup);
         self.blank()
@@ -243,6 +283,9 @@ impl ConstraintSynthesizer<Fr> for Circuit {
                 let x = self.witness(&cs, 0)?;
                 poseidon::hash_var(&[x])?.enforce_equal(&digest)
             }
+            // A circom circuit's constraints are in its r1cs, not synthesised here:
+            // `crate::circom` proves it from the matrices.
+            CircuitSpec::Circom { .. } => Err(SynthesisError::Unsatisfiable),
         }
     }
 }
@@ -285,10 +328,7 @@ mod tests {
 
     #[test]
     fn arity_errors_name_the_circuit_and_counts() {
-        let s = Statement {
-            public: vec![Fr::from(1u64)],
-            private: vec![],
-        };
+        let s = Statement::new(vec![Fr::from(1u64)], vec![]);
         let e = CircuitSpec::Chain { steps: 1 }.check(&s).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -31,6 +31,9 @@ pub enum KeyError {
     /// Key generation or proving failed inside the constraint system.
     #[error("synthesis failed: {0}")]
     Synthesis(String),
+    /// A circom circuit's files, or a statement's input, are not usable.
+    #[error(transparent)]
+    Circom(#[from] crate::circom::CircomError),
 }
 
 /// A verifying key prepared for fast verification, with its id.
@@ -43,7 +46,12 @@ pub struct VerifierKey {
 
 impl std::fmt::Debug for VerifierKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "VerifierKey({}, {} public inputs)", self.id, self.public_inputs())
+        write!(
+            f,
+            "VerifierKey({}, {} public inputs)",
+            self.id,
+            self.public_inputs()
+        )
     }
 }
 
@@ -87,6 +95,8 @@ pub struct CircuitKeys {
     pub spec: CircuitSpec,
     pub pk: ProvingKey<Bn254>,
     pub verifier: VerifierKey,
+    /// For circom circuits: the r1cs and witness generator the proof needs.
+    pub circom: Option<std::sync::Arc<crate::circom::CircomCircuit>>,
 }
 
 impl CircuitKeys {
@@ -116,6 +126,7 @@ impl CircuitKeys {
             spec,
             pk,
             verifier: VerifierKey::new(vk),
+            circom: None,
         })
     }
 
@@ -142,11 +153,27 @@ impl CircuitKeys {
                 actual,
             });
         }
-        let pk = ProvingKey::<Bn254>::deserialize_with_mode(bytes, Compress::No, Validate::No)
-            .map_err(|e| KeyError::Decode {
-                what: "proving key",
-                detail: e.to_string(),
-            })?;
+        let (pk, circom) = if let CircuitSpec::Circom { .. } = spec {
+            let (circuit, pk) = crate::circom::CircomCircuit::from_bundle(bytes)?;
+            if circuit.constraints() != spec.constraints() {
+                return Err(KeyError::Decode {
+                    what: "circom bundle",
+                    detail: format!(
+                        "its r1cs has {} constraints, the pool announced {}",
+                        circuit.constraints(),
+                        spec.constraints()
+                    ),
+                });
+            }
+            (pk, Some(std::sync::Arc::new(circuit)))
+        } else {
+            let pk = ProvingKey::<Bn254>::deserialize_with_mode(bytes, Compress::No, Validate::No)
+                .map_err(|e| KeyError::Decode {
+                    what: "proving key",
+                    detail: e.to_string(),
+                })?;
+            (pk, None)
+        };
         let verifier = VerifierKey::new(pk.vk.clone());
         if verifier.public_inputs() != spec.public_inputs() {
             return Err(KeyError::Arity {
@@ -154,13 +181,40 @@ impl CircuitKeys {
                 got: verifier.public_inputs(),
             });
         }
-        Ok(CircuitKeys { spec, pk, verifier })
+        Ok(CircuitKeys {
+            spec,
+            pk,
+            verifier,
+            circom,
+        })
+    }
+
+    /// A circom statement's full witness (for an external prover), checked against
+    /// the public signals the pool announced.
+    pub fn circom_witness(&self, s: &Statement) -> Result<Vec<crate::Fr>, KeyError> {
+        let (Some(c), Some(input)) = (&self.circom, &s.input) else {
+            return Err(KeyError::Synthesis(
+                "not a circom circuit and statement with an input".into(),
+            ));
+        };
+        let w = c.witness(input)?;
+        let public = c.public_signals(&w);
+        if public != s.public {
+            return Err(KeyError::Synthesis(
+                "the witness's public signals differ from the ones the pool announced for this statement".into(),
+            ));
+        }
+        Ok(w)
     }
 
     /// Proves one statement. The statement should have passed [`CircuitSpec::check`];
     /// an unsatisfiable one yields a proof that does not verify.
     /// Randomness comes from the OS CSPRNG.
     pub fn prove(&self, s: &Statement) -> Result<ProofBytes, KeyError> {
+        if let Some(c) = &self.circom {
+            let w = self.circom_witness(s)?;
+            return Ok(c.prove(&self.pk, &w)?);
+        }
         let proof = Groth16::<Bn254>::prove(&self.pk, self.spec.with_statement(s), &mut OsRng)
             .map_err(|e| KeyError::Synthesis(e.to_string()))?;
         Ok(ProofBytes::encode(&proof))

@@ -86,8 +86,12 @@ fn decimal(v: &Value, what: &str, modulus: &BigUint) -> Result<BigUint, SnarkjsE
     let s = v
         .as_str()
         .ok_or_else(|| bad(what, format!("expected a decimal string, found {v}")))?;
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
-        return Err(bad(what, format!("{s:?} is not a canonical decimal number")));
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
+        return Err(bad(
+            what,
+            format!("{s:?} is not a canonical decimal number"),
+        ));
     }
     let n = BigUint::parse_bytes(s.as_bytes(), 10).expect("digits checked");
     if &n >= modulus {
@@ -117,7 +121,10 @@ fn g1_from(v: &Value, what: &str) -> Result<G1Affine, SnarkjsError> {
         return Ok(G1Affine::zero());
     }
     if z != Fq::from(1u64) {
-        return Err(bad(what, "the point is not in affine form (z must be \"1\")"));
+        return Err(bad(
+            what,
+            "the point is not in affine form (z must be \"1\")",
+        ));
     }
     let p = G1Affine::new_unchecked(x, y);
     if !p.is_on_curve() {
@@ -143,7 +150,10 @@ fn g2_from(v: &Value, what: &str) -> Result<G2Affine, SnarkjsError> {
         return Ok(G2Affine::zero());
     }
     if z != Fq2::from(1u64) {
-        return Err(bad(what, "the point is not in affine form (z must be [\"1\", \"0\"])"));
+        return Err(bad(
+            what,
+            "the point is not in affine form (z must be [\"1\", \"0\"])",
+        ));
     }
     let p = G2Affine::new_unchecked(x, y);
     if !p.is_on_curve() {
@@ -163,7 +173,10 @@ fn check_header(v: &Value) -> Result<(), SnarkjsError> {
     }
     if let Some(c) = v.get("curve") {
         if c != "bn128" {
-            return Err(bad("curve", format!("{c}: zkpool verifies on bn128 (BN254) only")));
+            return Err(bad(
+                "curve",
+                format!("{c}: zkpool verifies on bn128 (BN254) only"),
+            ));
         }
     }
     Ok(())
@@ -189,14 +202,23 @@ pub fn public_from_json(v: &Value) -> Result<Vec<Fr>, SnarkjsError> {
     items
         .iter()
         .enumerate()
-        .map(|(i, x)| Ok(Fr::from(decimal(x, &format!("public signal {i}"), &Fr::MODULUS.into())?)))
+        .map(|(i, x)| {
+            Ok(Fr::from(decimal(
+                x,
+                &format!("public signal {i}"),
+                &Fr::MODULUS.into(),
+            )?))
+        })
         .collect()
 }
 
 /// Reads snarkjs' `verification_key.json` (Groth16 on bn128).
 pub fn vk_from_json(v: &Value) -> Result<VerifierKey, SnarkjsError> {
     if v.get("protocol").is_none() {
-        return Err(bad("protocol", "missing: is this a snarkjs verification_key.json?"));
+        return Err(bad(
+            "protocol",
+            "missing: is this a snarkjs verification_key.json?",
+        ));
     }
     check_header(v)?;
     let field = |k: &str| v.get(k).ok_or_else(|| bad(k, "missing"));
@@ -205,7 +227,10 @@ pub fn vk_from_json(v: &Value) -> Result<VerifierKey, SnarkjsError> {
         .ok_or_else(|| bad("IC", "expected an array of G1 points"))?;
     if let Some(n) = v.get("nPublic") {
         if n.as_u64() != Some(ic.len() as u64 - 1).filter(|_| !ic.is_empty()) {
-            return Err(bad("nPublic", format!("{n} does not match IC's {} points", ic.len())));
+            return Err(bad(
+                "nPublic",
+                format!("{n} does not match IC's {} points", ic.len()),
+            ));
         }
     }
     if ic.is_empty() {
@@ -243,20 +268,35 @@ mod tests {
 
         let mut j = proof_json(&proof).unwrap();
         j["pi_a"][0] = json!("01");
-        assert!(proof_from_json(&j).unwrap_err().0.contains("pi_a: \"01\" is not a canonical"));
+        assert!(proof_from_json(&j)
+            .unwrap_err()
+            .0
+            .contains("pi_a: \"01\" is not a canonical"));
         let mut j = proof_json(&proof).unwrap();
         j["pi_a"][1] = json!("5");
-        assert!(proof_from_json(&j).unwrap_err().0.contains("not on BN254's G1"));
+        assert!(proof_from_json(&j)
+            .unwrap_err()
+            .0
+            .contains("not on BN254's G1"));
         let mut j = proof_json(&proof).unwrap();
         j["curve"] = json!("bls12381");
-        assert!(proof_from_json(&j).unwrap_err().0.contains("bn128 (BN254) only"));
+        assert!(proof_from_json(&j)
+            .unwrap_err()
+            .0
+            .contains("bn128 (BN254) only"));
         let q: BigUint = Fq::MODULUS.into();
         let mut j = proof_json(&proof).unwrap();
         j["pi_c"][0] = json!(q.to_string());
-        assert!(proof_from_json(&j).unwrap_err().0.contains("not below the field modulus"));
+        assert!(proof_from_json(&j)
+            .unwrap_err()
+            .0
+            .contains("not below the field modulus"));
         let mut v = vk_json(&keys.verifier);
         v["nPublic"] = json!(2);
-        assert!(vk_from_json(&v).unwrap_err().0.contains("does not match IC"));
+        assert!(vk_from_json(&v)
+            .unwrap_err()
+            .0
+            .contains("does not match IC"));
     }
 
     #[test]

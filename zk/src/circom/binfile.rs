@@ -18,7 +18,11 @@ pub(crate) struct Sections<'a> {
 }
 
 impl<'a> Sections<'a> {
-    pub fn parse(file: &'static str, magic: &[u8; 4], bytes: &'a [u8]) -> Result<Self, CircomError> {
+    pub fn parse(
+        file: &'static str,
+        magic: &[u8; 4],
+        bytes: &'a [u8],
+    ) -> Result<Self, CircomError> {
         let mut r = Reader::new(file, bytes);
         let got = r.bytes(4)?;
         if got != magic {
@@ -47,7 +51,10 @@ impl<'a> Sections<'a> {
             }
             let body = r.bytes(len as usize)?;
             if by_type.insert(kind, body).is_some() {
-                return Err(CircomError::format(file, format!("section {kind} appears twice")));
+                return Err(CircomError::format(
+                    file,
+                    format!("section {kind} appears twice"),
+                ));
             }
         }
         Ok(Sections {
@@ -101,11 +108,15 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u32(&mut self) -> Result<u32, CircomError> {
-        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.bytes(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     pub fn u64(&mut self) -> Result<u64, CircomError> {
-        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.bytes(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     /// A 32-byte little-endian integer.
@@ -117,7 +128,10 @@ impl<'a> Reader<'a> {
     pub fn fr(&mut self, what: &str) -> Result<Fr, CircomError> {
         let b = self.big()?;
         Fr::from_bigint(b).ok_or_else(|| {
-            CircomError::format(self.file, format!("{what}: {b} is not below the field modulus"))
+            CircomError::format(
+                self.file,
+                format!("{what}: {b} is not below the field modulus"),
+            )
         })
     }
 
@@ -158,7 +172,10 @@ impl<'a> Reader<'a> {
         }
         let p = G1Affine::new_unchecked(x, y);
         if !p.is_on_curve() {
-            return Err(CircomError::format(self.file, format!("{what}: point is not on BN254's G1")));
+            return Err(CircomError::format(
+                self.file,
+                format!("{what}: point is not on BN254's G1"),
+            ));
         }
         Ok(p)
     }
@@ -173,7 +190,10 @@ impl<'a> Reader<'a> {
         }
         let p = G2Affine::new_unchecked(x, y);
         if !p.is_on_curve() {
-            return Err(CircomError::format(self.file, format!("{what}: point is not on BN254's G2")));
+            return Err(CircomError::format(
+                self.file,
+                format!("{what}: point is not on BN254's G2"),
+            ));
         }
         if subgroup && !p.is_in_correct_subgroup_assuming_on_curve() {
             return Err(CircomError::format(

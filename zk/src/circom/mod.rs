@@ -18,11 +18,11 @@ pub mod wtns;
 pub mod zkey;
 
 use ark_bn254::{Bn254, Fr};
-use ark_groth16::Groth16;
+use ark_groth16::{Groth16, ProvingKey};
 use ark_std::UniformRand;
 use serde_json::Value;
 
-use crate::{keys::VerifierKey, proof::ProofBytes};
+use crate::proof::ProofBytes;
 pub use r1cs::R1cs;
 pub use witness::WitnessGenerator;
 pub use zkey::Zkey;
@@ -56,16 +56,21 @@ impl CircomError {
     }
 }
 
-/// A circom circuit ready to compute witnesses and prove.
+/// A circom circuit ready to compute witnesses and, with its proving key, prove.
+/// The pool keeps only this (not the proving key) to evaluate statements.
 pub struct CircomCircuit {
     pub r1cs: R1cs,
-    pub zkey: Zkey,
     pub generator: WitnessGenerator,
 }
 
 impl CircomCircuit {
-    /// Parses and cross-checks the three files.
-    pub fn load(r1cs: &[u8], wasm: &[u8], zkey: &[u8]) -> Result<Self, CircomError> {
+    /// Parses and cross-checks the three files; returns the circuit and the zkey's
+    /// proving key (which holds the verifying key).
+    pub fn load(
+        r1cs: &[u8],
+        wasm: &[u8],
+        zkey: &[u8],
+    ) -> Result<(Self, ProvingKey<Bn254>), CircomError> {
         let r1cs = R1cs::parse(r1cs)?;
         let zkey = Zkey::parse(zkey)?;
         let generator = WitnessGenerator::new(wasm)?;
@@ -77,11 +82,13 @@ impl CircomCircuit {
                 r1cs.wires
             )));
         }
-        Ok(CircomCircuit {
-            r1cs,
-            zkey,
-            generator,
-        })
+        Ok((CircomCircuit { r1cs, generator }, zkey.pk))
+    }
+
+    /// Loads a [`bundle`] of the three files.
+    pub fn from_bundle(bytes: &[u8]) -> Result<(Self, ProvingKey<Bn254>), CircomError> {
+        let b = Bundle::decode(bytes)?;
+        Self::load(b.r1cs, b.wasm, b.zkey)
     }
 
     /// Constraints: the work credited per proof.
@@ -91,11 +98,7 @@ impl CircomCircuit {
 
     /// Public signals per proof (outputs, then public inputs).
     pub fn public_inputs(&self) -> usize {
-        self.zkey.public
-    }
-
-    pub fn verifier(&self) -> VerifierKey {
-        VerifierKey::new(self.zkey.pk.vk.clone())
+        self.r1cs.public()
     }
 
     /// The full witness for a circom input object, checked against every constraint.
@@ -109,11 +112,12 @@ impl CircomCircuit {
 
     /// The public signals of a witness, as `public.json` lists them.
     pub fn public_signals(&self, witness: &[Fr]) -> Vec<Fr> {
-        witness[1..=self.zkey.public].to_vec()
+        witness[1..=self.public_inputs()].to_vec()
     }
 
-    /// Proves a witness from [`Self::witness`], with randomness from the OS CSPRNG.
-    pub fn prove(&self, witness: &[Fr]) -> Result<ProofBytes, CircomError> {
+    /// Proves a witness from [`Self::witness`] with the zkey's proving key, with
+    /// randomness from the OS CSPRNG.
+    pub fn prove(&self, pk: &ProvingKey<Bn254>, witness: &[Fr]) -> Result<ProofBytes, CircomError> {
         if witness.len() != self.r1cs.wires {
             return Err(CircomError::Prove(format!(
                 "the witness has {} values, the circuit {} wires",
@@ -123,17 +127,57 @@ impl CircomCircuit {
         }
         let mut rng = rand::rngs::OsRng;
         let (r, s) = (Fr::rand(&mut rng), Fr::rand(&mut rng));
-        let proof = Groth16::<Bn254, qap::CircomReduction>::create_proof_with_reduction_and_matrices(
-            &self.zkey.pk,
-            r,
-            s,
-            &[self.r1cs.a.clone(), self.r1cs.b.clone()],
-            self.zkey.public + 1,
-            self.r1cs.constraints(),
-            witness,
-        )
-        .map_err(|e| CircomError::Prove(e.to_string()))?;
+        let proof =
+            Groth16::<Bn254, qap::CircomReduction>::create_proof_with_reduction_and_matrices(
+                pk,
+                r,
+                s,
+                &[self.r1cs.a.clone(), self.r1cs.b.clone()],
+                self.public_inputs() + 1,
+                self.r1cs.constraints(),
+                witness,
+            )
+            .map_err(|e| CircomError::Prove(e.to_string()))?;
         Ok(ProofBytes::encode(&proof))
+    }
+}
+
+/// The three files of a circom circuit in one blob, as the pool stores and serves
+/// them to miners (addressed by the blob's SHA-256): `zkpc`, a `u32` version (1),
+/// then the r1cs, wasm and zkey, each as a `u64` length and the bytes (little-endian).
+pub struct Bundle<'a> {
+    pub r1cs: &'a [u8],
+    pub wasm: &'a [u8],
+    pub zkey: &'a [u8],
+}
+
+impl<'a> Bundle<'a> {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(8 + 24 + self.r1cs.len() + self.wasm.len() + self.zkey.len());
+        out.extend_from_slice(b"zkpc");
+        out.extend_from_slice(&1u32.to_le_bytes());
+        for part in [self.r1cs, self.wasm, self.zkey] {
+            out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, CircomError> {
+        let mut r = binfile::Reader::new("circuit bundle", bytes);
+        if r.bytes(4)? != b"zkpc" || r.u32()? != 1 {
+            return Err(CircomError::format(
+                "circuit bundle",
+                "not a zkpool circom bundle (version 1)",
+            ));
+        }
+        let mut part = || -> Result<&'a [u8], CircomError> {
+            let n = r.u64()?;
+            r.bytes(usize::try_from(n).unwrap_or(usize::MAX))
+        };
+        let (r1cs, wasm, zkey) = (part()?, part()?, part()?);
+        Ok(Bundle { r1cs, wasm, zkey })
     }
 }
 
@@ -221,34 +265,47 @@ mod tests {
     const ZKEY: &[u8] = include_bytes!("../../tests/fixtures/circom/mul.zkey");
 
     fn fixture_json(name: &str) -> Value {
-        let path = format!("{}/tests/fixtures/circom/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/circom/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
 
-    fn circuit() -> CircomCircuit {
-        CircomCircuit::load(R1CS, WASM, ZKEY).unwrap()
+    fn circuit() -> (CircomCircuit, ProvingKey<Bn254>) {
+        let bundle = Bundle {
+            r1cs: R1CS,
+            wasm: WASM,
+            zkey: ZKEY,
+        }
+        .encode();
+        CircomCircuit::from_bundle(&bundle).unwrap()
     }
 
     #[test]
     fn the_witness_is_snarkjs_witness_and_the_proof_verifies_under_the_zkeys_key() {
-        let c = circuit();
+        let (c, pk) = circuit();
         // out = a^5 * b: four multiplications for the powers, one for out.
         assert_eq!(c.constraints(), 5);
         assert_eq!(c.public_inputs(), 2);
         let w = c.witness(&fixture_json("mul.input.json")).unwrap();
-        let snarkjs_w =
-            wtns::read(include_bytes!("../../tests/fixtures/circom/mul.wtns")).unwrap();
+        let snarkjs_w = wtns::read(include_bytes!("../../tests/fixtures/circom/mul.wtns")).unwrap();
         assert_eq!(w, snarkjs_w, "wasmi and snarkjs compute the same witness");
         assert_eq!(wtns::read(&wtns::write(&w)).unwrap(), w);
         let public = c.public_signals(&w);
-        assert_eq!(public, snarkjs::public_from_json(&fixture_json("mul.public.json")).unwrap());
+        assert_eq!(
+            public,
+            snarkjs::public_from_json(&fixture_json("mul.public.json")).unwrap()
+        );
         assert_eq!(public, vec![Fr::from(3u64.pow(5) * 11), Fr::from(11u64)]);
 
-        let proof = c.prove(&w).unwrap();
-        c.verifier().verify(&public, &proof).unwrap();
+        let proof = c.prove(&pk, &w).unwrap();
+        crate::VerifierKey::new(pk.vk.clone())
+            .verify(&public, &proof)
+            .unwrap();
         // The verifying key snarkjs exported is the zkey's.
         let vk = snarkjs::vk_from_json(&fixture_json("mul.vk.json")).unwrap();
-        assert_eq!(vk.vk, c.zkey.pk.vk);
+        assert_eq!(vk.vk, pk.vk);
         vk.verify(&public, &proof).unwrap();
         // And snarkjs's own proof verifies here; with another statement, neither does.
         let theirs = snarkjs::proof_from_json(&fixture_json("mul.proof.json")).unwrap();
@@ -260,9 +317,13 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_named() {
-        let c = circuit();
+        let (c, _) = circuit();
         let err = |v: Value| c.witness(&v).unwrap_err().to_string();
-        assert!(err(serde_json::json!({"a": "3"})).contains("only 1 of the circuit's 2 input values"), "{}", err(serde_json::json!({"a": "3"})));
+        assert!(
+            err(serde_json::json!({"a": "3"})).contains("only 1 of the circuit's 2 input values"),
+            "{}",
+            err(serde_json::json!({"a": "3"}))
+        );
         let e = err(serde_json::json!({"a": "3", "b": "1", "c": "2"}));
         assert!(e.contains("no input signal `c`"), "{e}");
         let e = err(serde_json::json!({"a": ["3", "4"], "b": "1"}));
@@ -275,7 +336,8 @@ mod tests {
 
     #[test]
     fn bad_uploads_are_refused_with_the_problem_named() {
-        let load = |r: &[u8], w: &[u8], z: &[u8]| CircomCircuit::load(r, w, z).err().unwrap().to_string();
+        let load =
+            |r: &[u8], w: &[u8], z: &[u8]| CircomCircuit::load(r, w, z).err().unwrap().to_string();
         let other = include_bytes!("../../tests/fixtures/circom/other.r1cs");
         let e = load(other, WASM, ZKEY);
         assert!(e.starts_with("the r1cs does not match the zkey"), "{e}");
@@ -283,7 +345,10 @@ mod tests {
         assert!(e.contains("wasm: not a valid WebAssembly module"), "{e}");
         let bls = include_bytes!("../../tests/fixtures/circom/bls12381.zkey");
         let e = load(R1CS, WASM, bls);
-        assert!(e.starts_with("zkey is for another curve: its base field is BLS12-381 base field"), "{e}");
+        assert!(
+            e.starts_with("zkey is for another curve: its base field is BLS12-381 base field"),
+            "{e}"
+        );
         let e = load(R1CS, WASM, WASM);
         assert!(e.contains("zkey: not a zkey file"), "{e}");
         let e = load(R1CS, WASM, &ZKEY[..ZKEY.len() - 10]);
@@ -308,9 +373,14 @@ mod tests {
         let spec = CircuitSpec::Preimage;
         let mut rng = rand::rngs::OsRng;
         let (pk, vk) =
-            Groth16::<Bn254, qap::CircomReduction>::circuit_specific_setup(spec.blank(), &mut rng).unwrap();
+            Groth16::<Bn254, qap::CircomReduction>::circuit_specific_setup(spec.blank(), &mut rng)
+                .unwrap();
         let s = CircuitSpec::preimage_statement(Fr::from(9u64));
-        let proof = Groth16::<Bn254, qap::CircomReduction>::prove(&pk, spec.with_statement(&s), &mut rng).unwrap();
-        VerifierKey::new(vk).verify(&s.public, &ProofBytes::encode(&proof)).unwrap();
+        let proof =
+            Groth16::<Bn254, qap::CircomReduction>::prove(&pk, spec.with_statement(&s), &mut rng)
+                .unwrap();
+        crate::VerifierKey::new(vk)
+            .verify(&s.public, &ProofBytes::encode(&proof))
+            .unwrap();
     }
 }

@@ -39,7 +39,12 @@ impl R1CSToQAP for CircomReduction {
         let n = domain.size();
         let mut a = vec![F::zero(); n];
         let mut b = vec![F::zero(); n];
-        for (i, (a_row, b_row)) in matrices[0].iter().zip(&matrices[1]).enumerate().take(num_constraints) {
+        for (i, (a_row, b_row)) in matrices[0]
+            .iter()
+            .zip(&matrices[1])
+            .enumerate()
+            .take(num_constraints)
+        {
             a[i] = evaluate_constraint(a_row, full_assignment);
             b[i] = evaluate_constraint(b_row, full_assignment);
         }

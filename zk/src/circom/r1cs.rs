@@ -35,7 +35,10 @@ impl R1cs {
         if s.version != 1 {
             return Err(CircomError::format(
                 FILE,
-                format!("version {} is not supported (circom 2 writes version 1)", s.version),
+                format!(
+                    "version {} is not supported (circom 2 writes version 1)",
+                    s.version
+                ),
             ));
         }
         let mut h = s.section(1, "header")?;
@@ -97,7 +100,10 @@ impl R1cs {
                             format!("constraint {i} uses wire {wire}, but there are {wires} wires"),
                         ));
                     }
-                    let coef = r.fr(&format!("constraint {i} {} coefficient", ["A", "B", "C"][which]))?;
+                    let coef = r.fr(&format!(
+                        "constraint {i} {} coefficient",
+                        ["A", "B", "C"][which]
+                    ))?;
                     row.push((coef, wire));
                 }
                 matrix.push(row);

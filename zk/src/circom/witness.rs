@@ -11,7 +11,10 @@ use ark_bn254::Fr;
 use ark_ff::{BigInt, PrimeField};
 use num_bigint::BigUint;
 use serde_json::Value;
-use wasmi::{Caller, Config, Engine, Extern, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
+use wasmi::{
+    Caller, Config, Engine, Extern, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
+    TypedFunc,
+};
 
 use super::{binfile::le_bigint, CircomError};
 
@@ -55,14 +58,17 @@ impl Instance {
 
     fn call0(&mut self, name: &str) -> Result<i32, CircomError> {
         let f = self.func::<(), i32>(name)?;
-        f.call(&mut self.store, ()).map_err(|e| trap(name, e, &self.store))
+        f.call(&mut self.store, ())
+            .map_err(|e| trap(name, e, &self.store))
     }
 
     fn read_shared(&mut self, n32: usize) -> Result<BigInt<4>, CircomError> {
         let f = self.func::<i32, i32>("readSharedRWMemory")?;
         let mut bytes = [0u8; 32];
         for j in 0..n32.min(8) {
-            let w = f.call(&mut self.store, j as i32).map_err(|e| trap("readSharedRWMemory", e, &self.store))?;
+            let w = f
+                .call(&mut self.store, j as i32)
+                .map_err(|e| trap("readSharedRWMemory", e, &self.store))?;
             bytes[4 * j..4 * j + 4].copy_from_slice(&(w as u32).to_le_bytes());
         }
         Ok(le_bigint(&bytes))
@@ -134,7 +140,9 @@ impl WitnessGenerator {
         let mut inst = gen.instantiate()?;
         let n32 = inst.call0("getFieldNumLen32")?;
         if !(1..=8).contains(&n32) {
-            return Err(CircomError::Wasm(format!("field elements of {n32} words are not supported")));
+            return Err(CircomError::Wasm(format!(
+                "field elements of {n32} words are not supported"
+            )));
         }
         gen.n32 = n32 as usize;
         inst.func::<(), ()>("getRawPrime")?
@@ -144,7 +152,9 @@ impl WitnessGenerator {
         if n32 != 8 || prime != Fr::MODULUS {
             return Err(CircomError::Curve {
                 file: "wasm",
-                detail: format!("its prime is {prime}; compile with circom's default prime (--prime bn128)"),
+                detail: format!(
+                    "its prime is {prime}; compile with circom's default prime (--prime bn128)"
+                ),
             });
         }
         gen.witness_size = inst.call0("getWitnessSize")? as usize;
@@ -165,43 +175,60 @@ impl WitnessGenerator {
             },
         );
         store.limiter(|h| &mut h.limits);
-        store.set_fuel(FUEL).expect("fuel is enabled in the engine config");
+        store
+            .set_fuel(FUEL)
+            .expect("fuel is enabled in the engine config");
         let mut linker = Linker::<Host>::new(&self.engine);
-        let wrap = |e: wasmi::errors::LinkerError| CircomError::Wasm(format!("linking the runtime: {e}"));
+        let wrap =
+            |e: wasmi::errors::LinkerError| CircomError::Wasm(format!("linking the runtime: {e}"));
         linker
-            .func_wrap("runtime", "exceptionHandler", |caller: Caller<'_, Host>, code: i32| -> Result<(), wasmi::Error> {
-                let printed = caller.data().errors.trim().to_owned();
-                let mut msg = exception(code).to_owned();
-                if !printed.is_empty() {
-                    msg.push_str(&format!(": {printed}"));
-                }
-                Err(wasmi::Error::new(msg))
-            })
+            .func_wrap(
+                "runtime",
+                "exceptionHandler",
+                |caller: Caller<'_, Host>, code: i32| -> Result<(), wasmi::Error> {
+                    let printed = caller.data().errors.trim().to_owned();
+                    let mut msg = exception(code).to_owned();
+                    if !printed.is_empty() {
+                        msg.push_str(&format!(": {printed}"));
+                    }
+                    Err(wasmi::Error::new(msg))
+                },
+            )
             .map_err(wrap)?;
         linker
-            .func_wrap("runtime", "printErrorMessage", |mut caller: Caller<'_, Host>| {
-                let m = message(&mut caller);
-                let errors = &mut caller.data_mut().errors;
-                if errors.len() < 4096 {
-                    errors.push_str(&m);
-                    errors.push(' ');
-                }
-            })
+            .func_wrap(
+                "runtime",
+                "printErrorMessage",
+                |mut caller: Caller<'_, Host>| {
+                    let m = message(&mut caller);
+                    let errors = &mut caller.data_mut().errors;
+                    if errors.len() < 4096 {
+                        errors.push_str(&m);
+                        errors.push(' ');
+                    }
+                },
+            )
             .map_err(wrap)?;
         // circom's `log()` output: read and dropped (the JS runtime prints it).
         linker
-            .func_wrap("runtime", "writeBufferMessage", |mut caller: Caller<'_, Host>| {
-                message(&mut caller);
-            })
+            .func_wrap(
+                "runtime",
+                "writeBufferMessage",
+                |mut caller: Caller<'_, Host>| {
+                    message(&mut caller);
+                },
+            )
             .map_err(wrap)?;
         linker
             .func_wrap("runtime", "showSharedRWMemory", |_: Caller<'_, Host>| {})
             .map_err(wrap)?;
-        let instance = linker.instantiate_and_start(&mut store, &self.module).map_err(|e| {
-            CircomError::Wasm(format!(
+        let instance = linker
+            .instantiate_and_start(&mut store, &self.module)
+            .map_err(|e| {
+                CircomError::Wasm(format!(
                 "cannot instantiate ({e}); the module must import only circom 2's runtime functions"
             ))
-        })?;
+            })?;
         Ok(Instance { store, instance })
     }
 
@@ -212,7 +239,8 @@ impl WitnessGenerator {
     pub fn calculate(&self, input: &Value) -> Result<Vec<Fr>, CircomError> {
         let Value::Object(_) = input else {
             return Err(CircomError::Input(
-                "must be a JSON object of signal names to values, as for snarkjs wtns calculate".into(),
+                "must be a JSON object of signal names to values, as for snarkjs wtns calculate"
+                    .into(),
             ));
         };
         let mut signals = Vec::new();
@@ -235,7 +263,9 @@ impl WitnessGenerator {
                 .map_err(|e| trap("getInputSignalSize", e, &inst.store))?;
             // circom 2.1 answers 0 (older versions -1) for a name it does not know.
             if size <= 0 {
-                return Err(CircomError::Input(format!("the circuit has no input signal `{name}`")));
+                return Err(CircomError::Input(format!(
+                    "the circuit has no input signal `{name}`"
+                )));
             }
             if values.len() != size as usize {
                 return Err(CircomError::Input(format!(
@@ -252,7 +282,13 @@ impl WitnessGenerator {
                         .map_err(|e| trap("writeSharedRWMemory", e, &inst.store))?;
                 }
                 set.call(&mut inst.store, (msb, lsb, i as i32))
-                    .map_err(|e| trap(&format!("computing the witness after `{name}`[{i}]"), e, &inst.store))?;
+                    .map_err(|e| {
+                        trap(
+                            &format!("computing the witness after `{name}`[{i}]"),
+                            e,
+                            &inst.store,
+                        )
+                    })?;
                 count += 1;
             }
         }
@@ -273,7 +309,9 @@ impl WitnessGenerator {
             })?);
         }
         if witness.first() != Some(&Fr::from(1u64)) {
-            return Err(CircomError::Wasm("witness signal 0 is not the constant 1".into()));
+            return Err(CircomError::Wasm(
+                "witness signal 0 is not the constant 1".into(),
+            ));
         }
         Ok(witness)
     }
@@ -296,7 +334,11 @@ fn qualify(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) -> Result<()
         unreachable!("called on objects only")
     };
     for (k, v) in map {
-        let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             Value::Object(_) => qualify(&name, v, out)?,
             _ => out.push((name, v.clone())),
@@ -314,7 +356,10 @@ fn flatten(name: &str, v: &Value, out: &mut Vec<Fr>) -> Result<(), CircomError> 
             Ok(())
         }
         other => {
-            out.push(parse_value(other).map_err(|why| CircomError::Input(format!("input `{name}`: {why}")))?);
+            out.push(
+                parse_value(other)
+                    .map_err(|why| CircomError::Input(format!("input `{name}`: {why}")))?,
+            );
             Ok(())
         }
     }
@@ -327,7 +372,11 @@ pub fn parse_value(v: &Value) -> Result<Fr, String> {
         Value::Number(n) => match (n.as_u64(), n.as_i64()) {
             (Some(u), _) => (false, BigUint::from(u)),
             (None, Some(i)) => (true, BigUint::from(i.unsigned_abs())),
-            _ => return Err(format!("{n} is not an integer; give large values as decimal strings")),
+            _ => {
+                return Err(format!(
+                    "{n} is not an integer; give large values as decimal strings"
+                ))
+            }
         },
         Value::String(s) => {
             let (neg, body) = match s.strip_prefix('-') {
@@ -341,7 +390,10 @@ pub fn parse_value(v: &Value) -> Result<Fr, String> {
                 }
                 None => None,
             };
-            (neg, parsed.ok_or_else(|| format!("{s:?} is not a decimal or 0x-hex integer"))?)
+            (
+                neg,
+                parsed.ok_or_else(|| format!("{s:?} is not a decimal or 0x-hex integer"))?,
+            )
         }
         Value::Bool(b) => (false, BigUint::from(*b as u8)),
         other => return Err(format!("{other} is not a number")),
@@ -370,16 +422,37 @@ mod tests {
 
     #[test]
     fn values_parse_like_snarkjs_inputs_and_refuse_what_would_wrap() {
-        assert_eq!(parse_value(&serde_json::json!("11")).unwrap(), Fr::from(11u64));
-        assert_eq!(parse_value(&serde_json::json!(11)).unwrap(), Fr::from(11u64));
-        assert_eq!(parse_value(&serde_json::json!("0x0b")).unwrap(), Fr::from(11u64));
-        assert_eq!(parse_value(&serde_json::json!("-1")).unwrap(), -Fr::from(1u64));
-        assert_eq!(parse_value(&serde_json::json!(-2)).unwrap(), -Fr::from(2u64));
+        assert_eq!(
+            parse_value(&serde_json::json!("11")).unwrap(),
+            Fr::from(11u64)
+        );
+        assert_eq!(
+            parse_value(&serde_json::json!(11)).unwrap(),
+            Fr::from(11u64)
+        );
+        assert_eq!(
+            parse_value(&serde_json::json!("0x0b")).unwrap(),
+            Fr::from(11u64)
+        );
+        assert_eq!(
+            parse_value(&serde_json::json!("-1")).unwrap(),
+            -Fr::from(1u64)
+        );
+        assert_eq!(
+            parse_value(&serde_json::json!(-2)).unwrap(),
+            -Fr::from(2u64)
+        );
         let r: BigUint = Fr::MODULUS.into();
         let e = parse_value(&serde_json::json!(r.to_string())).unwrap_err();
         assert!(e.contains("not below the field modulus"), "{e}");
-        assert!(parse_value(&serde_json::json!("1.5")).unwrap_err().contains("not a decimal"));
-        assert!(parse_value(&serde_json::json!(1.5)).unwrap_err().contains("not an integer"));
-        assert!(parse_value(&serde_json::json!(null)).unwrap_err().contains("not a number"));
+        assert!(parse_value(&serde_json::json!("1.5"))
+            .unwrap_err()
+            .contains("not a decimal"));
+        assert!(parse_value(&serde_json::json!(1.5))
+            .unwrap_err()
+            .contains("not an integer"));
+        assert!(parse_value(&serde_json::json!(null))
+            .unwrap_err()
+            .contains("not a number"));
     }
 }

@@ -44,7 +44,14 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Fr>, CircomError> {
     let n = h.u32()? as usize;
     let mut v = s.section(2, "values")?;
     if v.remaining() != 32 * n {
-        return Err(CircomError::format("wtns", format!("{n} values need {} bytes, the section has {}", 32 * n, v.remaining())));
+        return Err(CircomError::format(
+            "wtns",
+            format!(
+                "{n} values need {} bytes, the section has {}",
+                32 * n,
+                v.remaining()
+            ),
+        ));
     }
     (0..n).map(|i| v.fr(&format!("value {i}"))).collect()
 }
