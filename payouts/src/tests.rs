@@ -13,6 +13,26 @@ fn credit(worker: &str, job: &str, first: u64, proofs: u64) -> ShareCredit {
     }
 }
 
+/// Opens the sled database at `dir` again after it was dropped. sled releases its
+/// file lock only when its flusher thread, which holds a reference, notices the
+/// drop, a moment later: until then an open fails with WouldBlock. Retries that
+/// error for up to 5 s; any other error, or the lock still held then, fails.
+fn reopen(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(e) => panic!("reopen {}: {e}", dir.display()),
+        }
+    }
+}
+
 fn prop() -> Policy {
     Policy::default()
 }
@@ -241,7 +261,7 @@ fn a_corrupted_balance_cache_is_rebuilt_from_the_journal() {
             .unwrap();
         db.flush().unwrap();
     }
-    let db = sled::open(dir.path()).unwrap();
+    let db = reopen(dir.path());
     let l = Ledger::open(&db).unwrap();
     assert_eq!(l.balance(&account::client("c")), 77);
     assert_eq!(l.rebuild().unwrap(), 0, "the cache was corrected on open");
@@ -440,7 +460,7 @@ proptest! {
                     db.flush().unwrap();
                     drop(l);
                     drop(db);
-                    db = sled::open(dir.path()).unwrap();
+                    db = reopen(dir.path());
                     l = Ledger::open(&db).unwrap();
                     prop_assert_eq!((l.audit(), l.balances(), l.batches()), before);
                 }
