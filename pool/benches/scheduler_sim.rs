@@ -80,6 +80,7 @@ fn main() {
         lease_min: Duration::from_secs(60),
         max_per_task: 256,
         tasks_per_session: 2,
+        max_attempts: 0,
     });
 
     // Jobs: a circuit and a number of statements each; all arrive at t = 0.

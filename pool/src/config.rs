@@ -193,6 +193,9 @@ pub struct SchedulerConfig {
     pub tasks_per_session: usize,
     /// Seconds between lease-expiry sweeps. Default 1.
     pub sweep_interval_secs: f64,
+    /// Failed attempts (invalid proofs, expired leases) after which a statement's
+    /// job fails and the unearned reward is refunded; 0: never. Default 5.
+    pub max_attempts: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -203,6 +206,7 @@ impl Default for SchedulerConfig {
             max_statements_per_task: 256,
             tasks_per_session: 2,
             sweep_interval_secs: 1.0,
+            max_attempts: 5,
         }
     }
 }

@@ -413,6 +413,9 @@ pub struct JobView {
     pub chain: Option<zk::result::ChainClaim>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// Why the job failed (state `failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 fn view(s: &PoolState, j: &JobRecord) -> JobView {
@@ -425,7 +428,7 @@ fn view(s: &PoolState, j: &JobRecord) -> JobView {
     let (verified, leased) = match (progress, j.state) {
         (Some(p), _) => (p.done, p.leased),
         // Expired: what was verified before the deadline.
-        (None, JobState::Expired | JobState::Cancelled) => (
+        (None, JobState::Expired | JobState::Cancelled | JobState::Failed) => (
             s.store
                 .job_proofs(&j.id)
                 .map(|p| p.len() as u64)
@@ -453,6 +456,7 @@ fn view(s: &PoolState, j: &JobRecord) -> JobView {
         completed_ms: j.completed_ms,
         chain: j.chain.clone(),
         result: (j.state == JobState::Completed).then(|| format!("/v1/jobs/{}/result", j.id)),
+        failure: j.failure.clone(),
     }
 }
 
@@ -539,12 +543,15 @@ async fn get_result(
     let job = stored_job(&s, &id)?;
     match (s.store.result(&id).map_err(internal)?, job.state) {
         (Some(r), _) => Ok(Json(r)),
-        (None, state @ (JobState::Expired | JobState::Cancelled)) => {
+        (None, state @ (JobState::Expired | JobState::Cancelled | JobState::Failed)) => {
             let verified = s.store.job_proofs(&id).map_err(internal)?.len();
-            let how = if state == JobState::Expired {
-                "expired at its deadline"
-            } else {
-                "was cancelled"
+            let how = match state {
+                JobState::Expired => "expired at its deadline".to_owned(),
+                JobState::Failed => format!(
+                    "failed ({})",
+                    job.failure.as_deref().unwrap_or("a statement used up its attempts")
+                ),
+                _ => "was cancelled".to_owned(),
             };
             Err(ApiError(
                 StatusCode::GONE,

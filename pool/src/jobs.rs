@@ -55,6 +55,9 @@ pub enum JobState {
     /// The client (or the operator) cancelled it. Verified proofs stay stored and
     /// credited; the reward not earned is refunded.
     Cancelled,
+    /// A statement failed `scheduler.max_attempts` times (`failure` says which and
+    /// why). Verified proofs stay stored and credited; the rest is refunded.
+    Failed,
 }
 
 /// A job as stored.
@@ -75,6 +78,9 @@ pub struct JobRecord {
     pub state: JobState,
     #[serde(default)]
     pub completed_ms: Option<u64>,
+    /// Why a failed job failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl JobRecord {
@@ -210,6 +216,7 @@ pub fn build(
         deadline_ms: now + req.deadline_secs.unwrap_or(DEFAULT_DEADLINE_SECS) * 1000,
         state: JobState::Running,
         completed_ms: None,
+        failure: None,
     })
 }
 

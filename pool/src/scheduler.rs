@@ -12,7 +12,10 @@
 //! - Sessions are served round-robin, one task per session per round, each up to
 //!   `tasks_per_session` tasks at once (one proving, the rest queued on the rig).
 //! - A statement whose proof was invalid, or whose lease ran out, is not leased
-//!   straight back to the worker that failed it while another eligible session exists.
+//!   again to a worker that failed it while another eligible session exists.
+//! - Each such failure is an attempt; a statement that fails `max_attempts` times
+//!   is reported by [`Scheduler::take_exhausted`] and its job is ended as failed
+//!   (the pool does not hand out forever work its rigs cannot do).
 //!
 //! Architecture Invariant: every statement of an active job is in exactly one of
 //! `pending`, a live task, or done; leases are memory-only (see `store`).
@@ -29,6 +32,19 @@ pub struct SchedConfig {
     pub lease_min: Duration,
     pub max_per_task: usize,
     pub tasks_per_session: usize,
+    /// Failed attempts (invalid proofs, expired leases) after which a statement's
+    /// job fails; 0: never.
+    pub max_attempts: u32,
+}
+
+/// A statement that failed `attempts` times: its job should end as failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exhausted {
+    pub job: String,
+    pub statement: u64,
+    pub attempts: u32,
+    /// The worker that failed it last.
+    pub worker: String,
 }
 
 /// A session's handle in the scheduler.
@@ -75,8 +91,18 @@ struct JobQueue {
     entry: JobEntry,
     pending: BTreeSet<u64>,
     done: u64,
-    /// Statement -> worker whose proof of it was invalid.
-    avoid: HashMap<u64, String>,
+    /// Statement -> workers whose proof of it was invalid or whose lease ran out.
+    avoid: HashMap<u64, HashSet<String>>,
+    /// Statement -> failed attempts.
+    attempts: HashMap<u64, u32>,
+    /// A statement of this job used up its attempts (reported once).
+    exhausted: bool,
+}
+
+impl JobQueue {
+    fn failed_by(&self, i: u64, worker: &str) -> bool {
+        self.avoid.get(&i).is_some_and(|w| w.contains(worker))
+    }
 }
 
 #[derive(Debug)]
@@ -146,6 +172,8 @@ pub struct Scheduler {
     /// Sessions that named no circuits (they prove every job), and those that did.
     unfiltered: usize,
     filtered: BTreeSet<SessionKey>,
+    /// Statements that used up their attempts, not yet taken by the server.
+    exhausted: Vec<Exhausted>,
 }
 
 impl Scheduler {
@@ -161,6 +189,7 @@ impl Scheduler {
             free: BTreeSet::new(),
             unfiltered: 0,
             filtered: BTreeSet::new(),
+            exhausted: Vec::new(),
         }
     }
 
@@ -180,6 +209,8 @@ impl Scheduler {
                     pending,
                     done,
                     avoid: HashMap::new(),
+                    attempts: HashMap::new(),
+                    exhausted: false,
                 },
             );
         }
@@ -338,13 +369,12 @@ impl Scheduler {
             if q.pending.is_empty() || !slot.supports(&q.entry) {
                 continue;
             }
-            let strict = self.eligible_sessions(&q.entry) > 1;
-            let Some(first) = q
-                .pending
-                .iter()
-                .copied()
-                .find(|i| !strict || q.avoid.get(i) != Some(&worker))
-            else {
+            // Avoid workers that failed a statement while some eligible session
+            // has not failed it yet (sessions stand in for workers here).
+            let eligible = self.eligible_sessions(&q.entry);
+            let Some(first) = q.pending.iter().copied().find(|i| {
+                !q.failed_by(*i, &worker) || q.avoid.get(i).map_or(0, HashSet::len) >= eligible
+            }) else {
                 continue;
             };
             let better = match best {
@@ -363,7 +393,7 @@ impl Scheduler {
         let mut count = 1;
         while count < size
             && q.pending.contains(&(first + count))
-            && q.avoid.get(&(first + count)) != Some(&worker)
+            && !q.failed_by(first + count, &worker)
         {
             count += 1;
         }
@@ -375,7 +405,6 @@ impl Scheduler {
         let q = self.jobs.get_mut(&job).expect("job chosen above exists");
         for i in first..first + count {
             q.pending.remove(&i);
-            q.avoid.remove(&i);
         }
         let task = Task {
             id: id.clone(),
@@ -513,13 +542,31 @@ impl Scheduler {
         self.take(id)
     }
 
-    /// Marks a task's statements to avoid the worker that failed them.
+    /// Marks a task's statements to avoid the worker that failed them, and counts
+    /// the attempt; a statement out of attempts is reported once per job.
     fn blame(&mut self, t: &Task) {
-        if let Some(q) = self.jobs.get_mut(&t.job) {
-            for i in t.indices() {
-                q.avoid.insert(i, t.worker.clone());
+        let Some(q) = self.jobs.get_mut(&t.job) else {
+            return;
+        };
+        for i in t.indices() {
+            q.avoid.entry(i).or_default().insert(t.worker.clone());
+            let n = q.attempts.entry(i).or_default();
+            *n += 1;
+            if self.cfg.max_attempts > 0 && *n >= self.cfg.max_attempts && !q.exhausted {
+                q.exhausted = true;
+                self.exhausted.push(Exhausted {
+                    job: t.job.clone(),
+                    statement: i,
+                    attempts: *n,
+                    worker: t.worker.clone(),
+                });
             }
         }
+    }
+
+    /// Statements that used up their attempts since the last call.
+    pub fn take_exhausted(&mut self) -> Vec<Exhausted> {
+        std::mem::take(&mut self.exhausted)
     }
 
     /// A task whose proofs were invalid: its statements go back to the queue,
@@ -589,6 +636,7 @@ mod tests {
             lease_min: Duration::from_secs(60),
             max_per_task: 64,
             tasks_per_session: 2,
+            max_attempts: 5,
         }
     }
 
@@ -715,6 +763,67 @@ mod tests {
         assert!(s.expire(t0 + lease + lease / 4).is_empty());
         assert_eq!(s.expire(t0 + lease + lease / 2).len(), 1);
         assert_eq!(s.progress("j").unwrap().pending, 2);
+    }
+
+    /// A statement that fails on every rig (here: each lets its lease run out or
+    /// sends an invalid proof) is tried on each worker once before any twice, and
+    /// after `max_attempts` failures its job is reported as exhausted, once.
+    #[test]
+    fn a_statement_out_of_attempts_exhausts_its_job_once() {
+        let mut s = Scheduler::new(cfg());
+        let mut now = Instant::now();
+        s.add_job(job("j", 1, 10));
+        for k in 1..=3 {
+            s.add_session(k, format!("w{k}.r"), None);
+        }
+        let mut workers = vec![];
+        for attempt in 1..=5u32 {
+            let t = s.poll_assignments(now).remove(0);
+            workers.push(t.worker.clone());
+            if attempt % 2 == 0 {
+                s.fail(t.session, &t.id).unwrap();
+            } else {
+                now += t.lease;
+                assert_eq!(s.expire(now).len(), 1);
+            }
+            let exhausted = s.take_exhausted();
+            if attempt < 5 {
+                assert!(exhausted.is_empty(), "attempt {attempt}");
+            } else {
+                assert_eq!(
+                    exhausted,
+                    vec![Exhausted {
+                        job: "j".into(),
+                        statement: 0,
+                        attempts: 5,
+                        worker: t.worker.clone()
+                    }]
+                );
+            }
+        }
+        // Three workers, each tried once before the statement went back to any of them.
+        let first_three: BTreeSet<_> = workers[..3].iter().collect();
+        assert_eq!(first_three.len(), 3, "{workers:?}");
+        // Reported once, even if it keeps failing.
+        let t = s.poll_assignments(now).remove(0);
+        s.fail(t.session, &t.id).unwrap();
+        assert!(s.take_exhausted().is_empty());
+    }
+
+    #[test]
+    fn no_attempt_cap_when_max_attempts_is_zero() {
+        let mut s = Scheduler::new(SchedConfig {
+            max_attempts: 0,
+            ..cfg()
+        });
+        let now = Instant::now();
+        s.add_job(job("j", 1, 10));
+        s.add_session(1, "w.r".into(), None);
+        for _ in 0..20 {
+            let t = s.poll_assignments(now).remove(0);
+            s.fail(1, &t.id).unwrap();
+        }
+        assert!(s.take_exhausted().is_empty());
     }
 
     #[test]

@@ -315,6 +315,7 @@ impl PoolState {
         };
         if !failures.is_empty() {
             lock(&self.scheduler).fail(key, &task.id);
+            self.fail_exhausted_jobs();
             self.dispatch();
             warn!(%worker, task = %task.id, first = %failures[0], "proofs rejected");
             let summary = format!(
@@ -598,6 +599,27 @@ impl PoolState {
         }
     }
 
+    /// Ends, as failed, each job with a statement that used up its attempts.
+    fn fail_exhausted_jobs(self: &Arc<Self>) {
+        let exhausted = lock(&self.scheduler).take_exhausted();
+        for e in exhausted {
+            let why = format!(
+                "statement {} failed {} attempts (invalid proofs or expired leases; last by {}): the pool's rigs cannot prove it",
+                e.statement, e.attempts, e.worker
+            );
+            warn!(job = %e.job, "{why}; failing the job");
+            let state = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = state
+                    .end_job_because(&e.job, JobState::Failed, Some(why))
+                    .await
+                {
+                    error!(job = %e.job, error = %err, "cannot end the failed job");
+                }
+            });
+        }
+    }
+
     /// Ends a running job before its result: its leases are cancelled (sessions get
     /// `mining.cancel`), it is stored as `state` (expired or cancelled), and it is
     /// settled: the verified proofs stay stored and credited and earn their share
@@ -609,6 +631,16 @@ impl PoolState {
         id: &str,
         state: JobState,
     ) -> anyhow::Result<Option<JobRecord>> {
+        self.end_job_because(id, state, None).await
+    }
+
+    /// [`Self::end_job`] with the reason stored on the job (shown to its client).
+    pub async fn end_job_because(
+        self: &Arc<Self>,
+        id: &str,
+        state: JobState,
+        failure: Option<String>,
+    ) -> anyhow::Result<Option<JobRecord>> {
         let cancelled = {
             let mut sched = lock(&self.scheduler);
             if sched.progress(id).is_none() {
@@ -618,6 +650,7 @@ impl PoolState {
         };
         let reason = match state {
             JobState::Cancelled => "job cancelled",
+            JobState::Failed => "job failed",
             _ => "job expired",
         };
         self.send_cancels(&cancelled, reason);
@@ -625,6 +658,7 @@ impl PoolState {
             Some(mut job) if job.state == JobState::Running => {
                 job.state = state;
                 job.completed_ms = Some(now_ms());
+                job.failure = failure;
                 self.store.put_job(&job)?;
                 self.store.flush().await?;
                 if state == JobState::Expired {
@@ -838,6 +872,7 @@ pub async fn start(
         lease_min: Duration::from_secs_f64(config.scheduler.lease_min_secs),
         max_per_task: config.scheduler.max_statements_per_task,
         tasks_per_session: config.scheduler.tasks_per_session,
+        max_attempts: config.scheduler.max_attempts,
     };
     let metrics = Arc::new(Metrics::new());
     let config_bans = config.ban_policy();
@@ -916,6 +951,7 @@ async fn sweep(state: Arc<PoolState>) {
             warn!(task = %t.id, worker = %t.worker, "lease expired; statements re-queued");
         }
         state.send_cancels(&expired, "lease expired");
+        state.fail_exhausted_jobs();
         state.expire_due_jobs().await;
         // Dispatch every tick, not only after expiries: a task taken back from a
         // full session queue waits for the next event, and this is the latest one.

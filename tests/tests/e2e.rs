@@ -389,6 +389,75 @@ async fn wrong_garbage_and_misplaced_proofs_are_rejected_with_reasons() -> anyho
     Ok(())
 }
 
+/// A statement that fails `scheduler.max_attempts` times (here: three invalid
+/// proofs) fails its job with the reason, instead of being handed out forever; the
+/// job's result then answers 410 with that reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() -> anyhow::Result<()>
+{
+    let (pool, _dir) = inproc_pool_with("", "", "max_attempts = 3", "").await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    let job = api.post("/v1/jobs", &batch_job(1)).await?;
+    let id = job["id"].as_str().unwrap();
+    let mut c = RawConn::connect(pool.stratum_addr).await?;
+    let mut notes = c.handshake("frank.rig1").await?;
+    let mut task = match notes.pop() {
+        Some(n) if n["method"] == "mining.notify" => n["params"].clone(),
+        _ => c.next_notify().await?,
+    };
+    let key_bytes = reqwest::get(task["key"]["url"].as_str().unwrap())
+        .await?
+        .bytes()
+        .await?;
+    let spec: zk::CircuitSpec = serde_json::from_value(task["spec"].clone())?;
+    let keys =
+        zk::CircuitKeys::from_pk_bytes(spec, &key_bytes, task["key"]["hash"].as_str().unwrap())?;
+    let wrong = keys
+        .prove(&zk::CircuitSpec::preimage_statement(zk::Fr::from(
+            424_242u64,
+        )))?
+        .to_hex();
+    for attempt in 1..=3u64 {
+        let index = task["statements"][0]["index"].as_u64().unwrap();
+        c.send(
+            &json!({"jsonrpc":"2.0","id":attempt,"method":"mining.submit",
+            "params":{"task":task["task"],"proofs":[{"index":index,"proof":wrong}]}}),
+        )
+        .await?;
+        let (r, _) = c.response().await?;
+        assert_eq!(err_code(&r), 30, "attempt {attempt}: {r}");
+        if attempt < 3 {
+            task = c.next_notify().await?;
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let v = api.get(&format!("/v1/jobs/{id}")).await?;
+        if v["state"] != "running" || std::time::Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(view["state"], "failed", "{view}");
+    let failure = view["failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.contains("statement 0 failed 3 attempts") && failure.contains("frank.rig1"),
+        "{view}"
+    );
+    let e = api
+        .get(&format!("/v1/jobs/{id}/result"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("HTTP 410") && e.contains("failed (statement 0 failed 3 attempts"),
+        "{e}"
+    );
+    assert_eq!(api.get("/v1/jobs").await?["counts"]["failed"], 1);
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
 /// Bad job requests get 4xx answers that say what is wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_job_requests_are_refused_with_clear_messages() -> anyhow::Result<()> {
