@@ -27,7 +27,7 @@ pub fn run(threads: usize, each: Duration) -> Result<Vec<String>, KeyError> {
         let statement = match spec {
             CircuitSpec::Chain { steps } => CircuitSpec::chain_statement(steps, 0, Fr::from(1u64)),
             CircuitSpec::Preimage => CircuitSpec::preimage_statement(Fr::from(1u64)),
-            CircuitSpec::Circom { .. } => {
+            CircuitSpec::Circom { .. } | CircuitSpec::VerifyOnly { .. } => {
                 unreachable!("only the built-in circuits are benchmarked")
             }
         };

@@ -120,6 +120,10 @@ impl Registry {
             reg.insert(record)?;
         }
         for r in stored {
+            if let CircuitSpec::VerifyOnly { .. } = r.spec {
+                reg.insert(r)?;
+                continue;
+            }
             if reg.by_id.contains_key(&r.id) || !reg.key_path(&r.proving_key_hash).exists() {
                 continue;
             }
@@ -149,6 +153,39 @@ impl Registry {
             );
         }
         Ok((reg, created))
+    }
+
+    /// Registers a verify-only circuit from a snarkjs `verification_key.json`: proofs
+    /// of it can be checked, but it takes no jobs (the pool has no prover for it).
+    pub fn register_vk(
+        &self,
+        store: &Store,
+        name: &str,
+        verifier: VerifierKey,
+    ) -> Result<Registered, RegistryError> {
+        if let Some(existing) = self.by_id.get(&verifier.id) {
+            return Ok(Registered::Existing(existing.record.clone()));
+        }
+        if self.by_name.contains_key(name) {
+            return Err(RegistryError::NameTaken(name.to_owned()));
+        }
+        let public = verifier.public_inputs();
+        let record = CircuitRecord {
+            id: verifier.id.clone(),
+            name: name.to_owned(),
+            spec: CircuitSpec::VerifyOnly {
+                public: public as u32,
+            },
+            constraints: 0,
+            public_inputs: public,
+            proving_key_hash: String::new(),
+            proving_key_bytes: 0,
+            verifying_key: hex::encode(verifier.to_bytes()),
+            created_ms: now_ms(),
+        };
+        store.put_circuit(&record)?;
+        self.insert(record.clone())?;
+        Ok(Registered::New(record))
     }
 
     /// Registers a circom circuit from its three files (CPU-bound: the zkey is

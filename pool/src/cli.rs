@@ -175,19 +175,33 @@ enum ClientsCommand {
 
 #[derive(Subcommand, Debug)]
 enum CircuitsCommand {
-    /// Register a circom circuit; prints its id, constraints and public signals.
+    /// Register a circom circuit (--r1cs, --wasm, --zkey), or a verify-only one
+    /// (--vk); prints its id, constraints and public signals.
     Add {
         /// A name for it (unique on the pool); jobs may use it instead of the id.
         name: String,
         /// The constraints: `circom C.circom --r1cs`.
-        #[arg(long)]
-        r1cs: PathBuf,
+        #[arg(long, requires_all = ["wasm", "zkey"], conflicts_with = "vk")]
+        r1cs: Option<PathBuf>,
         /// The witness generator: `C_js/C.wasm` from `circom C.circom --wasm`.
-        #[arg(long)]
-        wasm: PathBuf,
+        #[arg(long, requires_all = ["r1cs", "zkey"])]
+        wasm: Option<PathBuf>,
         /// The Groth16 proving key: `snarkjs groth16 setup` (and contributions).
-        #[arg(long)]
-        zkey: PathBuf,
+        #[arg(long, requires_all = ["r1cs", "wasm"])]
+        zkey: Option<PathBuf>,
+        /// Only a snarkjs verification_key.json: a verify-only circuit (no jobs;
+        /// proofs are checked with `zkpool circuits verify`).
+        #[arg(long, required_unless_present = "r1cs")]
+        vk: Option<PathBuf>,
+    },
+    /// Check a snarkjs proof against a registered circuit on the pool.
+    Verify {
+        /// Circuit id or name.
+        circuit: String,
+        /// public.json
+        public: PathBuf,
+        /// proof.json
+        proof: PathBuf,
     },
     /// Every circuit the pool knows, built-in and registered.
     List,
@@ -594,6 +608,11 @@ fn verify_result(result: &zk::JobResult) -> ExitCode {
     }
 }
 
+fn read_json(p: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", p.display()))
+}
+
 fn verify_snarkjs(vk: &Path, public: &Path, proof: &Path) -> anyhow::Result<ExitCode> {
     let read = |p: &Path| -> anyhow::Result<Value> {
         let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
@@ -641,11 +660,32 @@ async fn circuits_cmd(
             }
             Ok(ExitCode::SUCCESS)
         }
+        CircuitsCommand::Verify {
+            circuit,
+            public,
+            proof,
+        } => {
+            let body = json!({"proof": read_json(&proof)?, "public": read_json(&public)?});
+            match api
+                .post(&format!("/v1/circuits/{circuit}/verify"), &body)
+                .await
+            {
+                Ok(_) => {
+                    println!("OK: the proof verifies");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("INVALID: {e:#}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         CircuitsCommand::Add {
             name,
             r1cs,
             wasm,
             zkey,
+            vk,
         } => {
             use base64::Engine as _;
             let file = |p: &Path| -> anyhow::Result<String> {
@@ -653,7 +693,13 @@ async fn circuits_cmd(
                     std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
                 Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
             };
-            let body = json!({"name": name, "r1cs": file(&r1cs)?, "wasm": file(&wasm)?, "zkey": file(&zkey)?});
+            let body = match (r1cs, wasm, zkey, vk) {
+                (Some(r), Some(w), Some(z), None) => {
+                    json!({"name": name, "r1cs": file(&r)?, "wasm": file(&w)?, "zkey": file(&z)?})
+                }
+                (None, None, None, Some(vk)) => json!({"name": name, "verification_key": read_json(&vk)?}),
+                _ => anyhow::bail!("give --r1cs, --wasm and --zkey (a circom circuit), or --vk alone (a verify-only circuit)"),
+            };
             let c = api.post("/v1/circuits", &body).await?;
             println!(
                 "circuit {} ({}): {} constraints (work per proof), {} public signals",

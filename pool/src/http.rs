@@ -83,6 +83,11 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>
             axum::routing::post(post_circuit).layer(DefaultBodyLimit::max(MAX_CIRCUIT_UPLOAD)),
         ),
         ("get", "/v1/circuits/{id}", get(get_circuit)),
+        (
+            "post",
+            "/v1/circuits/{id}/verify",
+            axum::routing::post(post_verify),
+        ),
         ("get", "/v1/circuits/{id}/proving-key", get(get_proving_key)),
         ("get", "/v1/workers/{worker}", get(get_worker)),
     ];
@@ -575,14 +580,16 @@ async fn list_circuits(State(s): State<Arc<PoolState>>) -> Json<Vec<CircuitRecor
 /// The largest `POST /v1/circuits` body: the three files, base64-encoded.
 pub const MAX_CIRCUIT_UPLOAD: usize = 256 << 20;
 
-/// `POST /v1/circuits`: a circom circuit's files, base64-encoded.
+/// `POST /v1/circuits`: a circom circuit's files, base64-encoded; or, for a
+/// verify-only circuit, a snarkjs `verification_key.json`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CircuitUpload {
     name: String,
-    r1cs: String,
-    wasm: String,
-    zkey: String,
+    r1cs: Option<String>,
+    wasm: Option<String>,
+    zkey: Option<String>,
+    verification_key: Option<Value>,
 }
 
 /// Registers a circom circuit: the operator, or a client with its API key (or
@@ -605,7 +612,7 @@ async fn post_circuit(
     let up: CircuitUpload = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
-            format!("invalid circuit upload: {e}. Send {{\"name\", \"r1cs\", \"wasm\", \"zkey\"}} with each file base64-encoded (zkpool circuits add does this)"),
+            format!("invalid circuit upload: {e}. Send {{\"name\", \"r1cs\", \"wasm\", \"zkey\"}} with each file base64-encoded, or {{\"name\", \"verification_key\"}} (zkpool circuits add does this)"),
         )
     })?;
     if up.name.is_empty()
@@ -623,30 +630,43 @@ async fn post_circuit(
             ),
         ));
     }
-    use base64::Engine as _;
-    let decode = |what: &str, v: &str| {
-        base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{what}: not base64 ({e})")))
-    };
-    let (r1cs, wasm, zkey) = (
-        decode("r1cs", &up.r1cs)?,
-        decode("wasm", &up.wasm)?,
-        decode("zkey", &up.zkey)?,
-    );
     let state = s.clone();
     let name = up.name.clone();
-    let registered = tokio::task::spawn_blocking(move || {
-        state
-            .registry
-            .register_circom(&state.store, &name, &r1cs, &wasm, &zkey)
-    })
-    .await
+    let registered = match (up.r1cs, up.wasm, up.zkey, up.verification_key) {
+        (None, None, None, Some(vk)) => {
+            let key = zk::snarkjs::vk_from_json(&vk).map_err(|e| {
+                ApiError(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("verification_key: {e}"),
+                )
+            })?;
+            tokio::task::spawn_blocking(move || {
+                state.registry.register_vk(&state.store, &name, key)
+            })
+            .await
+        }
+        (Some(r1cs), Some(wasm), Some(zkey), None) => {
+            let files = decode_upload(&r1cs, &wasm, &zkey)?;
+            tokio::task::spawn_blocking(move || {
+                let (r1cs, wasm, zkey) = files;
+                state
+                    .registry
+                    .register_circom(&state.store, &name, &r1cs, &wasm, &zkey)
+            })
+            .await
+        }
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "give either all of \"r1cs\", \"wasm\" and \"zkey\" (a circom circuit) or \"verification_key\" alone (a verify-only circuit)".into(),
+            ))
+        }
+    }
     .map_err(|e| internal(format!("circuit registration: {e}")))?;
     use crate::circuits::{Registered, RegistryError};
     match registered {
         Ok(Registered::New(r)) => {
-            tracing::info!(circuit = %r.id, name = %r.name, constraints = r.constraints, public = r.public_inputs, "circom circuit registered");
+            tracing::info!(circuit = %r.id, name = %r.name, constraints = r.constraints, public = r.public_inputs, "circuit registered");
             Ok((StatusCode::CREATED, Json(r)))
         }
         Ok(Registered::Existing(r)) => Ok((StatusCode::OK, Json(r))),
@@ -659,6 +679,65 @@ async fn post_circuit(
             Err(ApiError(status, e.to_string()))
         }
         Err(e) => Err(internal(e)),
+    }
+}
+
+type Files = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+fn decode_upload(r1cs: &str, wasm: &str, zkey: &str) -> Api<Files> {
+    use base64::Engine as _;
+    let decode = |what: &str, v: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{what}: not base64 ({e})")))
+    };
+    Ok((
+        decode("r1cs", r1cs)?,
+        decode("wasm", wasm)?,
+        decode("zkey", zkey)?,
+    ))
+}
+
+/// `POST /v1/circuits/{id}/verify`: checks a snarkjs `proof.json` against the
+/// circuit's verifying key and the given public signals (`public.json`).
+async fn post_verify(
+    State(s): State<Arc<PoolState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Api<Json<Value>> {
+    let c = s.circuit(&id).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no circuit {id:?}; GET /v1/circuits lists them"),
+        )
+    })?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct VerifyRequest {
+        proof: Value,
+        public: Value,
+    }
+    let req: VerifyRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid verify request: {e}. Send {{\"proof\": <snarkjs proof.json>, \"public\": <public.json>}}"),
+        )
+    })?;
+    let bad = |e: zk::snarkjs::SnarkjsError, what: &str| {
+        ApiError(StatusCode::BAD_REQUEST, format!("{what}: {e}"))
+    };
+    let proof = zk::snarkjs::proof_from_json(&req.proof).map_err(|e| bad(e, "proof"))?;
+    let public = zk::snarkjs::public_from_json(&req.public).map_err(|e| bad(e, "public"))?;
+    let key = c.verifier.clone();
+    let verdict = tokio::task::spawn_blocking(move || key.verify(&public, &proof))
+        .await
+        .map_err(internal)?;
+    match verdict {
+        Ok(()) => Ok(Json(json!({"valid": true, "circuit": c.record.id}))),
+        Err(e) => Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the proof does not hold: {e}"),
+        )),
     }
 }
 

@@ -2649,7 +2649,7 @@ async fn a_circom_circuit_is_registered_proven_with_snarkjs_and_accepted_by_snar
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("HTTP 400") && e.contains("missing field `zkey`"),
+        e.contains("HTTP 400") && e.contains("give either all of"),
         "{e}"
     );
 
@@ -2682,6 +2682,53 @@ async fn a_circom_circuit_is_registered_proven_with_snarkjs_and_accepted_by_snar
         .unwrap_err()
         .to_string();
     assert!(e.contains("HTTP 409") && e.contains("taken"), "{e}");
+
+    // A verify-only circuit from a snarkjs verification_key.json: proofs of it are
+    // checked on request (the CLI, then the API); it takes no jobs.
+    let (ok, out) = cli(
+        "zkpool",
+        &url,
+        &[
+            "circuits",
+            "add",
+            "mul-vk",
+            "--vk",
+            &format!("{fixtures}/mul.vk.json"),
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(
+        "zkpool",
+        &url,
+        &[
+            "circuits",
+            "verify",
+            "mul-vk",
+            &format!("{fixtures}/mul.public.json"),
+            &format!("{fixtures}/mul.proof.json"),
+        ],
+    );
+    assert!(ok && out.contains("OK"), "{out}");
+    let proof: Value =
+        serde_json::from_slice(&std::fs::read(format!("{fixtures}/mul.proof.json"))?)?;
+    let e = api
+        .post(
+            "/v1/circuits/mul-vk/verify",
+            &json!({"proof": proof, "public": ["2674", "11"]}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("HTTP 422") && e.contains("does not hold"), "{e}");
+    let e = api
+        .post(
+            "/v1/jobs",
+            &json!({"circuit": "mul-vk", "statements": [{"public": ["1", "2"]}]}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("HTTP 400") && e.contains("verify-only"), "{e}");
 
     // A statement the circuit cannot take is refused when the job is submitted.
     let e = api

@@ -20,7 +20,7 @@ fn prove(c: &mut Criterion) {
         let s = match spec {
             CircuitSpec::Chain { steps } => CircuitSpec::chain_statement(steps, 0, Fr::from(1u64)),
             CircuitSpec::Preimage => CircuitSpec::preimage_statement(Fr::from(1u64)),
-            CircuitSpec::Circom { .. } => {
+            CircuitSpec::Circom { .. } | CircuitSpec::VerifyOnly { .. } => {
                 unreachable!("only the built-in circuits are benchmarked")
             }
         };

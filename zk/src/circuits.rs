@@ -29,6 +29,10 @@ pub enum CircuitSpec {
     /// statements carry circom input JSON; their public signals are what the
     /// pool's run of the witness generator computed.
     Circom { constraints: u64, public: u32 },
+    /// Only a verifying key (a snarkjs `verification_key.json`): the pool checks
+    /// proofs of it (`POST /v1/circuits/{id}/verify`) but has no prover for it, so
+    /// it takes no jobs.
+    VerifyOnly { public: u32 },
 }
 
 /// Default hashes per chain segment: about 13.6k constraints, ~0.45 s to prove on 2 cores.
@@ -90,6 +94,7 @@ impl CircuitSpec {
             CircuitSpec::Chain { .. } => "chain",
             CircuitSpec::Preimage => "preimage",
             CircuitSpec::Circom { .. } => "circom",
+            CircuitSpec::VerifyOnly { .. } => "verify_only",
         }
     }
 
@@ -97,13 +102,17 @@ impl CircuitSpec {
         match self {
             CircuitSpec::Chain { .. } => 3,
             CircuitSpec::Preimage => 1,
-            CircuitSpec::Circom { public, .. } => *public as usize,
+            CircuitSpec::Circom { public, .. } | CircuitSpec::VerifyOnly { public } => {
+                *public as usize
+            }
         }
     }
 
     pub fn private_inputs(&self) -> usize {
         match self {
-            CircuitSpec::Chain { .. } | CircuitSpec::Circom { .. } => 0,
+            CircuitSpec::Chain { .. }
+            | CircuitSpec::Circom { .. }
+            | CircuitSpec::VerifyOnly { .. } => 0,
             CircuitSpec::Preimage => 1,
         }
     }
@@ -143,6 +152,11 @@ impl CircuitSpec {
     /// Checks the statement's shape and that it is satisfiable, natively (fast:
     /// microseconds per hash), so the pool never hands out work that cannot succeed.
     pub fn check(&self, s: &Statement) -> Result<(), StatementError> {
+        if let CircuitSpec::VerifyOnly { .. } = self {
+            return Err(StatementError::Unsatisfiable(
+                "this circuit is verify-only (registered from a verifying key): the pool has no prover for it, so it takes no jobs; check proofs of it with POST /v1/circuits/{id}/verify".into(),
+            ));
+        }
         if let CircuitSpec::Circom { .. } = self {
             // Satisfiability needs the circuit's witness generator: the pool's
             // registry runs it (`circuits::Circuit::evaluate`).
@@ -189,7 +203,7 @@ impl CircuitSpec {
                     ));
                 }
             }
-            CircuitSpec::Circom { .. } => {}
+            CircuitSpec::Circom { .. } | CircuitSpec::VerifyOnly { .. } => {}
         }
         Ok(())
     }
@@ -214,8 +228,10 @@ impl CircuitSpec {
 
     /// The number of R1CS constraints: the unit of work credited per proof.
     pub fn constraints(&self) -> u64 {
-        if let CircuitSpec::Circom { constraints, .. } = self {
-            return *constraints;
+        match self {
+            CircuitSpec::Circom { constraints, .. } => return *constraints,
+            CircuitSpec::VerifyOnly { .. } => return 0,
+            _ => {}
         }
         let cs = ConstraintSystem::<Fr>::new_ref();
         cs.set_mode(ark_relations::gr1cs::SynthesisMode::Setup);
@@ -285,7 +301,9 @@ impl ConstraintSynthesizer<Fr> for Circuit {
             }
             // A circom circuit's constraints are in its r1cs, not synthesised here:
             // `crate::circom` proves it from the matrices.
-            CircuitSpec::Circom { .. } => Err(SynthesisError::Unsatisfiable),
+            CircuitSpec::Circom { .. } | CircuitSpec::VerifyOnly { .. } => {
+                Err(SynthesisError::Unsatisfiable)
+            }
         }
     }
 }
