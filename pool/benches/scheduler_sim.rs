@@ -81,6 +81,7 @@ fn main() {
         max_per_task: 256,
         tasks_per_session: 2,
         max_attempts: 0,
+        backup_after: Duration::ZERO,
     });
 
     // Jobs: a circuit and a number of statements each; all arrive at t = 0.

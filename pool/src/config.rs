@@ -196,6 +196,10 @@ pub struct SchedulerConfig {
     /// Failed attempts (invalid proofs, expired leases) after which a statement's
     /// job fails and the unearned reward is refunded; 0: never. Default 5.
     pub max_attempts: u32,
+    /// At the tail of a job, a task running more than twice its worker's expected
+    /// time, and at least this many seconds, gets a backup lease on another
+    /// worker; the first verified proof wins. 0: no backup leases. Default 10.
+    pub backup_after_secs: f64,
 }
 
 impl Default for SchedulerConfig {
@@ -207,6 +211,7 @@ impl Default for SchedulerConfig {
             tasks_per_session: 2,
             sweep_interval_secs: 1.0,
             max_attempts: 5,
+            backup_after_secs: 10.0,
         }
     }
 }
@@ -317,6 +322,15 @@ impl Config {
             self.scheduler.target_task_secs,
         )?;
         positive("scheduler.lease_min_secs", self.scheduler.lease_min_secs)?;
+        let backup = self.scheduler.backup_after_secs;
+        if !(backup.is_finite() && backup >= 0.0) {
+            return Err(ConfigError::Invalid {
+                key: "scheduler.backup_after_secs",
+                problem: format!(
+                    "must be 0 (no backup leases) or a positive number of seconds, got {backup}"
+                ),
+            });
+        }
         positive(
             "scheduler.sweep_interval_secs",
             self.scheduler.sweep_interval_secs,

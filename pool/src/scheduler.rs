@@ -17,8 +17,15 @@
 //!   is reported by [`Scheduler::take_exhausted`] and its job is ended as failed
 //!   (the pool does not hand out forever work its rigs cannot do).
 //!
+//! - **Backup leases**: at the tail of a job (nothing pending), a free session
+//!   gets a copy of a task that has run more than twice its worker's expected time
+//!   (and at least `backup_after`). The first verified proof wins; the other lease
+//!   is cancelled (`mining.cancel`) and a submit for it afterwards is stale and not
+//!   credited. If one of the two fails or expires, the other carries on alone.
+//!
 //! Architecture Invariant: every statement of an active job is in exactly one of
-//! `pending`, a live task, or done; leases are memory-only (see `store`).
+//! `pending`, a live task (or a task and its backup), or done; leases are
+//! memory-only (see `store`).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -35,6 +42,8 @@ pub struct SchedConfig {
     /// Failed attempts (invalid proofs, expired leases) after which a statement's
     /// job fails; 0: never.
     pub max_attempts: u32,
+    /// The least time a task runs before it may get a backup lease; zero: never.
+    pub backup_after: Duration,
 }
 
 /// A statement that failed `attempts` times: its job should end as failed.
@@ -63,6 +72,8 @@ pub struct Task {
     pub leased_at: Instant,
     pub lease: Duration,
     pub expires_at: Instant,
+    /// A backup lease of a straggling task.
+    pub backup: bool,
 }
 
 impl Task {
@@ -144,6 +155,9 @@ pub struct Completion {
     pub task: Task,
     /// The job has a verified proof for every statement now.
     pub job_done: bool,
+    /// The task's twin (its backup, or the task it backed up), taken back: its
+    /// session should be told to stop.
+    pub cancelled: Option<Task>,
 }
 
 /// Progress of one job.
@@ -174,6 +188,11 @@ pub struct Scheduler {
     filtered: BTreeSet<SessionKey>,
     /// Statements that used up their attempts, not yet taken by the server.
     exhausted: Vec<Exhausted>,
+    /// A task and its backup, each mapped to the other.
+    twins: HashMap<String, String>,
+    /// When live tasks were last scanned for stragglers: at most once a second,
+    /// because the scan is O(live tasks) and dispatch runs on every submit.
+    last_backup_scan: Option<Instant>,
 }
 
 impl Scheduler {
@@ -190,6 +209,8 @@ impl Scheduler {
             unfiltered: 0,
             filtered: BTreeSet::new(),
             exhausted: Vec::new(),
+            twins: HashMap::new(),
+            last_backup_scan: None,
         }
     }
 
@@ -283,7 +304,15 @@ impl Scheduler {
         self.tasks.len()
     }
 
+    /// Puts an ended task's statements back in the queue, unless its twin still
+    /// covers them.
     fn requeue(&mut self, t: Task) -> Task {
+        if let Some(twin) = self.twins.remove(&t.id) {
+            self.twins.remove(&twin);
+            if self.tasks.contains_key(&twin) {
+                return t;
+            }
+        }
         if let Some(q) = self.jobs.get_mut(&t.job) {
             q.pending.extend(t.indices());
         }
@@ -333,7 +362,7 @@ impl Scheduler {
     pub fn poll_assignments(&mut self, now: Instant) -> Vec<Task> {
         let mut out = vec![];
         if self.jobs.values().all(|q| q.pending.is_empty()) {
-            return out;
+            return self.backups(now);
         }
         loop {
             let keys: Vec<SessionKey> = self
@@ -351,9 +380,74 @@ impl Scheduler {
                 }
             }
             if !assigned {
+                out.extend(self.backups(now));
                 return out;
             }
         }
+    }
+
+    /// Backup leases for straggling tasks at the tail of their jobs, one per free
+    /// session at most, never to the straggler's own worker.
+    fn backups(&mut self, now: Instant) -> Vec<Task> {
+        let mut out = vec![];
+        if self.cfg.backup_after.is_zero()
+            || self.free.is_empty()
+            || self
+                .last_backup_scan
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return out;
+        }
+        self.last_backup_scan = Some(now);
+        let mut stragglers: Vec<&Task> = self
+            .tasks
+            .values()
+            .filter(|t| !t.backup && !self.twins.contains_key(&t.id))
+            .filter(|t| self.jobs.get(&t.job).is_some_and(|q| q.pending.is_empty()))
+            .filter(|t| {
+                let expected = self.lease_for(&t.worker, &t.circuit, t.count) / 3;
+                now.saturating_duration_since(t.leased_at)
+                    >= (expected * 2).max(self.cfg.backup_after)
+            })
+            .collect();
+        // The longest-running first.
+        stragglers.sort_by_key(|t| (t.leased_at, t.id.clone()));
+        let stragglers: Vec<Task> = stragglers.into_iter().cloned().collect();
+        for t in stragglers {
+            let Some(key) = self.free.iter().copied().find(|k| {
+                self.sessions.get(k).is_some_and(|s| {
+                    s.worker != t.worker
+                        && s.tasks.len() < self.cfg.tasks_per_session
+                        && self.jobs.get(&t.job).is_some_and(|q| s.supports(&q.entry))
+                })
+            }) else {
+                continue;
+            };
+            let worker = self.sessions[&key].worker.clone();
+            let lease = self.lease_for(&worker, &t.circuit, t.count);
+            let id = format!("{}-{}", t.job, self.next_task);
+            self.next_task += 1;
+            let backup = Task {
+                id: id.clone(),
+                session: key,
+                worker,
+                leased_at: now,
+                lease,
+                expires_at: now + lease,
+                backup: true,
+                ..t.clone()
+            };
+            let slot = self.sessions.get_mut(&key).expect("found above");
+            slot.tasks.insert(id.clone());
+            if slot.tasks.len() >= self.cfg.tasks_per_session {
+                self.free.remove(&key);
+            }
+            self.twins.insert(t.id.clone(), id.clone());
+            self.twins.insert(id.clone(), t.id.clone());
+            self.tasks.insert(id, backup.clone());
+            out.push(backup);
+        }
+        out
     }
 
     fn assign_one(&mut self, key: SessionKey, now: Instant) -> Option<Task> {
@@ -417,6 +511,7 @@ impl Scheduler {
             leased_at: now,
             lease,
             expires_at: now + lease,
+            backup: false,
         };
         let slot = self.sessions.get_mut(&key).expect("session checked above");
         slot.tasks.insert(id.clone());
@@ -494,6 +589,11 @@ impl Scheduler {
                 .or_insert(observed);
             *rate = 0.5 * *rate + 0.5 * observed;
         }
+        // The first verified proof wins: the twin lease ends here.
+        let cancelled = self.twins.remove(&task.id).and_then(|twin| {
+            self.twins.remove(&twin);
+            self.take(&twin)
+        });
         let q = self
             .jobs
             .get_mut(&task.job)
@@ -503,7 +603,11 @@ impl Scheduler {
         if job_done {
             self.jobs.remove(&task.job);
         }
-        Ok(Completion { task, job_done })
+        Ok(Completion {
+            task,
+            job_done,
+            cancelled,
+        })
     }
 
     /// Undoes [`Scheduler::complete`] when its result could not be stored.
@@ -595,6 +699,9 @@ impl Scheduler {
             .filter(|t| t.job == job)
             .map(|t| t.id.clone())
             .collect();
+        for id in &ids {
+            self.twins.remove(id);
+        }
         ids.iter().filter_map(|id| self.take(id)).collect()
     }
 
@@ -637,6 +744,7 @@ mod tests {
             max_per_task: 64,
             tasks_per_session: 2,
             max_attempts: 5,
+            backup_after: Duration::from_secs(10),
         }
     }
 
@@ -808,6 +916,102 @@ mod tests {
         let t = s.poll_assignments(now).remove(0);
         s.fail(t.session, &t.id).unwrap();
         assert!(s.take_exhausted().is_empty());
+    }
+
+    /// At a job's tail, a task running past twice its expected time gets a backup
+    /// on another worker; the first verified proof wins and the other lease ends.
+    #[test]
+    fn a_straggler_gets_a_backup_and_the_first_proof_wins() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 2, 10));
+        s.add_session(1, "slow.r".into(), None);
+        s.add_session(2, "fast.r".into(), None);
+        let first = s.poll_assignments(t0);
+        assert_eq!(first.len(), 2, "one statement each: {first:?}");
+        let slow = first.iter().find(|t| t.session == 1).unwrap().clone();
+        let fast = first.iter().find(|t| t.session == 2).unwrap().clone();
+        s.complete(2, &fast.id, t0 + Duration::from_secs(1))
+            .unwrap();
+        // Unmeasured, the slow rig is expected to take lease/3 = 20 s: no backup
+        // before twice that.
+        assert!(s.poll_assignments(t0 + Duration::from_secs(39)).is_empty());
+        let backups = s.poll_assignments(t0 + Duration::from_secs(40));
+        assert_eq!(backups.len(), 1);
+        let b = &backups[0];
+        assert!(
+            b.backup && b.session == 2 && b.indices() == slow.indices(),
+            "{b:?}"
+        );
+        assert_eq!(s.progress("j").unwrap().pending, 0);
+        // Only one backup per task, whatever the clock says.
+        assert!(s.poll_assignments(t0 + Duration::from_secs(100)).is_empty());
+        let done = s.complete(2, &b.id, t0 + Duration::from_secs(42)).unwrap();
+        assert!(done.job_done);
+        assert_eq!(done.cancelled.map(|t| t.id), Some(slow.id.clone()));
+        assert_eq!(
+            s.check_submit(1, &slow.id, &[slow.first]),
+            Err(TaskReject::Stale(slow.id.clone())),
+            "the loser's late proof is stale, not credited"
+        );
+        assert_eq!(s.live_tasks(), 0);
+    }
+
+    /// When one of the twins fails or its session leaves, the other carries on
+    /// alone (nothing goes back to the queue); when both end, the statements do.
+    #[test]
+    fn a_backup_that_fails_leaves_the_original_alone() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 1, 10));
+        s.add_session(1, "slow.r".into(), None);
+        let orig = s.poll_assignments(t0).remove(0);
+        s.add_session(2, "other.r".into(), None);
+        let b = s.poll_assignments(t0 + Duration::from_secs(45)).remove(0);
+        assert!(b.backup);
+        s.fail(2, &b.id).unwrap();
+        assert_eq!(
+            s.progress("j").unwrap().pending,
+            0,
+            "the original still covers it"
+        );
+        assert_eq!(s.remove_session(1).len(), 1);
+        assert_eq!(s.progress("j").unwrap().pending, 1, "now nobody does");
+        assert!(s.live_tasks() == 0 && orig.count == 1);
+    }
+
+    #[test]
+    fn no_backups_before_the_tail_to_the_same_worker_or_when_off() {
+        let t0 = Instant::now();
+        let late = t0 + Duration::from_secs(1000);
+        // Statements still pending: free sessions get those, not backups.
+        let mut s = Scheduler::new(SchedConfig {
+            tasks_per_session: 1,
+            ..cfg()
+        });
+        s.add_job(job("j", 3, 10));
+        s.add_session(1, "a.r".into(), None);
+        s.poll_assignments(t0);
+        s.add_session(2, "b.r".into(), None);
+        let got = s.poll_assignments(late);
+        assert!(got.iter().all(|t| !t.backup), "{got:?}");
+        // Another session of the same worker never backs up its own task.
+        let mut s = Scheduler::new(cfg());
+        s.add_job(job("j", 1, 10));
+        s.add_session(1, "a.r".into(), None);
+        s.poll_assignments(t0);
+        s.add_session(2, "a.r".into(), None);
+        assert!(s.poll_assignments(late).is_empty());
+        // Switched off.
+        let mut s = Scheduler::new(SchedConfig {
+            backup_after: Duration::ZERO,
+            ..cfg()
+        });
+        s.add_job(job("j", 1, 10));
+        s.add_session(1, "a.r".into(), None);
+        s.poll_assignments(t0);
+        s.add_session(2, "b.r".into(), None);
+        assert!(s.poll_assignments(late).is_empty());
     }
 
     #[test]

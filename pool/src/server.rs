@@ -410,6 +410,13 @@ impl PoolState {
                 return Err(self.reject(ErrorCode::Internal, message));
             }
         };
+        if let Some(twin) = &completion.cancelled {
+            info!(task = %task.id, twin = %twin.id, worker = %twin.worker, "the first of a task and its backup finished; the other is cancelled");
+            self.send_cancels(
+                std::slice::from_ref(twin),
+                "its twin lease (a backup) finished first",
+            );
+        }
         self.metrics.shares.with_label_values(&["accepted"]).inc();
         self.metrics.proofs_credited.inc_by(task.count);
         self.metrics.work_credited.inc_by(work);
@@ -873,6 +880,7 @@ pub async fn start(
         max_per_task: config.scheduler.max_statements_per_task,
         tasks_per_session: config.scheduler.tasks_per_session,
         max_attempts: config.scheduler.max_attempts,
+        backup_after: Duration::from_secs_f64(config.scheduler.backup_after_secs.max(0.0)),
     };
     let metrics = Arc::new(Metrics::new());
     let config_bans = config.ban_policy();

@@ -50,6 +50,13 @@ struct Args {
     /// Run phase 2 again with proof-by-proof verification and report the ratio.
     #[arg(long)]
     baseline: bool,
+    /// Phase 3: this share of the submitting sessions misbehave (every proof they
+    /// send is invalid; when banned they reconnect under a new name), each from an
+    /// address of its own (127.0.0.2, ...), against a pool with the default ban
+    /// policy (per worker and per address); the honest throughput is reported as a
+    /// ratio of a clean run in the same invocation.
+    #[arg(long, default_value_t = 0.0)]
+    misbehaving: f64,
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -81,6 +88,26 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn start_pool(dir: &Path, batch: bool, max_sessions: usize) -> anyhow::Result<PoolProcess> {
+    start_pool_with(
+        dir,
+        batch,
+        max_sessions,
+        "[bans]\ninvalid_threshold = 1000000000\nper_ip = false\n",
+    )
+}
+
+/// A pool with the default ban policy: 5 invalid submits in 10 minutes ban the
+/// worker and its address.
+fn start_defended_pool(dir: &Path, max_sessions: usize) -> anyhow::Result<PoolProcess> {
+    start_pool_with(dir, true, max_sessions, "")
+}
+
+fn start_pool_with(
+    dir: &Path,
+    batch: bool,
+    max_sessions: usize,
+    bans: &str,
+) -> anyhow::Result<PoolProcess> {
     std::fs::create_dir_all(dir)?;
     let cfg = dir.join("pool.toml");
     std::fs::write(
@@ -94,9 +121,7 @@ fn start_pool(dir: &Path, batch: bool, max_sessions: usize) -> anyhow::Result<Po
             ),
             "max_body_bytes = 536870912\nmax_job_statements = 2000000",
             "max_statements_per_task = 64",
-            &format!(
-                "[verifier]\nbatch = {batch}\n[bans]\ninvalid_threshold = 1000000000\nper_ip = false\n"
-            ),
+            &format!("[verifier]\nbatch = {batch}\n{bans}"),
         ),
     )?;
     PoolProcess::start(&cfg, None, &dir.join("pool.log"))
@@ -110,7 +135,26 @@ async fn session(
     tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
     tokio::net::tcp::OwnedWriteHalf,
 )> {
-    let s = tokio::net::TcpStream::connect(addr).await?;
+    session_from(addr, worker, None).await
+}
+
+/// [`session`] from a chosen loopback source address.
+async fn session_from(
+    addr: std::net::SocketAddr,
+    worker: &str,
+    from: Option<std::net::Ipv4Addr>,
+) -> anyhow::Result<(
+    tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    tokio::net::tcp::OwnedWriteHalf,
+)> {
+    let s = match from {
+        Some(ip) => {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind((ip, 0).into())?;
+            sock.connect(addr).await?
+        }
+        None => tokio::net::TcpStream::connect(addr).await?,
+    };
     s.set_nodelay(true)?;
     let (r, mut w) = s.into_split();
     let mut lines = BufReader::new(r).lines();
@@ -261,9 +305,78 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
     }))
 }
 
+/// Phase 3's misbehaving sessions: from `from`, every proof invalid; when closed or
+/// refused, reconnect under a new worker name until `stop`. Returns (submits
+/// rejected, connections refused at the handshake).
+async fn misbehave(
+    addr: std::net::SocketAddr,
+    from: std::net::Ipv4Addr,
+    i: usize,
+    invalid: String,
+    stop: Instant,
+) -> (u64, u64) {
+    let (mut rejected, mut refused) = (0u64, 0u64);
+    let mut name = 0u64;
+    while Instant::now() < stop {
+        name += 1;
+        let Ok((mut lines, mut w)) =
+            session_from(addr, &format!("bad{i}x{name}.r"), Some(from)).await
+        else {
+            refused += 1;
+            // A banned address is refused at once; do not spin on it.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut next_id = 100u64;
+        loop {
+            let line = match tokio::time::timeout_at(stop.into(), lines.next_line()).await {
+                Ok(Ok(Some(l))) => l,
+                _ => break,
+            };
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                break;
+            };
+            if v["method"] == "mining.notify" {
+                let p = &v["params"];
+                let list: Vec<Value> = p["statements"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|s| json!({"index": s["index"], "proof": invalid}))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                next_id += 1;
+                let msg = json!({"jsonrpc":"2.0","id":next_id,"method":"mining.submit","params":{"task":p["task"],"proofs":list}});
+                if w.write_all((msg.to_string() + "\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            } else if v.get("error").is_some() && v.get("id").is_some() {
+                rejected += 1;
+            }
+        }
+    }
+    (rejected, refused)
+}
+
 /// Phase 2: submitting sessions for `secs`.
 async fn phase_throughput(
     miners: usize,
+    secs: u64,
+    invalid: f64,
+    proofs: Arc<Proofs>,
+    pool: &PoolProcess,
+) -> anyhow::Result<Value> {
+    phase_throughput_with(miners, 0, secs, invalid, proofs, pool).await
+}
+
+/// Phase 2 with `bad` misbehaving sessions beside the `miners` honest ones.
+async fn phase_throughput_with(
+    miners: usize,
+    bad: usize,
     secs: u64,
     invalid: f64,
     proofs: Arc<Proofs>,
@@ -348,11 +461,29 @@ async fn phase_throughput(
             Ok::<_, anyhow::Error>(())
         }));
     }
+    let bad_handles: Vec<_> = (0..bad)
+        .map(|i| {
+            let from = std::net::Ipv4Addr::new(127, 0, 1 + (i / 250) as u8, 2 + (i % 250) as u8);
+            tokio::spawn(misbehave(
+                pool.stratum,
+                from,
+                i,
+                proofs.invalid.clone(),
+                stop,
+            ))
+        })
+        .collect();
     // Mark the measuring window's start: CPU and the counters.
     tokio::time::sleep_until(window_start.into()).await;
     *cpu0.lock().unwrap() = Some((cpu_secs(pid)?, Instant::now(), accepted.load(Relaxed)));
     for h in hs {
         h.await??;
+    }
+    let (mut bad_rejected, mut bad_refused) = (0, 0);
+    for h in bad_handles {
+        let (r, f) = h.await?;
+        bad_rejected += r;
+        bad_refused += f;
     }
     let (c0, t0, a0) = cpu0.lock().unwrap().context("window start")?;
     let elapsed = t0.elapsed().as_secs_f64();
@@ -368,6 +499,9 @@ async fn phase_throughput(
         "submit_ms_p50": pct(&mut l, 0.5),
         "submit_ms_p99": pct(&mut l, 0.99),
         "pool_cpu_cores": cpu / elapsed,
+        "misbehaving_sessions": bad,
+        "misbehaving_submits_rejected": bad_rejected,
+        "misbehaving_connects_refused": bad_refused,
     }))
 }
 
@@ -444,6 +578,33 @@ async fn main() -> anyhow::Result<()> {
                 b / o.max(1e-9)
             );
         }
+    }
+    if args.misbehaving > 0.0 && args.miners > 0 {
+        let bad = ((args.miners as f64) * args.misbehaving.clamp(0.0, 1.0)).round() as usize;
+        let honest = args.miners - bad.min(args.miners);
+        for (name, bad) in [("defended_clean", 0), ("defended_misbehaving", bad)] {
+            let pool = start_defended_pool(&dir.path().join(name), args.miners)?;
+            let proofs = Arc::new(make_proofs(&pool.api).await?);
+            println!(
+                "phase 3 ({name}): {honest} honest and {bad} misbehaving sessions for {} s, default bans...",
+                args.seconds
+            );
+            let r = phase_throughput_with(honest, bad, args.seconds, 0.0, proofs, &pool).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            report[name] = r;
+        }
+        let c = report["defended_clean"]["verified_proofs_per_s"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let m = report["defended_misbehaving"]["verified_proofs_per_s"]
+            .as_f64()
+            .unwrap_or(0.0);
+        report["misbehaving_over_clean"] = json!(m / c.max(1e-9));
+        println!(
+            "with {:.0} % of sessions misbehaving / clean, verified proofs/s: {:.2}",
+            args.misbehaving * 100.0,
+            m / c.max(1e-9)
+        );
     }
     if keep {
         std::mem::forget(dir);
