@@ -201,6 +201,7 @@ pub async fn run(
         prover,
         tls,
         external,
+        resume: Arc::default(),
     };
     let mut backoff = Duration::from_secs(1);
     let mut current = 0;

@@ -44,6 +44,7 @@ pub struct Rig {
     pub prover: Arc<rayon::ThreadPool>,
     pub tls: Option<stratum::tls::TlsConnector>,
     pub external: Option<Arc<crate::external::ExternalProver>>,
+    pub resume: Arc<Resume>,
 }
 
 pub async fn run_session(
@@ -59,6 +60,7 @@ pub async fn run_session(
         prover,
         tls,
         external,
+        resume,
     } = rig;
     let stream = match tokio::time::timeout(
         Duration::from_secs(10),
@@ -98,6 +100,7 @@ pub async fn run_session(
                     circuits: vec![],
                     threads: cfg.threads as u32,
                 },
+                resume: resume.token_for(&pool.to_string()),
             })
             .await?;
         client
@@ -119,6 +122,7 @@ pub async fn run_session(
         Ok(Ok(sub)) => sub,
     };
     info!(%pool, worker = %cfg.worker, session = %sub.session, "connected and authorized");
+    resume.set_token(&pool.to_string(), sub.resume.clone());
 
     let cancelled: Arc<Mutex<HashSet<TaskId>>> = Arc::default();
     let (task_tx, task_rx) = mpsc::channel::<Notify>(TASK_QUEUE);
@@ -132,6 +136,7 @@ pub async fn run_session(
             receipts: receipts.clone(),
             threads: prover.clone(),
             external: external.clone(),
+            resume: resume.clone(),
         },
         cancelled.clone(),
         session_over.clone(),
@@ -209,6 +214,7 @@ struct Prover {
     receipts: Arc<crate::receipts::ReceiptLog>,
     threads: Arc<rayon::ThreadPool>,
     external: Option<Arc<crate::external::ExternalProver>>,
+    resume: Arc<Resume>,
 }
 
 async fn prove_tasks(
@@ -224,6 +230,7 @@ async fn prove_tasks(
         receipts,
         threads: prover,
         external,
+        resume,
     } = ctx;
     while let Some(n) = tasks.recv().await {
         let is_cancelled = |t: &TaskId| {
@@ -233,6 +240,20 @@ async fn prove_tasks(
                 .contains(t)
         };
         if is_cancelled(&n.task) || session_over.is_cancelled() {
+            continue;
+        }
+        // A task a resumed session was notified again, whose proofs are done.
+        if let Some(proofs) = resume.take(&n.task) {
+            info!(task = %n.task, proofs = proofs.len(), "submitting the proofs kept from the lost connection");
+            spawn_submit(
+                client.clone(),
+                stats.clone(),
+                receipts.clone(),
+                resume.clone(),
+                crate::receipts::pool_base(&n.key.url),
+                n.task.clone(),
+                proofs,
+            );
             continue;
         }
         let (spec, statements) = match parse_task(&n) {
@@ -310,44 +331,109 @@ async fn prove_tasks(
         if aborted {
             continue;
         }
-        let (c, s, task) = (client.clone(), stats.clone(), n.task.clone());
-        let (log, pool) = (receipts.clone(), crate::receipts::pool_base(&n.key.url));
-        tokio::spawn(async move {
-            let sent = Instant::now();
-            match c
-                .submit(Submit {
-                    task: task.clone(),
-                    proofs,
-                })
-                .await
-            {
-                Ok(r) => {
-                    s.last_submit_us
-                        .store(sent.elapsed().as_micros() as u64, Relaxed);
-                    s.accepted_shares.fetch_add(1, Relaxed);
-                    s.accepted_proofs.fetch_add(r.accepted as u64, Relaxed);
-                    s.accepted_work.fetch_add(r.work, Relaxed);
-                    debug!(%task, accepted = r.accepted, work = r.work, "share accepted");
-                    match r.receipt.map(serde_json::from_value::<payouts::Receipt>) {
-                        Some(Ok(receipt)) => {
-                            if let Err(e) = log.append(&pool, receipt) {
-                                error!(%task, error = %e, path = %log.path().display(), "cannot store the share's receipt");
-                            }
+        spawn_submit(
+            client.clone(),
+            stats.clone(),
+            receipts.clone(),
+            resume.clone(),
+            crate::receipts::pool_base(&n.key.url),
+            n.task.clone(),
+            proofs,
+        );
+    }
+}
+
+/// Submits a task's proofs and records the outcome. Proofs whose submit the
+/// connection dropped under are kept, so a resumed session submits them when the
+/// pool notifies the task again, instead of proving it over.
+fn spawn_submit(
+    c: Client,
+    s: Arc<Stats>,
+    log: Arc<crate::receipts::ReceiptLog>,
+    resume: Arc<Resume>,
+    pool: String,
+    task: TaskId,
+    proofs: Vec<SubmittedProof>,
+) {
+    tokio::spawn(async move {
+        let sent = Instant::now();
+        match c
+            .submit(Submit {
+                task: task.clone(),
+                proofs: proofs.clone(),
+            })
+            .await
+        {
+            Ok(r) => {
+                s.last_submit_us
+                    .store(sent.elapsed().as_micros() as u64, Relaxed);
+                s.accepted_shares.fetch_add(1, Relaxed);
+                s.accepted_proofs.fetch_add(r.accepted as u64, Relaxed);
+                s.accepted_work.fetch_add(r.work, Relaxed);
+                debug!(%task, accepted = r.accepted, work = r.work, "share accepted");
+                match r.receipt.map(serde_json::from_value::<payouts::Receipt>) {
+                    Some(Ok(receipt)) => {
+                        if let Err(e) = log.append(&pool, receipt) {
+                            error!(%task, error = %e, path = %log.path().display(), "cannot store the share's receipt");
                         }
-                        Some(Err(e)) => {
-                            warn!(%task, error = %e, "the pool's receipt is unreadable")
-                        }
-                        None => warn!(%task, "the pool sent no receipt for this share"),
                     }
-                }
-                Err(ClientError::Disconnected) => {
-                    warn!(%task, "disconnected before the submit was answered")
-                }
-                Err(e) => {
-                    s.rejected_shares.fetch_add(1, Relaxed);
-                    warn!(%task, error = %e, "share rejected");
+                    Some(Err(e)) => {
+                        warn!(%task, error = %e, "the pool's receipt is unreadable")
+                    }
+                    None => warn!(%task, "the pool sent no receipt for this share"),
                 }
             }
-        });
+            Err(ClientError::Disconnected) => {
+                warn!(%task, "disconnected before the submit was answered; keeping the proofs for a resumed session");
+                resume.keep(task, proofs);
+            }
+            Err(e) => {
+                s.rejected_shares.fetch_add(1, Relaxed);
+                warn!(%task, error = %e, "share rejected");
+            }
+        }
+    });
+}
+
+/// What survives a lost connection to resume the session on the next one: the
+/// pool's resume token, and proofs whose submit the connection dropped under.
+#[derive(Default)]
+pub struct Resume {
+    /// (pool, token) of the last session.
+    token: Mutex<Option<(String, String)>>,
+    unsent: Mutex<std::collections::HashMap<TaskId, (Instant, Vec<SubmittedProof>)>>,
+}
+
+impl Resume {
+    /// Unsent proofs are kept this long: past it the pool has re-leased the task.
+    const KEEP: Duration = Duration::from_secs(300);
+
+    fn keep(&self, task: TaskId, proofs: Vec<SubmittedProof>) {
+        let mut u = self.unsent.lock().expect("resume lock is never poisoned");
+        u.retain(|_, (at, _)| at.elapsed() < Self::KEEP);
+        u.insert(task, (Instant::now(), proofs));
+    }
+
+    fn take(&self, task: &TaskId) -> Option<Vec<SubmittedProof>> {
+        self.unsent
+            .lock()
+            .expect("resume lock is never poisoned")
+            .remove(task)
+            .filter(|(at, _)| at.elapsed() < Self::KEEP)
+            .map(|(_, p)| p)
+    }
+
+    fn token_for(&self, pool: &str) -> Option<String> {
+        self.token
+            .lock()
+            .expect("resume lock is never poisoned")
+            .as_ref()
+            .filter(|(p, _)| p == pool)
+            .map(|(_, t)| t.clone())
+    }
+
+    fn set_token(&self, pool: &str, token: Option<String>) {
+        *self.token.lock().expect("resume lock is never poisoned") =
+            token.map(|t| (pool.to_owned(), t));
     }
 }

@@ -121,6 +121,10 @@ pub struct StratumConfig {
     /// `zkpool workers token ADDR`). Default false: an account that has a token
     /// needs it anyway, so nobody else can mine, or be banned, under its name.
     pub require_worker_token: bool,
+    /// Seconds a closed session's leased tasks wait for the rig to reconnect and
+    /// resume them (`mining.subscribe` with its `resume` token) before they are
+    /// re-queued; 0 re-queues at once. Default 10.
+    pub resume_grace_secs: u64,
     /// PEM certificate chain: with `tls_key`, the stratum port speaks TLS only
     /// (`stratum+ssl://`). Default: none (plain TCP).
     pub tls_cert: Option<PathBuf>,
@@ -139,6 +143,7 @@ impl Default for StratumConfig {
             max_sessions: 10_000,
             max_sessions_per_ip: 256,
             require_worker_token: false,
+            resume_grace_secs: 10,
             tls_cert: None,
             tls_key: None,
         }

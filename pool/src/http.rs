@@ -263,12 +263,12 @@ impl axum::serve::Listener for TlsListener {
 }
 
 async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
-    let (sessions, tasks) = {
+    let (sessions, tasks, parked) = {
         let sched = s
             .scheduler
             .lock()
             .expect("scheduler lock is never poisoned");
-        (sched.sessions(), sched.live_tasks())
+        (sched.sessions(), sched.live_tasks(), sched.parked())
     };
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -280,6 +280,7 @@ async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
         },
         "protocol": stratum::PROTOCOL_VERSION,
         "sessions": sessions,
+        "sessions_parked": parked,
         "tasks_leased": tasks,
         "jobs_running": s.jobs.len(),
         "workers_online": s.sessions.iter().map(|e| e.worker.clone()).collect::<std::collections::BTreeSet<_>>().len(),

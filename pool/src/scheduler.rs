@@ -123,6 +123,9 @@ struct SessionSlot {
     circuits: Option<HashSet<String>>,
     tasks: BTreeSet<String>,
     last_done: Option<Instant>,
+    /// The connection closed and the session waits to be resumed: its tasks stay
+    /// leased (and still expire), it gets no new work and counts as no prover.
+    parked: bool,
 }
 
 impl SessionSlot {
@@ -268,6 +271,7 @@ impl Scheduler {
                 circuits,
                 tasks: BTreeSet::new(),
                 last_done: None,
+                parked: false,
             },
         ) {
             // A key is never reused; if it were, forget the old slot's counts.
@@ -283,10 +287,12 @@ impl Scheduler {
             return vec![];
         };
         self.free.remove(&key);
-        if slot.circuits.is_some() {
-            self.filtered.remove(&key);
-        } else {
-            self.unfiltered -= 1;
+        if !slot.parked {
+            if slot.circuits.is_some() {
+                self.filtered.remove(&key);
+            } else {
+                self.unfiltered -= 1;
+            }
         }
         let tasks: Vec<Task> = slot
             .tasks
@@ -296,8 +302,59 @@ impl Scheduler {
         tasks.into_iter().map(|t| self.requeue(t)).collect()
     }
 
+    /// Parks a session whose connection closed, so a reconnecting miner can
+    /// [`Scheduler::reattach`] its leases; returns how many tasks it holds. The
+    /// caller removes it (requeueing the tasks) if nobody resumes it in time.
+    pub fn park(&mut self, key: SessionKey) -> usize {
+        let Some(slot) = self.sessions.get_mut(&key) else {
+            return 0;
+        };
+        if !slot.parked {
+            slot.parked = true;
+            self.free.remove(&key);
+            if slot.circuits.is_some() {
+                self.filtered.remove(&key);
+            } else {
+                self.unfiltered -= 1;
+            }
+        }
+        slot.tasks.len()
+    }
+
+    /// Moves a parked session's live tasks to `new`, a session of the same worker;
+    /// the parked one is gone afterwards. Returns the moved tasks.
+    pub fn reattach(&mut self, parked: SessionKey, new: SessionKey) -> Vec<Task> {
+        let same_worker = match (self.sessions.get(&parked), self.sessions.get(&new)) {
+            (Some(p), Some(n)) => p.parked && p.worker == n.worker,
+            _ => false,
+        };
+        if !same_worker {
+            return vec![];
+        }
+        let old = self.sessions.remove(&parked).expect("checked above");
+        let mut moved = vec![];
+        for id in old.tasks {
+            if let Some(t) = self.tasks.get_mut(&id) {
+                t.session = new;
+                moved.push(t.clone());
+            }
+        }
+        let slot = self.sessions.get_mut(&new).expect("checked above");
+        slot.tasks.extend(moved.iter().map(|t| t.id.clone()));
+        if slot.tasks.len() >= self.cfg.tasks_per_session {
+            self.free.remove(&new);
+        }
+        moved
+    }
+
+    /// Connected sessions (parked ones excluded).
     pub fn sessions(&self) -> usize {
-        self.sessions.len()
+        self.sessions.len() - self.parked()
+    }
+
+    /// Parked sessions, waiting to be resumed.
+    pub fn parked(&self) -> usize {
+        self.sessions.values().filter(|s| s.parked).count()
     }
 
     pub fn live_tasks(&self) -> usize {
@@ -633,7 +690,9 @@ impl Scheduler {
         let t = self.tasks.remove(id)?;
         if let Some(slot) = self.sessions.get_mut(&t.session) {
             slot.tasks.remove(id);
-            self.free.insert(t.session);
+            if !slot.parked {
+                self.free.insert(t.session);
+            }
         }
         Some(t)
     }
@@ -1012,6 +1071,56 @@ mod tests {
         s.poll_assignments(t0);
         s.add_session(2, "b.r".into(), None);
         assert!(s.poll_assignments(late).is_empty());
+    }
+
+    /// A parked session keeps its leases but gets no new work; a new session of
+    /// the same worker takes them over; another worker cannot.
+    #[test]
+    fn a_parked_session_keeps_its_leases_for_a_resuming_session_of_its_worker() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 4, 10));
+        s.add_session(1, "a.r".into(), None);
+        let held = s.poll_assignments(t0);
+        assert_eq!(held.len(), 2);
+        assert_eq!(s.park(1), 2);
+        // Parked: nothing new for it, and its statements stay leased.
+        s.add_session(2, "b.r".into(), None);
+        let b = s.poll_assignments(t0);
+        assert!(b.iter().all(|t| t.session == 2), "{b:?}");
+        assert_eq!(s.progress("j").unwrap().leased, 4);
+        // Another worker cannot take the leases over.
+        assert!(s.reattach(1, 2).is_empty());
+        s.add_session(3, "a.r".into(), None);
+        let moved = s.reattach(1, 3);
+        assert_eq!(
+            moved
+                .iter()
+                .map(|t| (t.id.clone(), t.session))
+                .collect::<Vec<_>>(),
+            held.iter().map(|t| (t.id.clone(), 3)).collect::<Vec<_>>()
+        );
+        // The resumed session submits them as its own; the old key is gone.
+        assert!(s.check_submit(3, &held[0].id, &[held[0].first]).is_ok());
+        assert!(s.complete(3, &held[0].id, t0).is_ok());
+        assert!(s.remove_session(1).is_empty());
+        assert_eq!((s.sessions(), s.parked()), (2, 0));
+    }
+
+    /// A parked session nobody resumes: its leases expire as usual, and removing
+    /// it requeues what is left.
+    #[test]
+    fn an_unresumed_parked_session_gives_its_tasks_back() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        s.add_job(job("j", 2, 10));
+        s.add_session(1, "a.r".into(), None);
+        let held = s.poll_assignments(t0);
+        s.park(1);
+        assert_eq!(s.remove_session(1).len(), held.len());
+        assert_eq!(s.progress("j").unwrap().pending, 2);
+        s.add_session(2, "b.r".into(), None);
+        assert_eq!(s.poll_assignments(t0).len(), 2);
     }
 
     #[test]

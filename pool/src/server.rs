@@ -64,6 +64,17 @@ pub struct PoolState {
     pub http_tls: Option<stratum::tls::TlsAcceptor>,
     /// Rejected submits per worker since the pool started.
     pub rejected: DashMap<String, u64>,
+    /// Sessions whose connection closed with leased tasks, by resume token, until
+    /// a reconnecting rig resumes them or `stratum.resume_grace_secs` pass.
+    pub parked: DashMap<String, Parked>,
+}
+
+/// A closed session waiting to be resumed.
+#[derive(Debug, Clone)]
+pub struct Parked {
+    pub key: SessionKey,
+    pub worker: String,
+    pub until: Instant,
 }
 
 /// Why the pool could not start.
@@ -114,7 +125,7 @@ impl PoolState {
         }
     }
 
-    fn notify_for(&self, t: &Task) -> Option<Notification> {
+    pub(crate) fn notify_for(&self, t: &Task) -> Option<Notification> {
         let job = self.jobs.get(&t.job)?.clone();
         let circuit = self.registry.get(&job.circuit_id)?;
         let statements = t
@@ -606,6 +617,29 @@ impl PoolState {
         }
     }
 
+    /// Gives back the tasks of parked sessions nobody resumed by `now`.
+    pub fn release_parked(&self, now: Instant) {
+        let due: Vec<String> = self
+            .parked
+            .iter()
+            .filter(|p| p.until <= now)
+            .map(|p| p.key().clone())
+            .collect();
+        let mut requeued = 0;
+        for token in due {
+            if let Some((_, p)) = self.parked.remove(&token) {
+                let tasks = lock(&self.scheduler).remove_session(p.key);
+                if !tasks.is_empty() {
+                    info!(worker = %p.worker, tasks = tasks.len(), "session not resumed in time; its tasks are re-queued");
+                }
+                requeued += tasks.len();
+            }
+        }
+        if requeued > 0 {
+            self.dispatch();
+        }
+    }
+
     /// Ends, as failed, each job with a statement that used up its attempts.
     fn fail_exhausted_jobs(self: &Arc<Self>) {
         let exhausted = lock(&self.scheduler).take_exhausted();
@@ -909,6 +943,7 @@ pub async fn start(
         metrics,
         bans: Mutex::new(Bans::new(config_bans)),
         rejected: DashMap::new(),
+        parked: DashMap::new(),
         tls,
         http_tls,
     });
@@ -959,6 +994,7 @@ async fn sweep(state: Arc<PoolState>) {
             warn!(task = %t.id, worker = %t.worker, "lease expired; statements re-queued");
         }
         state.send_cancels(&expired, "lease expired");
+        state.release_parked(Instant::now());
         state.fail_exhausted_jobs();
         state.expire_due_jobs().await;
         // Dispatch every tick, not only after expiries: a task taken back from a

@@ -134,8 +134,21 @@ impl Drop for IpSlot {
 
 enum Phase {
     New,
-    Subscribed { circuits: Vec<String> },
-    Authorized { worker: String },
+    Subscribed {
+        circuits: Vec<String>,
+        /// The token of the session this one resumes, if any.
+        resume: Option<String>,
+    },
+    Authorized {
+        worker: String,
+    },
+}
+
+/// A resume token: 128 random bits, so only the rig that was given it can take
+/// over its session's leases.
+fn new_token() -> String {
+    use rand::Rng;
+    format!("{:032x}", rand::thread_rng().gen::<u128>())
 }
 
 /// Serves one connection until it ends.
@@ -153,6 +166,8 @@ where
     let (tx, mut rx) = mpsc::channel::<ToMiner>(SESSION_QUEUE);
     let mut phase = Phase::New;
     let mut registered = false;
+    let token = new_token();
+    let mut resumed: Vec<crate::scheduler::Task> = vec![];
     let handshake = state.config.handshake_timeout();
     let idle = state.config.idle_timeout();
     let mut deadline = Instant::now() + handshake;
@@ -200,7 +215,7 @@ where
                         state.metrics.malformed_lines.inc();
                         Response::err(malformed.id, malformed.error)
                     }
-                    Some(Ok(Ok(req))) => handle(&state, key, peer, &mut phase, &mut deadline, req).await,
+                    Some(Ok(Ok(req))) => handle(&state, Conn { key, peer, token: &token }, &mut phase, &mut deadline, &mut resumed, req).await,
                 };
                 if matches!(phase, Phase::Authorized { .. }) {
                     deadline = Instant::now() + idle;
@@ -218,12 +233,47 @@ where
                     // so the first notify follows it on the wire.
                     state.sessions.insert(key, SessionEntry { tx: tx.clone(), worker: worker.clone(), peer });
                     registered = true;
+                    // A resumed session's tasks are notified again: the rig may have
+                    // restarted, and one that still has them knows them by id.
+                    for t in resumed.drain(..) {
+                        if let Some(n) = state.notify_for(&t) {
+                            let _ = tx.try_send(ToMiner::Notification(n));
+                        }
+                    }
                     state.dispatch();
                 }
             }
         }
     };
     state.sessions.remove(&key);
+    let grace = state.config.stratum.resume_grace_secs;
+    if let (Phase::Authorized { worker }, true) = (
+        &phase,
+        grace > 0 && why != "banned" && !state.shutdown.is_cancelled(),
+    ) {
+        let held = state
+            .scheduler
+            .lock()
+            .expect("scheduler lock is never poisoned")
+            .park(key);
+        if held > 0 {
+            state.parked.insert(
+                token.clone(),
+                crate::server::Parked {
+                    key,
+                    worker: worker.clone(),
+                    until: std::time::Instant::now() + Duration::from_secs(grace),
+                },
+            );
+            info!(
+                reason = why,
+                tasks = held,
+                grace_secs = grace,
+                "session closed; its leases wait for the rig to resume"
+            );
+            return;
+        }
+    }
     let requeued = state
         .scheduler
         .lock()
@@ -239,14 +289,24 @@ where
     info!(reason = why, "session closed");
 }
 
-async fn handle(
-    state: &Arc<PoolState>,
+/// Who a connection is.
+#[derive(Clone, Copy)]
+struct Conn<'a> {
     key: u64,
     peer: SocketAddr,
+    /// This session's resume token.
+    token: &'a str,
+}
+
+async fn handle(
+    state: &Arc<PoolState>,
+    conn: Conn<'_>,
     phase: &mut Phase,
     deadline: &mut Instant,
+    resumed: &mut Vec<crate::scheduler::Task>,
     req: ToPool,
 ) -> Response {
+    let Conn { key, peer, token } = conn;
     let id: Id = req.id;
     let outcome: Result<serde_json::Value, RpcError> = match (req.call, &*phase) {
         (Call::Subscribe(s), Phase::New) => {
@@ -261,6 +321,7 @@ async fn handle(
             } else {
                 *phase = Phase::Subscribed {
                     circuits: s.capabilities.circuits,
+                    resume: s.resume,
                 };
                 *deadline = Instant::now() + state.config.handshake_timeout();
                 debug!(agent = %s.agent, "subscribed");
@@ -270,18 +331,22 @@ async fn handle(
                     max_line: state.config.stratum.max_line,
                     ping_interval_secs: state.config.stratum.ping_interval_secs,
                     idle_timeout_secs: state.config.stratum.idle_timeout_secs,
+                    resume: Some(token.to_owned()),
+                    resume_secs: state.config.stratum.resume_grace_secs,
                 })
                 .expect("results serialise"))
             }
         }
         (Call::Subscribe(_), _) => Err(RpcError::new(ErrorCode::Other, "already subscribed")),
-        (Call::Authorize(a), Phase::Subscribed { circuits }) => match Worker::parse(&a.worker) {
-            Err(e) => Err(RpcError::new(ErrorCode::Unauthorized, e.to_string())),
-            Ok(worker) => match state.ban_error(&state.ban_targets(worker.as_str(), peer.ip())) {
-                Some(banned) => Err(RpcError::new(ErrorCode::Banned, banned)),
-                None if !state.worker_token_ok(worker.as_str(), a.password.as_deref()) => {
-                    warn!(%peer, worker = %worker, "authorize refused: missing or wrong worker token");
-                    Err(RpcError::new(
+        (Call::Authorize(a), Phase::Subscribed { circuits, resume }) => {
+            match Worker::parse(&a.worker) {
+                Err(e) => Err(RpcError::new(ErrorCode::Unauthorized, e.to_string())),
+                Ok(worker) => match state.ban_error(&state.ban_targets(worker.as_str(), peer.ip()))
+                {
+                    Some(banned) => Err(RpcError::new(ErrorCode::Banned, banned)),
+                    None if !state.worker_token_ok(worker.as_str(), a.password.as_deref()) => {
+                        warn!(%peer, worker = %worker, "authorize refused: missing or wrong worker token");
+                        Err(RpcError::new(
                         ErrorCode::Unauthorized,
                         format!(
                             "account {} needs its worker token as the password (--password); the operator issues it with `zkpool workers token {}`",
@@ -289,26 +354,39 @@ async fn handle(
                             payouts::worker_addr(worker.as_str())
                         ),
                     ))
-                }
-                None => {
-                    let filter = PoolState::circuit_filter(circuits);
-                    state
-                        .scheduler
-                        .lock()
-                        .expect("scheduler lock is never poisoned")
-                        .add_session(key, worker.to_string(), filter);
-                    tracing::Span::current().record("worker", worker.as_str());
-                    info!(%peer, "authorized");
-                    *phase = Phase::Authorized {
-                        worker: worker.to_string(),
-                    };
-                    Ok(serde_json::to_value(AuthorizeResult {
-                        worker: worker.to_string(),
-                    })
-                    .expect("results serialise"))
-                }
-            },
-        },
+                    }
+                    None => {
+                        let filter = PoolState::circuit_filter(circuits);
+                        let mut sched = state
+                            .scheduler
+                            .lock()
+                            .expect("scheduler lock is never poisoned");
+                        sched.add_session(key, worker.to_string(), filter);
+                        // Resume: the parked session of this worker with that token.
+                        let parked = resume.as_ref().and_then(|t| {
+                            state
+                                .parked
+                                .remove_if(t, |_, p| p.worker == worker.as_str())
+                                .map(|(_, p)| p)
+                        });
+                        if let Some(p) = parked {
+                            *resumed = sched.reattach(p.key, key);
+                            info!(%peer, tasks = resumed.len(), "resumed a parked session and its leases");
+                        }
+                        drop(sched);
+                        tracing::Span::current().record("worker", worker.as_str());
+                        info!(%peer, "authorized");
+                        *phase = Phase::Authorized {
+                            worker: worker.to_string(),
+                        };
+                        Ok(serde_json::to_value(AuthorizeResult {
+                            worker: worker.to_string(),
+                        })
+                        .expect("results serialise"))
+                    }
+                },
+            }
+        }
         (Call::Authorize(_), Phase::New) => Err(RpcError::new(
             ErrorCode::NotSubscribed,
             "send mining.subscribe before mining.authorize",

@@ -23,6 +23,11 @@ pub struct Subscribe {
     pub protocol: String,
     #[serde(default)]
     pub capabilities: Capabilities,
+    /// The `resume` token of a previous session of this rig: after `mining.authorize`
+    /// as the same worker, that session's leased tasks are this one's (and are
+    /// notified again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
 }
 
 /// What a rig can prove and with what.
@@ -123,6 +128,12 @@ pub struct SubscribeResult {
     /// Send `mining.ping` (or anything) at least this often; silence for the idle timeout closes the session.
     pub ping_interval_secs: u64,
     pub idle_timeout_secs: u64,
+    /// A secret token: give it as `resume` when reconnecting, within
+    /// `resume_secs`, to keep this session's leases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+    #[serde(default)]
+    pub resume_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -504,6 +515,7 @@ mod tests {
                             circuits,
                             threads,
                         },
+                        resume: None,
                     })
                 }),
             (text(), proptest::option::of(text()))

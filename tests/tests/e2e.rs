@@ -458,6 +458,108 @@ async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() ->
     Ok(())
 }
 
+/// A rig whose connection drops keeps its leases for `resume_grace_secs`: while
+/// it is away its task stays leased (not handed to the other rig waiting), and when
+/// it reconnects with its resume token as the same worker, the task is notified
+/// again on the new connection and its proof is accepted there. The token is
+/// useless to another worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_rig_resumes_its_session_and_its_leases() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool_with("resume_grace_secs = 600", "", "", "").await?;
+    let api = Api::new(&format!("http://{}", pool.http_addr));
+    let job = api.post("/v1/jobs", &batch_job(1)).await?;
+    let id = job["id"].as_str().unwrap();
+    let subscribe = |resume: Option<&str>| {
+        json!({"jsonrpc":"2.0","id":1,"method":"mining.subscribe",
+        "params":{"agent":"raw-test","protocol":"zkpool/1","resume":resume}})
+    };
+    let authorize =
+        |w: &str| json!({"jsonrpc":"2.0","id":2,"method":"mining.authorize","params":{"worker":w}});
+
+    let mut a = RawConn::connect(pool.stratum_addr).await?;
+    a.send(&subscribe(None)).await?;
+    let (r, _) = a.response().await?;
+    let token = r["result"]["resume"]
+        .as_str()
+        .context("a resume token")?
+        .to_owned();
+    assert_eq!(r["result"]["resume_secs"], 600);
+    a.send(&authorize("rita.rig1")).await?;
+    a.response().await?;
+    let task = a.next_notify().await?;
+    drop(a);
+
+    // Another rig is waiting, but the task stays leased to the parked session.
+    let mut other = RawConn::connect(pool.stratum_addr).await?;
+    other.handshake("otto.rig1").await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = api.get("/v1/status").await?;
+        if st["sessions"] == 1 || std::time::Instant::now() > deadline {
+            assert_eq!(st["sessions"], 1, "{st}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let view = api.get(&format!("/v1/jobs/{id}")).await?;
+    assert_eq!(
+        (view["leased"].as_u64(), view["verified"].as_u64()),
+        (Some(1), Some(0)),
+        "{view}"
+    );
+
+    // The token under another worker name resumes nothing.
+    let mut thief = RawConn::connect(pool.stratum_addr).await?;
+    thief.send(&subscribe(Some(&token))).await?;
+    thief.response().await?;
+    thief.send(&authorize("mallory.rig1")).await?;
+    let (r, notes) = thief.response().await?;
+    assert!(
+        r.get("result").is_some() && notes.is_empty(),
+        "{r} {notes:?}"
+    );
+
+    // The rig itself resumes: the same task, notified again, proven here.
+    let mut b = RawConn::connect(pool.stratum_addr).await?;
+    b.send(&subscribe(Some(&token))).await?;
+    b.response().await?;
+    b.send(&authorize("rita.rig1")).await?;
+    let (r, mut notes) = b.response().await?;
+    assert!(r.get("result").is_some(), "{r}");
+    let again = match notes.pop() {
+        Some(n) if n["method"] == "mining.notify" => n["params"].clone(),
+        _ => b.next_notify().await?,
+    };
+    assert_eq!(again["task"], task["task"]);
+    let key_bytes = reqwest::get(again["key"]["url"].as_str().unwrap())
+        .await?
+        .bytes()
+        .await?;
+    let spec: zk::CircuitSpec = serde_json::from_value(again["spec"].clone())?;
+    let keys =
+        zk::CircuitKeys::from_pk_bytes(spec, &key_bytes, again["key"]["hash"].as_str().unwrap())?;
+    let st = &again["statements"][0];
+    let statement = zk::Statement::new(
+        vec![zk::field::parse_fr(st["public"][0].as_str().unwrap())?],
+        vec![zk::field::parse_fr(st["private"][0].as_str().unwrap())?],
+    );
+    b.send(
+        &json!({"jsonrpc":"2.0","id":3,"method":"mining.submit","params":{"task":again["task"],
+        "proofs":[{"index":st["index"],"proof":keys.prove(&statement)?.to_hex()}]}}),
+    )
+    .await?;
+    let (r, _) = b.response().await?;
+    assert_eq!(r["result"]["accepted"], 1, "{r}");
+    completed(&api, id, Duration::from_secs(30)).await?;
+    assert_eq!(
+        worker_work(&api, "rita.rig1").await?,
+        job["total_work"].as_u64().unwrap()
+    );
+    assert_eq!(worker_work(&api, "otto.rig1").await?, 0);
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
 /// Bad job requests get 4xx answers that say what is wrong.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_job_requests_are_refused_with_clear_messages() -> anyhow::Result<()> {
