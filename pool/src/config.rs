@@ -198,8 +198,9 @@ pub struct SchedulerConfig {
     pub tasks_per_session: usize,
     /// Seconds between lease-expiry sweeps. Default 1.
     pub sweep_interval_secs: f64,
-    /// Failed attempts (invalid proofs, expired leases) after which a statement's
-    /// job fails and the unearned reward is refunded; 0: never. Default 5.
+    /// Different workers whose attempt at a statement failed (invalid proofs,
+    /// expired leases) after which its job fails and the unearned reward is
+    /// refunded; 0: never. Default 5.
     pub max_attempts: u32,
     /// At the tail of a job, a task running more than twice its worker's expected
     /// time, and at least this many seconds, gets a backup lease on another

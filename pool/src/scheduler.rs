@@ -13,9 +13,11 @@
 //!   `tasks_per_session` tasks at once (one proving, the rest queued on the rig).
 //! - A statement whose proof was invalid, or whose lease ran out, is not leased
 //!   again to a worker that failed it while another eligible session exists.
-//! - Each such failure is an attempt; a statement that fails `max_attempts` times
-//!   is reported by [`Scheduler::take_exhausted`] and its job is ended as failed
-//!   (the pool does not hand out forever work its rigs cannot do).
+//! - A statement that `max_attempts` *different* workers failed is reported by
+//!   [`Scheduler::take_exhausted`] and its job is ended as failed (the pool does
+//!   not hand out forever work its rigs cannot do). Counting workers, not failures,
+//!   keeps one or two stalling rigs from failing a client's job by taking and
+//!   dropping the same statement over and over.
 //!
 //! - **Backup leases**: at the tail of a job (nothing pending), a free session
 //!   gets a copy of a task that has run more than twice its worker's expected time
@@ -39,8 +41,8 @@ pub struct SchedConfig {
     pub lease_min: Duration,
     pub max_per_task: usize,
     pub tasks_per_session: usize,
-    /// Failed attempts (invalid proofs, expired leases) after which a statement's
-    /// job fails; 0: never.
+    /// Different workers whose attempt at a statement failed (invalid proofs,
+    /// expired leases) after which its job fails; 0: never.
     pub max_attempts: u32,
     /// The least time a task runs before it may get a backup lease; zero: never.
     pub backup_after: Duration,
@@ -104,8 +106,6 @@ struct JobQueue {
     done: u64,
     /// Statement -> workers whose proof of it was invalid or whose lease ran out.
     avoid: HashMap<u64, HashSet<String>>,
-    /// Statement -> failed attempts.
-    attempts: HashMap<u64, u32>,
     /// A statement of this job used up its attempts (reported once).
     exhausted: bool,
 }
@@ -233,7 +233,6 @@ impl Scheduler {
                     pending,
                     done,
                     avoid: HashMap::new(),
-                    attempts: HashMap::new(),
                     exhausted: false,
                 },
             );
@@ -705,22 +704,22 @@ impl Scheduler {
         self.take(id)
     }
 
-    /// Marks a task's statements to avoid the worker that failed them, and counts
-    /// the attempt; a statement out of attempts is reported once per job.
+    /// Marks a task's statements to avoid the worker that failed them; a statement
+    /// that `max_attempts` different workers failed is reported, once per job.
     fn blame(&mut self, t: &Task) {
         let Some(q) = self.jobs.get_mut(&t.job) else {
             return;
         };
         for i in t.indices() {
-            q.avoid.entry(i).or_default().insert(t.worker.clone());
-            let n = q.attempts.entry(i).or_default();
-            *n += 1;
-            if self.cfg.max_attempts > 0 && *n >= self.cfg.max_attempts && !q.exhausted {
+            let failed_by = q.avoid.entry(i).or_default();
+            failed_by.insert(t.worker.clone());
+            let n = failed_by.len() as u32;
+            if self.cfg.max_attempts > 0 && n >= self.cfg.max_attempts && !q.exhausted {
                 q.exhausted = true;
                 self.exhausted.push(Exhausted {
                     job: t.job.clone(),
                     statement: i,
-                    attempts: *n,
+                    attempts: n,
                     worker: t.worker.clone(),
                 });
             }
@@ -934,17 +933,27 @@ mod tests {
 
     /// A statement that fails on every rig (here: each lets its lease run out or
     /// sends an invalid proof) is tried on each worker once before any twice, and
-    /// after `max_attempts` failures its job is reported as exhausted, once.
+    /// after `max_attempts` different workers failed it its job is reported as
+    /// exhausted, once. Repeated failures by the same workers do not count.
     #[test]
     fn a_statement_out_of_attempts_exhausts_its_job_once() {
         let mut s = Scheduler::new(cfg());
         let mut now = Instant::now();
         s.add_job(job("j", 1, 10));
-        for k in 1..=3 {
+        // Two stalling rigs, failing it again and again: never exhausted.
+        s.add_session(1, "w1.r".into(), None);
+        s.add_session(2, "w2.r".into(), None);
+        for _ in 0..10 {
+            let t = s.poll_assignments(now).remove(0);
+            now += t.lease;
+            assert_eq!(s.expire(now).len(), 1);
+        }
+        assert!(s.take_exhausted().is_empty());
+        for k in 3..=5 {
             s.add_session(k, format!("w{k}.r"), None);
         }
         let mut workers = vec![];
-        for attempt in 1..=5u32 {
+        for attempt in 3..=5u32 {
             let t = s.poll_assignments(now).remove(0);
             workers.push(t.worker.clone());
             if attempt % 2 == 0 {
@@ -968,9 +977,13 @@ mod tests {
                 );
             }
         }
-        // Three workers, each tried once before the statement went back to any of them.
-        let first_three: BTreeSet<_> = workers[..3].iter().collect();
-        assert_eq!(first_three.len(), 3, "{workers:?}");
+        // The three new workers, each tried once, before any failed one again.
+        let tried: BTreeSet<_> = workers.iter().map(String::as_str).collect();
+        assert_eq!(
+            tried,
+            BTreeSet::from(["w3.r", "w4.r", "w5.r"]),
+            "{workers:?}"
+        );
         // Reported once, even if it keeps failing.
         let t = s.poll_assignments(now).remove(0);
         s.fail(t.session, &t.id).unwrap();

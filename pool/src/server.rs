@@ -645,7 +645,7 @@ impl PoolState {
         let exhausted = lock(&self.scheduler).take_exhausted();
         for e in exhausted {
             let why = format!(
-                "statement {} failed {} attempts (invalid proofs or expired leases; last by {}): the pool's rigs cannot prove it",
+                "statement {} failed on {} different workers (invalid proofs or expired leases; last {}): the pool's rigs cannot prove it",
                 e.statement, e.attempts, e.worker
             );
             warn!(job = %e.job, "{why}; failing the job");

@@ -174,18 +174,19 @@ fn verify_requests(batch: Vec<Request>) {
             replies.push(r.reply);
         }
         let n = all.len();
-        let mut verdicts =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| key.verify_batch(&all)))
-                // A panic inside the verifier is a verdict against the input, not a crash of the pool.
-                .unwrap_or_else(|_| {
-                    vec![
-                        Err(VerifyError::Malformed(
-                            "the verifier failed on this batch".into()
-                        ));
-                        n
-                    ]
-                })
-                .into_iter();
+        let mut verdicts = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            key.verify_batch_grouped(&all, &lens)
+        }))
+        // A panic inside the verifier is a verdict against the input, not a crash of the pool.
+        .unwrap_or_else(|_| {
+            vec![
+                Err(VerifyError::Malformed(
+                    "the verifier failed on this batch".into()
+                ));
+                n
+            ]
+        })
+        .into_iter();
         for (len, reply) in lens.into_iter().zip(replies) {
             let _ = reply.send(verdicts.by_ref().take(len).collect());
         }

@@ -389,46 +389,55 @@ async fn wrong_garbage_and_misplaced_proofs_are_rejected_with_reasons() -> anyho
     Ok(())
 }
 
-/// A statement that fails `scheduler.max_attempts` times (here: three invalid
-/// proofs) fails its job with the reason, instead of being handed out forever; the
-/// job's result then answers 410 with that reason.
+/// A statement that `scheduler.max_attempts` different workers fail (here: three
+/// rigs, each sending an invalid proof) fails its job with the reason, instead of
+/// being handed out forever; the job's result then answers 410 with that reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() -> anyhow::Result<()>
 {
-    let (pool, _dir) = inproc_pool_with("", "", "max_attempts = 3", "").await?;
+    let (pool, _dir) =
+        inproc_pool_with("resume_grace_secs = 0", "", "max_attempts = 3", "").await?;
     let api = Api::new(&format!("http://{}", pool.http_addr));
     let job = api.post("/v1/jobs", &batch_job(1)).await?;
     let id = job["id"].as_str().unwrap();
-    let mut c = RawConn::connect(pool.stratum_addr).await?;
-    let mut notes = c.handshake("frank.rig1").await?;
-    let mut task = match notes.pop() {
-        Some(n) if n["method"] == "mining.notify" => n["params"].clone(),
-        _ => c.next_notify().await?,
-    };
-    let key_bytes = reqwest::get(task["key"]["url"].as_str().unwrap())
-        .await?
-        .bytes()
-        .await?;
-    let spec: zk::CircuitSpec = serde_json::from_value(task["spec"].clone())?;
-    let keys =
-        zk::CircuitKeys::from_pk_bytes(spec, &key_bytes, task["key"]["hash"].as_str().unwrap())?;
-    let wrong = keys
-        .prove(&zk::CircuitSpec::preimage_statement(zk::Fr::from(
-            424_242u64,
-        )))?
-        .to_hex();
-    for attempt in 1..=3u64 {
+    let mut wrong = None;
+    for (n, worker) in ["frank.rig1", "gina.rig1", "hank.rig1"]
+        .into_iter()
+        .enumerate()
+    {
+        // One rig at a time, so the statement goes to each in turn.
+        let mut c = RawConn::connect(pool.stratum_addr).await?;
+        let mut notes = c.handshake(worker).await?;
+        let task = match notes.pop() {
+            Some(n) if n["method"] == "mining.notify" => n["params"].clone(),
+            _ => c.next_notify().await?,
+        };
+        if wrong.is_none() {
+            let key_bytes = reqwest::get(task["key"]["url"].as_str().unwrap())
+                .await?
+                .bytes()
+                .await?;
+            let spec: zk::CircuitSpec = serde_json::from_value(task["spec"].clone())?;
+            let keys = zk::CircuitKeys::from_pk_bytes(
+                spec,
+                &key_bytes,
+                task["key"]["hash"].as_str().unwrap(),
+            )?;
+            wrong = Some(
+                keys.prove(&zk::CircuitSpec::preimage_statement(zk::Fr::from(
+                    424_242u64,
+                )))?
+                .to_hex(),
+            );
+        }
         let index = task["statements"][0]["index"].as_u64().unwrap();
         c.send(
-            &json!({"jsonrpc":"2.0","id":attempt,"method":"mining.submit",
+            &json!({"jsonrpc":"2.0","id":n + 10,"method":"mining.submit",
             "params":{"task":task["task"],"proofs":[{"index":index,"proof":wrong}]}}),
         )
         .await?;
         let (r, _) = c.response().await?;
-        assert_eq!(err_code(&r), 30, "attempt {attempt}: {r}");
-        if attempt < 3 {
-            task = c.next_notify().await?;
-        }
+        assert_eq!(err_code(&r), 30, "{worker}: {r}");
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let view = loop {
@@ -441,7 +450,8 @@ async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() ->
     assert_eq!(view["state"], "failed", "{view}");
     let failure = view["failure"].as_str().unwrap_or_default();
     assert!(
-        failure.contains("statement 0 failed 3 attempts") && failure.contains("frank.rig1"),
+        failure.contains("statement 0 failed on 3 different workers")
+            && failure.contains("hank.rig1"),
         "{view}"
     );
     let e = api
@@ -450,7 +460,7 @@ async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() ->
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("HTTP 410") && e.contains("failed (statement 0 failed 3 attempts"),
+        e.contains("HTTP 410") && e.contains("failed (statement 0 failed on 3"),
         "{e}"
     );
     assert_eq!(api.get("/v1/jobs").await?["counts"]["failed"], 1);

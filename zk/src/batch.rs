@@ -25,6 +25,53 @@ impl VerifierKey {
     /// order, each exactly what [`VerifierKey::verify`] would say of it alone.
     pub fn verify_batch(&self, items: &[(Vec<Fr>, ProofBytes)]) -> Vec<Result<(), VerifyError>> {
         let mut verdicts: Vec<Result<(), VerifyError>> = vec![Ok(()); items.len()];
+        let candidates = self.candidates(items, &mut verdicts);
+        self.bisect(&candidates, &mut verdicts);
+        verdicts
+    }
+
+    /// [`Self::verify_batch`] for items that come in groups (one per submit):
+    /// `sizes` splits `items` into consecutive groups. When the whole batch fails,
+    /// each group is checked on its own before any bisection, so a bad submit
+    /// costs the bisection of its own group, not of everyone's. The verdicts are
+    /// the same as `verify_batch`'s.
+    pub fn verify_batch_grouped(
+        &self,
+        items: &[(Vec<Fr>, ProofBytes)],
+        sizes: &[usize],
+    ) -> Vec<Result<(), VerifyError>> {
+        let mut verdicts: Vec<Result<(), VerifyError>> = vec![Ok(()); items.len()];
+        let candidates = self.candidates(items, &mut verdicts);
+        if sizes.len() <= 1 || candidates.len() <= 1 {
+            self.bisect(&candidates, &mut verdicts);
+            return verdicts;
+        }
+        if self.batch_holds(&candidates) {
+            return verdicts;
+        }
+        let mut rest = &candidates[..];
+        let mut end = 0;
+        for size in sizes {
+            end += size;
+            let split = rest
+                .iter()
+                .position(|c| c.index >= end)
+                .unwrap_or(rest.len());
+            let (group, after) = rest.split_at(split);
+            self.bisect(group, &mut verdicts);
+            rest = after;
+        }
+        self.bisect(rest, &mut verdicts);
+        verdicts
+    }
+
+    /// Decodes every item; those with the wrong input count or a malformed proof get
+    /// their verdict here and are left out.
+    fn candidates<'a>(
+        &self,
+        items: &'a [(Vec<Fr>, ProofBytes)],
+        verdicts: &mut [Result<(), VerifyError>],
+    ) -> Vec<Candidate<'a>> {
         let mut candidates = Vec::with_capacity(items.len());
         for (i, (public, bytes)) in items.iter().enumerate() {
             if public.len() != self.public_inputs() {
@@ -43,8 +90,7 @@ impl VerifierKey {
                 Err(e) => verdicts[i] = Err(e),
             }
         }
-        self.bisect(&candidates, &mut verdicts);
-        verdicts
+        candidates
     }
 
     /// Checks a group; on failure splits it in two and checks each half, down to
@@ -180,6 +226,37 @@ mod tests {
                 got: 2
             })
         );
+    }
+
+    #[test]
+    fn grouped_verdicts_are_the_single_verdicts() {
+        let (keys, mut items) = proofs(12);
+        // Group 1: items 0..3 with a malformed proof; group 2: 3..7 with a proof of
+        // another statement; group 3: 7..12, its last proof bad.
+        items[1].1 = ProofBytes(vec![7u8; 128]);
+        items[4].1 = items[5].1.clone();
+        items[11].1 = items[0].1.clone();
+        let grouped = keys.verifier.verify_batch_grouped(&items, &[3, 4, 5]);
+        let single: Vec<_> = items
+            .iter()
+            .map(|(p, proof)| keys.verifier.verify(p, proof))
+            .collect();
+        assert_eq!(grouped, single);
+        assert_eq!(grouped, keys.verifier.verify_batch(&items));
+        let bad: Vec<usize> = (0..12).filter(|i| grouped[*i].is_err()).collect();
+        assert_eq!(bad, vec![1, 4, 11]);
+        // All good, and a lone group: the same as verify_batch.
+        let (keys, items) = proofs(5);
+        assert!(keys
+            .verifier
+            .verify_batch_grouped(&items, &[2, 3])
+            .iter()
+            .all(Result::is_ok));
+        assert!(keys
+            .verifier
+            .verify_batch_grouped(&items, &[5])
+            .iter()
+            .all(Result::is_ok));
     }
 
     #[test]
