@@ -242,9 +242,7 @@ async fn prove_tasks(
         if is_cancelled(&n.task) || session_over.is_cancelled() {
             continue;
         }
-        // A task a resumed session was notified again, whose proofs are done.
-        if let Some(proofs) = resume.take(&n.task) {
-            info!(task = %n.task, proofs = proofs.len(), "submitting the proofs kept from the lost connection");
+        let submit = |proofs: Vec<SubmittedProof>| {
             spawn_submit(
                 client.clone(),
                 stats.clone(),
@@ -253,7 +251,12 @@ async fn prove_tasks(
                 crate::receipts::pool_base(&n.key.url),
                 n.task.clone(),
                 proofs,
-            );
+            )
+        };
+        // A task a resumed session was notified again, whose proofs are done.
+        if let Some(proofs) = resume.take(&n.task) {
+            info!(task = %n.task, proofs = proofs.len(), "submitting the proofs kept from the lost connection");
+            submit(proofs);
             continue;
         }
         let (spec, statements) = match parse_task(&n) {
@@ -331,15 +334,7 @@ async fn prove_tasks(
         if aborted {
             continue;
         }
-        spawn_submit(
-            client.clone(),
-            stats.clone(),
-            receipts.clone(),
-            resume.clone(),
-            crate::receipts::pool_base(&n.key.url),
-            n.task.clone(),
-            proofs,
-        );
+        submit(proofs);
     }
 }
 

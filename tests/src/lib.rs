@@ -375,21 +375,27 @@ pub async fn inproc_pool_with(
     Ok((pool::start(config, s, h).await?, dir))
 }
 
-/// Proves every statement of a `mining.notify` task the way a miner does (key fetched
-/// by URL and checked against its hash); returns the submit's `proofs` array.
-pub async fn prove_task(task: &Value) -> anyhow::Result<Vec<Value>> {
+/// The proving keys of a `mining.notify` task, fetched by URL and checked against
+/// its hash, as a miner does.
+pub async fn task_keys(task: &Value) -> anyhow::Result<zk::CircuitKeys> {
     let url = task["key"]["url"]
         .as_str()
         .context("task without key url")?;
     let key_bytes = reqwest::get(url).await?.bytes().await?;
     let spec: zk::CircuitSpec = serde_json::from_value(task["spec"].clone())?;
-    let keys = zk::CircuitKeys::from_pk_bytes(
+    Ok(zk::CircuitKeys::from_pk_bytes(
         spec,
         &key_bytes,
         task["key"]["hash"]
             .as_str()
             .context("task without key hash")?,
-    )?;
+    )?)
+}
+
+/// Proves every statement of a `mining.notify` task the way a miner does (key fetched
+/// by URL and checked against its hash); returns the submit's `proofs` array.
+pub async fn prove_task(task: &Value) -> anyhow::Result<Vec<Value>> {
+    let keys = task_keys(task).await?;
     let field = |v: &Value| -> anyhow::Result<Vec<zk::Fr>> {
         v.as_array()
             .map(|a| {

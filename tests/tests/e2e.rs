@@ -319,13 +319,7 @@ async fn wrong_garbage_and_misplaced_proofs_are_rejected_with_reasons() -> anyho
     };
     assert_eq!(task["job"], job["id"]);
     // Fetch the proving key like a miner, checked against its hash.
-    let key_bytes = reqwest::get(task["key"]["url"].as_str().unwrap())
-        .await?
-        .bytes()
-        .await?;
-    let spec: zk::CircuitSpec = serde_json::from_value(task["spec"].clone())?;
-    let keys =
-        zk::CircuitKeys::from_pk_bytes(spec, &key_bytes, task["key"]["hash"].as_str().unwrap())?;
+    let keys = task_keys(&task).await?;
     let index = task["statements"][0]["index"].as_u64().unwrap();
     let tid = task["task"].clone();
 
@@ -413,16 +407,7 @@ async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() ->
             _ => c.next_notify().await?,
         };
         if wrong.is_none() {
-            let key_bytes = reqwest::get(task["key"]["url"].as_str().unwrap())
-                .await?
-                .bytes()
-                .await?;
-            let spec: zk::CircuitSpec = serde_json::from_value(task["spec"].clone())?;
-            let keys = zk::CircuitKeys::from_pk_bytes(
-                spec,
-                &key_bytes,
-                task["key"]["hash"].as_str().unwrap(),
-            )?;
+            let keys = task_keys(&task).await?;
             wrong = Some(
                 keys.prove(&zk::CircuitSpec::preimage_statement(zk::Fr::from(
                     424_242u64,
@@ -541,23 +526,10 @@ async fn a_reconnecting_rig_resumes_its_session_and_its_leases() -> anyhow::Resu
         _ => b.next_notify().await?,
     };
     assert_eq!(again["task"], task["task"]);
-    let key_bytes = reqwest::get(again["key"]["url"].as_str().unwrap())
-        .await?
-        .bytes()
+    let proofs = prove_task(&again).await?;
+    b.send(&json!({"jsonrpc":"2.0","id":3,"method":"mining.submit",
+        "params":{"task":again["task"],"proofs":proofs}}))
         .await?;
-    let spec: zk::CircuitSpec = serde_json::from_value(again["spec"].clone())?;
-    let keys =
-        zk::CircuitKeys::from_pk_bytes(spec, &key_bytes, again["key"]["hash"].as_str().unwrap())?;
-    let st = &again["statements"][0];
-    let statement = zk::Statement::new(
-        vec![zk::field::parse_fr(st["public"][0].as_str().unwrap())?],
-        vec![zk::field::parse_fr(st["private"][0].as_str().unwrap())?],
-    );
-    b.send(
-        &json!({"jsonrpc":"2.0","id":3,"method":"mining.submit","params":{"task":again["task"],
-        "proofs":[{"index":st["index"],"proof":keys.prove(&statement)?.to_hex()}]}}),
-    )
-    .await?;
     let (r, _) = b.response().await?;
     assert_eq!(r["result"]["accepted"], 1, "{r}");
     completed(&api, id, Duration::from_secs(30)).await?;
