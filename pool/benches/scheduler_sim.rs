@@ -81,7 +81,12 @@ fn main() {
         max_per_task: 256,
         tasks_per_session: 2,
         max_attempts: 0,
-        backup_after: Duration::ZERO,
+        // The pool's default; SIM_BACKUP=0 turns backup leases off for comparison.
+        backup_after: if std::env::var("SIM_BACKUP").as_deref() == Ok("0") {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(10)
+        },
     });
 
     // Jobs: a circuit and a number of statements each; all arrive at t = 0.
@@ -102,6 +107,7 @@ fn main() {
             total: statements,
             done: BTreeSet::new(),
             max_per_task: 256,
+            client: format!("client{}", j % 7),
         });
     }
     // Miners: speed log-uniform in [1, 10].
@@ -131,6 +137,7 @@ fn main() {
     let mut completed_jobs: Vec<f64> = vec![];
     let mut late = 0u64;
     let mut tasks_done = 0u64;
+    let mut backups_cancelled = 0u64;
     loop {
         for task in sched.poll_assignments(at(now)) {
             let m = task.session as usize;
@@ -156,6 +163,14 @@ fn main() {
                         tasks_done += 1;
                         if c.job_done {
                             completed_jobs.push(now);
+                        }
+                        // The twin of a task and its backup gets mining.cancel: a
+                        // queued one is dropped; one being proven runs to its end
+                        // (and is discarded), which is the pessimistic case.
+                        if let Some(twin) = c.cancelled {
+                            let m = &mut miners[twin.session as usize];
+                            m.queue.retain(|t| t.id != twin.id);
+                            backups_cancelled += 1;
                         }
                     }
                     // The lease expired before the proofs arrived: that work is wasted.
@@ -199,6 +214,6 @@ fn main() {
         p(0.99)
     );
     println!(
-        "  tasks completed {tasks_done}; completions after their lease expired (discarded) {late}"
+        "  tasks completed {tasks_done}; completions discarded (lease expired, or the twin won) {late}; twins cancelled {backups_cancelled}"
     );
 }

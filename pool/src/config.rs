@@ -206,6 +206,9 @@ pub struct SchedulerConfig {
     /// time, and at least this many seconds, gets a backup lease on another
     /// worker; the first verified proof wins. 0: no backup leases. Default 10.
     pub backup_after_secs: f64,
+    /// A job whose deadline is less than this many seconds away is served before
+    /// fairness across clients, earliest deadline first. Default 600.
+    pub urgent_secs: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -218,6 +221,7 @@ impl Default for SchedulerConfig {
             sweep_interval_secs: 1.0,
             max_attempts: 5,
             backup_after_secs: 10.0,
+            urgent_secs: 600,
         }
     }
 }

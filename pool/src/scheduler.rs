@@ -8,7 +8,11 @@
 //!   `target_task` on it (the proving analogue of vardiff), capped by the job's
 //!   fair share of eligible sessions (so the tail of a job spreads out) and by the
 //!   per-task limit derived from the line limit.
-//! - Jobs are served earliest deadline first, then oldest first.
+//! - Jobs are served fairly across clients, earliest deadline first within a
+//!   client: the next task goes to the client with the fewest statements in flight,
+//!   so one big client cannot starve the others. A job the server marks urgent
+//!   (its deadline is near, [`Scheduler::set_urgent`]) goes before all of that,
+//!   earliest deadline first.
 //! - Sessions are served round-robin, one task per session per round, each up to
 //!   `tasks_per_session` tasks at once (one proving, the rest queued on the rig).
 //! - A statement whose proof was invalid, or whose lease ran out, is not leased
@@ -76,6 +80,8 @@ pub struct Task {
     pub expires_at: Instant,
     /// A backup lease of a straggling task.
     pub backup: bool,
+    /// The job's client (for fairness across clients).
+    pub client: String,
 }
 
 impl Task {
@@ -97,6 +103,8 @@ pub struct JobEntry {
     pub done: BTreeSet<u64>,
     /// Most statements per task for this job (from the line limit).
     pub max_per_task: usize,
+    /// Who submitted the job: tasks are shared fairly across clients.
+    pub client: String,
 }
 
 #[derive(Debug)]
@@ -108,6 +116,8 @@ struct JobQueue {
     avoid: HashMap<u64, HashSet<String>>,
     /// A statement of this job used up its attempts (reported once).
     exhausted: bool,
+    /// Its deadline is near: served before fairness, earliest deadline first.
+    urgent: bool,
 }
 
 impl JobQueue {
@@ -196,6 +206,8 @@ pub struct Scheduler {
     /// When live tasks were last scanned for stragglers: at most once a second,
     /// because the scan is O(live tasks) and dispatch runs on every submit.
     last_backup_scan: Option<Instant>,
+    /// Statements in live tasks, per client.
+    in_flight: HashMap<String, u64>,
 }
 
 impl Scheduler {
@@ -214,6 +226,7 @@ impl Scheduler {
             exhausted: Vec::new(),
             twins: HashMap::new(),
             last_backup_scan: None,
+            in_flight: HashMap::new(),
         }
     }
 
@@ -234,10 +247,26 @@ impl Scheduler {
                     done,
                     avoid: HashMap::new(),
                     exhausted: false,
+                    urgent: false,
                 },
             );
         }
         open
+    }
+
+    /// Marks a job urgent (its deadline is near) or not; see the module doc.
+    pub fn set_urgent(&mut self, job: &str, urgent: bool) {
+        if let Some(q) = self.jobs.get_mut(job) {
+            q.urgent = urgent;
+        }
+    }
+
+    fn count_in_flight(&mut self, client: &str, add: u64, remove: u64) {
+        let n = self.in_flight.entry(client.to_owned()).or_default();
+        *n = (*n + add).saturating_sub(remove);
+        if *n == 0 {
+            self.in_flight.remove(client);
+        }
     }
 
     pub fn progress(&self, job: &str) -> Option<JobProgress> {
@@ -481,6 +510,7 @@ impl Scheduler {
             };
             let worker = self.sessions[&key].worker.clone();
             let lease = self.lease_for(&worker, &t.circuit, t.count);
+            self.count_in_flight(&t.client, t.count, 0);
             let id = format!("{}-{}", t.job, self.next_task);
             self.next_task += 1;
             let backup = Task {
@@ -514,7 +544,7 @@ impl Scheduler {
         let worker = slot.worker.clone();
         // Earliest deadline first, then oldest, among jobs this session can prove
         // that have a statement it may take.
-        let mut best: Option<(&JobQueue, u64)> = None;
+        let mut best: Option<((u8, u64, u64, u64), &JobQueue, u64)> = None;
         for q in self.jobs.values() {
             if q.pending.is_empty() || !slot.supports(&q.entry) {
                 continue;
@@ -527,18 +557,19 @@ impl Scheduler {
             }) else {
                 continue;
             };
-            let better = match best {
-                None => true,
-                Some((b, _)) => {
-                    (q.entry.deadline_ms, q.entry.created_ms)
-                        < (b.entry.deadline_ms, b.entry.created_ms)
-                }
+            // Urgent jobs first (earliest deadline), then the client with the
+            // fewest statements in flight, then earliest deadline, then oldest.
+            let rank = if q.urgent {
+                (0, q.entry.deadline_ms, 0, q.entry.created_ms)
+            } else {
+                let flying = self.in_flight.get(&q.entry.client).copied().unwrap_or(0);
+                (1, flying, q.entry.deadline_ms, q.entry.created_ms)
             };
-            if better {
-                best = Some((q, first));
+            if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
+                best = Some((rank, q, first));
             }
         }
-        let (q, first) = best?;
+        let (_, q, first) = best?;
         let size = self.size_for(&worker, q);
         let mut count = 1;
         while count < size
@@ -549,7 +580,9 @@ impl Scheduler {
         }
         let job = q.entry.id.clone();
         let circuit = q.entry.circuit_id.clone();
+        let client = q.entry.client.clone();
         let lease = self.lease_for(&worker, &circuit, count);
+        self.count_in_flight(&client, count, 0);
         let id = format!("{job}-{}", self.next_task);
         self.next_task += 1;
         let q = self.jobs.get_mut(&job).expect("job chosen above exists");
@@ -568,6 +601,7 @@ impl Scheduler {
             lease,
             expires_at: now + lease,
             backup: false,
+            client,
         };
         let slot = self.sessions.get_mut(&key).expect("session checked above");
         slot.tasks.insert(id.clone());
@@ -626,6 +660,7 @@ impl Scheduler {
             _ => return Err(TaskReject::Stale(id.to_owned())),
         }
         let task = self.tasks.remove(id).expect("checked above");
+        self.count_in_flight(&task.client, 0, task.count);
         if let Some(slot) = self.sessions.get_mut(&session) {
             slot.tasks.remove(id);
             self.free.insert(session);
@@ -687,6 +722,7 @@ impl Scheduler {
     /// Takes a live task out of the task table and out of its session's slots.
     fn take(&mut self, id: &str) -> Option<Task> {
         let t = self.tasks.remove(id)?;
+        self.count_in_flight(&t.client, 0, t.count);
         if let Some(slot) = self.sessions.get_mut(&t.session) {
             slot.tasks.remove(id);
             if !slot.parked {
@@ -816,6 +852,7 @@ mod tests {
             total,
             done: BTreeSet::new(),
             max_per_task: 1000,
+            client: "c".into(),
         }
     }
 
@@ -1134,6 +1171,55 @@ mod tests {
         assert_eq!(s.progress("j").unwrap().pending, 2);
         s.add_session(2, "b.r".into(), None);
         assert_eq!(s.poll_assignments(t0).len(), 2);
+    }
+
+    /// A big client's job, with the earlier deadline, does not starve a small
+    /// client's later job: the next free slot goes to the client with the fewest
+    /// statements in flight. An urgent job goes before both.
+    #[test]
+    fn clients_share_the_rigs_and_urgent_jobs_go_first() {
+        let mut s = Scheduler::new(SchedConfig {
+            tasks_per_session: 1,
+            ..cfg()
+        });
+        let t0 = Instant::now();
+        let big = JobEntry {
+            client: "big".into(),
+            ..job("big-job", 100, 10)
+        };
+        s.add_job(big);
+        for k in 1..=3 {
+            s.add_session(k, format!("w{k}.r"), None);
+        }
+        assert!(s.poll_assignments(t0).iter().all(|t| t.client == "big"));
+        let small = JobEntry {
+            client: "small".into(),
+            ..job("small-job", 4, 20)
+        };
+        s.add_job(small);
+        // One rig frees up: the small client (nothing in flight) gets it, though
+        // the big client's job has the earlier deadline and has work left.
+        let t = s.tasks.values().find(|t| t.session == 1).unwrap().clone();
+        s.complete(1, &t.id, t0 + Duration::from_secs(1)).unwrap();
+        let next = s.poll_assignments(t0 + Duration::from_secs(1));
+        assert_eq!(
+            next.iter().map(|t| t.client.as_str()).collect::<Vec<_>>(),
+            vec!["small"]
+        );
+        // An urgent job of the big client goes before fairness.
+        let rush = JobEntry {
+            client: "big".into(),
+            ..job("rush-job", 2, 5)
+        };
+        s.add_job(rush);
+        s.set_urgent("rush-job", true);
+        let t = s.tasks.values().find(|t| t.session == 2).unwrap().clone();
+        s.complete(2, &t.id, t0 + Duration::from_secs(2)).unwrap();
+        let next = s.poll_assignments(t0 + Duration::from_secs(2));
+        assert_eq!(
+            next.iter().map(|t| t.job.as_str()).collect::<Vec<_>>(),
+            vec!["rush-job"]
+        );
     }
 
     #[test]

@@ -189,6 +189,7 @@ impl PoolState {
             total: job.statements.len() as u64,
             done,
             max_per_task: self.max_per_task(job),
+            client: job.client.clone(),
         }
     }
 
@@ -617,6 +618,21 @@ impl PoolState {
         }
     }
 
+    /// Marks running jobs whose deadline is within `scheduler.urgent_secs` urgent,
+    /// so they go before fairness across clients.
+    pub fn mark_urgent_jobs(&self) {
+        let horizon = now_ms() + self.config.scheduler.urgent_secs * 1000;
+        let marks: Vec<(String, bool)> = self
+            .jobs
+            .iter()
+            .map(|j| (j.key().clone(), j.deadline_ms <= horizon))
+            .collect();
+        let mut sched = lock(&self.scheduler);
+        for (id, urgent) in marks {
+            sched.set_urgent(&id, urgent);
+        }
+    }
+
     /// Gives back the tasks of parked sessions nobody resumed by `now`.
     pub fn release_parked(&self, now: Instant) {
         let due: Vec<String> = self
@@ -995,6 +1011,7 @@ async fn sweep(state: Arc<PoolState>) {
         }
         state.send_cancels(&expired, "lease expired");
         state.release_parked(Instant::now());
+        state.mark_urgent_jobs();
         state.fail_exhausted_jobs();
         state.expire_due_jobs().await;
         // Dispatch every tick, not only after expiries: a task taken back from a
