@@ -62,6 +62,10 @@ pub struct Exhausted {
     pub worker: String,
 }
 
+/// How a job ranks for the next task: (urgent ? 0 : 1, deadline or the client's
+/// statements in flight, deadline, creation); lower goes first.
+type Rank = (u8, u64, u64, u64);
+
 /// A session's handle in the scheduler.
 pub type SessionKey = u64;
 
@@ -544,7 +548,7 @@ impl Scheduler {
         let worker = slot.worker.clone();
         // Earliest deadline first, then oldest, among jobs this session can prove
         // that have a statement it may take.
-        let mut best: Option<((u8, u64, u64, u64), &JobQueue, u64)> = None;
+        let mut best: Option<(Rank, &JobQueue, u64)> = None;
         for q in self.jobs.values() {
             if q.pending.is_empty() || !slot.supports(&q.entry) {
                 continue;
