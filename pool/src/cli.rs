@@ -614,15 +614,11 @@ fn read_json(p: &Path) -> anyhow::Result<Value> {
 }
 
 fn verify_snarkjs(vk: &Path, public: &Path, proof: &Path) -> anyhow::Result<ExitCode> {
-    let read = |p: &Path| -> anyhow::Result<Value> {
-        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", p.display()))
-    };
-    let vk = zk::snarkjs::vk_from_json(&read(vk)?)
+    let vk = zk::snarkjs::vk_from_json(&read_json(vk)?)
         .with_context(|| format!("{}: not a usable verification key", vk.display()))?;
-    let public = zk::snarkjs::public_from_json(&read(public)?)
+    let public = zk::snarkjs::public_from_json(&read_json(public)?)
         .with_context(|| format!("{}: not usable public signals", public.display()))?;
-    let proof = zk::snarkjs::proof_from_json(&read(proof)?)
+    let proof = zk::snarkjs::proof_from_json(&read_json(proof)?)
         .with_context(|| format!("{}: not a usable proof", proof.display()))?;
     match vk.verify(&public, &proof) {
         Ok(()) => {
