@@ -18,6 +18,7 @@ pub struct Metrics {
     pub jobs_accepted: IntCounter,
     pub jobs_completed: IntCounter,
     pub jobs_expired: IntCounter,
+    pub jobs_failed: IntCounter,
     pub job_seconds: Histogram,
     /// Submits by verdict: `accepted` or the reason they were rejected.
     pub shares: IntCounterVec,
@@ -118,6 +119,10 @@ impl Metrics {
             jobs_expired: counter(
                 "zkpool_jobs_expired_total",
                 "Jobs whose deadline passed before their result.",
+            ),
+            jobs_failed: counter(
+                "zkpool_jobs_failed_total",
+                "Jobs failed because scheduler.max_attempts different workers failed one of their statements.",
             ),
             job_seconds: histogram(
                 "zkpool_job_seconds",

@@ -718,8 +718,10 @@ impl PoolState {
                 job.failure = failure;
                 self.store.put_job(&job)?;
                 self.store.flush().await?;
-                if state == JobState::Expired {
-                    self.metrics.jobs_expired.inc();
+                match state {
+                    JobState::Expired => self.metrics.jobs_expired.inc(),
+                    JobState::Failed => self.metrics.jobs_failed.inc(),
+                    _ => {}
                 }
                 info!(job = %id, cancelled = cancelled.len(), "{reason}");
                 self.settle(&job).await;

@@ -449,6 +449,8 @@ async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() ->
         "{e}"
     );
     assert_eq!(api.get("/v1/jobs").await?["counts"]["failed"], 1);
+    let metrics = api.get_text("/metrics").await?;
+    assert_eq!(sample(&metrics, "zkpool_jobs_failed_total"), 1.0);
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
