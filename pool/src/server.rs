@@ -174,8 +174,9 @@ impl PoolState {
             })
             .max()
             .unwrap_or(0);
-        // A submitted proof costs ~300 bytes (256 hex digits plus framing).
-        let per = widest.max(320);
+        // A submitted proof costs ~560 bytes (512 hex digits of an uncompressed
+        // proof, as zkminer sends them, plus framing).
+        let per = widest.max(576);
         (self.config.stratum.max_line.saturating_sub(2048) / per).max(1)
     }
 

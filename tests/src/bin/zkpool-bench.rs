@@ -62,6 +62,11 @@ struct Args {
     json: Option<PathBuf>,
 }
 
+/// Proofs as zkminer submits them: uncompressed.
+fn uncompressed(p: &zk::ProofBytes) -> String {
+    p.to_uncompressed().expect("a fresh proof decodes").to_hex()
+}
+
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     s.lines()
@@ -197,10 +202,10 @@ async fn make_proofs(api: &zkpool_tests::Api) -> anyhow::Result<Proofs> {
         let keys = zk::CircuitKeys::from_pk_bytes(zk::CircuitSpec::Preimage, &bytes, &hash)?;
         let statement = zk::CircuitSpec::preimage_statement(zk::Fr::from(7u64));
         let valid = (0..8)
-            .map(|_| keys.prove(&statement).map(|p| p.to_hex()))
+            .map(|_| keys.prove(&statement).map(|p| uncompressed(&p)))
             .collect::<Result<Vec<_>, _>>()?;
         let other = zk::CircuitSpec::preimage_statement(zk::Fr::from(8u64));
-        let invalid = keys.prove(&other)?.to_hex();
+        let invalid = uncompressed(&keys.prove(&other)?);
         Ok::<_, anyhow::Error>(Proofs {
             statement,
             valid,
