@@ -163,11 +163,8 @@ impl Registry {
         name: &str,
         verifier: VerifierKey,
     ) -> Result<Registered, RegistryError> {
-        if let Some(existing) = self.by_id.get(&verifier.id) {
-            return Ok(Registered::Existing(existing.record.clone()));
-        }
-        if self.by_name.contains_key(name) {
-            return Err(RegistryError::NameTaken(name.to_owned()));
+        if let Some(existing) = self.existing(&verifier.id, name)? {
+            return Ok(existing);
         }
         let public = verifier.public_inputs();
         let record = CircuitRecord {
@@ -201,22 +198,11 @@ impl Registry {
     ) -> Result<Registered, RegistryError> {
         let (circuit, pk) = zk::circom::CircomCircuit::load(r1cs, wasm, zkey)?;
         let verifier = VerifierKey::new(pk.vk);
-        if let Some(existing) = self.by_id.get(&verifier.id) {
-            return Ok(Registered::Existing(existing.record.clone()));
-        }
-        if self.by_name.contains_key(name) {
-            return Err(RegistryError::NameTaken(name.to_owned()));
+        if let Some(existing) = self.existing(&verifier.id, name)? {
+            return Ok(existing);
         }
         let bundle = zk::circom::Bundle { r1cs, wasm, zkey }.encode();
-        let hash = zk::sha256_hex(&bundle);
-        let path = self.key_path(&hash);
-        let tmp = path.with_extension("partial");
-        std::fs::write(&tmp, &bundle)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|source| RegistryError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let hash = self.write_key_file(&bundle)?;
         let record = CircuitRecord {
             id: verifier.id.clone(),
             name: name.to_owned(),
@@ -243,16 +229,7 @@ impl Registry {
             source,
         })?;
         let pk = keys.pk_bytes();
-        let hash = zk::sha256_hex(&pk);
-        let path = self.key_path(&hash);
-        // Write to a temporary name and rename, so a crash never leaves a partial key under its hash.
-        let tmp = path.with_extension("partial");
-        std::fs::write(&tmp, &pk)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|source| RegistryError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let hash = self.write_key_file(&pk)?;
         Ok(CircuitRecord {
             id: keys.verifier.id.clone(),
             name,
@@ -264,6 +241,31 @@ impl Registry {
             verifying_key: hex::encode(keys.verifier.to_bytes()),
             created_ms: now_ms(),
         })
+    }
+
+    /// The circuit already registered with this verifying key, if any; an error if
+    /// the name belongs to another circuit.
+    fn existing(&self, id: &str, name: &str) -> Result<Option<Registered>, RegistryError> {
+        if let Some(existing) = self.by_id.get(id) {
+            return Ok(Some(Registered::Existing(existing.record.clone())));
+        }
+        if self.by_name.contains_key(name) {
+            return Err(RegistryError::NameTaken(name.to_owned()));
+        }
+        Ok(None)
+    }
+
+    /// Writes a key file (or circom bundle) under its SHA-256 and returns the hash.
+    /// It goes to a temporary name first and is renamed, so a crash never leaves a
+    /// partial file under a hash.
+    fn write_key_file(&self, bytes: &[u8]) -> Result<String, RegistryError> {
+        let hash = zk::sha256_hex(bytes);
+        let path = self.key_path(&hash);
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|source| RegistryError::Io { path, source })?;
+        Ok(hash)
     }
 
     fn insert(&self, record: CircuitRecord) -> Result<(), RegistryError> {
