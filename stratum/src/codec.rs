@@ -109,15 +109,20 @@ impl<In, Out: Wire> Encoder<Out> for LineCodec<In, Out> {
     type Error = CodecError;
 
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let line = item.to_line();
-        if line.len() > self.max_line {
+        // Serialised straight into the write buffer; taken back out if too long.
+        let start = dst.len();
+        if let Err(e) = item.write_line((&mut *dst).writer()) {
+            dst.truncate(start);
+            return Err(CodecError::Io(e));
+        }
+        let len = dst.len() - start;
+        if len > self.max_line {
+            dst.truncate(start);
             return Err(CodecError::MessageTooLong {
-                len: line.len(),
+                len,
                 limit: self.max_line,
             });
         }
-        dst.reserve(line.len() + 1);
-        dst.put_slice(line.as_bytes());
         dst.put_u8(b'\n');
         Ok(())
     }
@@ -218,6 +223,33 @@ mod tests {
             decode_chunked::<ToPool>(1024, format!("{}\n{long}\n", ping(1)).as_bytes(), &[4096]);
         assert_eq!(items.len(), 1);
         assert!(err.is_some());
+    }
+
+    /// An outgoing message over the limit is refused whole: nothing of it is left in
+    /// the write buffer, and what was queued before it is untouched.
+    #[test]
+    fn an_outgoing_message_over_the_limit_leaves_the_buffer_as_it_was() {
+        let mut codec = LineCodec::<ToMiner, ToPool>::new(64);
+        let mut dst = BytesMut::new();
+        let short = ToPool {
+            id: crate::Id::Num(1),
+            call: Call::Ping(Ping {}),
+        };
+        codec.encode(short.clone(), &mut dst).unwrap();
+        let before = dst.clone();
+        let long = ToPool {
+            id: crate::Id::Num(2),
+            call: Call::Authorize(Authorize {
+                worker: "w".repeat(100),
+                password: None,
+            }),
+        };
+        match codec.encode(long, &mut dst) {
+            Err(CodecError::MessageTooLong { len, limit: 64 }) => assert!(len > 100),
+            other => panic!("expected MessageTooLong, got {other:?}"),
+        }
+        assert_eq!(dst, before);
+        assert_eq!(&dst[..], format!("{}\n", short.to_line()).as_bytes());
     }
 
     #[test]

@@ -106,15 +106,16 @@ impl Call {
         }
     }
 
-    fn params(&self) -> Value {
-        let v = match self {
-            Call::Subscribe(p) => serde_json::to_value(p),
-            Call::Authorize(p) => serde_json::to_value(p),
-            Call::Submit(p) => serde_json::to_value(p),
-            Call::Progress(p) => serde_json::to_value(p),
-            Call::Ping(p) => serde_json::to_value(p),
-        };
-        v.expect("message structs serialise to JSON")
+    /// Writes the request line (no newline), its params serialised in place.
+    fn write<W: std::io::Write>(&self, id: &Id, w: W) -> serde_json::Result<()> {
+        let method = self.method();
+        match self {
+            Call::Subscribe(p) => Out::request(id, method, p).write(w),
+            Call::Authorize(p) => Out::request(id, method, p).write(w),
+            Call::Submit(p) => Out::request(id, method, p).write(w),
+            Call::Progress(p) => Out::request(id, method, p).write(w),
+            Call::Ping(p) => Out::request(id, method, p).write(w),
+        }
     }
 }
 
@@ -255,14 +256,15 @@ impl Notification {
         }
     }
 
-    fn params(&self) -> Value {
-        let v = match self {
-            Notification::Notify(p) => serde_json::to_value(p),
-            Notification::SetTarget(p) => serde_json::to_value(p),
-            Notification::Cancel(p) => serde_json::to_value(p),
-            Notification::Reconnect(p) => serde_json::to_value(p),
-        };
-        v.expect("message structs serialise to JSON")
+    /// Writes the notification line (no newline), its params serialised in place.
+    fn write<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
+        let method = self.method();
+        match self {
+            Notification::Notify(p) => Out::notification(method, p).write(w),
+            Notification::SetTarget(p) => Out::notification(method, p).write(w),
+            Notification::Cancel(p) => Out::notification(method, p).write(w),
+            Notification::Reconnect(p) => Out::notification(method, p).write(w),
+        }
     }
 }
 
@@ -316,8 +318,106 @@ pub struct Malformed {
 
 /// Encoding to and decoding from one line (without its newline).
 pub trait Wire: Sized {
-    fn to_line(&self) -> String;
+    /// Writes the line, without its newline, straight into `w`: no intermediate
+    /// JSON tree (a `mining.notify` is encoded once per leased task, 10,000 of
+    /// them in a burst).
+    fn write_line<W: std::io::Write>(&self, w: W) -> std::io::Result<()>;
     fn from_line(line: &str) -> Result<Self, Malformed>;
+
+    fn to_line(&self) -> String {
+        let mut out = Vec::with_capacity(256);
+        self.write_line(&mut out)
+            .expect("writing to a Vec cannot fail and messages serialise to JSON");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+}
+
+/// The JSON-RPC 2.0 envelope of an outgoing line, borrowing its parts. Fields are
+/// written in this order; absent ones are left out.
+#[derive(Serialize)]
+struct Out<'a, P: Serialize> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a Option<Id>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a P>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a RpcError>,
+}
+
+impl<'a, P: Serialize> Out<'a, P> {
+    fn blank() -> Self {
+        Out {
+            jsonrpc: "2.0",
+            id: None,
+            method: None,
+            params: None,
+            result: None,
+            error: None,
+        }
+    }
+
+    fn notification(method: &'static str, params: &'a P) -> Self {
+        Out {
+            method: Some(method),
+            params: Some(params),
+            ..Out::blank()
+        }
+    }
+
+    fn write<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
+        serde_json::to_writer(w, self)
+    }
+}
+
+impl<'a> Out<'a, ()> {
+    fn response(id: &'a Option<Id>, outcome: &'a Result<Value, RpcError>) -> Self {
+        Out {
+            id: Some(id),
+            result: outcome.as_ref().ok(),
+            error: outcome.as_ref().err(),
+            ..Out::blank()
+        }
+    }
+}
+
+/// A request's id is never absent; the envelope holds ids as `Option<Id>`.
+struct RequestOut<'a, P: Serialize> {
+    id: &'a Id,
+    method: &'static str,
+    params: &'a P,
+}
+
+impl<P: Serialize> Serialize for RequestOut<'_, P> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Request", 4)?;
+        st.serialize_field("jsonrpc", "2.0")?;
+        st.serialize_field("id", self.id)?;
+        st.serialize_field("method", self.method)?;
+        st.serialize_field("params", self.params)?;
+        st.end()
+    }
+}
+
+impl<'a, P: Serialize> RequestOut<'a, P> {
+    fn write<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
+        serde_json::to_writer(w, self)
+    }
+}
+
+impl Out<'_, ()> {
+    fn request<'a, P: Serialize>(
+        id: &'a Id,
+        method: &'static str,
+        params: &'a P,
+    ) -> RequestOut<'a, P> {
+        RequestOut { id, method, params }
+    }
 }
 
 #[derive(Deserialize)]
@@ -395,8 +495,8 @@ fn params<T: DeserializeOwned>(
 }
 
 impl Wire for ToPool {
-    fn to_line(&self) -> String {
-        json!({"jsonrpc": "2.0", "id": self.id, "method": self.call.method(), "params": self.call.params()}).to_string()
+    fn write_line<W: std::io::Write>(&self, w: W) -> std::io::Result<()> {
+        Ok(self.call.write(&self.id, w)?)
     }
 
     fn from_line(line: &str) -> Result<Self, Malformed> {
@@ -438,20 +538,11 @@ impl Wire for ToPool {
 }
 
 impl Wire for ToMiner {
-    fn to_line(&self) -> String {
-        match self {
-            ToMiner::Response(Response {
-                id,
-                outcome: Ok(result),
-            }) => json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
-            ToMiner::Response(Response {
-                id,
-                outcome: Err(error),
-            }) => json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string(),
-            ToMiner::Notification(n) => {
-                json!({"jsonrpc": "2.0", "method": n.method(), "params": n.params()}).to_string()
-            }
-        }
+    fn write_line<W: std::io::Write>(&self, w: W) -> std::io::Result<()> {
+        Ok(match self {
+            ToMiner::Response(Response { id, outcome }) => Out::response(id, outcome).write(w),
+            ToMiner::Notification(n) => n.write(w),
+        }?)
     }
 
     fn from_line(line: &str) -> Result<Self, Malformed> {
@@ -603,6 +694,41 @@ mod tests {
                     }
                 )),
         ]
+    }
+
+    /// The envelope is written field by field, not through a JSON tree: pin what
+    /// each kind of line looks like on the wire.
+    #[test]
+    fn lines_have_json_rpc_envelopes() {
+        let req = ToPool {
+            id: Id::Num(7),
+            call: Call::Ping(Ping {}),
+        };
+        assert_eq!(
+            req.to_line(),
+            r#"{"jsonrpc":"2.0","id":7,"method":"mining.ping","params":{}}"#
+        );
+        let note = ToMiner::Notification(Notification::SetTarget(SetTarget {
+            target_task_ms: 30_000,
+        }));
+        assert_eq!(
+            note.to_line(),
+            r#"{"jsonrpc":"2.0","method":"mining.set_target","params":{"target_task_ms":30000}}"#
+        );
+        // An answer to a line whose id could not be read carries "id": null.
+        let err = ToMiner::Response(Response::err(
+            None,
+            RpcError::new(ErrorCode::ParseError, "parse error"),
+        ));
+        let v: Value = serde_json::from_str(&err.to_line()).unwrap();
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert!(v.get("id").is_some_and(Value::is_null), "{v}");
+        assert!(v.get("result").is_none() && v["error"]["message"] == "parse error");
+        let ok = ToMiner::Response(Response::ok(Id::Str("a".into()), &json!({"x": 1})));
+        assert_eq!(
+            ok.to_line(),
+            r#"{"jsonrpc":"2.0","id":"a","result":{"x":1}}"#
+        );
     }
 
     proptest! {

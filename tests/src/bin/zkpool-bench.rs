@@ -84,6 +84,11 @@ fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks as f64 / 100.0)
 }
 
+/// This process's user + system CPU seconds.
+fn self_cpu_secs() -> anyhow::Result<f64> {
+    cpu_secs(std::process::id())
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -256,18 +261,51 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
         .as_u64()
         .unwrap_or(0);
     // One statement per session: each gets one task; when does it arrive?
+    let seen = Arc::new(AtomicU64::new(0));
     let mut waits = Vec::with_capacity(n);
     for (mut lines, w) in conns {
+        let seen = seen.clone();
         waits.push(tokio::spawn(async move {
             // Keep the connection (a closing session would hand its task to
             // another, which is not what this phase measures).
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("\"mining.notify\"") {
+                    seen.fetch_add(1, Relaxed);
                     return Some((Instant::now(), lines, w));
                 }
             }
             None
         }));
+    }
+    // CPU spent by the pool and by this harness during the burst (first notify
+    // seen to last), sampled every millisecond from /proc (10 ms ticks).
+    let burst_cpu = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut first = None;
+            let give_up = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < give_up {
+                let k = seen.load(Relaxed) as usize;
+                if first.is_none() && k > 0 {
+                    first = Some((cpu_secs(pid).ok()?, self_cpu_secs().ok()?));
+                }
+                if k >= n {
+                    let (p0, h0) = first?;
+                    return Some((cpu_secs(pid).ok()? - p0, self_cpu_secs().ok()? - h0));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            None
+        })
+    };
+    // ZKPOOL_BENCH_PAUSE=S waits S seconds before the burst (time to attach a
+    // profiler to the pool: `perf record -g -p PID`).
+    if let Some(s) = std::env::var("ZKPOOL_BENCH_PAUSE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        println!("pool pid {pid}: the burst starts in {s} s");
+        tokio::time::sleep(Duration::from_secs(s)).await;
     }
     let before_post = Instant::now();
     post_job(&pool.api, &proofs.statement, n).await?;
@@ -282,6 +320,7 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
         }
     }
     drop(held);
+    let (pool_burst_cpu, harness_burst_cpu) = burst_cpu.await?.unwrap_or((f64::NAN, f64::NAN));
     // Two views: from the POST (includes building and storing the job), and from
     // the first notify (the pool began dispatching: task ready -> miner has it).
     let first = arrived.iter().min().copied().unwrap_or(before_post);
@@ -307,6 +346,8 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
         "notify_from_dispatch_ms_p50": pct(&mut ready, 0.5),
         "notify_from_dispatch_ms_p99": pct(&mut ready, 0.99),
         "notify_from_dispatch_ms_max": pct(&mut ready, 1.0),
+        "burst_cpu_ms_pool": pool_burst_cpu * 1000.0,
+        "burst_cpu_ms_harness": harness_burst_cpu * 1000.0,
     }))
 }
 
