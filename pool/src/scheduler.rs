@@ -450,10 +450,11 @@ impl Scheduler {
     /// Leases ready statements to sessions with free slots; returns the new tasks.
     pub fn poll_assignments(&mut self, now: Instant) -> Vec<Task> {
         let mut out = vec![];
-        if self.jobs.values().all(|q| q.pending.is_empty()) {
-            return self.backups(now);
-        }
-        loop {
+        // Passes over the free sessions until a pass assigns nothing or nothing is
+        // left to assign. The second check matters at scale: a small job handed to
+        // 10,000 idle sessions used to be followed by two fruitless passes over all
+        // of them.
+        while self.any_pending() {
             let keys: Vec<SessionKey> = self
                 .free
                 .range(self.cursor + 1..)
@@ -464,15 +465,28 @@ impl Scheduler {
             for key in keys {
                 if let Some(task) = self.assign_one(key, now) {
                     self.cursor = key;
+                    let drained = self
+                        .jobs
+                        .get(&task.job)
+                        .is_none_or(|q| q.pending.is_empty());
                     out.push(task);
                     assigned = true;
+                    if drained && !self.any_pending() {
+                        break;
+                    }
                 }
             }
             if !assigned {
-                out.extend(self.backups(now));
-                return out;
+                break;
             }
         }
+        out.extend(self.backups(now));
+        out
+    }
+
+    /// Whether any job has a statement waiting for a worker.
+    fn any_pending(&self) -> bool {
+        self.jobs.values().any(|q| !q.pending.is_empty())
     }
 
     /// Backup leases for straggling tasks at the tail of their jobs, one per free
@@ -545,7 +559,7 @@ impl Scheduler {
         if slot.tasks.len() >= self.cfg.tasks_per_session {
             return None;
         }
-        let worker = slot.worker.clone();
+        let worker = slot.worker.as_str();
         // Earliest deadline first, then oldest, among jobs this session can prove
         // that have a statement it may take.
         let mut best: Option<(Rank, &JobQueue, u64)> = None;
@@ -557,7 +571,7 @@ impl Scheduler {
             // has not failed it yet (sessions stand in for workers here).
             let eligible = self.eligible_sessions(&q.entry);
             let Some(first) = q.pending.iter().copied().find(|i| {
-                !q.failed_by(*i, &worker) || q.avoid.get(i).map_or(0, HashSet::len) >= eligible
+                !q.failed_by(*i, worker) || q.avoid.get(i).map_or(0, HashSet::len) >= eligible
             }) else {
                 continue;
             };
@@ -574,6 +588,7 @@ impl Scheduler {
             }
         }
         let (_, q, first) = best?;
+        let worker = worker.to_owned();
         let size = self.size_for(&worker, q);
         let mut count = 1;
         while count < size
