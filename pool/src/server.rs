@@ -32,9 +32,20 @@ use crate::{
 /// not reading: a task offered to it is taken back and given to someone else.
 pub const SESSION_QUEUE: usize = 32;
 
+/// What is queued for a session's connection.
+#[derive(Debug)]
+pub enum Outbox {
+    /// A message to write as it is.
+    Send(ToMiner),
+    /// A task leased to the session: the session's own task builds and writes its
+    /// `mining.notify`, so a burst of leases is encoded on every core rather than
+    /// in the dispatch loop.
+    Lease(Box<Task>),
+}
+
 /// One connected, authorized session, as dispatch sees it.
 pub struct SessionEntry {
-    pub tx: mpsc::Sender<ToMiner>,
+    pub tx: mpsc::Sender<Outbox>,
     pub worker: String,
     pub peer: SocketAddr,
 }
@@ -113,14 +124,27 @@ impl PoolState {
     pub fn dispatch(&self) {
         let tasks = lock(&self.scheduler).poll_assignments(Instant::now());
         for task in tasks {
-            let delivered = match (self.sessions.get(&task.session), self.notify_for(&task)) {
-                (Some(s), Some(n)) => s.tx.try_send(ToMiner::Notification(n)).is_ok(),
-                _ => false,
+            let (session, id) = (task.session, task.id.clone());
+            let delivered = match self.sessions.get(&session) {
+                Some(s) => s.tx.try_send(Outbox::Lease(Box::new(task))).is_ok(),
+                None => false,
             };
             if !delivered {
                 // The session is gone or not reading: take the task back; the next
                 // dispatch (the session's exit, or any other event) hands it out.
+                lock(&self.scheduler).release(session, &id);
+            }
+        }
+    }
+
+    /// The line for a task a session was handed; `None` (and the task given back
+    /// to the scheduler) when its job ended in between.
+    pub(crate) fn lease_line(&self, task: &Task) -> Option<ToMiner> {
+        match self.notify_for(task) {
+            Some(n) => Some(ToMiner::Notification(n)),
+            None => {
                 lock(&self.scheduler).release(task.session, &task.id);
+                None
             }
         }
     }
@@ -596,7 +620,9 @@ impl PoolState {
                     reason: reason.to_owned(),
                 };
                 let _ =
-                    s.tx.try_send(ToMiner::Notification(Notification::Cancel(cancel)));
+                    s.tx.try_send(Outbox::Send(ToMiner::Notification(Notification::Cancel(
+                        cancel,
+                    ))));
             }
         }
     }

@@ -32,7 +32,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::{
     circuits::now_ms,
-    server::{PoolState, SessionEntry, SESSION_QUEUE},
+    server::{Outbox, PoolState, SessionEntry, SESSION_QUEUE},
 };
 
 /// Accepts connections until shutdown; one task per session, at most
@@ -163,7 +163,7 @@ where
         stream,
         LineCodec::<ToPool, ToMiner>::new(state.config.stratum.max_line),
     );
-    let (tx, mut rx) = mpsc::channel::<ToMiner>(SESSION_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Outbox>(SESSION_QUEUE);
     let mut phase = Phase::New;
     let mut registered = false;
     let token = new_token();
@@ -173,21 +173,35 @@ where
     let mut deadline = Instant::now() + handshake;
     debug!("connected");
 
+    // Both futures live as long as the session: re-creating them on every wakeup
+    // registered and dropped a waiter on the pool-wide shutdown token and a timer
+    // each time, which a burst of 10,000 notifies paid 10,000 times over.
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let timer = sleep_until(deadline);
+    tokio::pin!(timer);
     let why = loop {
         tokio::select! {
             biased;
-            _ = state.shutdown.cancelled() => {
+            _ = &mut shutdown => {
                 let bye = Notification::Reconnect(Reconnect { host: None, port: None, wait_secs: 5 });
                 let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(ToMiner::Notification(bye))).await;
                 break "pool shutting down";
             }
-            _ = sleep_until(deadline) => {
+            _ = &mut timer => {
                 break match phase {
                     Phase::Authorized { .. } => "idle timeout",
                     _ => "handshake timeout",
                 };
             }
             Some(out) = rx.recv() => {
+                let out = match out {
+                    Outbox::Send(m) => m,
+                    Outbox::Lease(task) => match state.lease_line(&task) {
+                        Some(m) => m,
+                        None => continue,
+                    },
+                };
                 if let Err(e) = framed.send(out).await {
                     warn!(error = %e, "write failed");
                     break "write failed";
@@ -220,6 +234,7 @@ where
                 if matches!(phase, Phase::Authorized { .. }) {
                     deadline = Instant::now() + idle;
                 }
+                timer.as_mut().reset(deadline);
                 let banned = matches!(&reply.outcome, Err(e) if e.kind() == Some(ErrorCode::Banned));
                 if let Err(e) = framed.send(ToMiner::Response(reply)).await {
                     warn!(error = %e, "write failed");
@@ -236,9 +251,7 @@ where
                     // A resumed session's tasks are notified again: the rig may have
                     // restarted, and one that still has them knows them by id.
                     for t in resumed.drain(..) {
-                        if let Some(n) = state.notify_for(&t) {
-                            let _ = tx.try_send(ToMiner::Notification(n));
-                        }
+                        let _ = tx.try_send(Outbox::Lease(Box::new(t)));
                     }
                     state.dispatch();
                 }
