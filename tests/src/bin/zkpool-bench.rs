@@ -60,6 +60,9 @@ struct Args {
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Internal: run as the bare socket writer of phase 1's floor measurement.
+    #[arg(long, hide = true)]
+    bare_writer: Option<usize>,
 }
 
 /// Proofs as zkminer submits them: uncompressed.
@@ -235,7 +238,49 @@ async fn post_job(
     Ok(job["id"].as_str().context("job id")?.to_owned())
 }
 
-/// Phase 1: idle sessions, RSS per session, notify latency.
+/// A notify as a reader saw it: when, and for which job.
+type Seen = (Instant, String);
+
+/// Reads every line of a session until it closes; each `mining.notify` is
+/// reported with its arrival time and job id.
+fn notify_reader(
+    mut lines: tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    out: tokio::sync::mpsc::UnboundedSender<Seen>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // Holding the write half keeps the session open (a closing session would
+        // hand its task to another, which is not what is measured).
+        let _w = w;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"mining.notify\"") {
+                let at = Instant::now();
+                let job = line
+                    .split_once("\"job\":\"")
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .map(|(id, _)| id.to_owned())
+                    .unwrap_or_default();
+                if out.send((at, job)).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Milliseconds from `from` to each time, with p50 / p99 / max.
+fn spread(times: &[Instant], from: Instant) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = times
+        .iter()
+        .map(|t| t.saturating_duration_since(from).as_secs_f64() * 1000.0)
+        .collect();
+    (pct(&mut v, 0.5), pct(&mut v, 0.99), pct(&mut v, 1.0))
+}
+
+/// Phase 1: idle sessions, RSS per session, then notify latency two ways: a burst
+/// of one task per session at once, and a steady stream of small jobs at a rate
+/// far above what the rigs free slots at; last, the same burst written by a bare
+/// writer on plain loopback sockets (the floor for the machine and this harness).
 async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow::Result<Value> {
     let pid = pool.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -260,44 +305,12 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
     let sessions_held = pool.api.get("/v1/status").await?["sessions"]
         .as_u64()
         .unwrap_or(0);
-    // One statement per session: each gets one task; when does it arrive?
-    let seen = Arc::new(AtomicU64::new(0));
-    let mut waits = Vec::with_capacity(n);
-    for (mut lines, w) in conns {
-        let seen = seen.clone();
-        waits.push(tokio::spawn(async move {
-            // Keep the connection (a closing session would hand its task to
-            // another, which is not what this phase measures).
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("\"mining.notify\"") {
-                    seen.fetch_add(1, Relaxed);
-                    return Some((Instant::now(), lines, w));
-                }
-            }
-            None
-        }));
-    }
-    // CPU spent by the pool and by this harness during the burst (first notify
-    // seen to last), sampled every millisecond from /proc (10 ms ticks).
-    let burst_cpu = {
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            let mut first = None;
-            let give_up = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < give_up {
-                let k = seen.load(Relaxed) as usize;
-                if first.is_none() && k > 0 {
-                    first = Some((cpu_secs(pid).ok()?, self_cpu_secs().ok()?));
-                }
-                if k >= n {
-                    let (p0, h0) = first?;
-                    return Some((cpu_secs(pid).ok()? - p0, self_cpu_secs().ok()? - h0));
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            None
-        })
-    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|(lines, w)| notify_reader(lines, w, tx.clone()))
+        .collect();
+    drop(tx);
     // ZKPOOL_BENCH_PAUSE=S waits S seconds before the burst (time to attach a
     // profiler to the pool: `perf record -g -p PID`).
     if let Some(s) = std::env::var("ZKPOOL_BENCH_PAUSE")
@@ -307,31 +320,86 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
         println!("pool pid {pid}: the burst starts in {s} s");
         tokio::time::sleep(Duration::from_secs(s)).await;
     }
+
+    // The burst: one statement per session, all ready at once. CPU of the pool
+    // and of this harness is sampled at the first notify and at the last.
     let before_post = Instant::now();
-    post_job(&pool.api, &proofs.statement, n).await?;
+    let burst_job = post_job(&pool.api, &proofs.statement, n).await?;
     let post_ms = before_post.elapsed().as_secs_f64() * 1000.0;
-    let mut arrived = vec![];
-    let mut held = vec![];
-    for w in waits {
-        if let Ok(Ok(Some((t, lines, w)))) = tokio::time::timeout(Duration::from_secs(60), w).await
-        {
-            arrived.push(t);
-            held.push((lines, w));
+    let mut arrived = Vec::with_capacity(n);
+    let mut cpu_first = None;
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while arrived.len() < n {
+        match tokio::time::timeout_at(give_up.into(), rx.recv()).await {
+            Ok(Some((at, job))) if job == burst_job => {
+                if cpu_first.is_none() {
+                    cpu_first = Some((cpu_secs(pid)?, self_cpu_secs()?));
+                }
+                arrived.push(at);
+            }
+            Ok(Some(_)) => {}
+            _ => break,
         }
     }
-    drop(held);
-    let (pool_burst_cpu, harness_burst_cpu) = burst_cpu.await?.unwrap_or((f64::NAN, f64::NAN));
-    // Two views: from the POST (includes building and storing the job), and from
-    // the first notify (the pool began dispatching: task ready -> miner has it).
+    let (pool_burst_cpu, harness_burst_cpu) = match cpu_first {
+        Some((p0, h0)) => (cpu_secs(pid)? - p0, self_cpu_secs()? - h0),
+        None => (f64::NAN, f64::NAN),
+    };
     let first = arrived.iter().min().copied().unwrap_or(before_post);
-    let mut lat: Vec<f64> = arrived
-        .iter()
-        .map(|t| t.duration_since(before_post).as_secs_f64() * 1000.0)
-        .collect();
-    let mut ready: Vec<f64> = arrived
-        .iter()
-        .map(|t| t.duration_since(first).as_secs_f64() * 1000.0)
-        .collect();
+    let (post_p50, post_p99, _) = spread(&arrived, before_post);
+    let (burst_p50, burst_p99, burst_max) = spread(&arrived, first);
+
+    // Steady load: every session still has a free slot. Jobs of `per_job`
+    // statements every `every`, for `jobs` jobs: 2,000 tasks/s, while 10,000 rigs
+    // on 30-second tasks free about 333 slots/s. Latency of each task from its
+    // job's first notify, and from just before its job was posted.
+    let (per_job, jobs, every) = ((n / 100).max(1), 50usize, Duration::from_millis(50));
+    let mut posted: std::collections::HashMap<String, Instant> = Default::default();
+    let mut seen: std::collections::HashMap<String, Vec<Instant>> = Default::default();
+    let mut tick = tokio::time::interval(every);
+    let mut sent = 0;
+    let steady_give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: usize = seen.values().map(Vec::len).sum();
+        if sent == jobs && got >= jobs * per_job {
+            break;
+        }
+        if Instant::now() > steady_give_up {
+            break;
+        }
+        tokio::select! {
+            _ = tick.tick(), if sent < jobs => {
+                let t = Instant::now();
+                let id = post_job(&pool.api, &proofs.statement, per_job).await?;
+                posted.insert(id, t);
+                sent += 1;
+            }
+            Some((at, job)) = rx.recv() => seen.entry(job).or_default().push(at),
+        }
+    }
+    let (mut from_first, mut from_post) = (vec![], vec![]);
+    for (job, times) in &seen {
+        let Some(&t0) = posted.get(job) else { continue };
+        let f = times.iter().min().copied().unwrap_or(t0);
+        from_first.extend(
+            times
+                .iter()
+                .map(|t| t.duration_since(f).as_secs_f64() * 1000.0),
+        );
+        from_post.extend(
+            times
+                .iter()
+                .map(|t| t.saturating_duration_since(t0).as_secs_f64() * 1000.0),
+        );
+    }
+    let steady_notified = from_first.len();
+    // Close every session before the floor's connections are opened (the
+    // open-file limit holds one set, not two).
+    for r in readers {
+        r.abort();
+        let _ = r.await;
+    }
+    let floor = raw_socket_floor(n).await?;
     Ok(json!({
         "sessions_requested": n,
         "sessions_held": sessions_held,
@@ -339,15 +407,138 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
         "pool_rss_idle_kib": rss0,
         "pool_rss_with_sessions_kib": rss1,
         "rss_per_session_kib": (rss1.saturating_sub(rss0)) as f64 / n.max(1) as f64,
-        "post_job_ms": post_ms,
+        "burst": {
+            "post_job_ms": post_ms,
+            "notified": arrived.len(),
+            "from_post_ms_p50": post_p50,
+            "from_post_ms_p99": post_p99,
+            "from_first_notify_ms_p50": burst_p50,
+            "from_first_notify_ms_p99": burst_p99,
+            "from_first_notify_ms_max": burst_max,
+            "cpu_ms_pool": pool_burst_cpu * 1000.0,
+            "cpu_ms_harness": harness_burst_cpu * 1000.0,
+        },
+        "bare_sockets_burst": floor,
+        "steady": {
+            "jobs": jobs,
+            "statements_per_job": per_job,
+            "tasks_per_s": per_job as f64 / every.as_secs_f64(),
+            "notified": steady_notified,
+            "from_first_notify_ms_p50": pct(&mut from_first.clone(), 0.5),
+            "from_first_notify_ms_p99": pct(&mut from_first, 0.99),
+            "from_post_ms_p50": pct(&mut from_post.clone(), 0.5),
+            "from_post_ms_p99": pct(&mut from_post, 0.99),
+        },
+    }))
+}
+
+/// A `mining.notify` line of the pool's size: one preimage statement, 64-hex ids.
+fn bare_notify_line() -> String {
+    let h = "ab".repeat(32);
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"mining.notify\",\"params\":{{\"task\":\"{h}\",\"job\":\"bare\",\"circuit\":\"{h}\",\"spec\":{{\"kind\":\"preimage\"}},\"key\":{{\"hash\":\"{h}\",\"url\":\"http://127.0.0.1:8080/v1/circuits/{h}/proving-key\",\"size\":123456}},\"statements\":[{{\"index\":0,\"public\":[\"{d}\"],\"private\":[\"7\"]}}],\"lease_secs\":30,\"work_per_proof\":214}}}}\n",
+        d = "1".repeat(77)
+    )
+}
+
+/// `--bare-writer N`, run as a child process in place of a pool: accepts N loopback
+/// connections, prints its port and then "ready", and on a line on stdin writes one
+/// notify line to each of them from two tasks (one per core), nothing else.
+async fn bare_writer(n: usize) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?.port());
+    let mut socks = Vec::with_capacity(n);
+    while socks.len() < n {
+        let (s, _) = listener.accept().await?;
+        s.set_nodelay(true)?;
+        socks.push(s);
+    }
+    println!("ready");
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    stdin.next_line().await?;
+    let line = Arc::new(bare_notify_line());
+    let mut halves: Vec<Vec<tokio::net::TcpStream>> = vec![vec![], vec![]];
+    for (i, s) in socks.into_iter().enumerate() {
+        halves[i % 2].push(s);
+    }
+    let writers: Vec<_> = halves
+        .into_iter()
+        .map(|mut half| {
+            let line = line.clone();
+            tokio::spawn(async move {
+                for s in &mut half {
+                    s.write_all(line.as_bytes()).await?;
+                }
+                Ok::<_, std::io::Error>(half)
+            })
+        })
+        .collect();
+    let mut keep = vec![];
+    for w in writers {
+        keep.push(w.await??);
+    }
+    // Hold the connections until the harness is done reading.
+    stdin.next_line().await?;
+    Ok(())
+}
+
+/// The floor under the burst on this machine: the same `n` readers, connected
+/// to a [`bare_writer`] process instead of a pool.
+async fn raw_socket_floor(n: usize) -> anyhow::Result<Value> {
+    use tokio::process::Command;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--bare-writer", &n.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut out = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let port: u16 = out
+        .next_line()
+        .await?
+        .context("bare writer: no port")?
+        .parse()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
+    let sem = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut readers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let _p = sem.clone().acquire_owned().await?;
+        let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        s.set_nodelay(true)?;
+        let (r, w) = s.into_split();
+        readers.push(notify_reader(BufReader::new(r).lines(), w, tx.clone()));
+    }
+    drop(tx);
+    anyhow::ensure!(
+        out.next_line().await?.as_deref() == Some("ready"),
+        "bare writer did not accept every connection"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stdin.write_all(b"go\n").await?;
+    let mut arrived = Vec::with_capacity(n);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while arrived.len() < n {
+        match tokio::time::timeout_at(give_up.into(), rx.recv()).await {
+            Ok(Some((at, _))) => arrived.push(at),
+            _ => break,
+        }
+    }
+    let _ = stdin.write_all(b"done\n").await;
+    for r in readers {
+        r.abort();
+        let _ = r.await;
+    }
+    let _ = child.wait().await;
+    let first = arrived.iter().min().copied().unwrap_or_else(Instant::now);
+    let (p50, p99, max) = spread(&arrived, first);
+    Ok(json!({
+        "line_bytes": bare_notify_line().len(),
         "notified": arrived.len(),
-        "notify_from_post_ms_p50": pct(&mut lat, 0.5),
-        "notify_from_post_ms_p99": pct(&mut lat, 0.99),
-        "notify_from_dispatch_ms_p50": pct(&mut ready, 0.5),
-        "notify_from_dispatch_ms_p99": pct(&mut ready, 0.99),
-        "notify_from_dispatch_ms_max": pct(&mut ready, 1.0),
-        "burst_cpu_ms_pool": pool_burst_cpu * 1000.0,
-        "burst_cpu_ms_harness": harness_burst_cpu * 1000.0,
+        "from_first_notify_ms_p50": p50,
+        "from_first_notify_ms_p99": p99,
+        "from_first_notify_ms_max": max,
     }))
 }
 
@@ -554,6 +745,10 @@ async fn phase_throughput_with(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.bare_writer {
+        rlimit::increase_nofile_limit(u64::MAX).ok();
+        return bare_writer(n).await;
+    }
     if std::env::var_os("ZKPOOL_BIN_DIR").is_none() {
         let exe = std::env::current_exe()?;
         std::env::set_var("ZKPOOL_BIN_DIR", exe.parent().context("exe dir")?);
