@@ -3,9 +3,12 @@
 //! and a chosen share of invalid ones) without proving.
 //!
 //! Phase 1 (sessions): N sessions connect and authorize and stay idle; the pool's
-//! RSS per session is measured; then a job with one statement per session is
-//! submitted and the time from its acceptance to each session's `mining.notify`
-//! is the notify latency (p50/p99).
+//! RSS per session is measured. Notify latency (task ready -> miner has it,
+//! p50/p99) is then measured three ways: a burst (a job with one statement per
+//! session, all ready at once, with the pool's and the harness's CPU during it);
+//! steady load (50 jobs of N/100 statements, one every 50 ms); and the burst's
+//! floor on this machine (the same readers fed by a bare writer process on plain
+//! loopback sockets, no pool).
 //! Phase 2 (throughput): M sessions submit for S seconds on a job of identical
 //! statements (so one proof fits every index); verified proofs/s, submit → reply
 //! latency and the pool's CPU are measured. With `--baseline` phase 2 runs again
