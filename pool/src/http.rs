@@ -283,7 +283,7 @@ async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
         "sessions_parked": parked,
         "tasks_leased": tasks,
         "jobs_running": s.jobs.len(),
-        "workers_online": s.sessions.iter().map(|e| e.worker.clone()).collect::<std::collections::BTreeSet<_>>().len(),
+        "workers_online": s.workers_online(),
         "shares_accepted": s.metrics.shares_accepted(),
         "shares_rejected": s.metrics.shares_rejected(),
         "proofs_credited": s.metrics.proofs_credited.get(),
@@ -306,7 +306,11 @@ async fn metrics(State(s): State<Arc<PoolState>>) -> Response {
             .expect("scheduler lock is never poisoned");
         s.metrics.sessions.set(sched.sessions() as i64);
         s.metrics.tasks_leased.set(sched.live_tasks() as i64);
+        s.metrics
+            .statements_pending
+            .set(sched.pending_statements() as i64);
     }
+    s.metrics.workers_online.set(s.workers_online() as i64);
     s.metrics.jobs_running.set(s.jobs.len() as i64);
     let active = s
         .bans

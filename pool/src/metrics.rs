@@ -1,8 +1,8 @@
 //! Prometheus metrics, in a registry owned by the pool (never the global one), served
 //! on `GET /metrics`. Labels take a fixed, small set of values (a share's verdict);
 //! nothing is labelled per worker, so cardinality stays bounded however many miners
-//! connect. Gauges of current state (sessions, leased tasks, running jobs, verifier
-//! queue) are read from the pool at scrape time, so they cannot drift.
+//! connect. Gauges of current state (sessions, workers online, leased tasks, pending
+//! statements, running jobs, verifier queue) are read from the pool at scrape time, so they cannot drift.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -13,7 +13,11 @@ use stratum::ErrorCode;
 pub struct Metrics {
     pub registry: Registry,
     pub sessions: IntGauge,
+    /// Distinct worker names with an authorized session.
+    pub workers_online: IntGauge,
     pub tasks_leased: IntGauge,
+    /// Statements of running jobs waiting for a worker (not leased, not verified).
+    pub statements_pending: IntGauge,
     pub jobs_running: IntGauge,
     pub jobs_accepted: IntCounter,
     pub jobs_completed: IntCounter,
@@ -106,7 +110,15 @@ impl Metrics {
         };
         let m = Metrics {
             sessions: gauge("zkpool_sessions", "Authorized stratum sessions."),
+            workers_online: gauge(
+                "zkpool_workers_online",
+                "Distinct workers (ADDR.RIG) with an authorized session.",
+            ),
             tasks_leased: gauge("zkpool_tasks_leased", "Tasks leased to sessions now."),
+            statements_pending: gauge(
+                "zkpool_statements_pending",
+                "Statements of running jobs waiting for a worker: neither leased nor verified.",
+            ),
             jobs_running: gauge(
                 "zkpool_jobs_running",
                 "Jobs accepted and not yet completed.",

@@ -393,6 +393,11 @@ impl Scheduler {
         self.tasks.len()
     }
 
+    /// Statements waiting for a worker, over every job.
+    pub fn pending_statements(&self) -> usize {
+        self.jobs.values().map(|q| q.pending.len()).sum()
+    }
+
     /// Puts an ended task's statements back in the queue, unless its twin still
     /// covers them.
     fn requeue(&mut self, t: Task) -> Task {

@@ -120,6 +120,15 @@ impl PoolState {
         ]
     }
 
+    /// Distinct worker names with an authorized session.
+    pub fn workers_online(&self) -> usize {
+        self.sessions
+            .iter()
+            .map(|e| e.worker.clone())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
+
     /// Offers ready tasks to sessions with free slots.
     pub fn dispatch(&self) {
         let tasks = lock(&self.scheduler).poll_assignments(Instant::now());

@@ -891,7 +891,19 @@ async fn metrics_move_as_shares_are_verified() -> anyhow::Result<()> {
     let before = scrape().await?;
     assert_eq!(sample(&before, accepted), 0.0);
     assert_eq!(sample(&before, "zkpool_sessions"), 0.0);
+    assert_eq!(sample(&before, "zkpool_workers_online"), 0.0);
+    assert_eq!(sample(&before, "zkpool_statements_pending"), 0.0);
 
+    // The job first, with no miner yet: all its statements wait.
+    let job = api.post("/v1/jobs", &chain_job(16)).await?;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let queued = scrape().await?;
+    assert_eq!(
+        sample(&queued, "zkpool_statements_pending"),
+        16.0,
+        "{queued}"
+    );
+    assert_eq!(sample(&queued, "zkpool_tasks_leased"), 0.0);
     let _m = MinerProcess::start(
         pool.stratum_addr,
         "jill.rig1",
@@ -899,8 +911,6 @@ async fn metrics_move_as_shares_are_verified() -> anyhow::Result<()> {
         &dir.path().join("cache"),
         &dir.path().join("jill.log"),
     )?;
-    let job = api.post("/v1/jobs", &chain_job(16)).await?;
-    let id = job["id"].as_str().unwrap().to_owned();
     // The accepted counter moves once a share is durably credited (just before the
     // miner's answer); the job's `verified` count moves a little earlier, when the
     // statements are claimed. Wait on the metric itself.
@@ -915,6 +925,7 @@ async fn metrics_move_as_shares_are_verified() -> anyhow::Result<()> {
     .await?;
     assert!(sample(&during, accepted) >= 1.0, "{during}");
     assert_eq!(sample(&during, "zkpool_sessions"), 1.0);
+    assert_eq!(sample(&during, "zkpool_workers_online"), 1.0);
     assert_eq!(sample(&during, "zkpool_jobs_running"), 1.0);
     assert!(sample(&during, "zkpool_verify_batches_total") >= 1.0);
     let credited_during = sample(&during, "zkpool_proofs_credited_total");
@@ -942,6 +953,7 @@ async fn metrics_move_as_shares_are_verified() -> anyhow::Result<()> {
     );
     assert_eq!(sample(&after, "zkpool_jobs_completed_total"), 1.0);
     assert_eq!(sample(&after, "zkpool_jobs_running"), 0.0);
+    assert_eq!(sample(&after, "zkpool_statements_pending"), 0.0);
     assert!(sample(&after, "zkpool_verify_seconds_count") >= 1.0);
     assert_eq!(
         sample(&after, "zkpool_shares_total{verdict=\"invalid_proof\"}"),
