@@ -1,6 +1,8 @@
 //! The deploy files agree with the pool: the Grafana dashboard is valid JSON and
-//! every metric it or the Prometheus alert rules query is one the pool exports.
-//! (The example configs are parsed by `config::tests`.)
+//! every metric it or the Prometheus alert rules query is one the pool exports;
+//! Prometheus's `promtool` loads the rules and runs their unit tests, accepts the
+//! scrape config and lints the metrics exposition. (The example configs are parsed
+//! by `config::tests`.)
 use std::collections::BTreeSet;
 
 fn deploy(path: &str) -> String {
@@ -112,4 +114,87 @@ fn the_openapi_document_matches_the_routes() {
         .map(|(m, p, _)| (m.to_owned(), p.to_owned()))
         .collect();
     assert_eq!(documented, served, "documented vs served routes");
+}
+
+/// Runs Prometheus's `promtool` (Debian package `prometheus`; `.ci/run` installs it).
+fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write;
+    let tool = std::env::var("ZKPOOL_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let mut child = std::process::Command::new(&tool)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {tool}: {e}; these tests need Prometheus's promtool (apt-get install prometheus; .ci/run installs it)")
+        });
+    let mut input = child.stdin.take().expect("piped stdin");
+    input
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .expect("write to promtool");
+    drop(input);
+    let out = child.wait_with_output().expect("promtool ran");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn deploy_path(path: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+/// Prometheus's own rule engine loads the alert rules and runs their unit tests
+/// (`deploy/prometheus/alerts_test.yml`): each alert fires on the series that should
+/// page someone and stays silent on a healthy pool.
+#[test]
+fn prometheus_loads_the_alert_rules_and_their_unit_tests_pass() {
+    let (ok, out) = promtool(
+        &["check", "rules", &deploy_path("prometheus/alerts.yml")],
+        None,
+    );
+    assert!(ok, "promtool check rules:\n{out}");
+    assert!(out.contains("8 rules found"), "{out}");
+    let (ok, out) = promtool(
+        &["test", "rules", &deploy_path("prometheus/alerts_test.yml")],
+        None,
+    );
+    assert!(ok, "promtool test rules:\n{out}");
+}
+
+/// The Prometheus config as the compose file mounts it (rules under
+/// /etc/prometheus) is valid once its rule file is where it says.
+#[test]
+fn prometheus_accepts_the_scrape_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = deploy("prometheus/prometheus.yml").replace(
+        "/etc/prometheus/alerts.yml",
+        &deploy_path("prometheus/alerts.yml"),
+    );
+    assert!(
+        config.contains(&deploy_path("prometheus/alerts.yml")),
+        "{config}"
+    );
+    let path = dir.path().join("prometheus.yml");
+    std::fs::write(&path, config).expect("write config");
+    let (ok, out) = promtool(&["check", "config", &path.display().to_string()], None);
+    assert!(ok, "promtool check config:\n{out}");
+}
+
+/// What the pool serves on /metrics passes Prometheus's exposition-format and
+/// naming lint.
+#[test]
+fn the_metrics_exposition_passes_promtools_lint() {
+    let m = pool::metrics::Metrics::new();
+    m.shares.with_label_values(&["accepted"]).inc();
+    m.verify_seconds.observe(0.002);
+    let (ok, out) = promtool(&["check", "metrics"], Some(&m.encode()));
+    assert!(ok, "promtool check metrics:\n{out}");
 }
