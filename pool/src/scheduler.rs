@@ -212,6 +212,19 @@ pub struct Scheduler {
     last_backup_scan: Option<Instant>,
     /// Statements in live tasks, per client.
     in_flight: HashMap<String, u64>,
+    /// Bumped by every change that can make an assignment possible: a job or a
+    /// session added, a slot freed, statements re-queued, a worker blamed (the
+    /// avoid rule relaxes once every eligible worker failed a statement), a session
+    /// gone (fewer eligible sessions relaxes it too).
+    epoch: u64,
+    /// The epoch and time of the last pass that found statements pending and could
+    /// assign none of them (every free session unable or not allowed to take
+    /// them). Until the epoch moves, or a second passes, dispatch skips the pass:
+    /// at 10,000 idle sessions it costs milliseconds under the lock, and dispatch
+    /// runs on every submit.
+    stalled: Option<(u64, Instant)>,
+    /// Passes made over the free sessions (for tests and diagnostics).
+    passes: u64,
 }
 
 impl Scheduler {
@@ -231,6 +244,9 @@ impl Scheduler {
             twins: HashMap::new(),
             last_backup_scan: None,
             in_flight: HashMap::new(),
+            epoch: 0,
+            stalled: None,
+            passes: 0,
         }
     }
 
@@ -242,6 +258,7 @@ impl Scheduler {
             .collect();
         let done = entry.total - pending.len() as u64;
         let open = !pending.is_empty();
+        self.epoch += 1;
         if open {
             self.jobs.insert(
                 entry.id.clone(),
@@ -295,6 +312,7 @@ impl Scheduler {
         } else {
             self.unfiltered += 1;
         }
+        self.epoch += 1;
         self.free.insert(key);
         if let Some(old) = self.sessions.insert(
             key,
@@ -318,6 +336,7 @@ impl Scheduler {
         let Some(slot) = self.sessions.remove(&key) else {
             return vec![];
         };
+        self.epoch += 1;
         self.free.remove(&key);
         if !slot.parked {
             if slot.circuits.is_some() {
@@ -343,6 +362,7 @@ impl Scheduler {
         };
         if !slot.parked {
             slot.parked = true;
+            self.epoch += 1;
             self.free.remove(&key);
             if slot.circuits.is_some() {
                 self.filtered.remove(&key);
@@ -364,6 +384,7 @@ impl Scheduler {
             return vec![];
         }
         let old = self.sessions.remove(&parked).expect("checked above");
+        self.epoch += 1;
         let mut moved = vec![];
         for id in old.tasks {
             if let Some(t) = self.tasks.get_mut(&id) {
@@ -409,6 +430,7 @@ impl Scheduler {
         }
         if let Some(q) = self.jobs.get_mut(&t.job) {
             q.pending.extend(t.indices());
+            self.epoch += 1;
         }
         t
     }
@@ -455,11 +477,19 @@ impl Scheduler {
     /// Leases ready statements to sessions with free slots; returns the new tasks.
     pub fn poll_assignments(&mut self, now: Instant) -> Vec<Task> {
         let mut out = vec![];
+        if let Some((epoch, at)) = self.stalled {
+            if epoch == self.epoch && now.saturating_duration_since(at) < Duration::from_secs(1) {
+                out.extend(self.backups(now));
+                return out;
+            }
+        }
+        self.stalled = None;
         // Passes over the free sessions until a pass assigns nothing or nothing is
         // left to assign. The second check matters at scale: a small job handed to
         // 10,000 idle sessions used to be followed by two fruitless passes over all
         // of them.
         while self.any_pending() {
+            self.passes += 1;
             let keys: Vec<SessionKey> = self
                 .free
                 .range(self.cursor + 1..)
@@ -482,11 +512,18 @@ impl Scheduler {
                 }
             }
             if !assigned {
+                // Statements wait that no free session may take now.
+                self.stalled = Some((self.epoch, now));
                 break;
             }
         }
         out.extend(self.backups(now));
         out
+    }
+
+    /// Passes made over the free sessions so far.
+    pub fn passes(&self) -> u64 {
+        self.passes
     }
 
     /// Whether any job has a statement waiting for a worker.
@@ -685,6 +722,7 @@ impl Scheduler {
         }
         let task = self.tasks.remove(id).expect("checked above");
         self.count_in_flight(&task.client, 0, task.count);
+        self.epoch += 1;
         if let Some(slot) = self.sessions.get_mut(&session) {
             slot.tasks.remove(id);
             self.free.insert(session);
@@ -727,6 +765,7 @@ impl Scheduler {
 
     /// Undoes [`Scheduler::complete`] when its result could not be stored.
     pub fn reopen(&mut self, task: &Task, entry: Option<JobEntry>) {
+        self.epoch += 1;
         match self.jobs.get_mut(&task.job) {
             Some(q) => {
                 q.done -= task.count;
@@ -747,6 +786,7 @@ impl Scheduler {
     fn take(&mut self, id: &str) -> Option<Task> {
         let t = self.tasks.remove(id)?;
         self.count_in_flight(&t.client, 0, t.count);
+        self.epoch += 1;
         if let Some(slot) = self.sessions.get_mut(&t.session) {
             slot.tasks.remove(id);
             if !slot.parked {
@@ -770,6 +810,7 @@ impl Scheduler {
         let Some(q) = self.jobs.get_mut(&t.job) else {
             return;
         };
+        self.epoch += 1;
         for i in t.indices() {
             let failed_by = q.avoid.entry(i).or_default();
             failed_by.insert(t.worker.clone());
@@ -1306,6 +1347,36 @@ mod tests {
             tasks.iter().map(|t| t.job.as_str()).collect::<Vec<_>>(),
             vec!["soon", "late"]
         );
+    }
+
+    /// Statements that no free session may take leave dispatch idle (no pass over
+    /// the sessions) until something changes; here a session that can take them
+    /// joins, and gets them at once.
+    #[test]
+    fn a_stalled_queue_is_not_rescanned_until_something_changes() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        for k in 1..=100 {
+            s.add_session(k, format!("p{k}.r"), Some(["preimage".to_owned()].into()));
+        }
+        s.add_job(job("j", 3, 10));
+        assert!(s.poll_assignments(t0).is_empty());
+        let first = s.passes();
+        assert!(first >= 1);
+        // Nothing changed: the events that call dispatch cost no pass.
+        for i in 0..50 {
+            assert!(s.poll_assignments(t0 + Duration::from_millis(i)).is_empty());
+        }
+        assert_eq!(s.passes(), first);
+        // A second later it looks again: the safety net for a change nobody marked.
+        let later = t0 + Duration::from_secs(2);
+        assert!(s.poll_assignments(later).is_empty());
+        assert_eq!(s.passes(), first + 1);
+        // A session that proves every circuit joins: the statements go to it now.
+        s.add_session(500, "c.r".into(), None);
+        let tasks = s.poll_assignments(later);
+        assert!(!tasks.is_empty());
+        assert!(tasks.iter().all(|t| t.session == 500));
     }
 
     #[test]

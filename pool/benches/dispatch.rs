@@ -1,0 +1,95 @@
+//! What one dispatch costs the scheduler (under its lock) with 10,000 idle
+//! sessions: handing out a small job, and the case where statements wait that no
+//! free session may take (every session named other circuits), first pass and the
+//! events after it. Run: `cargo bench -p zkpool-pool --bench dispatch`.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use pool::scheduler::{JobEntry, SchedConfig, Scheduler};
+
+const SESSIONS: u64 = 10_000;
+
+fn job(id: &str, circuit_name: &str, total: u64) -> JobEntry {
+    JobEntry {
+        id: id.into(),
+        circuit_id: format!("{circuit_name}-id"),
+        circuit_name: circuit_name.into(),
+        deadline_ms: 1,
+        created_ms: 0,
+        total,
+        done: BTreeSet::new(),
+        max_per_task: 1000,
+        client: "c".into(),
+    }
+}
+
+/// A scheduler with `SESSIONS` idle sessions, each proving only `circuit`.
+fn idle_pool(circuit: Option<&str>) -> Scheduler {
+    let mut s = Scheduler::new(SchedConfig {
+        target_task: Duration::from_secs(30),
+        lease_min: Duration::from_secs(60),
+        max_per_task: 256,
+        tasks_per_session: 2,
+        max_attempts: 5,
+        backup_after: Duration::from_secs(10),
+    });
+    for k in 1..=SESSIONS {
+        let circuits = circuit.map(|c| [c.to_owned()].into());
+        s.add_session(k, format!("w{k}.rig"), circuits);
+    }
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("dispatch_10k_idle_sessions");
+    let t0 = Instant::now();
+    g.bench_function("hand_out_100_statements", |b| {
+        b.iter_batched(
+            || {
+                let mut s = idle_pool(None);
+                s.add_job(job("small", "chain", 100));
+                s
+            },
+            |mut s| {
+                let tasks = s.poll_assignments(t0);
+                assert_eq!(tasks.len(), 100);
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("nobody_can_take_first_pass", |b| {
+        b.iter_batched(
+            || {
+                let mut s = idle_pool(Some("preimage"));
+                s.add_job(job("stuck", "chain", 100));
+                s
+            },
+            |mut s| {
+                assert!(s.poll_assignments(t0).is_empty());
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let mut stalled = idle_pool(Some("preimage"));
+    stalled.add_job(job("stuck", "chain", 100));
+    assert!(stalled.poll_assignments(t0).is_empty());
+    let passes = stalled.passes();
+    g.bench_function("nobody_can_take_next_events", |b| {
+        b.iter(|| assert!(stalled.poll_assignments(t0).is_empty()))
+    });
+    assert_eq!(
+        stalled.passes(),
+        passes,
+        "the stalled queue was scanned again"
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
