@@ -249,7 +249,7 @@ type Seen = (Instant, String);
 fn notify_reader(
     mut lines: tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
     w: tokio::net::tcp::OwnedWriteHalf,
-    out: tokio::sync::mpsc::UnboundedSender<Seen>,
+    out: tokio::sync::mpsc::Sender<Seen>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // Holding the write half keeps the session open (a closing session would
@@ -263,7 +263,7 @@ fn notify_reader(
                     .and_then(|(_, rest)| rest.split_once('"'))
                     .map(|(id, _)| id.to_owned())
                     .unwrap_or_default();
-                if out.send((at, job)).is_err() {
+                if out.send((at, job)).await.is_err() {
                     return;
                 }
             }
@@ -308,7 +308,9 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
     let sessions_held = pool.api.get("/v1/status").await?["sessions"]
         .as_u64()
         .unwrap_or(0);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
+    // Room for every notify of the phase (one per session in the burst, as many
+    // again in the steady phase), so a reader never waits on the collector.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Seen>(2 * n + 64);
     let readers: Vec<_> = conns
         .into_iter()
         .map(|(lines, w)| notify_reader(lines, w, tx.clone()))
@@ -503,7 +505,8 @@ async fn raw_socket_floor(n: usize) -> anyhow::Result<Value> {
         .await?
         .context("bare writer: no port")?
         .parse()?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
+    // One notify per reader.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Seen>(n + 64);
     let sem = Arc::new(tokio::sync::Semaphore::new(256));
     let mut readers = Vec::with_capacity(n);
     for _ in 0..n {
