@@ -110,11 +110,11 @@ impl Call {
     fn write<W: std::io::Write>(&self, id: &Id, w: W) -> serde_json::Result<()> {
         let method = self.method();
         match self {
-            Call::Subscribe(p) => Out::request(id, method, p).write(w),
-            Call::Authorize(p) => Out::request(id, method, p).write(w),
-            Call::Submit(p) => Out::request(id, method, p).write(w),
-            Call::Progress(p) => Out::request(id, method, p).write(w),
-            Call::Ping(p) => Out::request(id, method, p).write(w),
+            Call::Subscribe(p) => request(w, id, method, p),
+            Call::Authorize(p) => request(w, id, method, p),
+            Call::Submit(p) => request(w, id, method, p),
+            Call::Progress(p) => request(w, id, method, p),
+            Call::Ping(p) => request(w, id, method, p),
         }
     }
 }
@@ -260,10 +260,10 @@ impl Notification {
     fn write<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
         let method = self.method();
         match self {
-            Notification::Notify(p) => Out::notification(method, p).write(w),
-            Notification::SetTarget(p) => Out::notification(method, p).write(w),
-            Notification::Cancel(p) => Out::notification(method, p).write(w),
-            Notification::Reconnect(p) => Out::notification(method, p).write(w),
+            Notification::Notify(p) => notification(w, method, p),
+            Notification::SetTarget(p) => notification(w, method, p),
+            Notification::Cancel(p) => notification(w, method, p),
+            Notification::Reconnect(p) => notification(w, method, p),
         }
     }
 }
@@ -332,92 +332,65 @@ pub trait Wire: Sized {
     }
 }
 
-/// The JSON-RPC 2.0 envelope of an outgoing line, borrowing its parts. Fields are
-/// written in this order; absent ones are left out.
+/// The three JSON-RPC 2.0 envelopes of outgoing lines, borrowing their parts and
+/// written in this field order.
 #[derive(Serialize)]
-struct Out<'a, P: Serialize> {
+struct RequestLine<'a, P: Serialize> {
     jsonrpc: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a Option<Id>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    method: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    params: Option<&'a P>,
+    id: &'a Id,
+    method: &'static str,
+    params: &'a P,
+}
+
+#[derive(Serialize)]
+struct NotificationLine<'a, P: Serialize> {
+    jsonrpc: &'static str,
+    method: &'static str,
+    params: &'a P,
+}
+
+/// `id` is written even when absent (`null`): the answer to a line whose id could
+/// not be read.
+#[derive(Serialize)]
+struct ResponseLine<'a> {
+    jsonrpc: &'static str,
+    id: &'a Option<Id>,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a RpcError>,
 }
 
-impl<'a, P: Serialize> Out<'a, P> {
-    fn blank() -> Self {
-        Out {
-            jsonrpc: "2.0",
-            id: None,
-            method: None,
-            params: None,
-            result: None,
-            error: None,
-        }
-    }
-
-    fn notification(method: &'static str, params: &'a P) -> Self {
-        Out {
-            method: Some(method),
-            params: Some(params),
-            ..Out::blank()
-        }
-    }
-
-    fn write<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
-        serde_json::to_writer(w, self)
-    }
-}
-
-impl<'a> Out<'a, ()> {
-    fn response(id: &'a Option<Id>, outcome: &'a Result<Value, RpcError>) -> Self {
-        Out {
-            id: Some(id),
-            result: outcome.as_ref().ok(),
-            error: outcome.as_ref().err(),
-            ..Out::blank()
-        }
-    }
-}
-
-/// A request's id is never absent; the envelope holds ids as `Option<Id>`.
-struct RequestOut<'a, P: Serialize> {
-    id: &'a Id,
+fn request<P: Serialize, W: std::io::Write>(
+    w: W,
+    id: &Id,
     method: &'static str,
-    params: &'a P,
+    params: &P,
+) -> serde_json::Result<()> {
+    serde_json::to_writer(
+        w,
+        &RequestLine {
+            jsonrpc: "2.0",
+            id,
+            method,
+            params,
+        },
+    )
 }
 
-impl<P: Serialize> Serialize for RequestOut<'_, P> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Request", 4)?;
-        st.serialize_field("jsonrpc", "2.0")?;
-        st.serialize_field("id", self.id)?;
-        st.serialize_field("method", self.method)?;
-        st.serialize_field("params", self.params)?;
-        st.end()
-    }
-}
-
-impl<'a, P: Serialize> RequestOut<'a, P> {
-    fn write<W: std::io::Write>(&self, w: W) -> serde_json::Result<()> {
-        serde_json::to_writer(w, self)
-    }
-}
-
-impl Out<'_, ()> {
-    fn request<'a, P: Serialize>(
-        id: &'a Id,
-        method: &'static str,
-        params: &'a P,
-    ) -> RequestOut<'a, P> {
-        RequestOut { id, method, params }
-    }
+fn notification<P: Serialize, W: std::io::Write>(
+    w: W,
+    method: &'static str,
+    params: &P,
+) -> serde_json::Result<()> {
+    serde_json::to_writer(
+        w,
+        &NotificationLine {
+            jsonrpc: "2.0",
+            method,
+            params,
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -540,7 +513,15 @@ impl Wire for ToPool {
 impl Wire for ToMiner {
     fn write_line<W: std::io::Write>(&self, w: W) -> std::io::Result<()> {
         Ok(match self {
-            ToMiner::Response(Response { id, outcome }) => Out::response(id, outcome).write(w),
+            ToMiner::Response(Response { id, outcome }) => serde_json::to_writer(
+                w,
+                &ResponseLine {
+                    jsonrpc: "2.0",
+                    id,
+                    result: outcome.as_ref().ok(),
+                    error: outcome.as_ref().err(),
+                },
+            ),
             ToMiner::Notification(n) => n.write(w),
         }?)
     }
