@@ -2,7 +2,8 @@
 //! on `GET /metrics`. Labels take a fixed, small set of values (a share's verdict);
 //! nothing is labelled per worker, so cardinality stays bounded however many miners
 //! connect. Gauges of current state (sessions, workers online, leased tasks, pending
-//! statements, running jobs, verifier queue) are read from the pool at scrape time, so they cannot drift.
+//! statements, running jobs, verifier queue) are read from the pool at scrape time,
+//! so they cannot drift.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
