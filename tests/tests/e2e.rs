@@ -22,6 +22,21 @@ async fn completed(api: &Api, id: &str, timeout: Duration) -> anyhow::Result<Val
     api.wait(id, timeout, |_| {}).await
 }
 
+/// A job's result file, parsed (the caller verifies it).
+async fn job_result(api: &Api, id: &str) -> anyhow::Result<zk::JobResult> {
+    Ok(serde_json::from_value(
+        api.get(&format!("/v1/jobs/{id}/result")).await?,
+    )?)
+}
+
+/// The error a job's result is refused with (the job did not complete).
+async fn refused_result(api: &Api, id: &str) -> anyhow::Result<String> {
+    match api.get(&format!("/v1/jobs/{id}/result")).await {
+        Ok(v) => anyhow::bail!("job {id} has a result, expected a refusal: {v}"),
+        Err(e) => Ok(e.to_string()),
+    }
+}
+
 async fn worker_work(api: &Api, worker: &str) -> anyhow::Result<u64> {
     Ok(api.get(&format!("/v1/workers/{worker}")).await?["work"]
         .as_u64()
@@ -180,8 +195,7 @@ async fn a_miner_killed_mid_task_has_its_task_re_leased() -> anyhow::Result<()> 
         done["total_work"].as_u64().unwrap(),
         "each statement credited exactly once"
     );
-    let result: zk::JobResult =
-        serde_json::from_value(pool.api.get(&format!("/v1/jobs/{id}/result")).await?)?;
+    let result = job_result(&pool.api, &id).await?;
     result.verify()?;
     Ok(())
 }
@@ -243,8 +257,7 @@ async fn a_pool_killed_right_after_an_ack_keeps_the_acknowledged_work() -> anyho
         done["total_work"].as_u64().unwrap(),
         "no statement credited twice"
     );
-    let result: zk::JobResult =
-        serde_json::from_value(pool.api.get(&format!("/v1/jobs/{id}/result")).await?)?;
+    let result = job_result(&pool.api, &id).await?;
     assert_eq!(result.verify()?, 6);
     Ok(())
 }
@@ -439,11 +452,7 @@ async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() ->
             && failure.contains("hank.rig1"),
         "{view}"
     );
-    let e = api
-        .get(&format!("/v1/jobs/{id}/result"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_result(&api, id).await?;
     assert!(
         e.contains("HTTP 410") && e.contains("failed (statement 0 failed on 3"),
         "{e}"
@@ -597,11 +606,7 @@ async fn bad_job_requests_are_refused_with_clear_messages() -> anyhow::Result<()
     // A running job (no miners here) has no result yet: 409 and what to do.
     let job = api.post("/v1/jobs", &chain_job(1)).await?;
     let id = job["id"].as_str().unwrap();
-    let e = api
-        .get(&format!("/v1/jobs/{id}/result"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_result(&api, id).await?;
     assert!(
         e.contains("409")
             && e.contains(&format!(
@@ -1062,8 +1067,7 @@ async fn crash_loop_loses_nothing_and_credits_or_pays_nothing_twice() -> anyhow:
             .with_context(|| format!("job {id} (seed {seed})"))?;
         total += done["total_work"].as_u64().unwrap();
         rewards += reward - reward / 100;
-        let result: zk::JobResult =
-            serde_json::from_value(pool.api.get(&format!("/v1/jobs/{id}/result")).await?)?;
+        let result = job_result(&pool.api, id).await?;
         result.verify().with_context(|| format!("result of {id}"))?;
         wait_for("the settlement", Duration::from_secs(20), async || {
             let v = pool.api.get(&format!("/v1/jobs/{id}/credits")).await?;
@@ -1363,11 +1367,7 @@ async fn a_job_past_its_deadline_expires_and_its_leases_are_cancelled() -> anyho
         (Some(0), Some(0)),
         "{v}"
     );
-    let e = api
-        .get(&format!("/v1/jobs/{id}/result"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused_result(&api, &id).await?;
     assert!(
         e.contains("410") && e.contains("expired at its deadline with 0 of 2 statements verified"),
         "{e}"
@@ -1675,8 +1675,7 @@ async fn a_job_completes_despite_vanishing_stalling_garbage_invalid_and_replayin
         &dir.path().join("honest.log"),
     )?;
     let done = completed(&api, &id, Duration::from_secs(120)).await?;
-    let result: zk::JobResult =
-        serde_json::from_value(api.get(&format!("/v1/jobs/{id}/result")).await?)?;
+    let result = job_result(&api, &id).await?;
     assert_eq!(result.verify()?, 16, "every proof in the result is valid");
     let total = done["total_work"].as_u64().unwrap();
     assert_eq!(worker_work(&api, "copy.rig1").await?, honest_copy_work);
