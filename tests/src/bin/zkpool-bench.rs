@@ -271,6 +271,31 @@ fn notify_reader(
     })
 }
 
+/// Arrival times of the first `n` notifies (of `job`, when given), waiting at most
+/// a minute; `at_first` runs when the first one arrives.
+async fn collect_notifies(
+    rx: &mut tokio::sync::mpsc::Receiver<Seen>,
+    n: usize,
+    job: Option<&str>,
+    mut at_first: impl FnMut() -> Option<()>,
+) -> Vec<Instant> {
+    let mut arrived = Vec::with_capacity(n);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while arrived.len() < n {
+        match tokio::time::timeout_at(give_up.into(), rx.recv()).await {
+            Ok(Some((at, j))) if job.is_none_or(|want| want == j) => {
+                if arrived.is_empty() {
+                    at_first();
+                }
+                arrived.push(at);
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    arrived
+}
+
 /// Milliseconds from `from` to each time, with p50 / p99 / max.
 fn spread(times: &[Instant], from: Instant) -> (f64, f64, f64) {
     let mut v: Vec<f64> = times
@@ -331,21 +356,12 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
     let before_post = Instant::now();
     let burst_job = post_job(&pool.api, &proofs.statement, n).await?;
     let post_ms = before_post.elapsed().as_secs_f64() * 1000.0;
-    let mut arrived = Vec::with_capacity(n);
     let mut cpu_first = None;
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while arrived.len() < n {
-        match tokio::time::timeout_at(give_up.into(), rx.recv()).await {
-            Ok(Some((at, job))) if job == burst_job => {
-                if cpu_first.is_none() {
-                    cpu_first = Some((cpu_secs(pid)?, self_cpu_secs()?));
-                }
-                arrived.push(at);
-            }
-            Ok(Some(_)) => {}
-            _ => break,
-        }
-    }
+    let arrived = collect_notifies(&mut rx, n, Some(&burst_job), || {
+        cpu_first = Some((cpu_secs(pid).ok()?, self_cpu_secs().ok()?));
+        Some(())
+    })
+    .await;
     let (pool_burst_cpu, harness_burst_cpu) = match cpu_first {
         Some((p0, h0)) => (cpu_secs(pid)? - p0, self_cpu_secs()? - h0),
         None => (f64::NAN, f64::NAN),
@@ -523,14 +539,7 @@ async fn raw_socket_floor(n: usize) -> anyhow::Result<Value> {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     stdin.write_all(b"go\n").await?;
-    let mut arrived = Vec::with_capacity(n);
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while arrived.len() < n {
-        match tokio::time::timeout_at(give_up.into(), rx.recv()).await {
-            Ok(Some((at, _))) => arrived.push(at),
-            _ => break,
-        }
-    }
+    let arrived = collect_notifies(&mut rx, n, None, || Some(())).await;
     let _ = stdin.write_all(b"done\n").await;
     for r in readers {
         r.abort();
@@ -748,6 +757,16 @@ async fn phase_throughput_with(
     }))
 }
 
+/// Verified proofs/s of phase `num` over phase `den`, as the report holds them.
+fn throughput_ratio(report: &Value, num: &str, den: &str) -> f64 {
+    let rate = |phase: &str| {
+        report[phase]["verified_proofs_per_s"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    rate(num) / rate(den).max(1e-9)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -813,17 +832,9 @@ async fn main() -> anyhow::Result<()> {
             report[name] = r;
         }
         if args.baseline {
-            let b = report["batched"]["verified_proofs_per_s"]
-                .as_f64()
-                .unwrap_or(0.0);
-            let o = report["one_by_one"]["verified_proofs_per_s"]
-                .as_f64()
-                .unwrap_or(0.0);
-            report["batched_over_one_by_one"] = json!(b / o.max(1e-9));
-            println!(
-                "batched / one-by-one verified proofs/s: {:.2}x",
-                b / o.max(1e-9)
-            );
+            let r = throughput_ratio(&report, "batched", "one_by_one");
+            report["batched_over_one_by_one"] = json!(r);
+            println!("batched / one-by-one verified proofs/s: {r:.2}x");
         }
     }
     if args.misbehaving > 0.0 && args.miners > 0 {
@@ -840,17 +851,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&r)?);
             report[name] = r;
         }
-        let c = report["defended_clean"]["verified_proofs_per_s"]
-            .as_f64()
-            .unwrap_or(0.0);
-        let m = report["defended_misbehaving"]["verified_proofs_per_s"]
-            .as_f64()
-            .unwrap_or(0.0);
-        report["misbehaving_over_clean"] = json!(m / c.max(1e-9));
+        let r = throughput_ratio(&report, "defended_misbehaving", "defended_clean");
+        report["misbehaving_over_clean"] = json!(r);
         println!(
-            "with {:.0} % of sessions misbehaving / clean, verified proofs/s: {:.2}",
-            args.misbehaving * 100.0,
-            m / c.max(1e-9)
+            "with {:.0} % of sessions misbehaving / clean, verified proofs/s: {r:.2}",
+            args.misbehaving * 100.0
         );
     }
     if keep {
