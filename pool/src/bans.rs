@@ -213,6 +213,64 @@ impl Bans {
     }
 }
 
+/// What a session's invalid work counts against: its name when it proved the
+/// name is its own (`verified`), else its name at its address; and its address
+/// when `per_ip` is on.
+pub fn targets(worker: &str, ip: IpAddr, verified: bool, per_ip: bool) -> Vec<Target> {
+    let mut t = vec![if verified {
+        Target::Worker(worker.to_owned())
+    } else {
+        Target::WorkerAt(worker.to_owned(), ip)
+    }];
+    if per_ip {
+        t.push(Target::Ip(ip));
+    }
+    t
+}
+
+/// The ban table the pool shares between sessions and the operator API: [`Bans`]
+/// behind a lock, with the clock read here.
+pub struct BanTable(std::sync::Mutex<Bans>);
+
+impl BanTable {
+    pub fn new(policy: BanPolicy) -> Self {
+        BanTable(std::sync::Mutex::new(Bans::new(policy)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bans> {
+        self.0.lock().expect("ban lock is never poisoned: nothing panics under it")
+    }
+
+    /// The message for the first active ban among `targets` or on `ip`, if any.
+    pub fn refusal(&self, targets: &[Target], ip: IpAddr) -> Option<String> {
+        let mut all = targets.to_vec();
+        if !all.contains(&Target::Ip(ip)) {
+            all.push(Target::Ip(ip));
+        }
+        let (who, left) = self.lock().banned(&all, Instant::now())?;
+        Some(format!(
+            "{} is banned for {} more s after repeated invalid proofs; wait, or ask the pool operator",
+            who.key(),
+            left.as_secs().max(1)
+        ))
+    }
+
+    /// Counts one invalid submit against `targets`.
+    pub fn strike(&self, targets: &[Target]) -> Strike {
+        self.lock().strike(targets, Instant::now())
+    }
+
+    /// Lifts a ban; whether one was active.
+    pub fn lift(&self, target: &Target) -> bool {
+        self.lock().lift(target, Instant::now())
+    }
+
+    /// Active bans, longest first.
+    pub fn active(&self) -> Vec<BanView> {
+        self.lock().active(Instant::now())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

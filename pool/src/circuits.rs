@@ -25,6 +25,14 @@ use zk::{CircuitKeys, CircuitSpec, VerifierKey};
 
 use crate::store::{Store, StoreError};
 
+/// A registration checked and ready to be committed ([`Registry::register`]):
+/// the record, the bundle file to write, the circuit to evaluate statements with.
+pub struct Prepared {
+    record: CircuitRecord,
+    bundle: Option<Vec<u8>>,
+    circom: Option<zk::circom::CircomCircuit>,
+}
+
 /// A registered circuit, as stored and as served by `GET /v1/circuits`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CircuitRecord {
@@ -127,9 +135,9 @@ pub struct Registry {
     by_id: DashMap<String, Arc<Circuit>>,
     by_name: DashMap<String, String>,
     keys_dir: PathBuf,
-    /// Held while a registration checks for an existing id or name and inserts:
-    /// two uploads racing for one name or id cannot both win.
-    registering: std::sync::Mutex<()>,
+    /// Held while a registration checks for an existing id or name, stores and
+    /// inserts: two uploads racing for one name or id cannot both win.
+    registering: tokio::sync::Mutex<()>,
 }
 
 /// Whether a registration made a new circuit or found the same one.
@@ -146,9 +154,11 @@ pub fn now_ms() -> u64 {
 }
 
 impl Registry {
-    /// Loads every stored circuit, and sets up each of `builtins` that has no keys yet.
+    /// Loads every `stored` circuit, and sets up each of `builtins` that has no
+    /// keys yet (CPU-bound: run it off the async workers). Returns the registry
+    /// and the circuits it created, which the caller stores.
     pub fn open(
-        store: &Store,
+        stored: Vec<CircuitRecord>,
         keys_dir: PathBuf,
         builtins: &[CircuitSpec],
     ) -> Result<(Self, Vec<CircuitRecord>), RegistryError> {
@@ -161,7 +171,6 @@ impl Registry {
             ..Default::default()
         };
         let mut created = vec![];
-        let stored = store.circuits()?;
         for spec in builtins {
             let existing = stored
                 .iter()
@@ -170,7 +179,6 @@ impl Registry {
                 Some(r) => r.clone(),
                 None => {
                     let r = reg.setup(spec)?;
-                    store.put_circuit(&r)?;
                     created.push(r.clone());
                     r
                 }
@@ -219,19 +227,10 @@ impl Registry {
         Ok((reg, created))
     }
 
-    /// Registers a verify-only circuit from a snarkjs `verification_key.json`: proofs
-    /// of it can be checked, but it takes no jobs (the pool has no prover for it).
-    pub fn register_vk(
-        &self,
-        store: &Store,
-        name: &str,
-        by: &Registrant,
-        verifier: VerifierKey,
-    ) -> Result<Registered, RegistryError> {
-        let _one_at_a_time = self.lock();
-        if let Some(existing) = self.existing(&verifier.id, name)? {
-            return Ok(existing);
-        }
+    /// Prepares a verify-only circuit from a snarkjs `verification_key.json`:
+    /// proofs of it can be checked, but it takes no jobs (the pool has no prover
+    /// for it).
+    pub fn prepare_vk(name: &str, by: &Registrant, verifier: VerifierKey) -> Prepared {
         let public = verifier.public_inputs();
         let record = CircuitRecord {
             id: verifier.id.clone(),
@@ -248,9 +247,11 @@ impl Registry {
             owner: by.owner(),
             witness_limits: None,
         };
-        store.put_circuit(&record)?;
-        self.insert(record.clone())?;
-        Ok(Registered::New(record))
+        Prepared {
+            record,
+            bundle: None,
+            circom: None,
+        }
     }
 
     /// Registers a circom circuit from its three files and a sample statement
@@ -258,13 +259,11 @@ impl Registry {
     /// verifying key, the wasm compiled, the sample proven and verified with the
     /// pool's randomness). Registering the same zkey again returns the circuit
     /// already registered, which passed the same checks.
-    pub fn register_circom(
-        &self,
-        store: &Store,
+    pub fn prepare_circom(
         name: &str,
         by: &Registrant,
         files: CircomFiles<'_>,
-    ) -> Result<Registered, RegistryError> {
+    ) -> Result<Prepared, RegistryError> {
         let CircomFiles {
             r1cs,
             wasm,
@@ -277,12 +276,8 @@ impl Registry {
         circuit.calibrate(usage);
         let verifier =
             VerifierKey::new(pk.vk).map_err(|e| RegistryError::Untrusted(e.to_string()))?;
-        let _one_at_a_time = self.lock();
-        if let Some(existing) = self.existing(&verifier.id, name)? {
-            return Ok(existing);
-        }
         let bundle = zk::circom::Bundle { r1cs, wasm, zkey }.encode();
-        let hash = self.write_key_file(&bundle)?;
+        let hash = zk::sha256_hex(&bundle);
         let record = CircuitRecord {
             id: verifier.id.clone(),
             name: name.to_owned(),
@@ -299,15 +294,33 @@ impl Registry {
             owner: by.owner(),
             witness_limits: Some(circuit.generator.limits()),
         };
-        store.put_circuit(&record)?;
-        self.insert_with(record.clone(), Some(Arc::new(circuit)))?;
-        Ok(Registered::New(record))
+        Ok(Prepared {
+            record,
+            bundle: Some(bundle),
+            circom: Some(circuit),
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.registering
-            .lock()
-            .expect("the registration lock is never poisoned: nothing panics under it")
+    /// Commits a prepared registration: unless a circuit with its verifying key
+    /// is registered already (then that one is returned), its name is checked,
+    /// its bundle written, its record stored, and it is registered; all under the
+    /// registration lock.
+    pub async fn register(
+        &self,
+        store: &dyn Store,
+        p: Prepared,
+    ) -> Result<Registered, RegistryError> {
+        let _one_at_a_time = self.registering.lock().await;
+        if let Some(existing) = self.existing(&p.record.id, &p.record.name)? {
+            return Ok(existing);
+        }
+        if let Some(bundle) = &p.bundle {
+            let hash = self.write_key_file(bundle)?;
+            debug_assert_eq!(hash, p.record.proving_key_hash);
+        }
+        store.put_circuit(&p.record).await?;
+        self.insert_with(p.record.clone(), p.circom.map(Arc::new))?;
+        Ok(Registered::New(p.record))
     }
 
     fn setup(&self, spec: &CircuitSpec) -> Result<CircuitRecord, RegistryError> {
@@ -447,13 +460,15 @@ mod tests {
 
     /// The review's shadowing: a circuit named after another's id. Stored by an
     /// older version it shadows nothing after a restart, and a new one is refused.
-    #[test]
-    fn a_name_that_looks_like_an_id_shadows_nothing() {
+    #[tokio::test]
+    async fn a_name_that_looks_like_an_id_shadows_nothing() {
+        use crate::store::SledStore;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
         let builtins = [CircuitSpec::Preimage];
-        let (reg, created) = Registry::open(&store, dir.path().join("keys"), &builtins).unwrap();
+        let (reg, created) = Registry::open(vec![], dir.path().join("keys"), &builtins).unwrap();
         let real = created[0].clone();
+        store.put_circuit(&real).await.unwrap();
         let forger = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 9).unwrap();
         let forged = CircuitRecord {
             id: forger.verifier.id.clone(),
@@ -468,19 +483,18 @@ mod tests {
             owner: Some("mallory".into()),
             witness_limits: None,
         };
-        let e = reg
-            .register_vk(
-                &store,
-                &real.id,
-                &Registrant::Client("mallory".into()),
-                forger.verifier.clone(),
-            )
-            .err()
-            .unwrap();
+        let prepared = Registry::prepare_vk(
+            &real.id,
+            &Registrant::Client("mallory".into()),
+            forger.verifier.clone(),
+        );
+        let e = reg.register(&store, prepared).await.err().unwrap();
         assert!(matches!(e, RegistryError::BadName(_)), "{e}");
-        store.put_circuit(&forged).unwrap();
+        store.put_circuit(&forged).await.unwrap();
         drop(reg);
-        let (reg, _) = Registry::open(&store, dir.path().join("keys"), &builtins).unwrap();
+        let stored = store.circuits().await.unwrap();
+        let (reg, created) = Registry::open(stored, dir.path().join("keys"), &builtins).unwrap();
+        assert!(created.is_empty(), "the built-in's keys are reused");
         for looked_up in [reg.resolve(&real.id), reg.get(&real.id)] {
             assert_eq!(looked_up.unwrap().record.name, "preimage");
         }

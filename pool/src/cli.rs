@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{circuits::Registry, config::Config, server::PoolState, store::Store};
+use crate::config::Config;
 
 /// zkpool: a mining pool for zero-knowledge proofs.
 #[derive(Parser, Debug)]
@@ -512,20 +512,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     println!(
         "zkpool {} serving: stratum+{}://{} | {}://{}",
         env!("CARGO_PKG_VERSION"),
-        if pool.state.tls.is_some() {
+        if pool.state.tls().is_some() {
             "ssl"
         } else {
             "tcp"
         },
         pool.stratum_addr,
-        if pool.state.http_tls.is_some() {
+        if pool.state.http_tls().is_some() {
             "https"
         } else {
             "http"
         },
         pool.http_addr
     );
-    for c in pool.state.registry.all() {
+    for c in pool.state.circuits().all() {
         println!(
             "  circuit {:<9} {} ({} constraints)",
             c.record.name, c.record.id, c.record.constraints
@@ -560,24 +560,17 @@ async fn setup(a: SetupArgs) -> anyhow::Result<()> {
     let config = load_config(a.config.as_deref(), a.data)?;
     let data = config.storage.data_dir.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
-    let store = Store::open(&data.join("db"))
-        .with_context(|| format!("cannot open {} (is a pool running on it?)", data.display()))?;
-    let builtins = PoolState::builtins(&config);
-    let s = store.clone();
-    let (registry, created) =
-        tokio::task::spawn_blocking(move || Registry::open(&s, data.join("keys"), &builtins))
-            .await??;
-    store.flush().await?;
-    for c in registry.all() {
-        let new = created.iter().any(|r| r.id == c.record.id);
+    let (all, created) = crate::server::setup(&config).await?;
+    for c in all {
+        let new = created.iter().any(|r| r.id == c.id);
         println!(
             "{} {:<9} id {} | {} constraints | proving key {} ({} bytes)",
             if new { "generated" } else { "existing " },
-            c.record.name,
-            c.record.id,
-            c.record.constraints,
-            c.record.proving_key_hash,
-            c.record.proving_key_bytes
+            c.name,
+            c.id,
+            c.constraints,
+            c.proving_key_hash,
+            c.proving_key_bytes
         );
     }
     println!("note: keys come from a single-party setup on this machine; whoever holds this data directory could forge proofs.");
@@ -1266,7 +1259,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let stratum = TcpListener::bind(config.stratum.listen).await?;
     let http = TcpListener::bind(config.http.listen).await?;
     let pool = crate::start(config, stratum, http).await?;
-    for c in pool.state.registry.all() {
+    for c in pool.state.circuits().all() {
         println!(
             "   circuit {:<9} {} | {} constraints per proof",
             c.record.name, c.record.id, c.record.constraints

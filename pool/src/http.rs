@@ -21,7 +21,8 @@ use tracing::error;
 use crate::{
     circuits::CircuitRecord,
     jobs::{JobError, JobRecord, JobRequest, JobState},
-    server::PoolState,
+    server::Pool,
+    lifecycle,
 };
 
 /// An API error: status and a message for the caller.
@@ -71,11 +72,20 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// A storage fault: the pool's, not the caller's, and temporary (HTTP 503).
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    error!(error = %e, "storage fault answering an HTTP request");
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the pool cannot read or write its records right now ({e}); try again shortly"),
+    )
+}
+
 pub(crate) type Api<T> = Result<T, ApiError>;
 
 /// Every route of the API: (method, path, handler). The router is built from this
 /// table and only from it, so a test can compare it with the OpenAPI document.
-pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>)> {
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Pool>>)> {
     let mut v = vec![
         ("get", "/v1/status", get(status)),
         ("get", "/v1/openapi.json", get(openapi)),
@@ -136,11 +146,12 @@ fn share_json(c: &payouts::ShareCredit, paid: u64) -> Value {
 }
 
 /// The latest verified shares, pool-wide (the overview's "recent blocks of work").
-async fn recent_shares(State(s): State<Arc<PoolState>>) -> Api<Json<Value>> {
+async fn recent_shares(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
     let shares: Vec<Value> = s
-        .ledger
+        .ledger()
         .recent_shares("", 20, 5_000)
-        .map_err(internal)?
+        .await
+        .map_err(unavailable)?
         .iter()
         .map(|(c, p)| share_json(c, *p))
         .collect();
@@ -160,26 +171,30 @@ struct JobPage {
 /// token) sees every job, a client (its API key) its own, anyone else the public
 /// ones. Counts by state are over every job (numbers only).
 async fn list_jobs(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: axum::http::HeaderMap,
     Query(page): Query<JobPage>,
 ) -> Api<Json<Value>> {
     let scope = if admin(&s, &headers).is_ok() {
         crate::store::JobScope::All
     } else {
-        match crate::ledger_api::client_from_key(&s, &headers)? {
+        match crate::ledger_api::client_from_key(&s, &headers).await? {
             Some(c) => crate::store::JobScope::Client(c.id),
             None => crate::store::JobScope::Public,
         }
     };
     let limit = page.limit.unwrap_or(50).clamp(1, 200);
     let (jobs, next) = s
-        .store
+        .store()
         .jobs_page(&scope, page.before.as_deref(), limit)
-        .map_err(internal)?;
-    let list: Vec<JobView> = jobs.iter().map(|j| view(&s, j)).collect();
+        .await
+        .map_err(unavailable)?;
+    let mut list = Vec::with_capacity(jobs.len());
+    for j in &jobs {
+        list.push(view(&s, j).await?);
+    }
     Ok(Json(json!({
-        "counts": s.store.job_counts(),
+        "counts": s.store().job_counts().await.map_err(unavailable)?,
         "scope": match scope {
             crate::store::JobScope::All => "all".to_owned(),
             crate::store::JobScope::Client(c) => format!("client {c}"),
@@ -197,8 +212,8 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-pub fn router(state: Arc<PoolState>) -> Router {
-    let timeout = std::time::Duration::from_secs(state.config.limits.http_request_timeout_secs);
+pub fn router(state: Arc<Pool>) -> Router {
+    let timeout = std::time::Duration::from_secs(state.config().limits.http_request_timeout_secs);
     let mut router = Router::new();
     for (_, path, handler) in routes() {
         router = router.route(path, handler);
@@ -224,12 +239,12 @@ pub fn router(state: Arc<PoolState>) -> Router {
 
 /// Every request counts against its address's rate (`limits.http_requests_per_second`).
 async fn per_address(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     Peer(ip): Peer,
     req: Request,
     next: Next,
 ) -> Response {
-    if let Err(e) = s.limits.request(ip) {
+    if let Err(e) = s.limits().request(ip) {
         return ApiError::from(e).into_response();
     }
     next.run(req).await
@@ -241,19 +256,19 @@ async fn per_address(
 /// address (more are closed at once), a request's headers within
 /// `http_header_timeout_secs` (a kept-alive idle connection too), a whole request
 /// within `http_request_timeout_secs`.
-pub async fn serve(state: Arc<PoolState>, listener: TcpListener) {
+pub async fn serve(state: Arc<Pool>, listener: TcpListener) {
     use hyper_util::{
         rt::{TokioExecutor, TokioIo, TokioTimer},
         server::{conn::auto::Builder, graceful::GracefulShutdown},
         service::TowerToHyperService,
     };
     use tower::ServiceExt;
-    let token = state.shutdown.clone();
-    let tls = state.http_tls.clone();
-    let limits = state.config.limits.clone();
+    let token = state.shutdown().clone();
+    let tls = state.http_tls().cloned();
+    let limits = state.config().limits.clone();
     let app = router(state.clone());
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.http_connections));
-    let per_ip: Arc<dashmap::DashMap<std::net::IpAddr, usize>> = Arc::default();
+    let per_ip = crate::limits::PerAddress::default();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -280,9 +295,7 @@ pub async fn serve(state: Arc<PoolState>, listener: TcpListener) {
             tracing::debug!(%peer, "HTTP connection refused: at limits.http_connections");
             continue;
         };
-        let Some(slot) =
-            crate::session::IpSlot::acquire(&per_ip, peer.ip(), limits.http_connections_per_ip)
-        else {
+        let Some(slot) = per_ip.take(peer.ip(), limits.http_connections_per_ip) else {
             tracing::debug!(%peer, "HTTP connection refused: at limits.http_connections_per_ip");
             continue;
         };
@@ -333,79 +346,65 @@ pub async fn serve(state: Arc<PoolState>, listener: TcpListener) {
     }
 }
 
-async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
-    let (sessions, tasks, parked) = {
-        let sched = s
-            .scheduler
-            .lock()
-            .expect("scheduler lock is never poisoned");
-        (sched.sessions(), sched.live_tasks(), sched.parked())
-    };
+async fn status(State(s): State<Arc<Pool>>) -> Json<Value> {
+    let (sessions, tasks, parked) = s
+        .dispatch()
+        .read(|sched| (sched.sessions(), sched.live_tasks(), sched.parked()));
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "receipt_public_key": s.signer.public_hex(),
+        "receipt_public_key": s.signer().public_hex(),
         "payouts": {
-            "scheme": s.config.payouts.scheme,
-            "fee_bps": s.config.payouts.fee_bps,
-            "threshold": s.config.payouts.threshold,
+            "scheme": s.config().payouts.scheme,
+            "fee_bps": s.config().payouts.fee_bps,
+            "threshold": s.config().payouts.threshold,
         },
         "protocol": stratum::PROTOCOL_VERSION,
         "sessions": sessions,
         "sessions_parked": parked,
         "tasks_leased": tasks,
-        "jobs_running": s.jobs.len(),
-        "workers_online": s.workers_online(),
-        "shares_accepted": s.metrics.shares_accepted(),
-        "shares_rejected": s.metrics.shares_rejected(),
-        "proofs_credited": s.metrics.proofs_credited.get(),
-        "work_credited": s.metrics.work_credited.get(),
+        "jobs_running": s.jobs().running(),
+        "workers_online": s.dispatch().workers_online(),
+        "shares_accepted": s.metrics().shares_accepted(),
+        "shares_rejected": s.metrics().shares_rejected(),
+        "proofs_credited": s.metrics().proofs_credited.get(),
+        "work_credited": s.metrics().work_credited.get(),
         "verifier": {
-            "batches": s.metrics.verify_batches.get(),
-            "submits": s.metrics.verify_submits.get(),
-            "proofs": s.metrics.verify_proofs.get(),
-            "queued": s.verifier.queued(),
+            "batches": s.metrics().verify_batches.get(),
+            "submits": s.metrics().verify_submits.get(),
+            "proofs": s.metrics().verify_proofs.get(),
+            "queued": s.verifier().queued(),
         },
     }))
 }
 
 /// Prometheus text format; current-state gauges are read now. Amounts of money
 /// (the books by account) are only in a scrape that carries the admin token.
-async fn metrics(State(s): State<Arc<PoolState>>, headers: axum::http::HeaderMap) -> Response {
-    {
-        let sched = s
-            .scheduler
-            .lock()
-            .expect("scheduler lock is never poisoned");
-        s.metrics.sessions.set(sched.sessions() as i64);
-        s.metrics.tasks_leased.set(sched.live_tasks() as i64);
-        s.metrics
-            .statements_pending
-            .set(sched.pending_statements() as i64);
-    }
-    s.metrics.workers_online.set(s.workers_online() as i64);
-    s.metrics.jobs_running.set(s.jobs.len() as i64);
-    let active = s
-        .bans
-        .lock()
-        .expect("ban lock is never poisoned")
-        .active(std::time::Instant::now())
-        .len();
-    s.metrics.bans_active.set(active as i64);
-    s.verifier.queued();
+async fn metrics(State(s): State<Arc<Pool>>, headers: axum::http::HeaderMap) -> Response {
+    let m = s.metrics();
+    s.dispatch().read(|sched| {
+        m.sessions.set(sched.sessions() as i64);
+        m.tasks_leased.set(sched.live_tasks() as i64);
+        m.statements_pending.set(sched.pending_statements() as i64);
+    });
+    m.workers_online.set(s.dispatch().workers_online() as i64);
+    m.jobs_running.set(s.jobs().running() as i64);
+    m.bans_active.set(s.bans().active().len() as i64);
+    s.verifier().queued();
     let with_amounts = admin(&s, &headers).is_ok();
-    s.metrics
-        .observe_ledger(&s.ledger, crate::circuits::now_ms());
+    if let Err(e) = m.observe_ledger(s.ledger(), crate::circuits::now_ms()).await {
+        error!(error = %e, "cannot read the books for /metrics");
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.encode(with_amounts),
+        s.metrics().encode(with_amounts),
     )
         .into_response()
 }
 
 /// Operator endpoints need `Authorization: Bearer <http.admin_token>`; without a
 /// configured token they are disabled.
-pub(crate) fn admin(s: &PoolState, headers: &axum::http::HeaderMap) -> Api<()> {
-    let Some(token) = s.config.http.admin_token.as_deref() else {
+pub(crate) fn admin(s: &Pool, headers: &axum::http::HeaderMap) -> Api<()> {
+    let Some(token) = s.config().http.admin_token.as_deref() else {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "operator endpoints are disabled: set http.admin_token in the pool's config".into(),
@@ -434,20 +433,15 @@ pub(crate) fn admin(s: &PoolState, headers: &axum::http::HeaderMap) -> Api<()> {
 }
 
 async fn get_bans(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: axum::http::HeaderMap,
 ) -> Api<Json<Value>> {
     admin(&s, &headers)?;
-    let bans = s
-        .bans
-        .lock()
-        .expect("ban lock is never poisoned")
-        .active(std::time::Instant::now());
-    Ok(Json(json!({ "bans": bans })))
+    Ok(Json(json!({ "bans": s.bans().active() })))
 }
 
 async fn delete_ban(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: axum::http::HeaderMap,
     Path(target): Path<String>,
 ) -> Api<Json<Value>> {
@@ -458,11 +452,7 @@ async fn delete_ban(
             format!("{target:?} is not a ban target: use worker:ADDR.RIG or ip:ADDRESS"),
         )
     })?;
-    if s.bans
-        .lock()
-        .expect("ban lock is never poisoned")
-        .lift(&t, std::time::Instant::now())
-    {
+    if s.bans().lift(&t) {
         tracing::info!(target = %target, "ban lifted by the operator");
         Ok(Json(json!({ "lifted": target })))
     } else {
@@ -501,27 +491,24 @@ pub struct JobView {
     pub failure: Option<String>,
 }
 
-fn view(s: &PoolState, j: &JobRecord) -> JobView {
+async fn view(s: &Pool, j: &JobRecord) -> Api<JobView> {
     let total = j.statements.len() as u64;
-    let progress = s
-        .scheduler
-        .lock()
-        .expect("scheduler lock is never poisoned")
-        .progress(&j.id);
+    let progress = s.dispatch().read(|sched| sched.progress(&j.id));
     let (verified, leased) = match (progress, j.state) {
         (Some(p), _) => (p.done, p.leased),
-        // Expired: what was verified before the deadline.
+        // Ended early: what was verified before.
         (None, JobState::Expired | JobState::Cancelled | JobState::Failed) => (
-            s.store
+            s.store()
                 .job_proofs(&j.id)
-                .map(|p| p.len() as u64)
-                .unwrap_or(0),
+                .await
+                .map_err(unavailable)?
+                .len() as u64,
             0,
         ),
         // Completed, or every statement verified and the result being assembled.
         (None, _) => (total, 0),
     };
-    JobView {
+    Ok(JobView {
         id: j.id.clone(),
         state: j.state,
         client: j.client.clone(),
@@ -540,7 +527,7 @@ fn view(s: &PoolState, j: &JobRecord) -> JobView {
         chain: j.chain.clone(),
         result: (j.state == JobState::Completed).then(|| format!("/v1/jobs/{}/result", j.id)),
         failure: j.failure.clone(),
-    }
+    })
 }
 
 /// Refuses (413) a request whose declared length is over `limit`, before any of
@@ -599,71 +586,79 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
 }
 
 async fn post_job(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     Peer(ip): Peer,
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Api<(StatusCode, Json<JobView>)> {
-    let client = crate::ledger_api::client_from_key(&s, &headers)?.map(|c| c.id);
-    declared_within(&headers, s.config.http.max_body_bytes, "the job request")?;
-    let body = read_body(body, s.config.http.max_body_bytes, "the job request").await?;
+    let client = crate::ledger_api::client_from_key(&s, &headers)
+        .await?
+        .map(|c| c.id);
+    declared_within(&headers, s.config().http.max_body_bytes, "the job request")?;
+    let body = read_body(body, s.config().http.max_body_bytes, "the job request").await?;
     let req: JobRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
             format!("invalid job request: {e} (see deploy/examples/*-job.json)"),
         )
     })?;
-    let job = s.submit_job(req, client, ip).await?;
-    Ok((StatusCode::CREATED, Json(view(&s, &job))))
+    let job = lifecycle::submit(&s, req, client, ip).await?;
+    Ok((StatusCode::CREATED, Json(view(&s, &job).await?)))
 }
 
 /// A job as stored (the store is always current; the in-memory copy is only for dispatch).
-fn stored_job(s: &PoolState, id: &str) -> Api<JobRecord> {
-    s.store
+async fn stored_job(s: &Pool, id: &str) -> Api<JobRecord> {
+    s.store()
         .job(id)
-        .map_err(internal)?
+        .await
+        .map_err(unavailable)?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id:?}")))
 }
 
 /// A job the caller may see: a public one, or with its client's API key or the
 /// admin token. A private job is answered like a missing one, so its id leaks
 /// nothing either.
-fn visible_job(s: &PoolState, headers: &axum::http::HeaderMap, id: &str) -> Api<JobRecord> {
+async fn visible_job(s: &Pool, headers: &axum::http::HeaderMap, id: &str) -> Api<JobRecord> {
     let hidden = || {
         ApiError(
             StatusCode::NOT_FOUND,
             format!("no job {id:?} (a job that is not public is shown only with its client's API key: Authorization: Bearer KEY)"),
         )
     };
-    let job = s.store.job(id).map_err(internal)?.ok_or_else(hidden)?;
+    let job = s
+        .store()
+        .job(id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(hidden)?;
     if job.is_public() || admin(s, headers).is_ok() {
         return Ok(job);
     }
-    match crate::ledger_api::client_from_key(s, headers)? {
+    match crate::ledger_api::client_from_key(s, headers).await? {
         Some(c) if c.id == job.client => Ok(job),
         _ => Err(hidden()),
     }
 }
 
 async fn get_job(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Api<Json<JobView>> {
-    let job = visible_job(&s, &headers, &id)?;
-    Ok(Json(view(&s, &job)))
+    let job = visible_job(&s, &headers, &id).await?;
+    Ok(Json(view(&s, &job).await?))
 }
 
 /// Cancels a running job: its client (with its API key) or the operator. The
 /// verified work is paid its share of the reward; the rest is refunded.
 async fn cancel_job(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Api<Json<Value>> {
-    let job = visible_job(&s, &headers, &id)?;
+    let job = visible_job(&s, &headers, &id).await?;
     if admin(&s, &headers).is_err() {
-        match crate::ledger_api::client_from_key(&s, &headers)? {
+        match crate::ledger_api::client_from_key(&s, &headers).await? {
             Some(c) if c.id == job.client => {}
             Some(c) => {
                 return Err(ApiError(
@@ -679,20 +674,19 @@ async fn cancel_job(
             }
         }
     }
-    match s
-        .end_job(&id, JobState::Cancelled)
+    match lifecycle::end(&s, &id, JobState::Cancelled, None)
         .await
-        .map_err(internal)?
+        .map_err(unavailable)?
     {
         Some(job) => Ok(Json(json!({
-            "job": view(&s, &job),
-            "settlement": s.ledger.settlement(&id).map_err(internal)?,
+            "job": view(&s, &job).await?,
+            "settlement": s.ledger().settlement(&id).await.map_err(unavailable)?,
         }))),
         None => Err(ApiError(
             StatusCode::CONFLICT,
             format!(
                 "job {id} is not running (it is {}): only a running job can be cancelled",
-                serde_json::to_value(stored_job(&s, &id)?.state)
+                serde_json::to_value(stored_job(&s, &id).await?.state)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default()
@@ -702,15 +696,23 @@ async fn cancel_job(
 }
 
 async fn get_result(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Api<Json<zk::JobResult>> {
-    let job = visible_job(&s, &headers, &id)?;
-    match (s.store.result(&id).map_err(internal)?, job.state) {
+    let job = visible_job(&s, &headers, &id).await?;
+    match (
+        s.store().result(&id).await.map_err(unavailable)?,
+        job.state,
+    ) {
         (Some(r), _) => Ok(Json(r)),
         (None, state @ (JobState::Expired | JobState::Cancelled | JobState::Failed)) => {
-            let verified = s.store.job_proofs(&id).map_err(internal)?.len();
+            let verified = s
+                .store()
+                .job_proofs(&id)
+                .await
+                .map_err(unavailable)?
+                .len();
             let how = match state {
                 JobState::Expired => "expired at its deadline".to_owned(),
                 JobState::Failed => format!(
@@ -734,8 +736,8 @@ async fn get_result(
     }
 }
 
-async fn list_circuits(State(s): State<Arc<PoolState>>) -> Json<Vec<CircuitRecord>> {
-    Json(s.registry.all().iter().map(|c| c.record.clone()).collect())
+async fn list_circuits(State(s): State<Arc<Pool>>) -> Json<Vec<CircuitRecord>> {
+    Json(s.circuits().all().iter().map(|c| c.record.clone()).collect())
 }
 
 /// `POST /v1/circuits`: a circom circuit's files, base64-encoded, and a sample
@@ -756,18 +758,18 @@ struct CircuitUpload {
 /// anyone, when the pool does not require client keys). 201 with the circuit;
 /// 200 with the existing one when the same zkey was registered before.
 async fn post_circuit(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     Peer(ip): Peer,
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Api<(StatusCode, Json<CircuitRecord>)> {
     use crate::{
-        circuits::{Registered, Registrant, RegistryError},
+        circuits::{Registered, Registrant, Registry, RegistryError},
         limits::Caller,
     };
     declared_within(
         &headers,
-        s.config.limits.circuit_upload_bytes,
+        s.config().limits.circuit_upload_bytes,
         "the circuit upload",
     )?;
     // Who, and whether they may, before a byte of the body is read: an upload is
@@ -776,9 +778,9 @@ async fn post_circuit(
     let by = if admin(&s, &headers).is_ok() {
         Registrant::Operator
     } else {
-        match crate::ledger_api::client_from_key(&s, &headers)? {
+        match crate::ledger_api::client_from_key(&s, &headers).await? {
             Some(c) => Registrant::Client(c.id),
-            None if s.config.payouts.require_client_key => {
+            None if s.config().payouts.require_client_key => {
                 return Err(ApiError(
                     StatusCode::UNAUTHORIZED,
                     "registering a circuit needs a client API key (Authorization: Bearer KEY) or the admin token".into(),
@@ -794,15 +796,15 @@ async fn post_circuit(
     // The operator is not rate-limited (its token can do anything anyway); its
     // uploads still wait their turn to be read and checked.
     if by != Registrant::Operator {
-        s.limits.circuit(&caller)?;
+        s.limits().circuit(&caller)?;
     }
     let preparing = s
-        .limits
+        .limits()
         .prepare(&caller, std::time::Duration::from_secs(30))
         .await?;
     let body = read_body(
         body,
-        s.config.limits.circuit_upload_bytes,
+        s.config().limits.circuit_upload_bytes,
         "the circuit upload",
     )
     .await?;
@@ -819,9 +821,8 @@ async fn post_circuit(
             RegistryError::BadName(up.name.clone()).to_string(),
         ));
     }
-    let state = s.clone();
     let name = up.name.clone();
-    let registered = match (up.r1cs, up.wasm, up.zkey, up.sample, up.verification_key) {
+    let prepared = match (up.r1cs, up.wasm, up.zkey, up.sample, up.verification_key) {
         (None, None, None, None, Some(vk)) => {
             let key = zk::snarkjs::vk_from_json(&vk).map_err(|e| {
                 ApiError(
@@ -829,17 +830,13 @@ async fn post_circuit(
                     format!("verification_key: {e}"),
                 )
             })?;
-            tokio::task::spawn_blocking(move || {
-                state.registry.register_vk(&state.store, &name, &by, key)
-            })
-            .await
+            Ok(Ok(Registry::prepare_vk(&name, &by, key)))
         }
         (Some(r1cs), Some(wasm), Some(zkey), Some(sample), None) => {
             let files = decode_upload(&r1cs, &wasm, &zkey)?;
             tokio::task::spawn_blocking(move || {
                 let (r1cs, wasm, zkey) = files;
-                state.registry.register_circom(
-                    &state.store,
+                Registry::prepare_circom(
                     &name,
                     &by,
                     crate::circuits::CircomFiles {
@@ -866,6 +863,10 @@ async fn post_circuit(
         }
     }
     .map_err(|e| internal(format!("circuit registration: {e}")))?;
+    let registered = match prepared {
+        Ok(p) => s.circuits().register(s.store(), p).await,
+        Err(e) => Err(e),
+    };
     drop(preparing);
     match registered {
         Ok(Registered::New(r)) => {
@@ -878,6 +879,7 @@ async fn post_circuit(
         }
         Err(e @ RegistryError::NameTaken(_)) => Err(ApiError(StatusCode::CONFLICT, e.to_string())),
         Err(e @ RegistryError::BadName(_)) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e @ RegistryError::Store(_)) => Err(unavailable(e)),
         Err(e) => Err(internal(e)),
     }
 }
@@ -901,7 +903,7 @@ fn decode_upload(r1cs: &str, wasm: &str, zkey: &str) -> Api<Files> {
 /// `POST /v1/circuits/{id}/verify`: checks a snarkjs `proof.json` against the
 /// circuit's verifying key and the given public signals (`public.json`).
 async fn post_verify(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Api<Json<Value>> {
@@ -942,7 +944,7 @@ async fn post_verify(
 }
 
 async fn get_circuit(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     Path(id): Path<String>,
 ) -> Api<Json<CircuitRecord>> {
     s.circuit(&id)
@@ -957,7 +959,7 @@ async fn get_circuit(
 
 /// The proving key, streamed from its file: a download holds a small buffer, not
 /// the key (a slow reader of a large key costs the pool nothing but its socket).
-async fn get_proving_key(State(s): State<Arc<PoolState>>, Path(id): Path<String>) -> Api<Response> {
+async fn get_proving_key(State(s): State<Arc<Pool>>, Path(id): Path<String>) -> Api<Response> {
     let c = s
         .circuit(&id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no circuit {id:?}")))?;
@@ -970,7 +972,7 @@ async fn get_proving_key(State(s): State<Arc<PoolState>>, Path(id): Path<String>
             ),
         ));
     }
-    let path = s.registry.key_path(&c.record.proving_key_hash);
+    let path = s.circuits().key_path(&c.record.proving_key_hash);
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| internal(format!("proving key {}: {e}", path.display())))?;
@@ -994,7 +996,7 @@ async fn get_proving_key(State(s): State<Arc<PoolState>>, Path(id): Path<String>
         .into_response())
 }
 
-async fn get_worker(State(s): State<Arc<PoolState>>, Path(name): Path<String>) -> Api<Json<Value>> {
+async fn get_worker(State(s): State<Arc<Pool>>, Path(name): Path<String>) -> Api<Json<Value>> {
     let valid = if name.contains('.') {
         stratum::Worker::parse(&name).is_ok()
     } else {
@@ -1006,37 +1008,32 @@ async fn get_worker(State(s): State<Arc<PoolState>>, Path(name): Path<String>) -
             format!("{name:?} is neither an account (ADDR) nor a worker (ADDR.RIG)"),
         ));
     }
-    let (sum, rigs) = s.ledger.totals(&name).map_err(internal)?;
-    let funds = s.ledger.miner_funds(payouts::worker_addr(&name));
-    let recent: Vec<Value> = s
-        .ledger
+    let ledger = s.ledger();
+    let (sum, rigs) = ledger.totals(&name).await.map_err(unavailable)?;
+    let funds = ledger
+        .miner_funds(payouts::worker_addr(&name))
+        .await
+        .map_err(unavailable)?;
+    let recent: Vec<Value> = ledger
         .recent_shares(&name, 50, 20_000)
-        .map_err(internal)?
+        .await
+        .map_err(unavailable)?
         .into_iter()
         .map(|(c, paid)| share_json(&c, paid))
         .collect();
     let addr = payouts::worker_addr(&name).to_owned();
-    let payouts: Vec<Value> = s
-        .ledger
+    let payouts: Vec<Value> = ledger
         .batches()
+        .await
+        .map_err(unavailable)?
         .into_iter()
         .filter_map(|b| {
             let amount = b.amount_for(&addr);
             (amount > 0).then(|| json!({"batch": b.id, "amount": amount, "state": b.state, "planned_ms": b.planned_ms}))
         })
         .collect();
-    let rejected: u64 = s
-        .rejected
-        .iter()
-        .filter(|e| e.key() == &name || payouts::worker_addr(e.key()) == name)
-        .map(|e| *e.value())
-        .sum();
-    let online: Vec<String> = s
-        .sessions
-        .iter()
-        .filter(|e| e.worker == name || e.worker.split_once('.').is_some_and(|(a, _)| a == name))
-        .map(|e| e.worker.clone())
-        .collect();
+    let rejected = s.shares().rejected(&name);
+    let online = s.dispatch().online(&name);
     Ok(Json(json!({
         "worker": name,
         "work": sum.work,

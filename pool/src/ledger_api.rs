@@ -20,13 +20,13 @@ use tracing::info;
 
 use crate::{
     circuits::now_ms,
-    http::{admin, internal, Api, ApiError},
+    http::{admin, internal, unavailable, Api, ApiError},
     jobs::JobState,
-    server::PoolState,
+    server::Pool,
     store::{key_hash, ClientRecord},
 };
 
-pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>)> {
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Pool>>)> {
     vec![
         ("post", "/v1/clients", post(post_client)),
         ("get", "/v1/clients", get(list_clients)),
@@ -59,7 +59,8 @@ impl From<LedgerError> for ApiError {
             | LedgerError::BatchVoided(_) => StatusCode::CONFLICT,
             LedgerError::UnknownBatch(_) => StatusCode::NOT_FOUND,
             LedgerError::Invalid(_) => StatusCode::BAD_REQUEST,
-            LedgerError::Storage(_) | LedgerError::Corrupt { .. } => return internal(e),
+            LedgerError::Storage(_) => return unavailable(e),
+            LedgerError::Corrupt { .. } => return internal(e),
         };
         ApiError(status, e.to_string())
     }
@@ -75,13 +76,13 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, example: &str) -> Api<T> 
     })
 }
 
-async fn flush(s: &PoolState) -> Api<()> {
-    s.ledger.flush().await.map_err(internal)
+async fn flush(s: &Pool) -> Api<()> {
+    s.ledger().flush().await.map_err(unavailable)
 }
 
 /// The client an `Authorization: Bearer` API key belongs to; `None` without a
 /// header; 401 for a key the pool does not know.
-pub fn client_from_key(s: &PoolState, headers: &HeaderMap) -> Api<Option<ClientRecord>> {
+pub async fn client_from_key(s: &Pool, headers: &HeaderMap) -> Api<Option<ClientRecord>> {
     let Some(key) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -89,7 +90,7 @@ pub fn client_from_key(s: &PoolState, headers: &HeaderMap) -> Api<Option<ClientR
     else {
         return Ok(None);
     };
-    match s.store.client_by_key(key.trim()).map_err(internal)? {
+    match s.store().client_by_key(key.trim()).await.map_err(unavailable)? {
         Some(c) => Ok(Some(c)),
         None => Err(ApiError(
             StatusCode::UNAUTHORIZED,
@@ -120,7 +121,7 @@ struct NewClient {
 }
 
 async fn post_client(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Api<(StatusCode, Json<Value>)> {
@@ -133,13 +134,13 @@ async fn post_client(
         key_hash: key_hash(&key),
         created_ms: now_ms(),
     };
-    if !s.store.add_client(&record).map_err(internal)? {
+    if !s.store().add_client(&record).await.map_err(unavailable)? {
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!("client {:?} exists already; pick another id", req.id),
         ));
     }
-    s.store.flush().await.map_err(internal)?;
+    s.store().flush().await.map_err(unavailable)?;
     info!(client = %req.id, "client added");
     Ok((
         StatusCode::CREATED,
@@ -151,47 +152,45 @@ async fn post_client(
     ))
 }
 
-fn client_view(s: &PoolState, id: &str) -> Api<Value> {
-    let jobs: Vec<Value> = s
-        .store
-        .jobs()
-        .map_err(internal)?
-        .into_iter()
-        .filter(|j| j.client == id)
-        .map(|j| {
-            json!({"id": j.id, "state": j.state, "reward": j.reward,
-                   "escrow": s.ledger.balance(&account::escrow(&j.id))})
-        })
-        .collect();
+/// A client's balance and its latest jobs (at most 200) with their escrow.
+async fn client_view(s: &Pool, id: &str) -> Api<Value> {
+    let (recent, _) = s
+        .store()
+        .jobs_page(&crate::store::JobScope::Client(id.to_owned()), None, 200)
+        .await
+        .map_err(unavailable)?;
+    let mut jobs = Vec::with_capacity(recent.len());
+    for j in recent {
+        let escrow = s.ledger().balance(&account::escrow(&j.id)).await?;
+        jobs.push(json!({"id": j.id, "state": j.state, "reward": j.reward, "escrow": escrow}));
+    }
     let escrow: u64 = jobs.iter().filter_map(|j| j["escrow"].as_u64()).sum();
     Ok(json!({
         "id": id,
-        "balance": s.ledger.balance(&account::client(id)),
+        "balance": s.ledger().balance(&account::client(id)).await?,
         "escrow": escrow,
         "jobs": jobs,
     }))
 }
 
-async fn list_clients(State(s): State<Arc<PoolState>>, headers: HeaderMap) -> Api<Json<Value>> {
+async fn list_clients(State(s): State<Arc<Pool>>, headers: HeaderMap) -> Api<Json<Value>> {
     admin(&s, &headers)?;
-    let clients: Vec<Value> = s
-        .store
-        .clients()
-        .map_err(internal)?
-        .into_iter()
-        .map(|c| json!({"id": c.id, "created_ms": c.created_ms, "balance": s.ledger.balance(&account::client(&c.id))}))
-        .collect();
+    let mut clients = vec![];
+    for c in s.store().clients().await.map_err(unavailable)? {
+        let balance = s.ledger().balance(&account::client(&c.id)).await?;
+        clients.push(json!({"id": c.id, "created_ms": c.created_ms, "balance": balance}));
+    }
     Ok(Json(json!({ "clients": clients })))
 }
 
 async fn get_client(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Api<Json<Value>> {
     let is_admin = admin(&s, &headers).is_ok();
     if !is_admin {
-        match client_from_key(&s, &headers)? {
+        match client_from_key(&s, &headers).await? {
             Some(c) if c.id == id => {}
             Some(c) => {
                 return Err(ApiError(
@@ -207,10 +206,10 @@ async fn get_client(
             }
         }
     }
-    if s.store.client(&id).map_err(internal)?.is_none() {
+    if s.store().client(&id).await.map_err(unavailable)?.is_none() {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no client {id:?}")));
     }
-    Ok(Json(client_view(&s, &id)?))
+    Ok(Json(client_view(&s, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -222,7 +221,7 @@ struct Money {
 }
 
 async fn post_deposit(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     bytes: Bytes,
@@ -232,15 +231,15 @@ async fn post_deposit(
         &bytes,
         r#"{"amount": 5000000, "reference": "wire-2026-11-24-001"}"#,
     )?;
-    if s.store.client(&id).map_err(internal)?.is_none() {
+    if s.store().client(&id).await.map_err(unavailable)?.is_none() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no client {id:?}: add it first (`zkpool clients add {id}`)"),
         ));
     }
     let (e, new) = s
-        .ledger
-        .deposit(&account::client(&id), m.amount, &m.reference)?;
+        .ledger()
+        .deposit(&account::client(&id), m.amount, &m.reference).await?;
     flush(&s).await?;
     if new {
         info!(client = %id, amount = m.amount, reference = %m.reference, "deposit recorded");
@@ -251,38 +250,38 @@ async fn post_deposit(
         "reference": m.reference,
         "entry": e.seq,
         "new": new,
-        "balance": s.ledger.balance(&account::client(&id)),
+        "balance": s.ledger().balance(&account::client(&id)).await?,
     })))
 }
 
 async fn post_funds(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Api<Json<Value>> {
     admin(&s, &headers)?;
     let m: Money = body(&bytes, r#"{"amount": 5000000, "reference": "float-1"}"#)?;
-    let (e, new) = s.ledger.deposit(account::FUNDS, m.amount, &m.reference)?;
+    let (e, new) = s.ledger().deposit(account::FUNDS, m.amount, &m.reference).await?;
     flush(&s).await?;
     Ok(Json(json!({
         "entry": e.seq,
         "new": new,
-        "funds": s.ledger.balance(account::FUNDS),
+        "funds": s.ledger().balance(account::FUNDS).await?,
     })))
 }
 
 async fn post_reward(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Api<Json<Value>> {
     admin(&s, &headers)?;
-    if s.config.payouts.scheme != payouts::Scheme::Pplns {
+    if s.config().payouts.scheme != payouts::Scheme::Pplns {
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!(
                 "outside rewards are shared by PPLNS, and this pool pays {}: set payouts.scheme = \"pplns\" to use them",
-                s.config.payouts.scheme
+                s.config().payouts.scheme
             ),
         ));
     }
@@ -291,24 +290,24 @@ async fn post_reward(
         r#"{"amount": 5000000, "reference": "network-epoch-42"}"#,
     )?;
     let (e, new) = s
-        .ledger
-        .add_reward(m.amount, &m.reference, &s.config.payouts.policy())?;
+        .ledger()
+        .add_reward(m.amount, &m.reference, &s.config().payouts.policy()).await?;
     flush(&s).await?;
     Ok(Json(json!({ "entry": e, "new": new })))
 }
 
 /// A job's credit list: what every worker was credited, in order, with the
 /// Merkle root over the credits (the receipts' leaves) and the settlement.
-async fn get_credits(State(s): State<Arc<PoolState>>, Path(id): Path<String>) -> Api<Json<Value>> {
+async fn get_credits(State(s): State<Arc<Pool>>, Path(id): Path<String>) -> Api<Json<Value>> {
     let job = s
-        .store
-        .job(&id)
-        .map_err(internal)?
+        .store()
+        .job(&id).await
+        .map_err(unavailable)?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
-    let credits = s.ledger.job_credits(&id).map_err(internal)?;
+    let credits = s.ledger().job_credits(&id).await.map_err(unavailable)?;
     let leaves: Vec<[u8; 32]> = credits.iter().map(|c| c.leaf()).collect();
     let root = hex::encode(payouts::receipt::merkle_root(&leaves));
-    let settlement = s.ledger.settlement(&id).map_err(internal)?;
+    let settlement = s.ledger().settlement(&id).await.map_err(unavailable)?;
     Ok(Json(json!({
         "job": id,
         "state": job.state,
@@ -323,21 +322,21 @@ async fn get_credits(State(s): State<Arc<PoolState>>, Path(id): Path<String>) ->
     })))
 }
 
-async fn list_payouts(State(s): State<Arc<PoolState>>, headers: HeaderMap) -> Api<Json<Value>> {
+async fn list_payouts(State(s): State<Arc<Pool>>, headers: HeaderMap) -> Api<Json<Value>> {
     admin(&s, &headers)?;
     let due: Vec<Value> = s
-        .ledger
-        .balances()
+        .ledger()
+        .balances().await?
         .into_iter()
         .filter_map(|(a, v)| {
             let addr = a.strip_prefix("miner:")?;
-            Some(json!({"addr": addr, "balance": v, "due": v >= s.config.payouts.threshold}))
+            Some(json!({"addr": addr, "balance": v, "due": v >= s.config().payouts.threshold}))
         })
         .collect();
     Ok(Json(json!({
-        "threshold": s.config.payouts.threshold,
+        "threshold": s.config().payouts.threshold,
         "balances": due,
-        "batches": s.ledger.batches(),
+        "batches": s.ledger().batches().await?,
     })))
 }
 
@@ -348,14 +347,14 @@ struct PlanRequest {
 }
 
 async fn plan_payouts(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Api<(StatusCode, Json<Value>)> {
     admin(&s, &headers)?;
     let req: PlanRequest = body(&bytes, r#"{"threshold": 1000000}"#)?;
-    let threshold = req.threshold.unwrap_or(s.config.payouts.threshold);
-    match s.ledger.plan_payouts(threshold)? {
+    let threshold = req.threshold.unwrap_or(s.config().payouts.threshold);
+    match s.ledger().plan_payouts(threshold).await? {
         Some(b) => {
             flush(&s).await?;
             info!(
@@ -392,7 +391,7 @@ struct ExportQuery {
 
 /// A batch for execution elsewhere: JSON (default) or CSV (`addr,amount`).
 async fn export_payout(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<ExportQuery>,
@@ -400,8 +399,9 @@ async fn export_payout(
     admin(&s, &headers)?;
     let id = parse_batch(&id)?;
     let b = s
-        .ledger
+        .ledger()
         .batch(id)
+        .await?
         .ok_or(ApiError::from(LedgerError::UnknownBatch(id)))?;
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(b).into_response()),
@@ -426,7 +426,7 @@ struct ConfirmRequest {
 }
 
 async fn confirm_payout(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     bytes: Bytes,
@@ -434,7 +434,7 @@ async fn confirm_payout(
     admin(&s, &headers)?;
     let id = parse_batch(&id)?;
     let req: ConfirmRequest = body(&bytes, r#"{"tx": "0x5f3a..."}"#)?;
-    let (b, new) = s.ledger.confirm(id, &req.tx)?;
+    let (b, new) = s.ledger().confirm(id, &req.tx).await?;
     flush(&s).await?;
     if new {
         info!(batch = id, tx = %req.tx, total = b.total, "payout batch confirmed");
@@ -443,13 +443,13 @@ async fn confirm_payout(
 }
 
 async fn void_payout(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Api<Json<Value>> {
     admin(&s, &headers)?;
     let id = parse_batch(&id)?;
-    let (b, new) = s.ledger.void(id)?;
+    let (b, new) = s.ledger().void(id).await?;
     flush(&s).await?;
     if new {
         info!(batch = id, "payout batch voided; balances released");
@@ -459,7 +459,7 @@ async fn void_payout(
 
 /// Issues (or replaces) an account's worker token; its rigs authorize with it.
 async fn post_worker_token(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     Path(addr): Path<String>,
 ) -> Api<(StatusCode, Json<Value>)> {
@@ -473,8 +473,8 @@ async fn post_worker_token(
         ));
     }
     let token = format!("zkw_{}", hex::encode(rand::random::<[u8; 24]>()));
-    s.store.set_worker_token(&addr, &token).map_err(internal)?;
-    s.store.flush().await.map_err(internal)?;
+    s.store().set_worker_token(&addr, &token).await.map_err(unavailable)?;
+    s.store().flush().await.map_err(unavailable)?;
     info!(account = %addr, "worker token issued");
     Ok((
         StatusCode::CREATED,
@@ -487,12 +487,12 @@ async fn post_worker_token(
 }
 
 /// The books: totals by kind of account and whether they balance.
-async fn get_ledger(State(s): State<Arc<PoolState>>, headers: HeaderMap) -> Api<Json<Value>> {
+async fn get_ledger(State(s): State<Arc<Pool>>, headers: HeaderMap) -> Api<Json<Value>> {
     admin(&s, &headers)?;
     Ok(Json(json!({
-        "audit": s.ledger.audit(),
-        "balances": s.ledger.balances(),
-        "scheme": s.config.payouts.scheme,
+        "audit": s.ledger().audit().await?,
+        "balances": s.ledger().balances().await?,
+        "scheme": s.config().payouts.scheme,
     })))
 }
 
@@ -503,14 +503,14 @@ struct JournalQuery {
 }
 
 async fn get_journal(
-    State(s): State<Arc<PoolState>>,
+    State(s): State<Arc<Pool>>,
     headers: HeaderMap,
     Query(q): Query<JournalQuery>,
 ) -> Api<Json<Value>> {
     admin(&s, &headers)?;
     let entries = s
-        .ledger
-        .journal(q.from.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))
-        .map_err(internal)?;
+        .ledger()
+        .journal(q.from.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000)).await
+        .map_err(unavailable)?;
     Ok(Json(json!({ "entries": entries })))
 }

@@ -179,6 +179,42 @@ pub struct Preparing {
     _slot: Slot,
 }
 
+/// Connections per address: a place is taken with [`PerAddress::take`] and
+/// given back when the [`AddressSlot`] is dropped.
+#[derive(Clone, Default)]
+pub struct PerAddress(Arc<dashmap::DashMap<IpAddr, usize>>);
+
+/// One connection's place in its address's count.
+pub struct AddressSlot {
+    counts: PerAddress,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    /// A place for `ip` if it has fewer than `cap`.
+    pub fn take(&self, ip: IpAddr, cap: usize) -> Option<AddressSlot> {
+        let mut n = self.0.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        // Remove the entry at zero so the map holds only addresses with connections.
+        self.counts.0.remove_if_mut(&self.ip, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

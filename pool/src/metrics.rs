@@ -227,8 +227,12 @@ impl Metrics {
     }
 
     /// Reads the books into the ledger gauges.
-    pub fn observe_ledger(&self, ledger: &payouts::Ledger, now_ms: u64) {
-        let a = ledger.audit();
+    pub async fn observe_ledger(
+        &self,
+        ledger: &dyn crate::ledger::Ledger,
+        now_ms: u64,
+    ) -> Result<(), payouts::LedgerError> {
+        let a = ledger.audit().await?;
         let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
         for (name, v) in LEDGER_ACCOUNTS.iter().zip([
             a.deposited,
@@ -245,6 +249,7 @@ impl Metrics {
         self.ledger_balanced.set(a.balanced as i64);
         let planned: Vec<u64> = ledger
             .batches()
+            .await?
             .into_iter()
             .filter(|b| b.state == payouts::BatchState::Planned)
             .map(|b| b.planned_ms)
@@ -256,6 +261,7 @@ impl Metrics {
                 .min()
                 .map_or(0, |&t| clamp(now_ms.saturating_sub(t) / 1000)),
         );
+        Ok(())
     }
 
     /// Submits rejected for any reason.

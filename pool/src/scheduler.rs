@@ -442,6 +442,12 @@ impl Scheduler {
         moved
     }
 
+    /// Moves on every change that can make an assignment possible (see the
+    /// field): what `Dispatch::with` watches to know when to dispatch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Connected sessions (parked ones excluded).
     pub fn sessions(&self) -> usize {
         self.sessions.len() - self.parked()

@@ -2479,7 +2479,7 @@ async fn pps_pays_shares_from_pool_funds_and_refuses_what_they_cannot_cover() ->
         "{r}"
     );
     assert_eq!(
-        pool.state.ledger.totals("pia.rig1")?.0.work,
+        pool.state.ledger().totals("pia.rig1").await?.0.work,
         0,
         "nothing credited"
     );

@@ -1,35 +1,24 @@
-//! Persistent state in sled: circuits, jobs, verified proofs and results.
+//! The embedded store: sled trees in the pool's data directory (`circuits`,
+//! `jobs`, `job-index`, `proofs`, `results`, `proven`, `clients`, `meta`). The
+//! ledger lives in the same database (its own tree), so one flush makes both
+//! durable (`payouts::GroupFlush`).
 //!
-//! Proofs are the truth of a job's progress: a statement is done exactly when a
-//! verified proof for it is stored. Leases are deliberately memory-only, so after
-//! a restart every statement without a stored proof is ready again, and nothing a
-//! crashed pool had leased is lost.
+//! sled's flush survives a killed process, not a power cut (it is not an fsync
+//! on Linux): the production answer is the PostgreSQL store.
 
 use serde::{de::DeserializeOwned, Serialize};
 use zk::ProofBytes;
 
+use async_trait::async_trait;
+
+use super::{key_hash, ClientRecord, JobScope, Store, StoreError};
 use crate::{
     circuits::CircuitRecord,
     jobs::{JobRecord, StoredProof},
 };
 
-/// A storage fault.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// sled failed.
-    #[error("storage: {0}")]
-    Sled(#[from] sled::Error),
-    /// A stored record cannot be decoded.
-    #[error("stored record {key:?} in {tree} is unreadable: {detail}")]
-    Corrupt {
-        tree: &'static str,
-        key: String,
-        detail: String,
-    },
-}
-
 #[derive(Clone)]
-pub struct Store {
+pub struct SledStore {
     pub db: sled::Db,
     flusher: payouts::GroupFlush,
     circuits: sled::Tree,
@@ -48,27 +37,6 @@ pub struct Store {
     job_states: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
-/// Which jobs a list shows: what the caller may see.
-#[derive(Debug, Clone)]
-pub enum JobScope {
-    /// The operator: every job.
-    All,
-    /// A client: its own jobs.
-    Client(String),
-    /// Anyone: public jobs.
-    Public,
-}
-
-/// A proven statement's key in the `proven` tree.
-pub fn statement_key(circuit_id: &str, public: &[zk::Fr]) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    for x in public {
-        h.update(zk::field::fr_to_be_bytes(x));
-    }
-    format!("{circuit_id}/{}", hex::encode(h.finalize()))
-}
-
 fn state_name(s: crate::jobs::JobState) -> String {
     serde_json::to_value(s)
         .ok()
@@ -76,30 +44,14 @@ fn state_name(s: crate::jobs::JobState) -> String {
         .unwrap_or_default()
 }
 
-/// A client account: who may submit jobs with a reward and see their balance.
-/// The API key is stored as its SHA-256 only.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ClientRecord {
-    pub id: String,
-    /// SHA-256 of the API key, hex.
-    pub key_hash: String,
-    pub created_ms: u64,
-}
-
-/// SHA-256 of an API key, hex: what is stored and compared.
-pub fn key_hash(key: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(key.as_bytes()))
-}
-
 fn proof_key(job: &str, index: u64) -> String {
     format!("{job}/{index:020}")
 }
 
-impl Store {
+impl SledStore {
     pub fn open(path: &std::path::Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(path).open()?;
-        let store = Store {
+        let store = SledStore {
             circuits: db.open_tree("circuits")?,
             jobs: db.open_tree("jobs")?,
             proofs: db.open_tree("proofs")?,
@@ -192,25 +144,28 @@ impl Store {
     pub fn flusher(&self) -> payouts::GroupFlush {
         self.flusher.clone()
     }
+}
 
+#[async_trait]
+impl Store for SledStore {
     /// Makes every write so far durable before it is acknowledged (group commit:
     /// concurrent callers share flushes; never sled's `flush_async`, see
     /// `payouts::durable`).
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    async fn flush(&self) -> Result<(), StoreError> {
         self.flusher.flush().await?;
         Ok(())
     }
 
-    pub fn put_circuit(&self, c: &CircuitRecord) -> Result<(), StoreError> {
+    async fn put_circuit(&self, c: &CircuitRecord) -> Result<(), StoreError> {
         Self::put(&self.circuits, &c.id, c)
     }
 
-    pub fn circuits(&self) -> Result<Vec<CircuitRecord>, StoreError> {
+    async fn circuits(&self) -> Result<Vec<CircuitRecord>, StoreError> {
         Self::all(&self.circuits, "circuits")
     }
 
     /// Stores a job (new or changed), its index entries and its state count.
-    pub fn put_job(&self, j: &JobRecord) -> Result<(), StoreError> {
+    async fn put_job(&self, j: &JobRecord) -> Result<(), StoreError> {
         let mut counts = self
             .job_states
             .lock()
@@ -234,16 +189,17 @@ impl Store {
     }
 
     /// Jobs per state, over every job stored.
-    pub fn job_counts(&self) -> std::collections::BTreeMap<String, u64> {
-        self.job_states
+    async fn job_counts(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        Ok(self
+            .job_states
             .lock()
             .expect("job-state lock is never poisoned")
-            .clone()
+            .clone())
     }
 
     /// Up to `limit` jobs the scope sees, newest first, older than the cursor
     /// `before` (a previous page's `next`); and the cursor of the next page.
-    pub fn jobs_page(
+    async fn jobs_page(
         &self,
         scope: &JobScope,
         before: Option<&str>,
@@ -277,7 +233,7 @@ impl Store {
             let Some(id) = cursor.rsplit('/').next() else {
                 continue;
             };
-            if let Some(job) = self.job(id)? {
+            if let Some(job) = self.job(id).await? {
                 out.push(job);
             }
         }
@@ -285,7 +241,7 @@ impl Store {
     }
 
     /// The stored proof of a statement proven before, on any job.
-    pub fn proven(&self, key: &str) -> Result<Option<ProofBytes>, StoreError> {
+    async fn proven(&self, key: &str) -> Result<Option<ProofBytes>, StoreError> {
         Ok(self
             .proven
             .get(key.as_bytes())?
@@ -295,7 +251,7 @@ impl Store {
     /// Records that a statement is proven, unless it already was: true when this
     /// call recorded it. Atomic, so of two submits racing with proofs of one
     /// statement (two jobs, or a replayed proof), exactly one is credited.
-    pub fn claim_proven(&self, key: &str, proof: &ProofBytes) -> Result<bool, StoreError> {
+    async fn mark_proven(&self, key: &str, proof: &ProofBytes) -> Result<bool, StoreError> {
         Ok(self
             .proven
             .compare_and_swap(
@@ -307,21 +263,21 @@ impl Store {
     }
 
     /// Gives a claim back (the share it was for could not be stored).
-    pub fn unclaim_proven(&self, key: &str) -> Result<(), StoreError> {
+    async fn unmark_proven(&self, key: &str) -> Result<(), StoreError> {
         self.proven.remove(key.as_bytes())?;
         Ok(())
     }
 
-    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         Self::get(&self.jobs, "jobs", id)
     }
 
-    pub fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+    async fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
         Self::all(&self.jobs, "jobs")
     }
 
     /// Stores verified proofs of a job's statements (not yet durable: flush).
-    pub fn put_proofs(&self, job: &str, proofs: &[(u64, StoredProof)]) -> Result<(), StoreError> {
+    async fn put_proofs(&self, job: &str, proofs: &[(u64, StoredProof)]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (index, p) in proofs {
             batch.insert(
@@ -334,13 +290,9 @@ impl Store {
     }
 
     /// Removes proofs again (when crediting them failed, so the statements are redone).
-    pub fn remove_proofs(
-        &self,
-        job: &str,
-        indices: impl Iterator<Item = u64>,
-    ) -> Result<(), StoreError> {
+    async fn remove_proofs(&self, job: &str, indices: &[u64]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for i in indices {
+        for &i in indices {
             batch.remove(proof_key(job, i).as_bytes());
         }
         self.proofs.apply_batch(batch)?;
@@ -348,7 +300,7 @@ impl Store {
     }
 
     /// Every stored proof of a job, by statement index.
-    pub fn job_proofs(&self, job: &str) -> Result<Vec<(u64, StoredProof)>, StoreError> {
+    async fn job_proofs(&self, job: &str) -> Result<Vec<(u64, StoredProof)>, StoreError> {
         self.proofs
             .scan_prefix(format!("{job}/").as_bytes())
             .map(|kv| {
@@ -368,16 +320,16 @@ impl Store {
             .collect()
     }
 
-    pub fn put_result(&self, job: &str, result: &zk::JobResult) -> Result<(), StoreError> {
+    async fn put_result(&self, job: &str, result: &zk::JobResult) -> Result<(), StoreError> {
         Self::put(&self.results, job, result)
     }
 
-    pub fn result(&self, job: &str) -> Result<Option<zk::JobResult>, StoreError> {
+    async fn result(&self, job: &str) -> Result<Option<zk::JobResult>, StoreError> {
         Self::get(&self.results, "results", job)
     }
 
     /// Adds a client; false when the id is taken (nothing changes).
-    pub fn add_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
+    async fn add_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
         let v = serde_json::to_vec(c).expect("clients serialise");
         let added = self
             .clients
@@ -392,27 +344,27 @@ impl Store {
         Ok(added)
     }
 
-    pub fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
         Self::get(&self.clients, "clients", id)
     }
 
-    pub fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+    async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
         Self::all(&self.clients, "clients")
     }
 
     /// The client an API key belongs to.
-    pub fn client_by_key(&self, key: &str) -> Result<Option<ClientRecord>, StoreError> {
+    async fn client_by_key(&self, key: &str) -> Result<Option<ClientRecord>, StoreError> {
         match self
             .meta
             .get(format!("client-key/{}", key_hash(key)).as_bytes())?
         {
-            Some(id) => self.client(&String::from_utf8_lossy(&id)),
+            Some(id) => self.client(&String::from_utf8_lossy(&id)).await,
             None => Ok(None),
         }
     }
 
     /// Sets (or replaces) the worker token of account `addr`; stores its hash only.
-    pub fn set_worker_token(&self, addr: &str, token: &str) -> Result<(), StoreError> {
+    async fn set_worker_token(&self, addr: &str, token: &str) -> Result<(), StoreError> {
         self.meta.insert(
             format!("worker-token/{addr}").as_bytes(),
             key_hash(token).as_bytes(),
@@ -421,7 +373,7 @@ impl Store {
     }
 
     /// `None` when account `addr` has no token; else whether `given` is it.
-    pub fn check_worker_token(
+    async fn check_worker_token(
         &self,
         addr: &str,
         given: Option<&str>,
@@ -432,39 +384,17 @@ impl Store {
             .map(|h| given.is_some_and(|g| key_hash(g).as_bytes() == h.as_ref())))
     }
 
-    /// The pool's receipt-signing key, created (and flushed) on first use.
-    pub fn receipt_signer(&self) -> Result<payouts::Signer, StoreError> {
+    async fn receipt_seed(&self) -> Result<[u8; 32], StoreError> {
         if let Some(seed) = self.meta.get(b"receipt-key")? {
-            if let Ok(seed) = <[u8; 32]>::try_from(seed.as_ref()) {
-                return Ok(payouts::Signer::from_seed(seed));
-            }
-            return Err(StoreError::Corrupt {
+            return <[u8; 32]>::try_from(seed.as_ref()).map_err(|_| StoreError::Corrupt {
                 tree: "meta",
                 key: "receipt-key".into(),
                 detail: "not 32 bytes".into(),
             });
         }
-        let (signer, seed) = payouts::Signer::generate();
+        let (_, seed) = payouts::Signer::generate();
         self.meta.insert(b"receipt-key", seed.as_slice())?;
         self.db.flush()?;
-        Ok(signer)
-    }
-}
-
-impl StoredProof {
-    pub fn bytes(&self) -> ProofBytes {
-        self.proof.clone()
-    }
-
-    /// A statement's proof taken from the pool's proofs of statements proven
-    /// before: nobody's work on this job, nobody credited.
-    pub fn cached(proof: ProofBytes) -> Self {
-        StoredProof {
-            proof,
-            worker: String::new(),
-            task: String::new(),
-            at_ms: crate::circuits::now_ms(),
-            cached: true,
-        }
+        Ok(seed)
     }
 }
