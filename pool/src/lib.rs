@@ -5,6 +5,7 @@
 //! Entry point: [`server::start`] takes a validated [`config::Config`] and two
 //! bound listeners (so tests bind `127.0.0.1:0`) and returns a [`server::RunningPool`].
 
+pub mod api;
 pub mod bans;
 pub mod circuits;
 pub mod cli;
