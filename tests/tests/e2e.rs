@@ -22,7 +22,7 @@ fn batch_job(n: u64) -> Value {
 }
 
 async fn completed(api: &Api, id: &str, timeout: Duration) -> anyhow::Result<Value> {
-    api.wait(id, timeout, |_| {}).await
+    Ok(api.wait(id, timeout, |_| {}).await?)
 }
 
 /// A job's result file, parsed (the caller verifies it).
