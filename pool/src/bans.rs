@@ -238,7 +238,9 @@ impl BanTable {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Bans> {
-        self.0.lock().expect("ban lock is never poisoned: nothing panics under it")
+        self.0
+            .lock()
+            .expect("ban lock is never poisoned: nothing panics under it")
     }
 
     /// The message for the first active ban among `targets` or on `ip`, if any.

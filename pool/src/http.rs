@@ -21,8 +21,8 @@ use tracing::error;
 use crate::{
     circuits::CircuitRecord,
     jobs::{JobError, JobRecord, JobRequest, JobState},
-    server::Pool,
     lifecycle,
+    server::Pool,
 };
 
 /// An API error: status and a message for the caller.
@@ -391,7 +391,10 @@ async fn metrics(State(s): State<Arc<Pool>>, headers: axum::http::HeaderMap) -> 
     m.bans_active.set(s.bans().active().len() as i64);
     s.verifier().queued();
     let with_amounts = admin(&s, &headers).is_ok();
-    if let Err(e) = m.observe_ledger(s.ledger(), crate::circuits::now_ms()).await {
+    if let Err(e) = m
+        .observe_ledger(s.ledger(), crate::circuits::now_ms())
+        .await
+    {
         error!(error = %e, "cannot read the books for /metrics");
     }
     (
@@ -432,10 +435,7 @@ pub(crate) fn admin(s: &Pool, headers: &axum::http::HeaderMap) -> Api<()> {
     }
 }
 
-async fn get_bans(
-    State(s): State<Arc<Pool>>,
-    headers: axum::http::HeaderMap,
-) -> Api<Json<Value>> {
+async fn get_bans(State(s): State<Arc<Pool>>, headers: axum::http::HeaderMap) -> Api<Json<Value>> {
     admin(&s, &headers)?;
     Ok(Json(json!({ "bans": s.bans().active() })))
 }
@@ -737,7 +737,13 @@ async fn get_result(
 }
 
 async fn list_circuits(State(s): State<Arc<Pool>>) -> Json<Vec<CircuitRecord>> {
-    Json(s.circuits().all().iter().map(|c| c.record.clone()).collect())
+    Json(
+        s.circuits()
+            .all()
+            .iter()
+            .map(|c| c.record.clone())
+            .collect(),
+    )
 }
 
 /// `POST /v1/circuits`: a circom circuit's files, base64-encoded, and a sample

@@ -239,7 +239,8 @@ async fn post_deposit(
     }
     let (e, new) = s
         .ledger()
-        .deposit(&account::client(&id), m.amount, &m.reference).await?;
+        .deposit(&account::client(&id), m.amount, &m.reference)
+        .await?;
     flush(&s).await?;
     if new {
         info!(client = %id, amount = m.amount, reference = %m.reference, "deposit recorded");
@@ -261,7 +262,10 @@ async fn post_funds(
 ) -> Api<Json<Value>> {
     admin(&s, &headers)?;
     let m: Money = body(&bytes, r#"{"amount": 5000000, "reference": "float-1"}"#)?;
-    let (e, new) = s.ledger().deposit(account::FUNDS, m.amount, &m.reference).await?;
+    let (e, new) = s
+        .ledger()
+        .deposit(account::FUNDS, m.amount, &m.reference)
+        .await?;
     flush(&s).await?;
     Ok(Json(json!({
         "entry": e.seq,
@@ -291,7 +295,8 @@ async fn post_reward(
     )?;
     let (e, new) = s
         .ledger()
-        .add_reward(m.amount, &m.reference, &s.config().payouts.policy()).await?;
+        .add_reward(m.amount, &m.reference, &s.config().payouts.policy())
+        .await?;
     flush(&s).await?;
     Ok(Json(json!({ "entry": e, "new": new })))
 }
@@ -301,7 +306,8 @@ async fn post_reward(
 async fn get_credits(State(s): State<Arc<Pool>>, Path(id): Path<String>) -> Api<Json<Value>> {
     let job = s
         .store()
-        .job(&id).await
+        .job(&id)
+        .await
         .map_err(unavailable)?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id:?}")))?;
     let credits = s.ledger().job_credits(&id).await.map_err(unavailable)?;
@@ -326,7 +332,8 @@ async fn list_payouts(State(s): State<Arc<Pool>>, headers: HeaderMap) -> Api<Jso
     admin(&s, &headers)?;
     let due: Vec<Value> = s
         .ledger()
-        .balances().await?
+        .balances()
+        .await?
         .into_iter()
         .filter_map(|(a, v)| {
             let addr = a.strip_prefix("miner:")?;
@@ -473,7 +480,10 @@ async fn post_worker_token(
         ));
     }
     let token = format!("zkw_{}", hex::encode(rand::random::<[u8; 24]>()));
-    s.store().set_worker_token(&addr, &token).await.map_err(unavailable)?;
+    s.store()
+        .set_worker_token(&addr, &token)
+        .await
+        .map_err(unavailable)?;
     s.store().flush().await.map_err(unavailable)?;
     info!(account = %addr, "worker token issued");
     Ok((
@@ -510,7 +520,8 @@ async fn get_journal(
     admin(&s, &headers)?;
     let entries = s
         .ledger()
-        .journal(q.from.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000)).await
+        .journal(q.from.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))
+        .await
         .map_err(unavailable)?;
     Ok(Json(json!({ "entries": entries })))
 }

@@ -1,14 +1,15 @@
 //! The zkpool server: stratum sessions, the scheduler, the verifier, job results,
-//! the ledger wiring and the HTTP API. The binary `zkpool` adds the command line,
-//! config files, logging and signals.
+//! the ledger wiring and the HTTP API, and [`api::Client`], a typed client of that
+//! API. It is not the command line: the `zkpool` binary (the `zkpool-cli` package
+//! in `pool/cli/`) adds that, config files, logging and signals.
 //!
 //! Entry point: [`server::start`] takes a validated [`config::Config`] and two
 //! bound listeners (so tests bind `127.0.0.1:0`) and returns a [`server::RunningPool`]
 //! whose [`server::Pool`] is the hub every part is reached through.
 
+pub mod api;
 pub mod bans;
 pub mod circuits;
-pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod http;

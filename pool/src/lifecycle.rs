@@ -104,7 +104,12 @@ pub fn policy_for(config: &Config, job: &JobRecord) -> payouts::Policy {
 
 /// Most statements per task for a job: what fits in one line each way.
 fn max_per_task(config: &Config, job: &JobRecord) -> usize {
-    let widest = job.statements.iter().map(jobs::wire_size).max().unwrap_or(0);
+    let widest = job
+        .statements
+        .iter()
+        .map(jobs::wire_size)
+        .max()
+        .unwrap_or(0);
     // A submitted proof costs ~560 bytes (512 hex digits of an uncompressed proof,
     // as zkminer sends them, plus framing).
     let per = widest.max(576);
@@ -187,7 +192,9 @@ pub async fn submit(
                     have,
                     need,
                 },
-                e => JobError::Unavailable(format!("the reward could not be escrowed ({e}); try again")),
+                e => JobError::Unavailable(format!(
+                    "the reward could not be escrowed ({e}); try again"
+                )),
             })?;
     }
     let unavailable = |e: StoreError| {
@@ -201,7 +208,10 @@ pub async fn submit(
     let store = pool.store();
     store.put_job(&job).await.map_err(unavailable)?;
     if !cached.is_empty() {
-        store.put_proofs(&job.id, &cached).await.map_err(unavailable)?;
+        store
+            .put_proofs(&job.id, &cached)
+            .await
+            .map_err(unavailable)?;
     }
     store.flush().await.map_err(unavailable)?;
     info!(job = %job.id, client = %job.client, circuit = %job.circuit_name, statements = job.statements.len(), proven_before = cached.len(), reward = job.reward, pooled = job.pooled, "job accepted");

@@ -207,7 +207,9 @@ impl RunningPool {
 /// `zkpool setup`: opens (or creates) the data directory and sets up the built-in
 /// circuits' keys where they have none. Returns every circuit and which were
 /// created now.
-pub async fn setup(config: &Config) -> Result<(Vec<CircuitRecord>, Vec<CircuitRecord>), StartError> {
+pub async fn setup(
+    config: &Config,
+) -> Result<(Vec<CircuitRecord>, Vec<CircuitRecord>), StartError> {
     let data = config.storage.data_dir.clone();
     let storage = |detail: String| StartError::Storage {
         path: data.display().to_string(),
@@ -223,7 +225,10 @@ pub async fn setup(config: &Config) -> Result<(Vec<CircuitRecord>, Vec<CircuitRe
             .await
             .expect("circuit setup does not panic")?;
     for c in &created {
-        store.put_circuit(c).await.map_err(|e| storage(e.to_string()))?;
+        store
+            .put_circuit(c)
+            .await
+            .map_err(|e| storage(e.to_string()))?;
     }
     store.flush().await.map_err(|e| storage(e.to_string()))?;
     let all = circuits.all().iter().map(|c| c.record.clone()).collect();
@@ -264,17 +269,17 @@ pub async fn start(
             .map_err(|e| storage(e.to_string()))?,
     );
     let builtins = Pool::builtins(&config);
-    let stored = store
-        .circuits()
-        .await
-        .map_err(|e| storage(e.to_string()))?;
+    let stored = store.circuits().await.map_err(|e| storage(e.to_string()))?;
     let keys = data.join("keys");
     let (circuits, created) =
         tokio::task::spawn_blocking(move || Registry::open(stored, keys, &builtins))
             .await
             .expect("circuit setup does not panic")?;
     for c in &created {
-        store.put_circuit(c).await.map_err(|e| storage(e.to_string()))?;
+        store
+            .put_circuit(c)
+            .await
+            .map_err(|e| storage(e.to_string()))?;
         info!(circuit = %c.name, id = %c.id, constraints = c.constraints, "generated Groth16 keys");
     }
     store.flush().await.map_err(|e| storage(e.to_string()))?;

@@ -23,8 +23,7 @@ use crate::{
     bans::{Strike, Target},
     circuits::now_ms,
     jobs::{JobRecord, StoredProof},
-    lifecycle,
-    metrics,
+    lifecycle, metrics,
     scheduler::{Scheduler, SessionKey, Task, TaskReject},
     server::Pool,
     session::Authorized,
@@ -209,9 +208,7 @@ async fn handle(
 ) -> Result<SubmitResult, Rejection> {
     let targets = pool.ban_targets(who);
     let ban = pool.bans().refusal(&targets, who.ip);
-    let task = pool
-        .dispatch()
-        .read(|s| admit(ban, s, session, &submit))?;
+    let task = pool.dispatch().read(|s| admit(ban, s, session, &submit))?;
     let job = pool
         .jobs()
         .active(&task.job)
@@ -416,7 +413,8 @@ async fn persist(
     credit: &ShareCredit,
     keys: &[String],
 ) -> Result<payouts::Credited, String> {
-    let stored_msg = "the pool could not store this share; the task was re-queued, nothing is credited";
+    let stored_msg =
+        "the pool could not store this share; the task was re-queued, nothing is credited";
     let store = pool.store();
     store.put_proofs(&job.id, stored).await.map_err(|e| {
         error!(error = %e, task = %credit.task, "could not store a verified share; statements re-queued");
@@ -539,7 +537,10 @@ mod tests {
     #[test]
     fn admit_takes_exactly_the_sessions_task_and_refuses_the_banned() {
         let (s, task) = sched();
-        assert_eq!(admit(None, &s, 1, &submit(&task.id, &[0])), Ok(task.clone()));
+        assert_eq!(
+            admit(None, &s, 1, &submit(&task.id, &[0])),
+            Ok(task.clone())
+        );
         // Another session's, an unknown task, the wrong statements.
         let r = admit(None, &s, 2, &submit(&task.id, &[0])).unwrap_err();
         assert_eq!(r.code(), ErrorCode::StaleTask, "{r:?}");
@@ -550,8 +551,13 @@ mod tests {
         let r = admit(None, &s, 1, &submit(&task.id, &[1])).unwrap_err();
         assert_eq!(r.code(), ErrorCode::WrongStatement);
         // A ban comes first: no lease is even looked at.
-        let r = admit(Some("banned for 60 more s".into()), &s, 1, &submit(&task.id, &[0]))
-            .unwrap_err();
+        let r = admit(
+            Some("banned for 60 more s".into()),
+            &s,
+            1,
+            &submit(&task.id, &[0]),
+        )
+        .unwrap_err();
         assert_eq!(r, Rejection::Banned("banned for 60 more s".into()));
         assert_eq!(r.into_rpc().kind(), Some(ErrorCode::Banned));
     }
@@ -573,13 +579,21 @@ mod tests {
         let t = crate::bans::targets(&who.worker, who.ip, who.verified, false);
         assert!(b.banned(&t, now).is_none());
         b.strike(&t, now);
-        assert_eq!(b.strike(&t, now), Strike::Banned { for_: Duration::from_secs(600) });
+        assert_eq!(
+            b.strike(&t, now),
+            Strike::Banned {
+                for_: Duration::from_secs(600)
+            }
+        );
         let (s, task) = sched();
         let ban = b
             .banned(&t, now)
             .map(|(who, _)| format!("{} is banned", who.key()));
         let r = admit(ban, &s, 1, &submit(&task.id, &[0])).unwrap_err();
-        assert_eq!(r, Rejection::Banned("worker:alice.rig1@10.0.0.1 is banned".into()));
+        assert_eq!(
+            r,
+            Rejection::Banned("worker:alice.rig1@10.0.0.1 is banned".into())
+        );
     }
 
     #[test]

@@ -17,10 +17,11 @@ use tokio::{
     net::TcpStream,
 };
 
-pub use pool::cli::Api;
+pub use pool::api::Client as Api;
 
-/// A workspace binary. `cargo test --workspace` builds them (the pool and miner
-/// crates have integration tests of their own, which makes cargo build their bins).
+/// A workspace binary. `cargo test --workspace` builds them (the `zkpool-cli` and
+/// miner packages have integration tests of their own, which makes cargo build
+/// their bins).
 pub fn bin(name: &str) -> PathBuf {
     let dir = match std::env::var_os("ZKPOOL_BIN_DIR") {
         Some(d) => PathBuf::from(d),

@@ -323,7 +323,9 @@ pub struct Caps {
 pub enum Refusal {
     #[error("pool is full ({0} sessions); try again later")]
     Full(usize),
-    #[error("too many sessions from {0} (at most {1} per address); close some or ask the operator")]
+    #[error(
+        "too many sessions from {0} (at most {1} per address); close some or ask the operator"
+    )]
     PerIp(IpAddr, usize),
     #[error("too many connections from {0} still in their handshake (at most {1}); authorize the open ones first")]
     Handshakes(IpAddr, usize),
@@ -430,8 +432,15 @@ mod tests {
 
         let t1 = t0 + Duration::from_secs(3);
         let r = h.subscribe(subscribe(PROTOCOL_VERSION), t1).unwrap();
-        assert_eq!((r.session.0.as_str(), r.resume.as_deref()), ("7", Some("tok")));
-        assert_eq!(h.deadline(), t1 + Duration::from_secs(10), "another 10 s to authorize");
+        assert_eq!(
+            (r.session.0.as_str(), r.resume.as_deref()),
+            ("7", Some("tok"))
+        );
+        assert_eq!(
+            h.deadline(),
+            t1 + Duration::from_secs(10),
+            "another 10 s to authorize"
+        );
         assert!(h.subscribe(subscribe(PROTOCOL_VERSION), t1).is_err());
         let e = h.require_authorized().unwrap_err();
         assert_eq!(code(&e), Some(ErrorCode::Unauthorized));
@@ -443,7 +452,11 @@ mod tests {
         let t2 = t1 + Duration::from_secs(1);
         let (r, who) = h.authorize(&w, IP, TokenCheck::Open, |_| None, t2).unwrap();
         assert_eq!(r.worker, "alice.rig1");
-        assert_eq!(who.identity(), "ip:10.0.0.1", "a name without a token is its address");
+        assert_eq!(
+            who.identity(),
+            "ip:10.0.0.1",
+            "a name without a token is its address"
+        );
         assert_eq!(h.deadline(), t2 + Duration::from_secs(120));
         assert_eq!(h.timed_out(), Exit::Idle);
         h.heard(t2 + Duration::from_secs(60));
@@ -462,9 +475,21 @@ mod tests {
         };
         let w = Worker::parse("alice.rig1").unwrap();
         for (check, expected, says) in [
-            (TokenCheck::Missing, ErrorCode::Unauthorized, "needs its worker token"),
-            (TokenCheck::Wrong, ErrorCode::Unauthorized, "is not account alice's worker token"),
-            (TokenCheck::Fault, ErrorCode::Internal, "cannot check worker tokens"),
+            (
+                TokenCheck::Missing,
+                ErrorCode::Unauthorized,
+                "needs its worker token",
+            ),
+            (
+                TokenCheck::Wrong,
+                ErrorCode::Unauthorized,
+                "is not account alice's worker token",
+            ),
+            (
+                TokenCheck::Fault,
+                ErrorCode::Internal,
+                "cannot check worker tokens",
+            ),
         ] {
             let mut h = new();
             let e = h.authorize(&w, IP, check, |_| None, t0).unwrap_err();
@@ -474,7 +499,9 @@ mod tests {
         }
         // With its token the session is the account; a ban on it refuses.
         let mut h = new();
-        let (_, who) = h.authorize(&w, IP, TokenCheck::Verified, |_| None, t0).unwrap();
+        let (_, who) = h
+            .authorize(&w, IP, TokenCheck::Verified, |_| None, t0)
+            .unwrap();
         assert_eq!(who.identity(), "account:alice");
         assert_eq!(who.proven_account().as_deref(), Some("alice"));
         let mut h = new();
@@ -483,7 +510,10 @@ mod tests {
                 &w,
                 IP,
                 TokenCheck::Verified,
-                |who| who.verified.then(|| "worker:alice.rig1 is banned".to_owned()),
+                |who| {
+                    who.verified
+                        .then(|| "worker:alice.rig1 is banned".to_owned())
+                },
                 t0,
             )
             .unwrap_err();
@@ -509,7 +539,10 @@ mod tests {
         c.closed(IP, true);
         c.closed(IP, false);
         c.closed(other, false);
-        assert!(c.by_ip.is_empty() && c.handshaking.is_empty() && c.sessions == 0, "{c:?}");
+        assert!(
+            c.by_ip.is_empty() && c.handshaking.is_empty() && c.sessions == 0,
+            "{c:?}"
+        );
         assert!(Refusal::Full(3).to_string().contains("pool is full"));
     }
 }

@@ -145,7 +145,12 @@ pub async fn accept_loop(pool: Arc<Pool>, listener: TcpListener, tasks: TaskTrac
                         match pool.tls().cloned() {
                             None => run(pool, stream, peer, admission).await,
                             // The TLS handshake counts against the handshake timeout.
-                            Some(acceptor) => match tokio::time::timeout(pool.config().handshake_timeout(), acceptor.accept(stream)).await {
+                            Some(acceptor) => match tokio::time::timeout(
+                                pool.config().handshake_timeout(),
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            {
                                 Ok(Ok(tls)) => run(pool, tls, peer, admission).await,
                                 Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
                                 Err(_) => debug!("TLS handshake timed out"),
@@ -370,7 +375,12 @@ fn close(pool: &Pool, key: SessionKey, hs: &Handshake, why: Exit) {
 fn lease_line(pool: &Pool, task: &Task) -> Option<ToMiner> {
     let built = pool.jobs().active(&task.job).and_then(|job| {
         let circuit = pool.circuits().get(&job.circuit_id)?;
-        Some(notify::notify(task, &job, &circuit.record, pool.public_url()))
+        Some(notify::notify(
+            task,
+            &job,
+            &circuit.record,
+            pool.public_url(),
+        ))
     });
     match built {
         Some(n) => Some(ToMiner::Notification(n)),

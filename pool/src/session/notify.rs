@@ -8,7 +8,12 @@ use crate::{circuits::CircuitRecord, jobs, jobs::JobRecord, scheduler::Task};
 
 /// The notification for `task` of `job`, whose circuit is `circuit`; miners fetch
 /// its key from `public_url`.
-pub fn notify(task: &Task, job: &JobRecord, circuit: &CircuitRecord, public_url: &str) -> Notification {
+pub fn notify(
+    task: &Task,
+    job: &JobRecord,
+    circuit: &CircuitRecord,
+    public_url: &str,
+) -> Notification {
     let statements = task
         .indices()
         .map(|i| jobs::wire_statement(i, &job.statements[i as usize]))

@@ -115,8 +115,7 @@ pub trait Store: Send + Sync {
     ) -> Result<(Vec<JobRecord>, Option<String>), StoreError>;
 
     /// Stores verified proofs of a job's statements (durable after a flush).
-    async fn put_proofs(&self, job: &str, proofs: &[(u64, StoredProof)])
-        -> Result<(), StoreError>;
+    async fn put_proofs(&self, job: &str, proofs: &[(u64, StoredProof)]) -> Result<(), StoreError>;
     /// Removes proofs again (their credit could not be stored).
     async fn remove_proofs(&self, job: &str, indices: &[u64]) -> Result<(), StoreError>;
     /// Every stored proof of a job, by statement index.

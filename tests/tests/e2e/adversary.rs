@@ -63,14 +63,9 @@ fn cpu_secs(pid: u32) -> f64 {
     (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
 }
 
-/// An HTTP error's status, from the `Api` client's message ("HTTP 422 ...").
-fn http_status(e: &anyhow::Error) -> u16 {
-    let s = e.to_string();
-    s.split("HTTP ")
-        .nth(1)
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+/// An HTTP error's status (0 when the pool gave no answer).
+fn http_status(e: &pool::api::Error) -> u16 {
+    e.status().map_or(0, |s| s.as_u16())
 }
 
 fn fixtures() -> PathBuf {

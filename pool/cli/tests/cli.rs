@@ -62,7 +62,8 @@ fn client_example_prints_a_job_the_pool_accepts_shape_of() {
 /// a proof checked against another proof's inputs does not.
 #[test]
 fn verify_gnark_accepts_real_gnark_proofs_and_refuses_mismatches() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zk/tests/fixtures/gnark");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zk/tests/fixtures/gnark");
     let f = |n: &str| dir.join(n).to_str().unwrap().to_owned();
     let (code, out) = zkpool(&[
         "verify-gnark",

@@ -1,0 +1,243 @@
+//! The `zkpool` binary: parses the command line, sets up logging and the runtime,
+//! and hands each subcommand to the module for its concern. It is the only place
+//! that touches signals, logging setup and process exit codes; the pool itself is
+//! the `pool` library.
+
+mod client;
+mod demo;
+mod offline;
+mod operator;
+mod serve;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    client::ClientCommand,
+    demo::DemoArgs,
+    offline::{ExportFormat, SetupArgs},
+    operator::{
+        CircuitsCommand, ClientsCommand, FundsCommand, OperatorArgs, PayoutsCommand,
+        RewardsCommand, WorkersCommand,
+    },
+    serve::ServeArgs,
+};
+
+/// zkpool: a mining pool for zero-knowledge proofs.
+#[derive(Parser, Debug)]
+#[command(name = "zkpool", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the pool: stratum for miners, HTTP for clients and key downloads.
+    Serve(ServeArgs),
+    /// Generate (or show) the Groth16 keys of the built-in circuits in a data directory.
+    Setup(SetupArgs),
+    /// Start a throw-away pool with two miners, run a chain job and a batch job, show the results.
+    Demo(DemoArgs),
+    /// Check a result file offline: exit 0 if every proof and link holds for the
+    /// circuit you name, 1 with the reason if not, 2 if you name none.
+    Verify {
+        /// A result file, as returned by GET /v1/jobs/{id}/result.
+        result: PathBuf,
+        /// The circuit the result must be for: its id (GET /v1/circuits on your pool
+        /// lists them). A result carries its own verifying key, so without this it
+        /// could be checked against a key a forger made.
+        #[arg(long, required_unless_present = "any_key")]
+        circuit_id: Option<String>,
+        /// Check only that the proofs hold under the key inside the file (which
+        /// proves nothing about which circuit that is).
+        #[arg(long)]
+        any_key: bool,
+    },
+    /// Verify a gnark BN254 Groth16 proof: exit 0 if valid, 1 with the reason if not.
+    VerifyGnark {
+        /// The verifying key as gnark's VerifyingKey.WriteTo wrote it.
+        vk: PathBuf,
+        /// The proof as gnark's Proof.WriteRawTo (or WriteTo) wrote it.
+        proof: PathBuf,
+        /// The public inputs: a JSON array of decimal strings, in order.
+        public: PathBuf,
+    },
+    /// Verify a snarkjs Groth16 proof (bn128) offline: exit 0 if valid, 1 with the reason if not.
+    VerifySnarkjs {
+        /// verification_key.json, as `snarkjs zkey export verificationkey` writes it.
+        vk: PathBuf,
+        /// public.json: the public signals.
+        public: PathBuf,
+        /// proof.json.
+        proof: PathBuf,
+    },
+    /// circom circuits on a running pool: register one (its .r1cs, .wasm and .zkey), list them.
+    Circuits {
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// A client API key, to register as a client rather than as the operator.
+        #[arg(long, env = "ZKPOOL_API_KEY", global = true, hide_env_values = true)]
+        api_key: Option<String>,
+        #[command(subcommand)]
+        command: CircuitsCommand,
+    },
+    /// Write a result's proofs in another format, e.g. for `snarkjs groth16 verify`.
+    Export {
+        format: ExportFormat,
+        /// A result file.
+        result: PathBuf,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Talk to a running pool's HTTP API as a client.
+    Client {
+        /// The pool's HTTP API.
+        #[arg(
+            long,
+            env = "ZKPOOL_URL",
+            default_value = "http://127.0.0.1:8080",
+            global = true
+        )]
+        url: String,
+        /// The client's API key (`zkpool clients add` prints it); jobs with a reward need it.
+        #[arg(long, env = "ZKPOOL_API_KEY", global = true, hide_env_values = true)]
+        api_key: Option<String>,
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// Operator: client accounts and their deposits.
+    Clients {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Operator: the pool's own funds, which pay PPS shares.
+    Funds {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: FundsCommand,
+    },
+    /// Operator: rewards earned outside the pool, shared by PPLNS.
+    Rewards {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: RewardsCommand,
+    },
+    /// Operator: payout batches (plan, export, confirm, void).
+    Payouts {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: PayoutsCommand,
+    },
+    /// Operator: worker tokens (rigs authorize with their account's token).
+    Workers {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: WorkersCommand,
+    },
+    /// Operator: the books (totals by kind of account, and whether they balance).
+    Ledger {
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Also print the journal from this entry on.
+        #[arg(long)]
+        journal_from: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(
+        cli.command,
+        Command::Demo(_)
+            | Command::Verify { .. }
+            | Command::Client { .. }
+            | Command::Clients { .. }
+            | Command::Funds { .. }
+            | Command::Rewards { .. }
+            | Command::Payouts { .. }
+            | Command::Ledger { .. }
+            | Command::Workers { .. }
+            | Command::Circuits { .. }
+            | Command::VerifySnarkjs { .. }
+    ) {
+        "warn"
+    } else {
+        "info"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(log_filter(default_level))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let outcome = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve::run(a).await.map(|_| ExitCode::SUCCESS),
+            Command::Setup(a) => offline::setup(a).await.map(|_| ExitCode::SUCCESS),
+            Command::Demo(a) => demo::run(a).await.map(|_| ExitCode::SUCCESS),
+            Command::Verify {
+                result,
+                circuit_id,
+                any_key,
+            } => Ok(offline::verify(
+                &result,
+                if any_key { None } else { circuit_id.as_deref() },
+            )),
+            Command::VerifyGnark { vk, proof, public } => {
+                offline::verify_gnark(&vk, &proof, &public)
+            }
+            Command::VerifySnarkjs { vk, public, proof } => {
+                offline::verify_snarkjs(&vk, &public, &proof)
+            }
+            Command::Circuits {
+                op,
+                api_key,
+                command,
+            } => operator::circuits(op, api_key, command).await,
+            Command::Export {
+                format: ExportFormat::Snarkjs,
+                result,
+                out,
+            } => offline::export_snarkjs(&result, &out).map(|_| ExitCode::SUCCESS),
+            Command::Client {
+                url,
+                api_key,
+                command,
+            } => client::run(&url, api_key, command).await,
+            Command::Clients { op, command } => operator::clients(op, command).await,
+            Command::Funds { op, command } => operator::funds(op, command).await,
+            Command::Rewards { op, command } => operator::rewards(op, command).await,
+            Command::Payouts { op, command } => operator::payouts(op, command).await,
+            Command::Ledger { op, journal_from } => operator::ledger(op, journal_from).await,
+            Command::Workers { op, command } => operator::workers(op, command).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zkpool: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `RUST_LOG` if set, else `default`; arkworks' spans are silenced either way
+/// unless `RUST_LOG` names them.
+fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_owned());
+    let spec = if spec.contains("r1cs") {
+        spec
+    } else {
+        format!("{spec},{}", zk::QUIET_ARKWORKS)
+    };
+    tracing_subscriber::EnvFilter::new(spec)
+}

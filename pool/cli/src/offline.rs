@@ -1,0 +1,194 @@
+//! What needs no running pool: `verify` (a result file), `verify-gnark`,
+//! `verify-snarkjs`, `export snarkjs`, and `setup` (the built-in circuits' keys in
+//! a data directory).
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use clap::ValueEnum;
+use serde_json::Value;
+
+use crate::serve::load_config;
+
+#[derive(clap::Args, Debug)]
+pub struct SetupArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ExportFormat {
+    /// verification_key.json, proof-N.json and public-N.json, as snarkjs writes them.
+    Snarkjs,
+}
+
+pub async fn setup(a: SetupArgs) -> anyhow::Result<()> {
+    let config = load_config(a.config.as_deref(), a.data)?;
+    let (all, created) = pool::server::setup(&config).await?;
+    for c in all {
+        let new = created.iter().any(|r| r.id == c.id);
+        println!(
+            "{} {:<9} id {} | {} constraints | proving key {} ({} bytes)",
+            if new { "generated" } else { "existing " },
+            c.name,
+            c.id,
+            c.constraints,
+            c.proving_key_hash,
+            c.proving_key_bytes
+        );
+    }
+    println!("note: keys come from a single-party setup on this machine; whoever holds this data directory could forge proofs.");
+    Ok(())
+}
+
+pub fn verify(path: &Path, pin: Option<&str>) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("zkpool verify: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let result: zk::JobResult = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "INVALID: {} is not a zkpool result file: {e}",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    verify_result(&result, pin)
+}
+
+/// Checks a result here against the circuit `pin` names (or, with `None`, only
+/// against the key inside it); prints OK or INVALID.
+pub fn verify_result(result: &zk::JobResult, pin: Option<&str>) -> ExitCode {
+    let checked = match pin {
+        Some(id) => result.verify_pinned(id),
+        None => result.verify(),
+    };
+    match checked {
+        Ok(n) => {
+            println!(
+                "OK: {n} proofs verified | job {} | circuit {} ({}) | digest {}",
+                result.job_id,
+                result.circuit.name(),
+                result.circuit_id,
+                result.digest
+            );
+            if pin.is_none() {
+                println!("UNPINNED: the proofs hold under the verifying key inside the file; that this key is circuit {} of your pool, only --circuit-id checks", result.circuit_id);
+            }
+            if let Some(c) = &result.chain {
+                println!(
+                    "chain: H^{}(seed) = {} (seed {})",
+                    c.segments * c.steps_per_segment as u64,
+                    zk::field::fr_to_string(&c.output),
+                    zk::field::fr_to_string(&c.seed)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub fn read_json(p: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", p.display()))
+}
+
+pub fn verify_snarkjs(vk: &Path, public: &Path, proof: &Path) -> anyhow::Result<ExitCode> {
+    let vk = zk::snarkjs::vk_from_json(&read_json(vk)?)
+        .with_context(|| format!("{}: not a usable verification key", vk.display()))?;
+    let public = zk::snarkjs::public_from_json(&read_json(public)?)
+        .with_context(|| format!("{}: not usable public signals", public.display()))?;
+    let proof = zk::snarkjs::proof_from_json(&read_json(proof)?)
+        .with_context(|| format!("{}: not a usable proof", proof.display()))?;
+    match vk.verify(&public, &proof) {
+        Ok(()) => {
+            println!("OK: the proof verifies ({} public signals)", public.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn verify_gnark(vk: &Path, proof: &Path, public: &Path) -> anyhow::Result<ExitCode> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let (vk_bytes, proof_bytes) = (read(vk)?, read(proof)?);
+    let inputs: Vec<String> = serde_json::from_slice(&read(public)?).with_context(|| {
+        format!(
+            "{} is not a JSON array of decimal strings",
+            public.display()
+        )
+    })?;
+    let inputs = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            zk::field::parse_fr(x).with_context(|| format!("{}: input {i}", public.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    match zk::gnark::verify(&vk_bytes, &proof_bytes, &inputs) {
+        Ok(()) => {
+            println!(
+                "OK: gnark proof verifies with {} public input(s)",
+                inputs.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn export_snarkjs(path: &Path, out: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let result: zk::JobResult = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a zkpool result file", path.display()))?;
+    // Export only what checks out: a snarkjs user should not have to find out later.
+    let n = result.verify().map_err(|e| {
+        anyhow::anyhow!("{} does not verify ({e}); nothing exported", path.display())
+    })?;
+    let key = zk::VerifierKey::from_bytes(&hex::decode(&result.verifying_key)?)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let write = |name: String, v: &Value| -> anyhow::Result<()> {
+        let p = out.join(name);
+        std::fs::write(&p, serde_json::to_string_pretty(v)?)
+            .with_context(|| format!("cannot write {}", p.display()))
+    };
+    write("verification_key.json".into(), &zk::snarkjs::vk_json(&key))?;
+    for (i, e) in result.entries.iter().enumerate() {
+        write(
+            format!("proof-{i}.json"),
+            &zk::snarkjs::proof_json(&e.proof)?,
+        )?;
+        write(
+            format!("public-{i}.json"),
+            &zk::snarkjs::public_json(&e.public),
+        )?;
+    }
+    println!(
+        "wrote verification_key.json and {n} proof-N.json/public-N.json pairs to {}",
+        out.display()
+    );
+    println!("check one with: snarkjs groth16 verify {0}/verification_key.json {0}/public-0.json {0}/proof-0.json", out.display());
+    Ok(())
+}

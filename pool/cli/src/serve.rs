@@ -1,0 +1,113 @@
+//! `zkpool serve`: a pool from its config file, on its listening sockets, until
+//! SIGTERM or Ctrl-C, then a drained shutdown.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context;
+use pool::Config;
+use tokio::net::TcpListener;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Config file (TOML); every key is optional, see deploy/pool.toml.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides storage.data_dir).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Stratum listen address (overrides stratum.listen).
+    #[arg(long)]
+    stratum_listen: Option<std::net::SocketAddr>,
+    /// HTTP listen address (overrides http.listen).
+    #[arg(long)]
+    http_listen: Option<std::net::SocketAddr>,
+}
+
+pub fn load_config(path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut c = match path {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = data {
+        c.storage.data_dir = d;
+    }
+    Ok(c)
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for {what} on {addr} (in use? change it with --{what}-listen)")
+    })
+}
+
+pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
+    let mut config = load_config(a.config.as_deref(), a.data)?;
+    if let Some(s) = a.stratum_listen {
+        config.stratum.listen = s;
+    }
+    if let Some(h) = a.http_listen {
+        config.http.listen = h;
+    }
+    // One socket per miner: raise the soft open-file limit to the hard one, so a
+    // pool can hold thousands of sessions without an operator's ulimit.
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map(|(soft, _)| soft)
+                .unwrap_or(0)
+        }
+    };
+    let stratum = bind(config.stratum.listen, "stratum").await?;
+    let http = bind(config.http.listen, "http").await?;
+    let pool = pool::start(config, stratum, http).await?;
+    println!(
+        "zkpool {} serving: stratum+{}://{} | {}://{}",
+        env!("CARGO_PKG_VERSION"),
+        if pool.state.tls().is_some() {
+            "ssl"
+        } else {
+            "tcp"
+        },
+        pool.stratum_addr,
+        if pool.state.http_tls().is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        pool.http_addr
+    );
+    for c in pool.state.circuits().all() {
+        println!(
+            "  circuit {:<9} {} ({} constraints)",
+            c.record.name, c.record.id, c.record.constraints
+        );
+    }
+    println!("  open files: up to {open_files} (about that many miner sessions)");
+    let token = pool.token();
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = token.cancelled() => {}
+    }
+    println!("shutting down: miners are told to reconnect, work in flight is drained");
+    pool.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
