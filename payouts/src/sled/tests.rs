@@ -1,4 +1,5 @@
 use super::*;
+use crate::{account, PayoutItem};
 use proptest::prelude::*;
 
 fn credit(worker: &str, job: &str, first: u64, proofs: u64) -> ShareCredit {
