@@ -1,15 +1,19 @@
 //! Why the ledger refused an entry or failed to read or write one: the rules'
 //! refusals (an overdraft, a conflicting retry, a batch in the wrong state) and
 //! the storage's failures.
+//!
+//! The type is the same with and without the `sled` feature (a storage failure
+//! is boxed), so a crate that matches on it does not break when another crate in
+//! the build turns the feature on.
 
 use crate::account::Account;
 
 /// Why the ledger refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// sled failed to read or write.
+    /// The store (sled) failed to read or write.
     #[error("ledger storage: {0}")]
-    Storage(#[from] ::sled::Error),
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An entry in the journal cannot be decoded or does not replay.
     #[error("ledger entry {key:?} is unreadable: {detail}")]
     Corrupt { key: String, detail: String },
@@ -35,4 +39,11 @@ pub enum LedgerError {
     /// A request the ledger cannot record as asked.
     #[error("{0}")]
     Invalid(String),
+}
+
+#[cfg(feature = "sled")]
+impl From<::sled::Error> for LedgerError {
+    fn from(e: ::sled::Error) -> Self {
+        LedgerError::Storage(Box::new(e))
+    }
 }

@@ -26,8 +26,10 @@
 //! - [`state`]: the derived [`State`] and every rule (no storage);
 //! - [`split`]: integer splits and the fee; [`receipt`]: signed receipts and
 //!   Merkle roots; [`error`]: why the ledger refused or failed;
-//! - [`sled`] and [`durable`]: the [`Ledger`] over a sled tree and the group
-//!   flush.
+//! - `sled` and `durable` (feature `sled`, on by default): the `Ledger` over a
+//!   sled tree and the group flush. Without the feature the crate is the pure
+//!   part only (what a miner needs to check receipts and settlements) and does
+//!   not link sled or tokio.
 //!
 //! What this crate is not: it knows nothing of jobs, sessions or HTTP.
 
@@ -38,7 +40,9 @@ pub mod receipt;
 pub mod split;
 pub mod state;
 
+#[cfg(feature = "sled")]
 pub mod durable;
+#[cfg(feature = "sled")]
 pub mod sled;
 
 pub use account::{worker_addr, Account};
@@ -51,4 +55,5 @@ pub use receipt::{Receipt, ReceiptBody, Signer};
 pub use split::Part;
 pub use state::{State, Touched};
 
+#[cfg(feature = "sled")]
 pub use self::{durable::GroupFlush, sled::Ledger};
