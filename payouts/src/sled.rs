@@ -22,8 +22,8 @@ use crate::{
     account::{worker_addr, Account},
     durable::GroupFlush,
     entry::{
-        keys, Audit, Batch, BatchState, Body, Credited, Entry, JobOutcome, MinerFunds, Policy,
-        Scheme, Settlement, ShareCredit, WorkTotals,
+        keys, Audit, Batch, Body, Credited, Entry, JobOutcome, MinerFunds, Policy, Scheme,
+        Settlement, ShareCredit, WorkTotals,
     },
     error::LedgerError,
     receipt::ReceiptBody,
@@ -172,30 +172,21 @@ impl Ledger {
         Ok(fixed)
     }
 
-    /// Appends `body` under `key` unless the key is taken; returns the entry
-    /// that holds the key and whether it is new. `same` decides whether an
-    /// existing entry is the same request retried (otherwise: Conflict).
-    fn append(
-        &self,
-        key: String,
-        body: impl FnOnce(&State) -> Result<Body, LedgerError>,
-        same: impl Fn(&Body) -> bool,
-    ) -> Result<(Entry, bool), LedgerError> {
+    /// Records the entry `request` builds from the state, under its key
+    /// ([`Body::key`]), unless the key is taken: then the entry that holds it
+    /// answers when the request is the same one retried ([`state::retry`]).
+    /// Returns the entry that holds the key and whether it is new.
+    fn append(&self, request: impl FnOnce(&State) -> Body) -> Result<(Entry, bool), LedgerError> {
         let mut st = self.lock();
+        let body = request(&st);
+        let key = body.key();
         if let Some(seq) = self.indexed(&key)? {
             let e = self.entry(seq)?.ok_or_else(|| LedgerError::Corrupt {
                 key: key.clone(),
                 detail: format!("indexed entry {seq} is missing"),
             })?;
-            if !same(&e.body) {
-                return Err(LedgerError::Conflict {
-                    key,
-                    detail: "a retry must repeat the same amounts".into(),
-                });
-            }
-            return Ok((e, false));
+            return Ok((state::retry(e, &body)?, false));
         }
-        let body = body(&st)?;
         let touched = st.effects(&body)?;
         let entry = Entry {
             seq: st.next_seq(),
@@ -287,22 +278,8 @@ impl Ledger {
         amount: u64,
         reference: &str,
     ) -> Result<(Entry, bool), LedgerError> {
-        if amount == 0 {
-            return Err(LedgerError::Invalid("a deposit must be more than 0".into()));
-        }
-        if reference.is_empty() {
-            return Err(LedgerError::Invalid(
-                "a deposit needs a reference (the payment's id), so a retry is recorded once"
-                    .into(),
-            ));
-        }
-        let body = Body::Deposit {
-            account: account.clone(),
-            amount,
-            reference: reference.to_owned(),
-        };
-        let want = body.clone();
-        self.append(keys::deposit(reference), |_| Ok(body), |b| *b == want)
+        let body = state::deposit(account, amount, reference)?;
+        self.append(|_| body)
     }
 
     /// Moves a job's reward from its client's balance into escrow; refused whole
@@ -313,13 +290,7 @@ impl Ledger {
         client: &str,
         amount: u64,
     ) -> Result<(Entry, bool), LedgerError> {
-        let body = Body::Escrow {
-            job: job.to_owned(),
-            client: client.to_owned(),
-            amount,
-        };
-        let want = body.clone();
-        self.append(keys::escrow(job), |_| Ok(body), |b| *b == want)
+        self.append(|_| state::escrow(job, client, amount))
     }
 
     /// Credits a verified share. Idempotent on (job, first statement). Under PPS
@@ -327,7 +298,7 @@ impl Ledger {
     /// when the funds cannot cover it.
     pub fn credit(&self, c: &ShareCredit, policy: &Policy) -> Result<Credited, LedgerError> {
         let paid = state::pps_pay(c, policy)?;
-        let (e, new) = self.append(c.key(), |st| Ok(st.share(c, paid)), |_| true)?;
+        let (e, new) = self.append(|st| st.share(c, paid))?;
         match e.body {
             Body::Share {
                 credit,
@@ -411,15 +382,8 @@ impl Ledger {
             total_work,
             completed,
         };
-        let (e, _) = self.append(
-            keys::settle(job),
-            |st| {
-                Ok(Body::Settle(
-                    st.settlement(&outcome, policy, &credits, &window),
-                ))
-            },
-            |_| true,
-        )?;
+        let (e, _) =
+            self.append(|st| Body::Settle(st.settlement(&outcome, policy, &credits, &window)))?;
         match e.body {
             Body::Settle(s) => Ok(s),
             _ => Err(LedgerError::Corrupt {
@@ -455,11 +419,7 @@ impl Ledger {
     ) -> Result<(Entry, bool), LedgerError> {
         let window = self.pplns_window(policy.pplns_window_work)?;
         let body = state::reward(amount, reference, policy, &window)?;
-        self.append(
-            keys::reward(reference),
-            |_| Ok(body),
-            |b| matches!(b, Body::Reward { amount: a, .. } if *a == amount),
-        )
+        self.append(|_| body)
     }
 
     /// Gathers every miner balance at or over `threshold` into a new payout batch
@@ -469,8 +429,9 @@ impl Ledger {
         let Some(body) = self.lock().plan(threshold) else {
             return Ok(None);
         };
-        // A plan is never a retry (`same` is false), so the entry is this body.
-        let (e, _) = self.append(body.key(), |_| Ok(body), |_| false)?;
+        // A plan is never a retry (a taken key is refused), so the entry is
+        // this body.
+        let (e, _) = self.append(|_| body)?;
         match e.body {
             Body::Plan { batch, .. } => Ok(self.batch(batch)),
             _ => Err(LedgerError::Corrupt {
@@ -484,39 +445,15 @@ impl Ledger {
     /// retry with the same `tx` is accepted and changes nothing; another `tx`, or
     /// a voided batch, is refused.
     pub fn confirm(&self, id: u64, tx: &str) -> Result<(Batch, bool), LedgerError> {
-        if tx.trim().is_empty() {
-            return Err(LedgerError::Invalid(
-                "confirm needs the payment's transaction reference (--tx)".into(),
-            ));
-        }
-        let r = self.append(
-            keys::confirm(id),
-            |_| {
-                Ok(Body::Confirm {
-                    batch: id,
-                    tx: tx.to_owned(),
-                })
-            },
-            |b| matches!(b, Body::Confirm { tx: t, .. } if t == tx),
-        );
-        let new = match r {
-            Ok((_, new)) => new,
-            Err(LedgerError::Conflict { .. }) => {
-                let tx = match self.batch(id).map(|b| b.state) {
-                    Some(BatchState::Confirmed { tx, .. }) => tx,
-                    _ => String::new(),
-                };
-                return Err(LedgerError::BatchConfirmed { batch: id, tx });
-            }
-            Err(e) => return Err(e),
-        };
+        let body = state::confirm(id, tx)?;
+        let (_, new) = self.append(|_| body)?;
         Ok((self.batch(id).ok_or(LedgerError::UnknownBatch(id))?, new))
     }
 
     /// Cancels planned batch `id`: its amounts go back to the miners' balances.
     /// A confirmed batch cannot be voided.
     pub fn void(&self, id: u64) -> Result<(Batch, bool), LedgerError> {
-        let (_, new) = self.append(keys::void(id), |_| Ok(Body::Void { batch: id }), |_| true)?;
+        let (_, new) = self.append(|_| state::void(id))?;
         Ok((self.batch(id).ok_or(LedgerError::UnknownBatch(id))?, new))
     }
 

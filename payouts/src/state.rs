@@ -410,6 +410,93 @@ impl State {
     }
 }
 
+/// The deposit entry: `amount` from outside into `account` (a client, or
+/// `pool:funds`), `reference` naming the payment (the idempotency key, so a
+/// retry is recorded once). Refused: no amount, or no reference.
+pub fn deposit(account: &Account, amount: u64, reference: &str) -> Result<Body, LedgerError> {
+    if amount == 0 {
+        return Err(LedgerError::Invalid("a deposit must be more than 0".into()));
+    }
+    if reference.is_empty() {
+        return Err(LedgerError::Invalid(
+            "a deposit needs a reference (the payment's id), so a retry is recorded once".into(),
+        ));
+    }
+    Ok(Body::Deposit {
+        account: account.clone(),
+        amount,
+        reference: reference.to_owned(),
+    })
+}
+
+/// The entry that moves a job's reward from its client's balance into escrow
+/// ([`State::effects`] refuses it whole when the balance is short).
+pub fn escrow(job: &str, client: &str, amount: u64) -> Body {
+    Body::Escrow {
+        job: job.to_owned(),
+        client: client.to_owned(),
+        amount,
+    }
+}
+
+/// The entry that records payout batch `batch` as paid by transaction `tx`.
+pub fn confirm(batch: u64, tx: &str) -> Result<Body, LedgerError> {
+    if tx.trim().is_empty() {
+        return Err(LedgerError::Invalid(
+            "confirm needs the payment's transaction reference (--tx)".into(),
+        ));
+    }
+    Ok(Body::Confirm {
+        batch,
+        tx: tx.to_owned(),
+    })
+}
+
+/// The entry that cancels payout batch `batch`.
+pub fn void(batch: u64) -> Body {
+    Body::Void { batch }
+}
+
+/// The answer to a `request` whose idempotency key ([`Body::key`]) already
+/// holds `recorded`: the recorded entry, unchanged, when the request is the
+/// same one again (a retry), else why it cannot be recorded. Nothing is
+/// recorded either way.
+///
+/// Which requests are the same: a deposit or an escrow with every field equal;
+/// any share, settlement or void under the key (the key is the whole request);
+/// a reward of the same amount; a confirmation with the same transaction
+/// (another one is refused as [`LedgerError::BatchConfirmed`]). A plan is never
+/// a retry: each plan is a new batch.
+pub fn retry(recorded: Entry, request: &Body) -> Result<Entry, LedgerError> {
+    let same = match (request, &recorded.body) {
+        (Body::Deposit { .. } | Body::Escrow { .. }, r) => request == r,
+        (Body::Share { .. } | Body::Settle(_) | Body::Void { .. }, _) => true,
+        (Body::Reward { amount, .. }, Body::Reward { amount: a, .. }) => a == amount,
+        (Body::Reward { .. }, _) | (Body::Plan { .. }, _) => false,
+        (Body::Confirm { batch, tx }, r) => {
+            return match r {
+                Body::Confirm { tx: t, .. } if t == tx => Ok(recorded),
+                Body::Confirm { tx: t, .. } => Err(LedgerError::BatchConfirmed {
+                    batch: *batch,
+                    tx: t.clone(),
+                }),
+                _ => Err(LedgerError::BatchConfirmed {
+                    batch: *batch,
+                    tx: String::new(),
+                }),
+            };
+        }
+    };
+    if same {
+        Ok(recorded)
+    } else {
+        Err(LedgerError::Conflict {
+            key: request.key(),
+            detail: "a retry must repeat the same amounts".into(),
+        })
+    }
+}
+
 /// What PPS pays at once for share `c`: `work x price / 10^6` from the pool's
 /// funds; nothing under the other schemes, or for work the pool was not paid
 /// for (`escrow_only`).

@@ -1,5 +1,5 @@
 use super::*;
-use crate::{account, PayoutItem};
+use crate::{account, BatchState, PayoutItem};
 use proptest::prelude::*;
 
 fn credit(worker: &str, job: &str, first: u64, proofs: u64) -> ShareCredit {
