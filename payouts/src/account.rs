@@ -2,11 +2,13 @@
 //! names (`client:ID`, `escrow:JOB`, `miner:ADDR`, `batch:N`, `pool:fees`,
 //! `pool:funds`, `paid`) are written and read.
 //!
-//! The journal and the cached balances store an account by its [`Display`] form,
-//! so `Display` and [`FromStr`] are exact inverses: every name this module writes
-//! it reads back to the same account, and every name it accepts it writes back
-//! byte for byte (a non-canonical `batch:007` is refused rather than read as
-//! `batch:7`). Nothing else in the crate builds or takes apart these strings.
+//! The journal and the cached balances store an account by its
+//! [`Display`](fmt::Display) form, so `Display` and [`FromStr`] are exact
+//! inverses: every name it accepts it writes back byte for byte (a
+//! non-canonical `batch:007` is refused rather than read as `batch:7`), and
+//! every account with a stored name ([`Account::has_stored_name`]: not one with
+//! an empty id, which names nobody) reads back from its name. Nothing else in
+//! the crate builds or takes apart these strings.
 
 use std::{fmt, str::FromStr};
 
@@ -32,8 +34,9 @@ pub enum Account {
     /// Paid out by confirmed batches: `paid`.
     Paid,
     /// Value from outside the books (deposits, outside rewards). It is a source
-    /// only: it never holds a balance, and nothing can be moved to it. Its name,
-    /// `outside`, never appears in a stored entry.
+    /// only: it never holds a balance, and nothing can be moved to it. It is
+    /// written `outside` (in messages) but never stored, so that name does not
+    /// parse.
     Outside,
 }
 
@@ -74,6 +77,17 @@ impl Account {
     pub fn of_worker(worker: &str) -> Account {
         Account::Miner(worker_addr(worker).to_owned())
     }
+
+    /// Whether this account can be named in a stored entry: its name reads back
+    /// to it. False for an empty id (`client:` names nobody) and for
+    /// [`Account::Outside`], which is a source, never stored.
+    pub fn has_stored_name(&self) -> bool {
+        match self {
+            Account::Client(id) | Account::Escrow(id) | Account::Miner(id) => !id.is_empty(),
+            Account::Batch(_) | Account::Fees | Account::Funds | Account::Paid => true,
+            Account::Outside => false,
+        }
+    }
 }
 
 impl fmt::Display for Account {
@@ -105,8 +119,9 @@ impl FromStr for Account {
             "pool:fees" => Account::Fees,
             "pool:funds" => Account::Funds,
             "paid" => Account::Paid,
-            "outside" => Account::Outside,
             _ => match s.split_once(':').ok_or_else(unknown)? {
+                // An empty id names nobody: no client, job or miner has one.
+                (_, "") => return Err(unknown()),
                 ("client", id) => Account::Client(id.to_owned()),
                 ("escrow", job) => Account::Escrow(job.to_owned()),
                 ("miner", addr) => Account::Miner(addr.to_owned()),
@@ -153,12 +168,14 @@ mod tests {
             (escrow("j-1"), "escrow:j-1"),
             (miner("alice"), "miner:alice"),
             (batch(12), "batch:12"),
+            (batch(0), "batch:0"),
             (FEES.clone(), "pool:fees"),
             (FUNDS.clone(), "pool:funds"),
             (PAID.clone(), "paid"),
             (Account::of_worker("bob.rig7"), "miner:bob"),
         ];
         for (account, name) in cases {
+            assert!(account.has_stored_name(), "{name}");
             assert_eq!(account.to_string(), name);
             assert_eq!(name.parse::<Account>().unwrap(), account);
             assert_eq!(
@@ -178,32 +195,61 @@ mod tests {
     fn names_that_would_not_be_written_back_the_same_are_refused() {
         for bad in [
             "",
+            ":",
+            ":x",
             "pool",
             "pool:",
             "pool:other",
             "batch:",
             "batch:x",
             "batch:07",
+            "batch:00",
             "batch:+7",
+            "batch:-1",
+            "batch: 7",
+            "batch:18446744073709551616",
+            "client:",
+            "escrow:",
+            "miner:",
             "Client:x",
+            "CLIENT:x",
+            " client:x",
+            "wallet:x",
             "miner",
             "paid:",
+            "paid:x",
+            "outside",
+            "outside:",
         ] {
             let e = bad.parse::<Account>().unwrap_err();
             assert!(
                 e.to_string().contains("is not a ledger account"),
                 "{bad}: {e}"
             );
+            assert!(
+                serde_json::from_str::<Account>(&serde_json::to_string(bad).unwrap()).is_err(),
+                "{bad} read from JSON"
+            );
         }
     }
 
+    #[test]
+    fn accounts_without_a_stored_name_are_known() {
+        for a in [client(""), escrow(""), miner(""), Account::Outside] {
+            assert!(!a.has_stored_name(), "{a:?}");
+            assert!(a.to_string().parse::<Account>().is_err(), "{a:?}");
+        }
+    }
+
+    /// Any account, ids empty or not.
     fn account() -> impl Strategy<Value = Account> {
-        let id = "[a-z0-9:._-]{0,12}";
+        let id = "[a-zA-Z0-9:._-]{0,12}";
         prop_oneof![
             id.prop_map(Account::Client),
             id.prop_map(Account::Escrow),
             id.prop_map(Account::Miner),
             any::<u64>().prop_map(Account::Batch),
+            (0u64..20).prop_map(Account::Batch),
             Just(Account::Fees),
             Just(Account::Funds),
             Just(Account::Paid),
@@ -212,20 +258,50 @@ mod tests {
     }
 
     proptest! {
-        /// Every account's name reads back to it, in JSON too.
+        /// An account with a stored name reads back from it, in JSON too; one
+        /// without (an empty id, `outside`) is refused rather than read as
+        /// something else.
         #[test]
-        fn every_account_round_trips(a in account()) {
-            prop_assert_eq!(a.to_string().parse::<Account>().unwrap(), a.clone());
+        fn every_account_with_a_stored_name_round_trips(a in account()) {
+            let name = a.to_string();
             let json = serde_json::to_vec(&a).unwrap();
-            prop_assert_eq!(serde_json::from_slice::<Account>(&json).unwrap(), a);
+            prop_assert_eq!(json.clone(), serde_json::to_vec(&name).unwrap());
+            if a.has_stored_name() {
+                prop_assert_eq!(name.parse::<Account>().unwrap(), a.clone());
+                prop_assert_eq!(serde_json::from_slice::<Account>(&json).unwrap(), a);
+            } else {
+                prop_assert!(name.parse::<Account>().is_err());
+                prop_assert!(serde_json::from_slice::<Account>(&json).is_err());
+            }
         }
 
-        /// Every name that parses is written back byte for byte.
+        /// Every name that parses is written back byte for byte, and names an
+        /// account with a stored name; prefixes, ids and numbers are varied
+        /// around the accepted forms.
         #[test]
-        fn every_accepted_name_is_written_back_unchanged(s in "(client|escrow|miner|batch|pool|paid|outside)?:?[a-z0-9:+]{0,6}") {
+        fn every_accepted_name_is_written_back_unchanged(
+            s in "(client|escrow|miner|batch|pool|paid|outside|Client|bat)?:?(fees|funds|[a-z0-9:+ -]{0,6})"
+        ) {
+            if let Ok(a) = s.parse::<Account>() {
+                prop_assert_eq!(a.to_string(), s);
+                prop_assert!(a.has_stored_name());
+            }
+        }
+
+        /// The same for any printable string at all.
+        #[test]
+        fn no_string_reads_as_an_account_it_is_not(s in "\\PC{0,24}") {
             if let Ok(a) = s.parse::<Account>() {
                 prop_assert_eq!(a.to_string(), s);
             }
+        }
+
+        /// A batch number is read only in the form it is written.
+        #[test]
+        fn batch_numbers_are_read_only_in_canonical_form(n in any::<u64>(), zeros in 1usize..3) {
+            prop_assert_eq!(format!("batch:{n}").parse::<Account>().unwrap(), Account::Batch(n));
+            let padded = format!("batch:{}{n}", "0".repeat(zeros));
+            prop_assert!(padded.parse::<Account>().is_err(), "{}", padded);
         }
     }
 }

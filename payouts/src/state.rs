@@ -412,7 +412,8 @@ impl State {
 
 /// The deposit entry: `amount` from outside into `account` (a client, or
 /// `pool:funds`), `reference` naming the payment (the idempotency key, so a
-/// retry is recorded once). Refused: no amount, or no reference.
+/// retry is recorded once). Refused: no amount, no reference, or an account
+/// that cannot be named in the journal ([`Account::has_stored_name`]).
 pub fn deposit(account: &Account, amount: u64, reference: &str) -> Result<Body, LedgerError> {
     if amount == 0 {
         return Err(LedgerError::Invalid("a deposit must be more than 0".into()));
@@ -421,6 +422,12 @@ pub fn deposit(account: &Account, amount: u64, reference: &str) -> Result<Body, 
         return Err(LedgerError::Invalid(
             "a deposit needs a reference (the payment's id), so a retry is recorded once".into(),
         ));
+    }
+    if !account.has_stored_name() {
+        return Err(LedgerError::Invalid(format!(
+            "{:?} is not an account a deposit can be recorded to",
+            account.to_string()
+        )));
     }
     Ok(Body::Deposit {
         account: account.clone(),
@@ -567,3 +574,6 @@ pub fn credits_root(credits: &[ReceiptBody]) -> String {
         &credits.iter().map(|c| c.leaf()).collect::<Vec<_>>(),
     ))
 }
+
+#[cfg(test)]
+mod tests;
