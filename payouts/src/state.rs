@@ -271,7 +271,12 @@ impl State {
         window: &[(String, u64)],
     ) -> Settlement {
         let escrow = self.balance(&Account::Escrow(job.job.to_owned()));
-        let credited_work: u64 = credits.iter().map(|c| c.work).sum();
+        // Saturating, as a worker's totals are: a sum that wrapped would count
+        // a job's work as almost none, and in a debug build it would panic
+        // with the ledger's lock held (the sled ledger settles under it).
+        let credited_work = credits
+            .iter()
+            .fold(0u64, |sum, c| sum.saturating_add(c.work));
         let earned = if credited_work >= job.total_work {
             escrow
         } else {
@@ -554,7 +559,9 @@ pub fn reward(
             "a reward needs an amount over 0 and a reference".into(),
         ));
     }
-    if window.is_empty() {
+    // A window of shares that did no work would split the reward over nobody:
+    // the entry would say `amount` came in and move only the fee.
+    if window.iter().all(|(_, work)| *work == 0) {
         return Err(LedgerError::Invalid(
             "no verified work yet to share a reward over".into(),
         ));
