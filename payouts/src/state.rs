@@ -1,11 +1,14 @@
 //! The ledger's derived state and every rule over it, with no storage: what an
 //! entry would do to the balances (refused whole on an overdraft or overflow),
-//! applying it, and how a PPS credit, a settlement, a PPLNS reward and a payout
-//! plan are computed.
+//! applying it, the entry each request makes (a deposit, an escrow, a PPS
+//! credit, a settlement, a PPLNS reward, a payout plan, a confirmation, a
+//! void) and which request under a taken idempotency key is a retry
+//! ([`retry`]).
 //!
 //! [`State`] is what replaying the journal from the first entry gives; a store
-//! keeps the journal and replays it into a `State` on open, asks
-//! [`State::effects`] before it writes an entry and [`State::apply`]s it after.
+//! keeps the journal and replays it into a `State` on open, looks a request's
+//! key up and answers a taken one with [`retry`], asks [`State::effects`]
+//! before it writes an entry and [`State::apply`]s it after.
 //! What a rule needs from storage (a job's credit list, the recent shares of
 //! the PPLNS window) is passed in, so every rule is a plain function of its
 //! inputs and is tested without a database.
