@@ -224,11 +224,9 @@ async fn audit_job(
             s.credits_root
         ));
     }
-    let expected_earned = if s.completed {
-        s.escrow
-    } else {
-        split::pro_rata(s.escrow, total_credited, s.total_work)
-    };
+    // A completed job earns only the work credited in it: statements it had
+    // proven before were refunded to its client (the pool's rule, shared).
+    let expected_earned = split::earned(s.escrow, total_credited, s.total_work);
     if s.earned != expected_earned || s.earned + s.refund != s.escrow {
         report.problem(format!(
             "job {job}: earned {} and refund {} do not follow from escrow {} and work {total_credited} of {}",

@@ -71,6 +71,17 @@ pub fn pro_rata(amount: u64, part: u64, whole: u64) -> u64 {
     (amount as u128 * part.min(whole) as u128 / whole as u128) as u64
 }
 
+/// What an ended job's escrow earns for `credited` of its `total` work: all of
+/// it once every unit was credited, else its share, rounded down. The pool
+/// settles by this rule and a miner's audit checks settlements against it.
+pub fn earned(escrow: u64, credited: u64, total: u64) -> u64 {
+    if credited >= total {
+        escrow
+    } else {
+        pro_rata(escrow, credited, total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +89,15 @@ mod tests {
 
     fn w(v: &[(&str, u64)]) -> Vec<(String, u64)> {
         v.iter().map(|(n, x)| (n.to_string(), *x)).collect()
+    }
+
+    #[test]
+    fn a_job_earns_its_escrow_only_for_the_work_credited_in_it() {
+        assert_eq!(earned(1000, 10, 10), 1000, "all work credited");
+        assert_eq!(earned(1000, 3, 4), 750, "a statement proven before is refunded");
+        assert_eq!(earned(1000, 0, 4), 0);
+        assert_eq!(earned(1000, 0, 0), 1000, "no work to do: nothing to refund");
+        assert_eq!(earned(7, 1, 3), 2, "rounded down");
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use payouts::{
-    Audit, Batch, Credited, Entry, LedgerError, MinerFunds, Policy, ReceiptBody, Settlement,
-    ShareCredit, WorkTotals,
+    Account, Audit, Batch, Credited, Entry, LedgerError, MinerFunds, Policy, ReceiptBody,
+    Settlement, ShareCredit, WorkTotals,
 };
 
 /// The pool's books. Every method may touch the disk or a database.
@@ -25,7 +25,7 @@ pub trait Ledger: Send + Sync {
     /// idempotent on `reference`. Returns the entry and whether it is new.
     async fn deposit(
         &self,
-        account: &str,
+        account: &Account,
         amount: u64,
         reference: &str,
     ) -> Result<(Entry, bool), LedgerError>;
@@ -63,9 +63,9 @@ pub trait Ledger: Send + Sync {
     async fn void(&self, id: u64) -> Result<(Batch, bool), LedgerError>;
     async fn batch(&self, id: u64) -> Result<Option<Batch>, LedgerError>;
     async fn batches(&self) -> Result<Vec<Batch>, LedgerError>;
-    async fn balance(&self, account: &str) -> Result<u64, LedgerError>;
+    async fn balance(&self, account: &Account) -> Result<u64, LedgerError>;
     /// Every account with a balance.
-    async fn balances(&self) -> Result<BTreeMap<String, u64>, LedgerError>;
+    async fn balances(&self) -> Result<BTreeMap<Account, u64>, LedgerError>;
     async fn miner_funds(&self, addr: &str) -> Result<MinerFunds, LedgerError>;
     /// A worker's (or an account's) verified work, and per rig.
     async fn totals(
@@ -97,7 +97,7 @@ impl Ledger for SledLedger {
     }
     async fn deposit(
         &self,
-        account: &str,
+        account: &Account,
         amount: u64,
         reference: &str,
     ) -> Result<(Entry, bool), LedgerError> {
@@ -153,11 +153,11 @@ impl Ledger for SledLedger {
     async fn batches(&self) -> Result<Vec<Batch>, LedgerError> {
         Ok(self.0.batches())
     }
-    async fn balance(&self, account: &str) -> Result<u64, LedgerError> {
+    async fn balance(&self, account: &Account) -> Result<u64, LedgerError> {
         Ok(self.0.balance(account))
     }
-    async fn balances(&self) -> Result<BTreeMap<String, u64>, LedgerError> {
-        Ok(self.0.balances())
+    async fn balances(&self) -> Result<BTreeMap<Account, u64>, LedgerError> {
+        Ok(self.0.accounts())
     }
     async fn miner_funds(&self, addr: &str) -> Result<MinerFunds, LedgerError> {
         Ok(self.0.miner_funds(addr))

@@ -336,7 +336,9 @@ async fn list_payouts(State(s): State<Arc<Pool>>, headers: HeaderMap) -> Api<Jso
         .await?
         .into_iter()
         .filter_map(|(a, v)| {
-            let addr = a.strip_prefix("miner:")?;
+            let payouts::Account::Miner(addr) = a else {
+                return None;
+            };
             Some(json!({"addr": addr, "balance": v, "due": v >= s.config().payouts.threshold}))
         })
         .collect();

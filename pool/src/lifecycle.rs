@@ -435,14 +435,15 @@ pub async fn recover(pool: &Arc<Pool>) -> Result<usize, LifecycleError> {
     // An escrow whose job was never stored (a crash between the two): refund it.
     let known: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     for (account, amount) in ledger.balances().await? {
-        let Some(job) = account.strip_prefix("escrow:") else {
+        let payouts::Account::Escrow(job) = &account else {
             continue;
         };
+        let job = job.as_str();
         if known.contains(job) {
             continue;
         }
         let client = ledger
-            .journal_entry(&format!("escrow/{job}"))
+            .journal_entry(&payouts::keys::escrow(job))
             .await?
             .and_then(|e| match e.body {
                 payouts::Body::Escrow { client, .. } => Some(client),

@@ -1,4 +1,9 @@
+//! Tests of the sled ledger: reopening, the worked examples of each scheme,
+//! refusals, payout batches, a corrupted cache rebuilt, and random sequences
+//! of requests and restarts (value neither made nor lost across restarts).
+
 use super::*;
+use crate::{account, BatchState, PayoutItem};
 use proptest::prelude::*;
 
 fn credit(worker: &str, job: &str, first: u64, proofs: u64) -> ShareCredit {
