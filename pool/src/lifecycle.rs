@@ -332,10 +332,9 @@ pub async fn end(
     state: JobState,
     failure: Option<String>,
 ) -> Result<Option<JobRecord>, LifecycleError> {
+    // Only a job the scheduler still holds is ended here (ending is once).
     let cancelled = pool.dispatch().with(|s| {
-        if s.progress(id).is_none() {
-            return None;
-        }
+        s.progress(id)?;
         Some(s.remove_job(id))
     });
     let Some(cancelled) = cancelled else {
