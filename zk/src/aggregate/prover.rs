@@ -8,7 +8,9 @@
 //! async runtime run it on their blocking pool.
 
 use ark_bn254::{Bn254, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
-use ark_ec::{pairing::Pairing, AffineRepr, CurveGroup, VariableBaseMSM};
+use ark_ec::{
+    pairing::Pairing, scalar_mul::glv::GLVConfig, AffineRepr, CurveGroup, VariableBaseMSM,
+};
 use ark_ff::{batch_inversion, Field, Zero};
 use ark_groth16::Proof;
 use rayon::prelude::*;
@@ -291,25 +293,44 @@ fn padded<T: Clone>(n_pad: usize, v: Vec<T>, zero: T) -> Vec<T> {
     v
 }
 
+// Scalar multiplications with the GLV endomorphism, which arkworks 0.6 applies to
+// BN254's G1 only for projective inputs and to G2 not at all: about twice as fast.
+
+fn mul_g1(p: &G1Affine, s: Fr) -> G1Projective {
+    <ark_bn254::g1::Config as GLVConfig>::glv_mul_projective(p.into_group(), s)
+}
+
+fn mul_g2(p: &G2Affine, s: Fr) -> G2Projective {
+    <ark_bn254::g2::Config as GLVConfig>::glv_mul_projective(p.into_group(), s)
+}
+
 fn scale_g1(points: &[G1Affine], s: &[Fr]) -> Vec<G1Affine> {
-    let p: Vec<G1Projective> = points.par_iter().zip(s).map(|(p, s)| *p * s).collect();
+    let p: Vec<G1Projective> = points
+        .par_iter()
+        .zip(s)
+        .map(|(p, s)| mul_g1(p, *s))
+        .collect();
     G1Projective::normalize_batch(&p)
 }
 
 fn scale_g2(points: &[G2Affine], s: &[Fr]) -> Vec<G2Affine> {
-    let p: Vec<G2Projective> = points.par_iter().zip(s).map(|(p, s)| *p * s).collect();
+    let p: Vec<G2Projective> = points
+        .par_iter()
+        .zip(s)
+        .map(|(p, s)| mul_g2(p, *s))
+        .collect();
     G2Projective::normalize_batch(&p)
 }
 
 /// `v_L + x v_R`.
 fn fold_g1(v: &[G1Affine], x: Fr) -> Vec<G1Affine> {
     let (l, r) = v.split_at(v.len() / 2);
-    let p: Vec<G1Projective> = l.par_iter().zip(r).map(|(l, r)| *r * x + l).collect();
+    let p: Vec<G1Projective> = l.par_iter().zip(r).map(|(l, r)| mul_g1(r, x) + l).collect();
     G1Projective::normalize_batch(&p)
 }
 
 fn fold_g2(v: &[G2Affine], x: Fr) -> Vec<G2Affine> {
     let (l, r) = v.split_at(v.len() / 2);
-    let p: Vec<G2Projective> = l.par_iter().zip(r).map(|(l, r)| *r * x + l).collect();
+    let p: Vec<G2Projective> = l.par_iter().zip(r).map(|(l, r)| mul_g2(r, x) + l).collect();
     G2Projective::normalize_batch(&p)
 }
