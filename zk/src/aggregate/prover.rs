@@ -32,11 +32,12 @@ use crate::{keys::VerifierKey, proof::ProofBytes};
 /// same public inputs in the same order.
 ///
 /// Every proof is decoded with full validation. The aggregated Groth16 equation is
-/// checked before the expensive rounds, so proofs that do not all verify (another
-/// key's, a wrong statement's) are refused with
-/// [`AggregateError::ProofsDoNotVerify`] rather than turned into an aggregate that
-/// fails later. `n` is padded to a power of two, which must not exceed
-/// [`Srs::max_n`].
+/// checked as soon as its value is known (with the first round's pairings, about half
+/// of the work), so proofs that do not all verify (another key's, a wrong
+/// statement's) are refused with [`AggregateError::ProofsDoNotVerify`] instead of
+/// becoming an aggregate that fails later; callers are expected to have verified the
+/// proofs already (`zk::batch` says which one is bad). `n` is padded to a power of
+/// two, which must not exceed [`Srs::max_n`].
 pub fn aggregate(
     srs: &Srs,
     vk: &VerifierKey,
