@@ -94,7 +94,11 @@ mod tests {
     #[test]
     fn a_job_earns_its_escrow_only_for_the_work_credited_in_it() {
         assert_eq!(earned(1000, 10, 10), 1000, "all work credited");
-        assert_eq!(earned(1000, 3, 4), 750, "a statement proven before is refunded");
+        assert_eq!(
+            earned(1000, 3, 4),
+            750,
+            "a statement proven before is refunded"
+        );
         assert_eq!(earned(1000, 0, 4), 0);
         assert_eq!(earned(1000, 0, 0), 1000, "no work to do: nothing to refund");
         assert_eq!(earned(7, 1, 3), 2, "rounded down");

@@ -8,6 +8,7 @@
 //! canonical, and the number of public inputs is checked against the key, because
 //! ark-groth16 0.6 itself does neither (see `../shared/ZK-NOTES.md`, traps 1 and 2).
 
+pub mod aggregate;
 pub mod batch;
 pub mod circom;
 pub mod circuits;
