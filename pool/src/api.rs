@@ -224,6 +224,18 @@ impl Client {
         )
     }
 
+    /// A completed job's aggregate alone (`GET /v1/jobs/{id}/aggregate`), parsed,
+    /// not verified.
+    pub async fn aggregate(&self, id: &str) -> Result<zk::result::AggregateFile, Error> {
+        let path = format!("/v1/jobs/{id}/aggregate");
+        typed(
+            Method::GET,
+            &path,
+            self.get(&path).await?,
+            "a zkpool aggregate",
+        )
+    }
+
     /// Polls a job until it completes; calls `each` with its view every poll.
     /// Returns the completed job's view, whole.
     pub async fn wait(

@@ -107,6 +107,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Pool>>)> {
         ("get", "/v1/jobs/{id}", get(get_job)),
         ("delete", "/v1/jobs/{id}", axum::routing::delete(cancel_job)),
         ("get", "/v1/jobs/{id}/result", get(get_result)),
+        ("get", "/v1/jobs/{id}/aggregate", get(get_aggregate)),
         ("get", "/v1/circuits", get(list_circuits)),
         (
             "post",
@@ -359,6 +360,7 @@ async fn status(State(s): State<Arc<Pool>>) -> Json<Value> {
             "threshold": s.config().payouts.threshold,
         },
         "protocol": stratum::PROTOCOL_VERSION,
+        "aggregation": crate::aggregation::Aggregation::describe(s.aggregation()),
         "sessions": sessions,
         "sessions_parked": parked,
         "tasks_leased": tasks,
@@ -693,6 +695,20 @@ async fn cancel_job(
             ),
         )),
     }
+}
+
+/// A completed job's aggregate alone (`zk::result::AggregateFile`): its public
+/// inputs and SnarkPack proofs, without the Groth16 proofs.
+async fn get_aggregate(
+    state: State<Arc<Pool>>,
+    headers: axum::http::HeaderMap,
+    id: Path<String>,
+) -> Api<Json<zk::result::AggregateFile>> {
+    let Json(result) = get_result(state, headers, id).await?;
+    result
+        .aggregate_file()
+        .map(Json)
+        .map_err(|e| ApiError(StatusCode::NOT_FOUND, format!("job {}: {e}", result.job_id)))
 }
 
 async fn get_result(

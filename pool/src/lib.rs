@@ -7,6 +7,7 @@
 //! bound listeners (so tests bind `127.0.0.1:0`) and returns a [`server::RunningPool`]
 //! whose [`server::Pool`] is the hub every part is reached through.
 
+pub mod aggregation;
 pub mod api;
 pub mod bans;
 pub mod circuits;

@@ -20,6 +20,7 @@ use payouts::LedgerError;
 use tracing::{error, info, warn};
 
 use crate::{
+    aggregation::Aggregation,
     circuits::now_ms,
     config::Config,
     jobs::{self, JobError, JobRecord, JobRequest, JobState, StoredProof},
@@ -282,8 +283,13 @@ pub async fn finish(pool: &Arc<Pool>, job_id: &str) {
         }
     };
     let assembled = {
-        let job = job.clone();
-        tokio::task::spawn_blocking(move || jobs::assemble(&job, &circuit, proofs)).await
+        let (job, aggregation) = (job.clone(), pool.aggregation().cloned());
+        tokio::task::spawn_blocking(move || {
+            let mut result = jobs::assemble(&job, &circuit, proofs)?;
+            with_aggregate(aggregation.as_ref(), &mut result);
+            Ok::<_, jobs::AssembleError>(result)
+        })
+        .await
     };
     let result = match assembled {
         Ok(Ok(r)) => r,
@@ -518,8 +524,27 @@ async fn upgrade_result(pool: &Pool, job: &JobRecord) -> Result<(), LifecycleErr
         warn!(job = %job.id, "cannot upgrade the stored result: its circuit is not registered");
         return Ok(());
     };
-    let result = jobs::assemble(job, &circuit, store.job_proofs(&job.id).await?)?;
+    let proofs = store.job_proofs(&job.id).await?;
+    let (job_c, aggregation) = (job.clone(), pool.aggregation().cloned());
+    let result = tokio::task::spawn_blocking(move || {
+        let mut result = jobs::assemble(&job_c, &circuit, proofs)?;
+        with_aggregate(aggregation.as_ref(), &mut result);
+        Ok::<_, jobs::AssembleError>(result)
+    })
+    .await
+    .expect("assembling a result does not panic")?;
     store.put_result(&job.id, &result).await?;
     info!(job = %job.id, from = %old.format, to = %result.format, "stored result rewritten in today's format");
     Ok(())
+}
+
+/// Adds the aggregate when the pool aggregates. A failure (a pool fault: every
+/// proof was verified on arrival) is logged and the result goes out with its
+/// proofs alone, which a client can still check.
+fn with_aggregate(aggregation: Option<&Aggregation>, result: &mut zk::JobResult) {
+    if let Some(a) = aggregation {
+        if let Err(e) = a.aggregate(result) {
+            error!(job = %result.job_id, error = %e, "could not aggregate the result; it carries its proofs only");
+        }
+    }
 }

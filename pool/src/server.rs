@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use zk::CircuitSpec;
 
 use crate::{
+    aggregation::Aggregation,
     bans::{self, BanTable, Target},
     circuits::{CircuitRecord, Registry},
     config::Config,
@@ -48,6 +49,7 @@ pub struct Pool {
     sessions: Sessions,
     shares: Shares,
     verifier: Verifier,
+    aggregation: Option<Aggregation>,
     bans: BanTable,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -90,6 +92,10 @@ impl Pool {
     }
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
+    }
+    /// `None` when `[aggregation] enabled = false`.
+    pub fn aggregation(&self) -> Option<&Aggregation> {
+        self.aggregation.as_ref()
     }
     pub fn bans(&self) -> &BanTable {
         &self.bans
@@ -167,6 +173,8 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error("stratum TLS: {0}")]
     Tls(#[from] stratum::tls::TlsError),
+    #[error(transparent)]
+    Aggregation(#[from] crate::aggregation::AggregationError),
 }
 
 /// A pool that is serving; drop-safe, stop it with [`RunningPool::shutdown`].
@@ -283,6 +291,10 @@ pub async fn start(
         info!(circuit = %c.name, id = %c.id, constraints = c.constraints, "generated Groth16 keys");
     }
     store.flush().await.map_err(|e| storage(e.to_string()))?;
+    let agg = config.aggregation.clone();
+    let aggregation = tokio::task::spawn_blocking(move || Aggregation::load(&agg))
+        .await
+        .expect("loading the SRS does not panic")?;
 
     let stratum_addr = stratum.local_addr()?;
     let http_addr = http.local_addr()?;
@@ -320,6 +332,7 @@ pub async fn start(
     tokio::spawn(verifier_task.run());
     let pool = Arc::new(Pool {
         verifier,
+        aggregation,
         store,
         ledger,
         signer,

@@ -145,6 +145,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     }
 
     println!("4. results, verified here offline from the result files alone:");
+    let status = api.get("/v1/status").await?;
     for id in &ids {
         let v = api.get(&format!("/v1/jobs/{id}/result")).await?;
         let result: zk::JobResult = serde_json::from_value(v.clone())?;
@@ -167,14 +168,37 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
             );
         }
         println!();
+        // The same job checked the way a client that wants one small thing does:
+        // its aggregate alone, pinned to the pool's SRS (the demo's is the
+        // insecure test SRS, so this shows the flow, not trust).
+        let agg = api.aggregate(id).await?;
+        let srs_id = status["aggregation"]["srs_id"].as_str().unwrap_or_default();
+        let checked = agg
+            .verify(circuit, Some(srs_id))
+            .map_err(|e| anyhow::anyhow!("aggregate of {id} does not verify: {e}"))?;
+        println!(
+            "     aggregate: {} statements in {} proof(s) of {} bytes instead of {n} proofs, checked against the public inputs{} (SRS {}..., insecure test SRS)",
+            checked.statements,
+            checked.parts,
+            agg.aggregate.parts.iter().map(|p| p.proof.len() / 2).sum::<usize>(),
+            if agg.chain.is_some() { " and chain links" } else { "" },
+            &checked.srs_id[..12]
+        );
         if let Some(dir) = &a.out {
             std::fs::create_dir_all(dir)?;
             let p = dir.join(format!("{}-{id}.json", result.circuit.name()));
             std::fs::write(&p, serde_json::to_string_pretty(&v)?)?;
+            let pa = dir.join(format!("{}-{id}.aggregate.json", result.circuit.name()));
+            std::fs::write(&pa, serde_json::to_string_pretty(&agg)?)?;
             println!(
                 "     written to {} (zkpool verify {} --circuit-id {circuit})",
                 p.display(),
                 p.display()
+            );
+            println!(
+                "     and {} (zkpool verify {} --aggregate-only --circuit-id {circuit} --srs-id {srs_id} --insecure-srs)",
+                pa.display(),
+                pa.display()
             );
         }
     }

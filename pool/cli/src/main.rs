@@ -54,6 +54,20 @@ enum Command {
         /// proves nothing about which circuit that is).
         #[arg(long)]
         any_key: bool,
+        /// Check the job's aggregate instead of every proof: one small proof per
+        /// run of statements, against the public inputs and chain links. FILE may
+        /// be a result or an aggregate (GET /v1/jobs/{id}/aggregate).
+        #[arg(long)]
+        aggregate_only: bool,
+        /// With --aggregate-only: the SRS the aggregate must be made under, its id
+        /// (GET /v1/status: aggregation.srs_id, or your own from the ceremonies you
+        /// trust). Under an SRS whose secrets someone knows, aggregates are forged.
+        #[arg(long)]
+        srs_id: Option<String>,
+        /// With --aggregate-only: accept the insecure test SRS (its secrets are
+        /// public, so the check proves nothing; for demos and tests).
+        #[arg(long)]
+        insecure_srs: bool,
     },
     /// Verify a gnark BN254 Groth16 proof: exit 0 if valid, 1 with the reason if not.
     VerifyGnark {
@@ -188,6 +202,20 @@ fn main() -> ExitCode {
                 result,
                 circuit_id,
                 any_key,
+                aggregate_only: true,
+                srs_id,
+                insecure_srs,
+            } => Ok(offline::verify_aggregate(
+                &result,
+                if any_key { None } else { circuit_id.as_deref() },
+                if any_key { None } else { srs_id.as_deref() },
+                insecure_srs,
+            )),
+            Command::Verify {
+                result,
+                circuit_id,
+                any_key,
+                ..
             } => Ok(offline::verify(
                 &result,
                 if any_key { None } else { circuit_id.as_deref() },

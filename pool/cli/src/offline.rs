@@ -103,6 +103,86 @@ pub fn verify_result(result: &zk::JobResult, pin: Option<&str>) -> ExitCode {
     }
 }
 
+/// `zkpool verify --aggregate-only`: checks a result's (or an aggregate file's)
+/// aggregate against the circuit and SRS pinned (`None` with `--any-key`: the
+/// ones inside the file). Exit 0 OK, 1 INVALID, 2 unreadable or unpinned.
+pub fn verify_aggregate(
+    path: &Path,
+    circuit: Option<&str>,
+    srs: Option<&str>,
+    insecure_ok: bool,
+) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("zkpool verify: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let format = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["format"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let file = if format.starts_with("zkpool-result/") {
+        serde_json::from_str::<zk::JobResult>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.aggregate_file().map_err(|e| e.to_string()))
+    } else {
+        serde_json::from_str::<zk::result::AggregateFile>(&text).map_err(|e| e.to_string())
+    };
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            println!(
+                "INVALID: {} is not a zkpool result or aggregate with an aggregate: {e}",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let pinned = circuit.is_some();
+    if pinned && srs.is_none() {
+        eprintln!("zkpool verify --aggregate-only: name the SRS you trust with --srs-id (your pool's is aggregation.srs_id in GET /v1/status), or --any-key to check against the key and SRS inside the file (which proves nothing about them)");
+        return ExitCode::from(2);
+    }
+    match file.verify(circuit.unwrap_or(&file.circuit_id), srs) {
+        Ok(c) if c.insecure_srs && !insecure_ok => {
+            println!("INVALID: the aggregate is made under the INSECURE test SRS {}, whose secrets are public: anyone can forge it, so it proves nothing (the pool names no ceremonies in [aggregation] ptau). Check the proofs instead (without --aggregate-only), or pass --insecure-srs for a demo", c.srs_id);
+            ExitCode::from(1)
+        }
+        Ok(c) => {
+            println!(
+                "OK: {} statements checked by {} aggregate proof(s) | job {} | circuit {} ({}) | SRS {}",
+                c.statements,
+                c.parts,
+                file.job_id,
+                file.circuit.name(),
+                file.circuit_id,
+                c.srs_id
+            );
+            if c.insecure_srs {
+                println!("INSECURE SRS: its secrets are public; this check proves nothing to you");
+            }
+            if !pinned {
+                println!("UNPINNED: checked against the key and SRS inside the file; only --circuit-id and --srs-id say they are the ones you trust");
+            }
+            if let Some(chain) = &file.chain {
+                println!(
+                    "chain: H^{}(seed) = {} (seed {})",
+                    chain.segments * chain.steps_per_segment as u64,
+                    zk::field::fr_to_string(&chain.output),
+                    zk::field::fr_to_string(&chain.seed)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 pub fn read_json(p: &Path) -> anyhow::Result<Value> {
     let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", p.display()))

@@ -4,6 +4,7 @@
 //! waiting on jobs, the operator's token and config, running the CLI.
 
 mod adversary;
+mod aggregation;
 mod circom;
 mod dashboard;
 mod faults;
