@@ -118,6 +118,19 @@ impl CircomCircuit {
     /// Proves a witness from [`Self::witness`] with the zkey's proving key, with
     /// randomness from the OS CSPRNG.
     pub fn prove(&self, pk: &ProvingKey<Bn254>, witness: &[Fr]) -> Result<ProofBytes, CircomError> {
+        let mut rng = rand::rngs::OsRng;
+        self.prove_with(pk, witness, Fr::rand(&mut rng), Fr::rand(&mut rng))
+    }
+
+    /// [`Self::prove`] with the randomness given: ark-groth16 with snarkjs's
+    /// reduction, the matrices borrowed (not copied per proof).
+    pub(crate) fn prove_with(
+        &self,
+        pk: &ProvingKey<Bn254>,
+        witness: &[Fr],
+        r: Fr,
+        s: Fr,
+    ) -> Result<ProofBytes, CircomError> {
         if witness.len() != self.r1cs.wires {
             return Err(CircomError::Prove(format!(
                 "the witness has {} values, the circuit {} wires",
@@ -125,14 +138,12 @@ impl CircomCircuit {
                 self.r1cs.wires
             )));
         }
-        let mut rng = rand::rngs::OsRng;
-        let (r, s) = (Fr::rand(&mut rng), Fr::rand(&mut rng));
         let proof =
             Groth16::<Bn254, qap::CircomReduction>::create_proof_with_reduction_and_matrices(
                 pk,
                 r,
                 s,
-                &[self.r1cs.a.clone(), self.r1cs.b.clone()],
+                &self.r1cs.ab,
                 self.public_inputs() + 1,
                 self.r1cs.constraints(),
                 witness,
@@ -207,7 +218,7 @@ fn check_match(r1cs: &R1cs, zkey: &Zkey) -> Result<(), CircomError> {
         )));
     }
     let mut expected = Vec::with_capacity(zkey.coefs.len());
-    for (m, matrix) in [&r1cs.a, &r1cs.b].into_iter().enumerate() {
+    for (m, matrix) in r1cs.ab.iter().enumerate() {
         for (i, row) in matrix.iter().enumerate() {
             for (c, w) in row {
                 expected.push(zkey::Coef {
