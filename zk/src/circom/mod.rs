@@ -11,6 +11,7 @@
 //! the proofs verify under the zkey's verifying key, in zkpool and in snarkjs.
 
 mod binfile;
+mod native_ops;
 pub mod qap;
 pub mod r1cs;
 pub mod witness;
@@ -324,6 +325,27 @@ mod tests {
         let other = [public[0] + Fr::from(1u64), public[1]];
         assert!(vk.verify(&other, &proof).is_err());
         assert!(vk.verify(&other, &theirs).is_err());
+    }
+
+    /// circom's field arithmetic done natively gives the interpreter's witness.
+    #[test]
+    fn native_field_operations_compute_the_same_witness() {
+        let native = WitnessGenerator::with_native_ops(WASM, true).unwrap();
+        let interpreted = WitnessGenerator::with_native_ops(WASM, false).unwrap();
+        assert!(native.native_field_ops() && !interpreted.native_field_ops());
+        for (a, b) in [
+            ("3", "11"),
+            ("0", "5"),
+            ("123456789", "987654321"),
+            ("-1", "-7"),
+        ] {
+            let input = serde_json::json!({"a": a, "b": b});
+            assert_eq!(
+                native.calculate(&input).unwrap(),
+                interpreted.calculate(&input).unwrap(),
+                "a = {a}, b = {b}"
+            );
+        }
     }
 
     #[test]
