@@ -46,9 +46,9 @@ pub use tables::{BaseList, TablePlan, TableSpec, Tables, TablesError};
 use crate::{circuits::CircuitSpec, proof::ProofBytes, Bn254, CircuitKeys, KeyError, Statement};
 use msm::{Digits, Layout, Scalar};
 
-/// The constraint system a proof is for: its matrices (borrowed) and the
-/// reduction its key was made for.
-pub(crate) enum Relation<'a> {
+/// The constraint matrices a proof is for (borrowed) and the reduction its
+/// key was made for.
+pub(crate) enum Matrices<'a> {
     /// A circom circuit with a snarkjs zkey: A and B, snarkjs's reduction.
     Circom {
         a: &'a Matrix<Fr>,
@@ -56,6 +56,14 @@ pub(crate) enum Relation<'a> {
     },
     /// A built-in circuit: A, B and C, arkworks' default (libsnark) reduction.
     Libsnark { matrices: &'a [Matrix<Fr>] },
+}
+
+/// The constraint system a proof is for.
+pub(crate) struct Relation<'a> {
+    pub matrices: Matrices<'a>,
+    /// Instance variables, the constant 1 included.
+    pub num_inputs: usize,
+    pub num_constraints: usize,
 }
 
 /// Digits of one scalar list, cut once per window width and layout and shared
@@ -103,10 +111,10 @@ fn msm_list<P: ark_ec::short_weierstrass::SWCurveConfig>(
     }
 }
 
-fn g1_table<'t>(
-    tables: Option<&'t Tables>,
+fn g1_table(
+    tables: Option<&Tables>,
     list: BaseList,
-) -> Option<(&'t TableSpec, &'t [ark_bn254::G1Affine])> {
+) -> Option<(&TableSpec, &[ark_bn254::G1Affine])> {
     match tables?.get(list)? {
         (s, tables::Table::G1(t)) => Some((s, t.as_slice())),
         _ => None,
@@ -127,12 +135,11 @@ pub(crate) fn prove(
     pk: &ProvingKey<Bn254>,
     tables: Option<&Tables>,
     relation: &Relation<'_>,
-    num_inputs: usize,
-    num_constraints: usize,
     w: &[Fr],
     r: Fr,
     s: Fr,
 ) -> Result<Proof<Bn254>, String> {
+    let (num_inputs, num_constraints) = (relation.num_inputs, relation.num_constraints);
     let vars = pk.a_query.len();
     if w.len() != vars
         || pk.b_g1_query.len() != vars
@@ -151,9 +158,9 @@ pub(crate) fn prove(
     // on the other; rayon moves idle threads between them.
     let (h, (a, b1, b2, l)) = rayon::join(
         || -> Result<G1Projective, String> {
-            let h = match relation {
-                Relation::Circom { a, b } => qap::circom(a, b, num_inputs, num_constraints, w),
-                Relation::Libsnark { matrices } => {
+            let h = match &relation.matrices {
+                Matrices::Circom { a, b } => qap::circom(a, b, num_inputs, num_constraints, w),
+                Matrices::Libsnark { matrices } => {
                     qap::libsnark(matrices, num_inputs, num_constraints, w)
                 }
             }
@@ -412,21 +419,15 @@ impl CircuitKeys {
     ) -> Result<Proof<Bn254>, KeyError> {
         let synth = |e: String| KeyError::Synthesis(e);
         if let Some(c) = &self.circom {
-            let relation = Relation::Circom {
-                a: &c.r1cs.ab[0],
-                b: &c.r1cs.ab[1],
+            let relation = Relation {
+                matrices: Matrices::Circom {
+                    a: &c.r1cs.ab[0],
+                    b: &c.r1cs.ab[1],
+                },
+                num_inputs: c.public_inputs() + 1,
+                num_constraints: c.r1cs.constraints(),
             };
-            return prove(
-                &self.pk,
-                tables,
-                &relation,
-                c.public_inputs() + 1,
-                c.r1cs.constraints(),
-                full,
-                r,
-                s,
-            )
-            .map_err(synth);
+            return prove(&self.pk, tables, &relation, full, r, s).map_err(synth);
         }
         let r1cs = self
             .engine
@@ -434,19 +435,14 @@ impl CircuitKeys {
             .get_or_init(|| builtin_r1cs(self.spec))
             .as_ref()
             .map_err(|e| synth(e.clone()))?;
-        prove(
-            &self.pk,
-            tables,
-            &Relation::Libsnark {
+        let relation = Relation {
+            matrices: Matrices::Libsnark {
                 matrices: &r1cs.matrices,
             },
-            r1cs.num_inputs,
-            r1cs.num_constraints,
-            full,
-            r,
-            s,
-        )
-        .map_err(synth)
+            num_inputs: r1cs.num_inputs,
+            num_constraints: r1cs.num_constraints,
+        };
+        prove(&self.pk, tables, &relation, full, r, s).map_err(synth)
     }
 
     /// The arkworks prover (ark-groth16), as every proof was made before this

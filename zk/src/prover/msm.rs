@@ -145,7 +145,7 @@ pub(crate) fn digits_of_magnitude(
     let half = 1u64 << (c - 1);
     let full = 1u64 << c;
     let mut carry = 0u64;
-    for j in 0..windows {
+    for (j, out) in out.iter_mut().enumerate().take(windows) {
         let w = bits_at(mag, j as u32 * c, c) + carry;
         let code = if w > half {
             carry = 1;
@@ -163,7 +163,7 @@ pub(crate) fn digits_of_magnitude(
                 ((w as u32) << 1) | neg
             }
         };
-        out[j] = code;
+        *out = code;
     }
     debug_assert_eq!(carry, 0, "the top window absorbs the last carry");
 }
@@ -200,7 +200,7 @@ pub(crate) fn msm_variable<P: SWCurveConfig>(
         .into_par_iter()
         .map(|j| {
             let codes = &digits.codes[j * stride + first..j * stride + first + n];
-            let mut b = Buckets::<P>::new(1 << (c - 1), batch_size(c));
+            let mut b = Buckets::<P>::new(1 << (c - 1), batch_size(1 << (c - 1)));
             for (code, base) in codes.iter().zip(bases) {
                 if *code != 0 {
                     b.add(((code >> 1) - 1) as usize, base, code & 1 == 1);
@@ -245,7 +245,7 @@ pub(crate) fn msm_fixed<P: SWCurveConfig>(
             if lo == hi {
                 return Projective::zero();
             }
-            let mut b = Buckets::<P>::new(hi - lo, batch_size(digits.c));
+            let mut b = Buckets::<P>::new(hi - lo, batch_size(hi - lo));
             let (lo32, span) = (lo as u32, (hi - lo) as u32);
             for (code, point) in codes.iter().zip(table) {
                 // A zero code wraps to a huge index, as does any bucket below `lo`.
@@ -260,11 +260,13 @@ pub(crate) fn msm_fixed<P: SWCurveConfig>(
         .sum()
 }
 
-/// Pending additions per batched inversion: big enough that the inversion is a
-/// small share of each addition, small enough that few additions meet a bucket
-/// already in the batch.
-fn batch_size(c: u32) -> usize {
-    ((1usize << (c - 1)) / 16).clamp(32, 512)
+/// Pending additions per batched inversion, for `buckets` buckets. An
+/// inversion costs about 150 multiplications, so a batch of `b` adds `150 / b`
+/// to each addition; and a point whose bucket is already in the batch goes to
+/// the XYZZ bucket, about 4 multiplications dearer, with probability about
+/// `b / (2 * buckets)`. The sum is least near `b = 8.5 * sqrt(buckets)`.
+fn batch_size(buckets: usize) -> usize {
+    ((8.5 * (buckets as f64).sqrt()) as usize).clamp(32, 1024)
 }
 
 /// `sum (k + 1) * buckets[k]` and `sum buckets[k]` over affine buckets: the

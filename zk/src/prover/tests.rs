@@ -250,11 +250,13 @@ fn random_circuits_prove_as_arkworks_does_with_both_reductions() {
             let got = prove(
                 &pk,
                 t.as_ref(),
-                &Relation::Libsnark {
-                    matrices: &matrices,
+                &Relation {
+                    matrices: Matrices::Libsnark {
+                        matrices: &matrices,
+                    },
+                    num_inputs: inputs,
+                    num_constraints: r1cs.a.len(),
                 },
-                inputs,
-                r1cs.a.len(),
                 &r1cs.witness,
                 r,
                 s,
@@ -285,12 +287,14 @@ fn random_circuits_prove_as_arkworks_does_with_both_reductions() {
             let got = prove(
                 &pk,
                 t.as_ref(),
-                &Relation::Circom {
-                    a: &r1cs.a,
-                    b: &r1cs.b,
+                &Relation {
+                    matrices: Matrices::Circom {
+                        a: &r1cs.a,
+                        b: &r1cs.b,
+                    },
+                    num_inputs: inputs,
+                    num_constraints: r1cs.a.len(),
                 },
-                inputs,
-                r1cs.a.len(),
                 &r1cs.witness,
                 r,
                 s,
