@@ -1242,6 +1242,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
             max_backoff: Duration::from_secs(2),
             tls_ca: None,
             prover_cmd: None,
+            precompute_mem: 0,
         };
         let s = Arc::new(miner::Stats::default());
         stats.push((worker, s.clone()));
