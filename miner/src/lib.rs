@@ -14,6 +14,7 @@ pub mod bench;
 pub mod config;
 pub mod external;
 pub mod keys;
+pub mod pipeline;
 pub mod receipts;
 pub mod session;
 pub mod tables;
