@@ -19,6 +19,7 @@
 
 mod batch_affine;
 pub mod cpu;
+mod glv;
 mod msm;
 mod qap;
 mod tables;
@@ -81,11 +82,19 @@ impl<'a> DigitCache<'a> {
         }
     }
 
-    fn get(&mut self, c: u32, layout: Layout) -> &Digits {
-        if let Some(i) = self.cut.iter().position(|d| d.c == c && d.layout == layout) {
+    fn get(&mut self, c: u32, layout: Layout, glv: bool) -> &Digits {
+        if let Some(i) = self
+            .cut
+            .iter()
+            .position(|d| d.c == c && d.layout == layout && d.glv == glv)
+        {
             return &self.cut[i];
         }
-        self.cut.push(Digits::new(self.scalars, c, layout));
+        self.cut.push(if glv {
+            Digits::new_glv(self.scalars, c)
+        } else {
+            Digits::new(self.scalars, c, layout)
+        });
         self.cut.last().expect("just pushed")
     }
 }
@@ -99,15 +108,32 @@ fn msm_list<P: ark_ec::short_weierstrass::SWCurveConfig>(
 ) -> ark_ec::short_weierstrass::Projective<P> {
     let n = digits.scalars.len().saturating_sub(first).min(bases.len());
     match table {
-        Some((spec, t)) if spec.points == bases.len() => {
-            let d = digits.get(spec.c, Layout::PointMajor);
+        Some((spec, t)) if spec.points == bases.len() && !spec.glv => {
+            let d = digits.get(spec.c, Layout::PointMajor, false);
             msm::msm_fixed(t, d, first, n)
         }
         _ => {
             let c = msm::variable_window(n);
-            let d = digits.get(c, Layout::WindowMajor);
+            let d = digits.get(c, Layout::WindowMajor, false);
             msm::msm_variable(bases, d, first, n)
         }
+    }
+}
+
+/// [`msm_list`] for a G1 list, whose table may be over GLV halves.
+fn msm_g1(
+    bases: &[ark_bn254::G1Affine],
+    table: Option<(&TableSpec, &[ark_bn254::G1Affine])>,
+    digits: &mut DigitCache<'_>,
+    first: usize,
+) -> G1Projective {
+    match table {
+        Some((spec, t)) if spec.points == bases.len() && spec.glv => {
+            let n = digits.scalars.len().saturating_sub(first).min(bases.len());
+            let d = digits.get(spec.c, Layout::PointMajor, true);
+            msm::msm_fixed_glv(t, d, first, n)
+        }
+        _ => msm_list::<g1::Config>(bases, table, digits, first),
     }
 }
 
@@ -168,7 +194,7 @@ pub(crate) fn prove(
             let n = h.len().min(pk.h_query.len());
             let h: Vec<Scalar> = h[..n].par_iter().map(|x| x.into_bigint()).collect();
             let mut digits = DigitCache::new(&h);
-            Ok(msm_list::<g1::Config>(
+            Ok(msm_g1(
                 &pk.h_query,
                 g1_table(tables, BaseList::H),
                 &mut digits,
@@ -177,16 +203,15 @@ pub(crate) fn prove(
         },
         || {
             let mut digits = DigitCache::new(&scalars);
-            let a =
-                msm_list::<g1::Config>(&pk.a_query, g1_table(tables, BaseList::A), &mut digits, 0);
-            let b1 = msm_list::<g1::Config>(
+            let a = msm_g1(&pk.a_query, g1_table(tables, BaseList::A), &mut digits, 0);
+            let b1 = msm_g1(
                 &pk.b_g1_query,
                 g1_table(tables, BaseList::B1),
                 &mut digits,
                 0,
             );
             let b2 = msm_list::<g2::Config>(&pk.b_g2_query, g2_table(tables), &mut digits, 0);
-            let l = msm_list::<g1::Config>(
+            let l = msm_g1(
                 &pk.l_query,
                 g1_table(tables, BaseList::L),
                 &mut digits,

@@ -43,9 +43,12 @@ pub(crate) enum Layout {
 /// selects bucket `magnitude - 1` and whether the point is added or subtracted.
 pub(crate) struct Digits {
     pub c: u32,
+    /// Windows per scalar (per half, for GLV digits).
     pub windows: usize,
     pub n: usize,
     pub layout: Layout,
+    /// GLV digits: point-major, each scalar's `k1` windows then its `k2` windows.
+    pub glv: bool,
     pub codes: Vec<u32>,
 }
 
@@ -87,6 +90,35 @@ impl Digits {
             windows,
             n,
             layout,
+            glv: false,
+            codes,
+        }
+    }
+
+    /// Point-major digits of the GLV halves of `scalars` (see [`super::glv`]).
+    pub fn new_glv(scalars: &[Scalar], c: u32) -> Self {
+        assert!((2..=24).contains(&c), "window of {c} bits");
+        let windows = windows(super::glv::HALF_BITS, c);
+        let n = scalars.len();
+        let mut codes = vec![0u32; n * 2 * windows];
+        const CHUNK: usize = 1024;
+        codes
+            .par_chunks_mut(CHUNK * 2 * windows)
+            .zip(scalars.par_chunks(CHUNK))
+            .for_each(|(out, s)| {
+                for (o, s) in out.chunks_mut(2 * windows).zip(s) {
+                    let halves = super::glv::split(s);
+                    for (o, (mag, neg)) in o.chunks_mut(windows).zip(halves) {
+                        digits_of_magnitude(&mag, c, windows, neg as u32, o);
+                    }
+                }
+            });
+        Digits {
+            c,
+            windows,
+            n,
+            layout: Layout::PointMajor,
+            glv: true,
             codes,
         }
     }
@@ -221,21 +253,24 @@ pub(crate) fn msm_variable<P: SWCurveConfig>(
 
 /// `sum_{i < n} s_{first + i} * P_i` from a fixed-base table (`table[i *
 /// windows + j]` = `2^(c*j) * P_i`) and point-major digits of the same window
-/// width. All windows share one set of buckets; the threads split the buckets
-/// between them, each scanning every digit for its own.
+/// width. All windows share one set of buckets; parts of the bucket range are
+/// summed in parallel, each scanning every digit for its own.
 pub(crate) fn msm_fixed<P: SWCurveConfig>(
     table: &[Affine<P>],
     digits: &Digits,
     first: usize,
     n: usize,
 ) -> Projective<P> {
-    assert_eq!(digits.layout, Layout::PointMajor);
+    assert!(digits.layout == Layout::PointMajor && !digits.glv);
     let w = digits.windows;
     assert!(digits.n >= first + n && table.len() >= n * w);
     let codes = &digits.codes[first * w..(first + n) * w];
     let table = &table[..n * w];
     let buckets = 1usize << (digits.c - 1);
-    let parts = rayon::current_num_threads().clamp(1, 64);
+    // Four parts per thread, so a thread that comes free late (from the FFTs on
+    // the other side of the proof) still finds work; each part scans every
+    // digit, which costs little beside its additions.
+    let parts = (4 * rayon::current_num_threads()).clamp(1, (buckets / 256).max(1));
     let per = buckets.div_ceil(parts);
     (0..parts)
         .into_par_iter()
@@ -256,6 +291,55 @@ pub(crate) fn msm_fixed<P: SWCurveConfig>(
             }
             let (total, running) = b.sum();
             total + running * P::ScalarField::from(lo as u64)
+        })
+        .sum()
+}
+
+/// [`msm_fixed`] with GLV digits over a G1 table of 128-bit windows: each
+/// entry is added once for `k1`'s digit and once, through `phi` (its x times
+/// `beta`), for `k2`'s.
+pub(crate) fn msm_fixed_glv(
+    table: &[ark_bn254::G1Affine],
+    digits: &Digits,
+    first: usize,
+    n: usize,
+) -> ark_bn254::G1Projective {
+    assert!(digits.layout == Layout::PointMajor && digits.glv);
+    let w = digits.windows;
+    assert!(digits.n >= first + n && table.len() >= n * w);
+    let codes = &digits.codes[first * 2 * w..(first + n) * 2 * w];
+    let table = &table[..n * w];
+    let beta = super::glv::beta();
+    let buckets = 1usize << (digits.c - 1);
+    let parts = (4 * rayon::current_num_threads()).clamp(1, (buckets / 256).max(1));
+    let per = buckets.div_ceil(parts);
+    (0..parts)
+        .into_par_iter()
+        .map(|t| {
+            let lo = (t * per).min(buckets);
+            let hi = ((t + 1) * per).min(buckets);
+            if lo == hi {
+                return ark_bn254::G1Projective::zero();
+            }
+            let mut b = Buckets::<ark_bn254::g1::Config>::new(hi - lo, batch_size(hi - lo));
+            let (lo32, span) = (lo as u32, (hi - lo) as u32);
+            for (codes, points) in codes.chunks_exact(2 * w).zip(table.chunks_exact(w)) {
+                let (k1, k2) = codes.split_at(w);
+                for ((c1, c2), point) in k1.iter().zip(k2).zip(points) {
+                    let k = (c1 >> 1).wrapping_sub(1).wrapping_sub(lo32);
+                    if k < span {
+                        b.add(k as usize, point, c1 & 1 == 1);
+                    }
+                    let k = (c2 >> 1).wrapping_sub(1).wrapping_sub(lo32);
+                    if k < span {
+                        let mut phi = *point;
+                        phi.x *= beta;
+                        b.add(k as usize, &phi, c2 & 1 == 1);
+                    }
+                }
+            }
+            let (total, running) = b.sum();
+            total + running * ark_bn254::Fr::from(lo as u64)
         })
         .sum()
 }

@@ -14,8 +14,9 @@
 //! "zkpt"  u32 version
 //! u32 length, then that many bytes of UTF-8: the key's id (the hash the pool
 //!     announced for the proving key)
-//! u32 number of tables, then for each: u32 list (0 A, 1 B1, 2 B2, 3 L, 4 H),
-//!     u64 points, u32 window bits, u32 windows, u32 bytes per entry
+//! u32 number of tables, then for each: u32 list (0 A, 1 B1, 2 B2, 3 L, 4 H;
+//!     plus 256 for windows over GLV halves), u64 points, u32 window bits,
+//!     u32 windows, u32 bytes per entry
 //! the entries, table after table: x then y, as the field elements' Montgomery
 //!     limbs (G2 coordinates c0 then c1); (0, 0) is the identity
 //! 32 bytes: SHA-256 of everything before them
@@ -36,6 +37,7 @@ use rand::Rng;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use super::glv::HALF_BITS;
 use super::msm::{windows, SCALAR_BITS};
 use crate::Bn254;
 
@@ -127,15 +129,20 @@ pub struct TableSpec {
     /// Window width in bits.
     pub c: u32,
     pub windows: usize,
+    /// Windows over the 128-bit halves of GLV-split scalars (G1 lists only):
+    /// half the windows, each used twice (the second time through `phi`).
+    pub glv: bool,
 }
 
 impl TableSpec {
-    fn new(list: BaseList, points: usize, c: u32) -> Self {
+    pub(crate) fn new(list: BaseList, points: usize, c: u32, glv: bool) -> Self {
+        let bits = if glv { HALF_BITS } else { SCALAR_BITS };
         TableSpec {
             list,
             points,
             c,
-            windows: windows(SCALAR_BITS, c),
+            windows: windows(bits, c),
+            glv,
         }
     }
 
@@ -157,9 +164,16 @@ fn variable_cost(n: usize) -> u64 {
     windows(SCALAR_BITS, c) as u64 * (n as u64 + (1u64 << (c - 1)) * 4)
 }
 
-/// Additions of a fixed-base MSM of `n` points with a table of window `c`.
-fn fixed_cost(n: usize, c: u32) -> u64 {
-    windows(SCALAR_BITS, c) as u64 * n as u64 + (1u64 << (c - 1)) * 4
+/// Additions of a fixed-base MSM of `n` points with a table of window `c`
+/// (GLV: twice the points over half the windows, the `phi` half a sixth
+/// dearer for its multiplication by `beta`).
+fn fixed_cost(n: usize, c: u32, glv: bool) -> u64 {
+    let adds = if glv {
+        windows(HALF_BITS, c) as u64 * n as u64 * 13 / 6
+    } else {
+        windows(SCALAR_BITS, c) as u64 * n as u64
+    };
+    adds + (1u64 << (c - 1)) * 4
 }
 
 impl TablePlan {
@@ -179,20 +193,36 @@ impl TablePlan {
                 let mut o = vec![None];
                 if n > 0 {
                     let var = variable_cost(n);
-                    for c in 8..=20 {
-                        let fixed = fixed_cost(n, c);
-                        if fixed < var {
-                            o.push(Some((
-                                TableSpec::new(list, n, c),
-                                (var - fixed) * list.weight(),
-                            )));
+                    let glv: &[bool] = if list == BaseList::B2 {
+                        &[false]
+                    } else {
+                        &[false, true]
+                    };
+                    for &glv in glv {
+                        for c in 8..=20 {
+                            let fixed = fixed_cost(n, c, glv);
+                            if fixed < var {
+                                o.push(Some((
+                                    TableSpec::new(list, n, c, glv),
+                                    (var - fixed) * list.weight(),
+                                )));
+                            }
                         }
                     }
                 }
+                // Keep the options no other beats on both bytes and savings.
+                let all = o.clone();
+                o.retain(|x| {
+                    let (b, v) = x.map_or((0, 0), |(t, v)| (t.bytes(), v));
+                    !all.iter().any(|y| {
+                        let (yb, yv) = y.map_or((0, 0), |(t, v)| (t.bytes(), v));
+                        (yb <= b && yv > v) || (yb < b && yv >= v)
+                    })
+                });
                 o
             })
             .collect();
-        // Five lists and at most 14 options each: search them all.
+        // Five lists and a handful of undominated options each: search them all.
         let mut best: (u64, u64, Vec<TableSpec>) = (0, 0, vec![]);
         let mut choice = vec![0usize; options.len()];
         loop {
@@ -241,7 +271,14 @@ impl std::fmt::Display for TablePlan {
         let parts: Vec<String> = self
             .tables
             .iter()
-            .map(|t| format!("{} ({} bits)", t.list.name(), t.c))
+            .map(|t| {
+                format!(
+                    "{} ({} bits{})",
+                    t.list.name(),
+                    t.c,
+                    if t.glv { ", GLV" } else { "" }
+                )
+            })
             .collect();
         write!(
             f,
@@ -500,7 +537,7 @@ impl Tables {
         h.extend_from_slice(key.as_bytes());
         h.extend_from_slice(&(plan.tables.len() as u32).to_le_bytes());
         for t in &plan.tables {
-            h.extend_from_slice(&t.list.id().to_le_bytes());
+            h.extend_from_slice(&(t.list.id() | (t.glv as u32) << 8).to_le_bytes());
             h.extend_from_slice(&(t.points as u64).to_le_bytes());
             h.extend_from_slice(&t.c.to_le_bytes());
             h.extend_from_slice(&(t.windows as u32).to_le_bytes());
@@ -628,5 +665,18 @@ mod tests {
         assert!(!some.tables.is_empty());
         // G2 saves three times as much per addition, for twice the bytes.
         assert!(some.get(BaseList::B2).is_some(), "{some}");
+        // At 2^18 points, 1 GiB holds a table for every list when the G1 ones
+        // are over GLV halves (about 1.4 GiB without).
+        let big = BaseList::ALL.map(|l| (l, 1usize << 18));
+        let gib = TablePlan::for_lengths(&big, 1 << 30);
+        assert_eq!(gib.tables.len(), 5, "{gib}");
+        assert!(
+            gib.tables.iter().all(|t| t.glv == (t.list != BaseList::B2)),
+            "{gib}"
+        );
+        assert!(TablePlan::for_lengths(&big, 4 << 30)
+            .tables
+            .iter()
+            .all(|t| !t.glv));
     }
 }

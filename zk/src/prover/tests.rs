@@ -114,6 +114,13 @@ fn msms_agree_with_arkworks_in_both_groups() {
                 let t2 = tables::build_table(&g2, c, pm.windows);
                 assert_eq!(msm::msm_fixed(&t1, &pm, first, n), want1, "n {n} c {c}");
                 assert_eq!(msm::msm_fixed(&t2, &pm, first, n), want2, "n {n} c {c}");
+                let glv = Digits::new_glv(&big, c);
+                let t1 = tables::build_table(&g1, c, glv.windows);
+                assert_eq!(
+                    msm::msm_fixed_glv(&t1, &glv, first, n),
+                    want1,
+                    "GLV n {n} c {c}"
+                );
             }
         }
     }
@@ -209,16 +216,11 @@ impl ConstraintSynthesizer<Fr> for Replay<'_> {
     }
 }
 
-fn tables_for(pk: &ProvingKey<Bn254>, c: u32) -> Tables {
+fn tables_for(pk: &ProvingKey<Bn254>, c: u32, glv: bool) -> Tables {
     let plan = TablePlan {
         tables: BaseList::ALL
             .iter()
-            .map(|&l| TableSpec {
-                list: l,
-                points: l.len_in(pk),
-                c,
-                windows: msm::windows(msm::SCALAR_BITS, c),
-            })
+            .map(|&l| TableSpec::new(l, l.len_in(pk), c, glv && l != BaseList::B2))
             .collect(),
     };
     Tables::build(pk, "test", &plan).unwrap()
@@ -246,7 +248,11 @@ fn random_circuits_prove_as_arkworks_does_with_both_reductions() {
         let matrices = [r1cs.a.clone(), r1cs.b.clone(), r1cs.c.clone()];
         let verifier = VerifierKey::new(vk);
         let c = 3 + round as u32;
-        for t in [None, Some(tables_for(&pk, c))] {
+        for t in [
+            None,
+            Some(tables_for(&pk, c, false)),
+            Some(tables_for(&pk, c, true)),
+        ] {
             let got = prove(
                 &pk,
                 t.as_ref(),
@@ -283,7 +289,11 @@ fn random_circuits_prove_as_arkworks_does_with_both_reductions() {
         )
         .unwrap();
         let verifier = VerifierKey::new(vk);
-        for t in [None, Some(tables_for(&pk, c))] {
+        for t in [
+            None,
+            Some(tables_for(&pk, c, false)),
+            Some(tables_for(&pk, c, true)),
+        ] {
             let got = prove(
                 &pk,
                 t.as_ref(),
