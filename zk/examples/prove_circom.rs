@@ -11,6 +11,7 @@
 //! before issue 17), `engine` (zkpool's prover without tables), `tables:MiB`
 //! (with tables within that budget, read from or written to the tables file).
 //! It also times the witness (circom's wasm in wasmi) and checks every proof.
+//! With `PHASES=1` it then times each phase of the prover alone.
 
 use std::time::Instant;
 
@@ -21,6 +22,59 @@ use zk::{
     prover::Tables,
     Bn254, CircuitKeys, CircuitSpec, Fr, ProofBytes, Statement,
 };
+
+/// The steps ark-groth16's prover takes (`create_proof_with_assignment`), timed
+/// one by one with the same calls.
+fn arkworks_phases(keys: &CircuitKeys, full: &[Fr], copy: bool) -> Vec<(&'static str, f64)> {
+    use ark_ec::VariableBaseMSM;
+    use ark_ff::PrimeField;
+    use ark_groth16::r1cs_to_qap::R1CSToQAP;
+    let c = keys.circom.as_ref().expect("a circom key");
+    let pk = &keys.pk;
+    let mut out = vec![];
+    let t = Instant::now();
+    let copies;
+    let matrices: &[_] = if copy {
+        copies = [c.r1cs.a().clone(), c.r1cs.b().clone()];
+        &copies
+    } else {
+        &c.r1cs.ab
+    };
+    if copy {
+        out.push(("copying A and B", t.elapsed().as_secs_f64()));
+    }
+    let t = Instant::now();
+    let h =
+        CircomReduction::witness_map_from_matrices::<Fr, ark_poly::GeneralEvaluationDomain<Fr>>(
+            matrices,
+            c.public_inputs() + 1,
+            c.r1cs.constraints(),
+            full,
+        )
+        .expect("the witness map");
+    out.push(("witness map (A·w, B·w, FFTs)", t.elapsed().as_secs_f64()));
+    let t = Instant::now();
+    let h: Vec<_> = h.iter().map(|x| x.into_bigint()).collect();
+    let w: Vec<_> = full.iter().map(|x| x.into_bigint()).collect();
+    out.push(("out of Montgomery form", t.elapsed().as_secs_f64()));
+    let inputs = c.public_inputs() + 1;
+    let g1 = |what, bases: &[ark_bn254::G1Affine], s: &[_], out: &mut Vec<_>| {
+        let t = Instant::now();
+        let _ = std::hint::black_box(ark_bn254::G1Projective::msm_bigint(bases, s));
+        out.push((what, t.elapsed().as_secs_f64()));
+    };
+    g1("MSM A (G1)", &pk.a_query[1..], &w[1..], &mut out);
+    g1("MSM B1 (G1)", &pk.b_g1_query[1..], &w[1..], &mut out);
+    let t = Instant::now();
+    let _ = std::hint::black_box(ark_bn254::G2Projective::msm_bigint(
+        &pk.b_g2_query[1..],
+        &w[1..],
+    ));
+    out.push(("MSM B2 (G2)", t.elapsed().as_secs_f64()));
+    g1("MSM L (G1)", &pk.l_query, &w[inputs..], &mut out);
+    g1("MSM H (G1)", &pk.h_query, &h, &mut out);
+    out
+}
 
 /// zkpool's circom prover before issue 17: ark-groth16 with copies of A and B.
 fn prove_copying(keys: &CircuitKeys, full: &[Fr]) -> Result<ProofBytes, String> {
@@ -144,6 +198,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         best_w = best_w.min(tw);
         best_p = best_p.min(tp);
         all.push(tp);
+    }
+    if std::env::var_os("PHASES").is_some() {
+        let w = keys.witness(&statement)?;
+        let phases = if mode.starts_with("arkworks") {
+            pool.install(|| arkworks_phases(&keys, &full, mode == "arkworks-copy"))
+        } else {
+            pool.install(|| keys.prove_phases(&w))?
+        };
+        let t = Instant::now();
+        c.witness(statement.input.as_ref().expect("an input"))?;
+        let witness = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let _ = c.r1cs.unsatisfied(&full);
+        let check = t.elapsed().as_secs_f64();
+        println!("phases ({mode}, {threads} threads), each alone:");
+        println!("  {witness:>7.3} s  witness (wasm), of which {check:.3} s checking it against the r1cs");
+        for (what, secs) in phases {
+            println!("  {secs:>7.3} s  {what}");
+        }
     }
     all.sort_by(|x, y| x.total_cmp(y));
     println!(

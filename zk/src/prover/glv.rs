@@ -159,11 +159,10 @@ pub(crate) fn split(k: &BigInt<4>) -> [([u64; 4], bool); 2] {
     // beta_i carries the sign `beta_neg[i]`.
     let mut k1 = k.0;
     let mut k2 = [0u64; 4];
-    for i in 0..2 {
-        let (a, a_neg) = c.a[i];
-        let (b, b_neg) = c.b[i];
-        add_signed(&mut k1, &mul_128(beta[i], a), !(c.beta_neg[i] ^ a_neg));
-        add_signed(&mut k2, &mul_128(beta[i], b), !(c.beta_neg[i] ^ b_neg));
+    for (((&beta, &neg), (a, a_neg)), (b, b_neg)) in beta.iter().zip(&c.beta_neg).zip(c.a).zip(c.b)
+    {
+        add_signed(&mut k1, &mul_128(beta, a), !(neg ^ a_neg));
+        add_signed(&mut k2, &mul_128(beta, b), !(neg ^ b_neg));
     }
     let out = [sign_magnitude(k1), sign_magnitude(k2)];
     debug_assert!(out.iter().all(|(m, _)| m[2] == 0 && m[3] == 0));

@@ -233,6 +233,82 @@ pub(crate) fn prove(
     })
 }
 
+/// Where a proof's time goes: the phases of [`prove`] one after the other
+/// (each on all threads), in seconds. A proof overlaps the H side with the
+/// others, so it takes less than their sum.
+fn phases(
+    pk: &ProvingKey<Bn254>,
+    tables: Option<&Tables>,
+    relation: &Relation<'_>,
+    w: &[Fr],
+) -> Result<Vec<(&'static str, f64)>, String> {
+    let mut out = vec![];
+    let mut time = |what: &'static str, t: std::time::Instant| {
+        out.push((what, t.elapsed().as_secs_f64()));
+    };
+    let t = std::time::Instant::now();
+    let scalars: Vec<Scalar> = w.par_iter().map(|x| x.into_bigint()).collect();
+    time("assignment out of Montgomery form", t);
+    let t = std::time::Instant::now();
+    let h = match &relation.matrices {
+        Matrices::Circom { a, b } => {
+            qap::circom(a, b, relation.num_inputs, relation.num_constraints, w)
+        }
+        Matrices::Libsnark { matrices } => {
+            qap::libsnark(matrices, relation.num_inputs, relation.num_constraints, w)
+        }
+    }
+    .ok_or("the constraint system is too large for BN254's FFT domains")?;
+    time("witness map (A·w, B·w, FFTs)", t);
+    let t = std::time::Instant::now();
+    let n = h.len().min(pk.h_query.len());
+    let h: Vec<Scalar> = h[..n].par_iter().map(|x| x.into_bigint()).collect();
+    time("H values out of Montgomery form", t);
+    let mut digits = DigitCache::new(&scalars);
+    let t = std::time::Instant::now();
+    let _ = std::hint::black_box(msm_g1(
+        &pk.a_query,
+        g1_table(tables, BaseList::A),
+        &mut digits,
+        0,
+    ));
+    time("MSM A (G1), digits included", t);
+    let t = std::time::Instant::now();
+    let _ = std::hint::black_box(msm_g1(
+        &pk.b_g1_query,
+        g1_table(tables, BaseList::B1),
+        &mut digits,
+        0,
+    ));
+    time("MSM B1 (G1)", t);
+    let t = std::time::Instant::now();
+    let _ = std::hint::black_box(msm_list::<g2::Config>(
+        &pk.b_g2_query,
+        g2_table(tables),
+        &mut digits,
+        0,
+    ));
+    time("MSM B2 (G2)", t);
+    let t = std::time::Instant::now();
+    let _ = std::hint::black_box(msm_g1(
+        &pk.l_query,
+        g1_table(tables, BaseList::L),
+        &mut digits,
+        relation.num_inputs,
+    ));
+    time("MSM L (G1)", t);
+    let mut digits = DigitCache::new(&h);
+    let t = std::time::Instant::now();
+    let _ = std::hint::black_box(msm_g1(
+        &pk.h_query,
+        g1_table(tables, BaseList::H),
+        &mut digits,
+        0,
+    ));
+    time("MSM H (G1), digits included", t);
+    Ok(out)
+}
+
 /// A built-in circuit's constraint matrices, synthesised once per key.
 struct BuiltinR1cs {
     matrices: Vec<Matrix<Fr>>,
@@ -435,24 +511,37 @@ impl CircuitKeys {
         })
     }
 
-    fn prove_engine(
+    /// Where this prover's time goes for `w`, phase by phase (see the
+    /// benchmarks): each phase alone on all threads, in seconds.
+    pub fn prove_phases(&self, w: &Witness) -> Result<Vec<(&'static str, f64)>, KeyError> {
+        let tables = self
+            .engine
+            .mode
+            .read()
+            .expect("the engine lock is never poisoned")
+            .clone()
+            .flatten();
+        let full = self.assignment(w)?;
+        self.with_relation(|relation| phases(&self.pk, tables.as_deref(), relation, &full))
+    }
+
+    /// Runs `f` with this key's relation (circom's matrices, or the built-in
+    /// circuit's, synthesised once).
+    fn with_relation<T>(
         &self,
-        full: &[Fr],
-        tables: Option<&Tables>,
-        r: Fr,
-        s: Fr,
-    ) -> Result<Proof<Bn254>, KeyError> {
+        f: impl FnOnce(&Relation<'_>) -> Result<T, String>,
+    ) -> Result<T, KeyError> {
         let synth = |e: String| KeyError::Synthesis(e);
         if let Some(c) = &self.circom {
-            let relation = Relation {
+            return f(&Relation {
                 matrices: Matrices::Circom {
                     a: &c.r1cs.ab[0],
                     b: &c.r1cs.ab[1],
                 },
                 num_inputs: c.public_inputs() + 1,
                 num_constraints: c.r1cs.constraints(),
-            };
-            return prove(&self.pk, tables, &relation, full, r, s).map_err(synth);
+            })
+            .map_err(synth);
         }
         let r1cs = self
             .engine
@@ -460,14 +549,24 @@ impl CircuitKeys {
             .get_or_init(|| builtin_r1cs(self.spec))
             .as_ref()
             .map_err(|e| synth(e.clone()))?;
-        let relation = Relation {
+        f(&Relation {
             matrices: Matrices::Libsnark {
                 matrices: &r1cs.matrices,
             },
             num_inputs: r1cs.num_inputs,
             num_constraints: r1cs.num_constraints,
-        };
-        prove(&self.pk, tables, &relation, full, r, s).map_err(synth)
+        })
+        .map_err(synth)
+    }
+
+    fn prove_engine(
+        &self,
+        full: &[Fr],
+        tables: Option<&Tables>,
+        r: Fr,
+        s: Fr,
+    ) -> Result<Proof<Bn254>, KeyError> {
+        self.with_relation(|relation| prove(&self.pk, tables, relation, full, r, s))
     }
 
     /// The arkworks prover (ark-groth16), as every proof was made before this
