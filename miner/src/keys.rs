@@ -2,6 +2,10 @@
 //! from the pool. Every key is checked against the hash the pool announced before
 //! use; a cached file that fails the check is deleted and fetched again.
 //!
+//! The pool is not trusted with the file system or the rig's memory: a key hash
+//! must be 64 hex digits before it names a file (so `../` cannot), and a download
+//! stops at the size the pool announced, which must be under `MAX_KEY_BYTES`.
+//!
 //! With a precomputation budget, a key's prover tables are read from (or built
 //! and written to) `{cache_dir}/{hash}.tables` when the key is first loaded
 //! (see [`crate::tables`]); the budget is shared by all the keys a rig loads.
@@ -31,6 +35,21 @@ pub enum KeyFetchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The task names a key this rig refuses to fetch.
+    #[error("refusing the proving key: {0}")]
+    Refused(String),
+}
+
+/// The largest proving key a rig downloads (a circuit of tens of millions of
+/// constraints); a pool announcing more is refused.
+pub const MAX_KEY_BYTES: u64 = 4 << 30;
+
+/// Whether `hash` has the form of a key hash: 64 lowercase hex digits.
+pub fn is_key_hash(hash: &str) -> bool {
+    hash.len() == 64
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub struct KeyCache {
@@ -108,6 +127,18 @@ impl KeyCache {
         key: &stratum::KeyRef,
         spec: CircuitSpec,
     ) -> Result<Arc<CircuitKeys>, KeyFetchError> {
+        if !is_key_hash(&key.hash) {
+            return Err(KeyFetchError::Refused(format!(
+                "its hash {:?} is not 64 hex digits",
+                key.hash.chars().take(80).collect::<String>()
+            )));
+        }
+        if key.size > MAX_KEY_BYTES {
+            return Err(KeyFetchError::Refused(format!(
+                "the pool announces {} bytes, more than the {MAX_KEY_BYTES} a rig downloads",
+                key.size
+            )));
+        }
         let mut loaded = self.loaded.lock().await;
         if let Some(k) = loaded.get(&key.hash) {
             return Ok(k.clone());
@@ -131,7 +162,7 @@ impl KeyCache {
             url: key.url.clone(),
             detail,
         };
-        let resp = self
+        let mut resp = self
             .http
             .get(&key.url)
             .send()
@@ -140,11 +171,18 @@ impl KeyCache {
         if !resp.status().is_success() {
             return Err(download(format!("HTTP {}", resp.status())));
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| download(e.to_string()))?
-            .to_vec();
+        // Read no more than the announced size: a pool that sends more is lying
+        // about the key, and would otherwise fill the rig's memory.
+        let mut bytes = Vec::with_capacity(key.size.min(64 << 20) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| download(e.to_string()))? {
+            if bytes.len() as u64 + chunk.len() as u64 > key.size {
+                return Err(download(format!(
+                    "the pool sent more than the {} bytes it announced",
+                    key.size
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let keys = decode(spec, bytes.clone(), &key.hash)
             .await
             .map_err(|source| KeyFetchError::Bad {

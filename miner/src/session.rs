@@ -273,6 +273,13 @@ async fn prove_tasks(
                 continue;
             }
         };
+        // The key's verifying key must be the circuit the task names, or every
+        // proof would be checked against another key and the rig blamed.
+        if circuit.verifier.id != n.circuit.0 {
+            error!(task = %n.task, circuit = %n.circuit, key_circuit = %circuit.verifier.id,
+                "the proving key is for another circuit than the task names; skipping task");
+            continue;
+        }
         let lease = Duration::from_secs(n.lease_secs.max(3));
         let mut last_progress = Instant::now();
         let mut proofs = Vec::with_capacity(statements.len());
@@ -306,15 +313,25 @@ async fn prove_tasks(
             let proof = tokio::task::spawn_blocking(move || {
                 if let Some(e) = ext {
                     match e.prove(&c, &hash, &statement) {
-                        Ok(proof) => return Ok(proof),
+                        Ok(proof) => return Ok::<_, zk::KeyError>(proof),
                         Err(why) => warn!(%task, index, error = %why,
                             "the external prover failed; proving this statement with the built-in prover"),
                     }
                 }
-                match witness {
-                    Some(w) => p.install(|| c.prove_witness(&w?)),
-                    None => p.install(|| c.prove(&statement)),
-                }
+                let proof = match witness {
+                    Some(w) => p.install(|| c.prove_witness(&w?))?,
+                    None => p.install(|| c.prove(&statement))?,
+                };
+                // Check our own proof (about a millisecond) before the pool does: a
+                // key that cannot make valid proofs must not get this rig banned.
+                // (zkpool's prover checks its proofs too, but falls back to
+                // arkworks, whose proofs are only checked here.)
+                c.verifier.verify(&statement.public, &proof).map_err(|e| {
+                    zk::KeyError::Synthesis(format!(
+                        "the proof made with this circuit's proving key does not verify under its verifying key ({e}); not submitting it"
+                    ))
+                })?;
+                Ok(proof)
             })
             .await;
             match proof {

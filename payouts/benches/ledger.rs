@@ -30,6 +30,7 @@ fn credit(worker: usize) -> ShareCredit {
         proofs: 1,
         work: 13_634,
         at_ms: 1_700_000_000_000 + first,
+        escrow_only: false,
     }
 }
 

@@ -112,6 +112,13 @@ pub struct ShareCredit {
     /// Constraints per proof x proofs.
     pub work: u64,
     pub at_ms: u64,
+    /// Paid from its job's reward only: never from the pool's funds (PPS) nor
+    /// counted in the PPLNS window. Set for work on a client's own circuit, or
+    /// on a job that pays less than the pool-wide price: value the pool did not
+    /// receive is never paid out of what others paid. Absent (false) otherwise,
+    /// so a pooled share's signed bytes are what they always were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub escrow_only: bool,
 }
 
 impl ShareCredit {
@@ -133,8 +140,8 @@ pub struct WorkTotals {
 
 impl WorkTotals {
     fn add(&mut self, c: &ShareCredit) {
-        self.work += c.work;
-        self.proofs += c.proofs;
+        self.work = self.work.saturating_add(c.work);
+        self.proofs = self.proofs.saturating_add(c.proofs);
         self.shares += 1;
         self.last_share_ms = self.last_share_ms.max(c.at_ms);
     }
@@ -199,7 +206,8 @@ pub struct Settlement {
     pub credited_work: u64,
     /// Whether every statement was proven (otherwise the job expired).
     pub completed: bool,
-    /// escrow (completed) or escrow x credited / total (expired), rounded down.
+    /// escrow x credited / total work, rounded down (the whole escrow when every
+    /// statement was credited).
     pub earned: u64,
     pub fee: u64,
     /// To the operator's funds (PPS: it paid the shares already).
@@ -468,6 +476,18 @@ impl State {
             }
             _ => {}
         }
+        // Value entering from outside must not overflow the running total of
+        // deposits: the books' identity is checked against it.
+        let inflow = transfers
+            .iter()
+            .filter(|t| t.from.is_none())
+            .try_fold(0u64, |acc, t| acc.checked_add(t.amount))
+            .and_then(|inflow| self.deposited.checked_add(inflow));
+        if inflow.is_none() {
+            return Err(LedgerError::Invalid(
+                "the amount would overflow the total deposited: amounts are at most 18446744073709551615 units in all".into(),
+            ));
+        }
         let mut touched: BTreeMap<String, u64> = BTreeMap::new();
         for tr in transfers.iter().filter(|t| t.amount > 0) {
             if let Some(from) = &tr.from {
@@ -496,13 +516,15 @@ impl State {
     /// Records `entry` in the derived state; `touched` from [`State::effects`].
     fn apply(&mut self, entry: &Entry, touched: BTreeMap<String, u64>) {
         self.next_seq = entry.seq + 1;
-        self.deposited += entry
+        // `effects` refused anything that would overflow; a journal written before
+        // that check saturates rather than wrapping.
+        let inflow = entry
             .body
             .transfers()
             .iter()
             .filter(|t| t.from.is_none())
-            .map(|t| t.amount)
-            .sum::<u64>();
+            .fold(0u64, |acc, t| acc.saturating_add(t.amount));
+        self.deposited = self.deposited.saturating_add(inflow);
         self.balances.extend(touched);
         match &entry.body {
             Body::Share {
@@ -820,7 +842,10 @@ impl Ledger {
     /// when the funds cannot cover it.
     pub fn credit(&self, c: &ShareCredit, policy: &Policy) -> Result<Credited, LedgerError> {
         let paid = match policy.scheme {
-            Scheme::Pps => (c.work as u128 * policy.pps_price_per_mwork as u128 / 1_000_000) as u64,
+            Scheme::Pps if !c.escrow_only => {
+                u64::try_from(c.work as u128 * policy.pps_price_per_mwork as u128 / 1_000_000)
+                    .map_err(|_| LedgerError::Invalid("a PPS payment would overflow".into()))?
+            }
             _ => 0,
         };
         let (e, new) = self.append(
@@ -918,7 +943,11 @@ impl Ledger {
             format!("settle/{job}"),
             |st| {
                 let escrow = st.balance(&account::escrow(job));
-                let earned = if completed {
+                // What the verified and credited work earned. A completed job whose
+                // statements were all credited earns its escrow; statements that
+                // were answered from proofs made before (nobody's work here) and
+                // work not done before an expiry are refunded.
+                let earned = if credited_work >= total_work {
                     escrow
                 } else {
                     split::pro_rata(escrow, credited_work, total_work)
@@ -983,6 +1012,9 @@ impl Ledger {
             if let Body::Share { credit, .. } =
                 decode::<Entry>(&String::from_utf8_lossy(&k), &v)?.body
             {
+                if credit.escrow_only {
+                    continue;
+                }
                 let w = credit.work.min(left);
                 left -= w;
                 out.push((credit.worker, w));
@@ -1160,7 +1192,7 @@ impl Ledger {
             .collect();
         let mut sum = WorkTotals::default();
         for t in rigs.values() {
-            sum.work += t.work;
+            sum.work = sum.work.saturating_add(t.work);
             sum.proofs += t.proofs;
             sum.shares += t.shares;
             sum.last_share_ms = sum.last_share_ms.max(t.last_share_ms);

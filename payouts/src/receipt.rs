@@ -205,6 +205,7 @@ mod tests {
                 proofs: 4,
                 work: 4 * 3_000,
                 at_ms: 1_700_000_000_000 + position,
+                escrow_only: false,
             },
             position,
         }

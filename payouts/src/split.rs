@@ -25,7 +25,8 @@ pub fn largest_remainder(amount: u64, weights: &[(String, u64)]) -> Vec<Part> {
     let mut merged: std::collections::BTreeMap<&str, u64> = Default::default();
     for (w, work) in weights {
         if *work > 0 {
-            *merged.entry(w.as_str()).or_default() += work;
+            let m = merged.entry(w.as_str()).or_default();
+            *m = m.saturating_add(*work);
         }
     }
     let total: u128 = merged.values().map(|&w| w as u128).sum();

@@ -10,6 +10,7 @@ fn credit(worker: &str, job: &str, first: u64, proofs: u64) -> ShareCredit {
         proofs,
         work: proofs * 100,
         at_ms: first,
+        escrow_only: false,
     }
 }
 
@@ -107,6 +108,79 @@ fn an_expired_job_pays_for_verified_work_and_refunds_the_rest() {
     assert_eq!(s.parts[0].amount, 248);
     assert_eq!(l.balance(&account::client("acme")), 750);
     assert_eq!(l.balance(&account::escrow("j1")), 0);
+}
+
+/// Work the pool was not paid for (a client's own circuit, a job below the
+/// pool-wide price) is `escrow_only`: PPS pays nothing for it from the pool's
+/// funds and the PPLNS window does not count it, so it takes nothing from others.
+#[test]
+fn escrow_only_work_is_paid_from_its_job_and_nothing_else() {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let l = Ledger::open(&db).unwrap();
+    l.deposit(account::FUNDS, 1_000_000, "funds").unwrap();
+    let pps = Policy {
+        scheme: Scheme::Pps,
+        pps_price_per_mwork: 2_000_000,
+        ..Policy::default()
+    };
+    let own = ShareCredit {
+        escrow_only: true,
+        ..credit("mallory.r1", "own", 0, 20)
+    };
+    assert_eq!(l.credit(&own, &pps).unwrap().paid, 0);
+    assert_eq!(l.balance(account::FUNDS), 1_000_000);
+    // PPLNS: a reward is spread over pooled work only.
+    l.credit(&credit("alice.r1", "paid", 0, 1), &prop())
+        .unwrap();
+    let pplns = Policy {
+        scheme: Scheme::Pplns,
+        pplns_window_work: 1_000,
+        fee_bps: 0,
+        ..Policy::default()
+    };
+    let more = ShareCredit {
+        escrow_only: true,
+        ..credit("mallory.r1", "own", 20, 5)
+    };
+    l.credit(&more, &pplns).unwrap();
+    let (e, _) = l.add_reward(900, "r1", &pplns).unwrap();
+    let Body::Reward { parts, .. } = e.body else {
+        panic!("a reward entry")
+    };
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    assert_eq!(
+        (parts[0].worker.as_str(), parts[0].amount),
+        ("alice.r1", 900)
+    );
+    assert!(l.audit().balanced);
+}
+
+/// A completed job whose statements were partly answered from proofs made
+/// before (nobody's work on it) pays the work credited and refunds the rest.
+#[test]
+fn a_completed_job_pays_only_for_credited_work() {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let l = Ledger::open(&db).unwrap();
+    l.deposit(&account::client("acme"), 1_000, "d1").unwrap();
+    l.escrow("j1", "acme", 1_000).unwrap();
+    l.credit(&credit("alice.r1", "j1", 0, 1), &prop()).unwrap();
+    let s = l.settle("j1", "acme", 200, true, &prop()).unwrap();
+    assert_eq!((s.earned, s.refund), (500, 500));
+    assert!(l.audit().balanced);
+}
+
+/// An amount that would overflow the books is refused, and they stay balanced.
+#[test]
+fn amounts_that_would_overflow_are_refused() {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let l = Ledger::open(&db).unwrap();
+    l.deposit(&account::client("acme"), 10, "d1").unwrap();
+    let e = l
+        .deposit(&account::client("other"), u64::MAX, "d2")
+        .unwrap_err();
+    assert!(e.to_string().contains("overflow"), "{e}");
+    assert!(l.audit().balanced);
+    assert_eq!(l.audit().deposited, 10);
 }
 
 #[test]
@@ -395,7 +469,7 @@ proptest! {
                     let Some((_, n)) = jobs.get(&job) else { continue };
                     if first >= *n || settled.contains(&job) { continue; }
                     let w = format!("m{}.rig", worker % 3);
-                    let c = ShareCredit { worker: w.clone(), job: job.clone(), task: "t".into(), first_statement: first, proofs: 1, work: 100, at_ms: 0 };
+                    let c = ShareCredit { worker: w.clone(), job: job.clone(), task: "t".into(), first_statement: first, proofs: 1, work: 100, at_ms: 0, escrow_only: false };
                     let funds = l.balance(account::FUNDS);
                     match l.credit(&c, &policy) {
                         Ok(r) => {

@@ -24,6 +24,7 @@ fn job(id: &str, circuit_name: &str, total: u64) -> JobEntry {
         done: BTreeSet::new(),
         max_per_task: 1000,
         client: "c".into(),
+        allow: None,
     }
 }
 

@@ -108,6 +108,7 @@ fn main() {
             done: BTreeSet::new(),
             max_per_task: 256,
             client: format!("client{}", j % 7),
+            allow: None,
         });
     }
     // Miners: speed log-uniform in [1, 10].

@@ -1,12 +1,21 @@
-//! Escalating bans for invalid work, per worker and per IP address (so renaming the
-//! worker does not help). No I/O and no clock: every call takes `now`.
+//! Escalating bans for invalid work. No I/O and no clock: every call takes `now`.
 //!
-//! Policy (from `[bans]`): each invalid submit is counted against the worker and the
-//! address; until `invalid_threshold` of them fall within `window`, a rejection carries
-//! a warning saying how many remain. At the threshold the target is banned for
-//! `ban`; each further ban of the same target doubles (10 min, 20 min, 40 min, ...,
-//! capped at a day). A ban is checked at authorize and at every submit, is visible to
-//! the operator (`GET /v1/bans`) and can be lifted (`DELETE /v1/bans/{target}`).
+//! Who is banned is who can be told apart. A worker name is public (it is on the
+//! dashboard and in credit lists), so anyone can authorize under it: a name alone
+//! is banned only when its account is protected by a worker token (the session
+//! proved it owns the name). Otherwise the ban is on the name *at the address it
+//! misbehaved from* ([`Target::WorkerAt`]), so an impostor elsewhere bans only
+//! himself, and a rig behind the same NAT under another name keeps mining. Renaming
+//! does not escape it: once `names_per_ip` different names from one address are
+//! banned within the window, the address is banned ([`Target::Ip`]).
+//!
+//! Policy (from `[bans]`): each invalid submit is counted against the session's
+//! targets; until `invalid_threshold` of them fall within `window`, a rejection
+//! carries a warning saying how many remain. At the threshold the target is banned
+//! for `ban`; each further ban of the same target doubles (10 min, 20 min, 40 min,
+//! ..., capped at a day). A ban is checked at authorize and at every submit, is
+//! visible to the operator (`GET /v1/bans`) and can be lifted (`DELETE
+//! /v1/bans/{target}`).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -22,6 +31,9 @@ pub struct BanPolicy {
     pub invalid_threshold: usize,
     pub window: Duration,
     pub ban: Duration,
+    /// Different names banned from one address within `window` that ban the
+    /// address; 0: never.
+    pub names_per_ip: usize,
 }
 
 const MAX_BAN: Duration = Duration::from_secs(86_400);
@@ -29,22 +41,33 @@ const MAX_BAN: Duration = Duration::from_secs(86_400);
 /// What a ban applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
+    /// A worker name whose account has a worker token (the session proved it).
     Worker(String),
+    /// A worker name as used from one address (names without a token).
+    WorkerAt(String, IpAddr),
     Ip(IpAddr),
 }
 
 impl Target {
-    /// `worker:NAME` or `ip:ADDR`, as the operator API names targets.
+    /// `worker:NAME`, `worker:NAME@ADDR` or `ip:ADDR`, as the operator API names targets.
     pub fn key(&self) -> String {
         match self {
             Target::Worker(w) => format!("worker:{w}"),
+            Target::WorkerAt(w, ip) => format!("worker:{w}@{ip}"),
             Target::Ip(ip) => format!("ip:{ip}"),
         }
     }
 
     pub fn parse(s: &str) -> Option<Target> {
         match s.split_once(':') {
-            Some(("worker", w)) if !w.is_empty() => Some(Target::Worker(w.to_owned())),
+            Some(("worker", w)) if !w.is_empty() => match w.rsplit_once('@') {
+                Some((name, ip)) if !name.is_empty() => ip
+                    .parse()
+                    .ok()
+                    .map(|ip| Target::WorkerAt(name.to_owned(), ip)),
+                Some(_) => None,
+                None => Some(Target::Worker(w.to_owned())),
+            },
             Some(("ip", ip)) => ip.parse().ok().map(Target::Ip),
             _ => None,
         }
@@ -78,6 +101,8 @@ pub struct BanView {
 pub struct Bans {
     policy: BanPolicy,
     records: HashMap<Target, Record>,
+    /// Per address: when each name was last banned from it.
+    names: HashMap<IpAddr, HashMap<String, Instant>>,
 }
 
 impl Bans {
@@ -85,7 +110,33 @@ impl Bans {
         Bans {
             policy,
             records: HashMap::new(),
+            names: HashMap::new(),
         }
+    }
+
+    fn ban(&mut self, t: &Target, now: Instant) -> Duration {
+        let r = self.records.entry(t.clone()).or_default();
+        let length = (self.policy.ban * 2u32.saturating_pow(r.bans)).min(MAX_BAN);
+        r.bans += 1;
+        r.until = Some(now + length);
+        r.invalid.clear();
+        length
+    }
+
+    /// A name banned from `ip`: bans the address too once enough names were.
+    fn name_banned(&mut self, name: &str, ip: IpAddr, now: Instant) -> Option<Duration> {
+        if self.policy.names_per_ip == 0 {
+            return None;
+        }
+        let window = self.policy.window;
+        let names = self.names.entry(ip).or_default();
+        names.retain(|_, at| now.saturating_duration_since(*at) <= window);
+        names.insert(name.to_owned(), now);
+        if names.len() < self.policy.names_per_ip {
+            return None;
+        }
+        names.clear();
+        Some(self.ban(&Target::Ip(ip), now))
     }
 
     /// Seconds left of the first active ban among `targets`.
@@ -111,10 +162,12 @@ impl Bans {
             }
             r.invalid.push_back(now);
             if r.invalid.len() >= self.policy.invalid_threshold {
-                let length = (self.policy.ban * 2u32.saturating_pow(r.bans)).min(MAX_BAN);
-                r.bans += 1;
-                r.until = Some(now + length);
-                r.invalid.clear();
+                let mut length = self.ban(t, now);
+                if let Target::WorkerAt(name, ip) = t {
+                    if let Some(ip_ban) = self.name_banned(name, *ip, now) {
+                        length = length.max(ip_ban);
+                    }
+                }
                 banned_for = Some(banned_for.map_or(length, |b| b.max(length)));
             } else {
                 remaining = remaining.min(self.policy.invalid_threshold - r.invalid.len());
@@ -169,7 +222,47 @@ mod tests {
             invalid_threshold: 3,
             window: Duration::from_secs(600),
             ban: Duration::from_secs(600),
+            names_per_ip: 2,
         }
+    }
+
+    fn at(w: &str, ip: &str) -> Vec<Target> {
+        vec![Target::WorkerAt(w.into(), ip.parse().unwrap())]
+    }
+
+    /// An impostor using alice's name from another address bans only alice-at-his-
+    /// address; alice (and a neighbour of the impostor under another name) mine on.
+    /// A second name banned from the impostor's address bans the address.
+    #[test]
+    fn names_without_a_token_are_banned_per_address_and_renaming_bans_the_address() {
+        let mut b = Bans::new(policy());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            b.strike(&at("alice.rig1", "10.0.0.66"), t0);
+        }
+        assert!(b.banned(&at("alice.rig1", "10.0.0.66"), t0).is_some());
+        assert!(b.banned(&at("alice.rig1", "10.0.0.1"), t0).is_none());
+        let neighbour = [
+            at("bob.rig1", "10.0.0.66"),
+            vec![Target::Ip("10.0.0.66".parse().unwrap())],
+        ]
+        .concat();
+        assert!(b.banned(&neighbour, t0).is_none());
+        for _ in 0..3 {
+            b.strike(&at("mallory.x", "10.0.0.66"), t0);
+        }
+        assert_eq!(
+            b.banned(&neighbour, t0).map(|(t, _)| t),
+            Some(Target::Ip("10.0.0.66".parse().unwrap()))
+        );
+        assert_eq!(
+            Target::parse("worker:alice.rig1@10.0.0.66"),
+            Some(Target::WorkerAt(
+                "alice.rig1".into(),
+                "10.0.0.66".parse().unwrap()
+            ))
+        );
+        assert_eq!(Target::parse("worker:@10.0.0.66"), None);
     }
 
     fn targets(w: &str) -> Vec<Target> {

@@ -5,9 +5,16 @@
 //! then reused, so circuit ids are stable for the life of the data directory.
 //!
 //! circom circuits are registered at run time (`POST /v1/circuits`): their r1cs,
-//! wasm and zkey are checked against each other, kept as one bundle file under
-//! the bundle's hash (which miners fetch like a proving key), and the pool keeps
-//! the r1cs and witness generator in memory to evaluate job statements.
+//! wasm and zkey are checked against each other, the zkey's proving key against
+//! its verifying key, and a sample statement is proven with the pool's randomness;
+//! they are kept as one bundle file under the bundle's hash (which miners fetch
+//! like a proving key), and the pool keeps the r1cs and witness generator in
+//! memory to evaluate job statements.
+//!
+//! One lookup rule: a circuit *id* is 64 hex digits (the SHA-256 of its verifying
+//! key) and is looked up as an id only; a *name* can never look like one (names
+//! are at most 48 characters and start with a letter), and is looked up as a name
+//! only. Jobs hold ids. Registration checks and inserts under one lock.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -34,6 +41,15 @@ pub struct CircuitRecord {
     /// Hex of the compressed verifying key.
     pub verifying_key: String,
     pub created_ms: u64,
+    /// The client who registered it; `None` for the pool's own circuits (built-in
+    /// or registered by the operator). Work on a client's circuit is paid from its
+    /// jobs' rewards only, never from the pool's funds or the PPLNS window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// circom circuits: what computing one statement's witness may spend, set from
+    /// the sample statement run at registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_limits: Option<zk::circom::witness::Limits>,
 }
 
 /// A circuit ready to verify proofs.
@@ -64,6 +80,45 @@ pub enum RegistryError {
     /// Another circuit already has this name.
     #[error("the name {0:?} is taken by another circuit: choose another name")]
     NameTaken(String),
+    /// The name breaks the naming rule.
+    #[error("circuit name {0:?}: use 1-48 letters, digits, '-', '_' or '.', starting with a letter (a name never looks like a circuit id)")]
+    BadName(String),
+    /// An upload's verifying key is degenerate or does not match its proving key.
+    #[error("{0}")]
+    Untrusted(String),
+}
+
+/// Whether `s` has the form of a circuit id: 64 lowercase hex digits.
+pub fn is_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The naming rule: 1-48 characters of `[A-Za-z0-9._-]`, the first a letter. A
+/// name can then never be taken for an id, nor an id for a name.
+pub fn valid_name(name: &str) -> bool {
+    (1..=48).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// Who registers a circuit: the operator (a pool circuit) or a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registrant {
+    Operator,
+    Client(String),
+}
+
+impl Registrant {
+    fn owner(&self) -> Option<String> {
+        match self {
+            Registrant::Operator => None,
+            Registrant::Client(c) => Some(c.clone()),
+        }
+    }
 }
 
 /// All registered circuits, by id and by name.
@@ -72,6 +127,9 @@ pub struct Registry {
     by_id: DashMap<String, Arc<Circuit>>,
     by_name: DashMap<String, String>,
     keys_dir: PathBuf,
+    /// Held while a registration checks for an existing id or name and inserts:
+    /// two uploads racing for one name or id cannot both win.
+    registering: std::sync::Mutex<()>,
 }
 
 /// Whether a registration made a new circuit or found the same one.
@@ -120,6 +178,14 @@ impl Registry {
             reg.insert(record)?;
         }
         for r in stored {
+            if reg.by_id.contains_key(&r.id) {
+                continue;
+            }
+            // A name stored by an older version that breaks today's rule, or that a
+            // built-in took: the circuit stays reachable by its id only.
+            if !valid_name(&r.name) || reg.by_name.contains_key(&r.name) {
+                tracing::warn!(circuit = %r.id, name = %r.name, "a stored circuit's name is invalid or taken; it is reachable by its id only");
+            }
             if let CircuitSpec::VerifyOnly { .. } = r.spec {
                 reg.insert(r)?;
                 continue;
@@ -135,7 +201,12 @@ impl Registry {
                         zk::circom::CircomCircuit::from_bundle(&b).map_err(|e| e.to_string())
                     });
                 match loaded {
-                    Ok((c, _pk)) => reg.insert_with(r, Some(Arc::new(c)))?,
+                    Ok((mut c, _pk)) => {
+                        if let Some(limits) = r.witness_limits {
+                            c.generator.set_limits(limits);
+                        }
+                        reg.insert_with(r, Some(Arc::new(c)))?
+                    }
                     Err(e) => {
                         tracing::error!(circuit = %r.id, name = %r.name, path = %path.display(), error = %e,
                         "cannot load this circom circuit's bundle; its jobs wait until it is registered again")
@@ -143,14 +214,7 @@ impl Registry {
                 }
                 continue;
             }
-            reg.by_id.insert(
-                r.id.clone(),
-                Arc::new(Circuit {
-                    verifier: Arc::new(decode_vk(&r)?),
-                    record: r,
-                    circom: None,
-                }),
-            );
+            reg.insert(r)?;
         }
         Ok((reg, created))
     }
@@ -161,8 +225,10 @@ impl Registry {
         &self,
         store: &Store,
         name: &str,
+        by: &Registrant,
         verifier: VerifierKey,
     ) -> Result<Registered, RegistryError> {
+        let _one_at_a_time = self.lock();
         if let Some(existing) = self.existing(&verifier.id, name)? {
             return Ok(existing);
         }
@@ -179,25 +245,39 @@ impl Registry {
             proving_key_bytes: 0,
             verifying_key: hex::encode(verifier.to_bytes()),
             created_ms: now_ms(),
+            owner: by.owner(),
+            witness_limits: None,
         };
         store.put_circuit(&record)?;
         self.insert(record.clone())?;
         Ok(Registered::New(record))
     }
 
-    /// Registers a circom circuit from its three files (CPU-bound: the zkey is
-    /// parsed and checked, the wasm compiled). Registering the same zkey again
-    /// returns the circuit already registered.
+    /// Registers a circom circuit from its three files and a sample statement
+    /// (CPU-bound: the zkey is parsed and its proving key checked against its
+    /// verifying key, the wasm compiled, the sample proven and verified with the
+    /// pool's randomness). Registering the same zkey again returns the circuit
+    /// already registered, which passed the same checks.
     pub fn register_circom(
         &self,
         store: &Store,
         name: &str,
-        r1cs: &[u8],
-        wasm: &[u8],
-        zkey: &[u8],
+        by: &Registrant,
+        files: CircomFiles<'_>,
     ) -> Result<Registered, RegistryError> {
-        let (circuit, pk) = zk::circom::CircomCircuit::load(r1cs, wasm, zkey)?;
-        let verifier = VerifierKey::new(pk.vk);
+        let CircomFiles {
+            r1cs,
+            wasm,
+            zkey,
+            sample,
+        } = files;
+        let (mut circuit, pk) = zk::circom::CircomCircuit::load(r1cs, wasm, zkey)?;
+        zk::circom::CircomCircuit::check_proving_key(&pk)?;
+        let usage = circuit.self_test(&pk, sample)?;
+        circuit.calibrate(usage);
+        let verifier =
+            VerifierKey::new(pk.vk).map_err(|e| RegistryError::Untrusted(e.to_string()))?;
+        let _one_at_a_time = self.lock();
         if let Some(existing) = self.existing(&verifier.id, name)? {
             return Ok(existing);
         }
@@ -216,10 +296,18 @@ impl Registry {
             proving_key_bytes: bundle.len() as u64,
             verifying_key: hex::encode(verifier.to_bytes()),
             created_ms: now_ms(),
+            owner: by.owner(),
+            witness_limits: Some(circuit.generator.limits()),
         };
         store.put_circuit(&record)?;
         self.insert_with(record.clone(), Some(Arc::new(circuit)))?;
         Ok(Registered::New(record))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.registering
+            .lock()
+            .expect("the registration lock is never poisoned: nothing panics under it")
     }
 
     fn setup(&self, spec: &CircuitSpec) -> Result<CircuitRecord, RegistryError> {
@@ -240,12 +328,18 @@ impl Registry {
             proving_key_bytes: pk.len() as u64,
             verifying_key: hex::encode(keys.verifier.to_bytes()),
             created_ms: now_ms(),
+            owner: None,
+            witness_limits: None,
         })
     }
 
     /// The circuit already registered with this verifying key, if any; an error if
-    /// the name belongs to another circuit.
+    /// the name breaks the rule or belongs to another circuit. Called under the
+    /// registration lock.
     fn existing(&self, id: &str, name: &str) -> Result<Option<Registered>, RegistryError> {
+        if !valid_name(name) {
+            return Err(RegistryError::BadName(name.to_owned()));
+        }
         if let Some(existing) = self.by_id.get(id) {
             return Ok(Some(Registered::Existing(existing.record.clone())));
         }
@@ -278,7 +372,10 @@ impl Registry {
         circom: Option<Arc<zk::circom::CircomCircuit>>,
     ) -> Result<(), RegistryError> {
         let verifier = decode_vk(&record)?;
-        self.by_name.insert(record.name.clone(), record.id.clone());
+        // A name that breaks the rule, or is taken, is not indexed: by id only.
+        if valid_name(&record.name) && !self.by_name.contains_key(&record.name) {
+            self.by_name.insert(record.name.clone(), record.id.clone());
+        }
         self.by_id.insert(
             record.id.clone(),
             Arc::new(Circuit {
@@ -295,14 +392,19 @@ impl Registry {
         self.keys_dir.join(format!("{hash}.pk"))
     }
 
-    /// A circuit by id, or by built-in name.
-    pub fn get(&self, id_or_name: &str) -> Option<Arc<Circuit>> {
-        let id = self
-            .by_name
-            .get(id_or_name)
-            .map(|r| r.value().clone())
-            .unwrap_or_else(|| id_or_name.to_owned());
-        self.by_id.get(&id).map(|r| r.value().clone())
+    /// A circuit by id: how jobs and everything stored refer to circuits.
+    pub fn get(&self, id: &str) -> Option<Arc<Circuit>> {
+        self.by_id.get(id).map(|r| r.value().clone())
+    }
+
+    /// What a user typed: an id (64 hex digits) is looked up as an id only, anything
+    /// else as a name only, so no name can ever stand for another circuit's id.
+    pub fn resolve(&self, id_or_name: &str) -> Option<Arc<Circuit>> {
+        if is_id(id_or_name) {
+            return self.get(id_or_name);
+        }
+        let id = self.by_name.get(id_or_name)?.value().clone();
+        self.get(&id)
     }
 
     pub fn all(&self) -> Vec<Arc<Circuit>> {
@@ -317,6 +419,14 @@ impl Registry {
     }
 }
 
+/// A circom upload: the three files and a sample statement's circom input.
+pub struct CircomFiles<'a> {
+    pub r1cs: &'a [u8],
+    pub wasm: &'a [u8],
+    pub zkey: &'a [u8],
+    pub sample: &'a serde_json::Value,
+}
+
 fn decode_vk(r: &CircuitRecord) -> Result<VerifierKey, RegistryError> {
     let bytes = hex::decode(&r.verifying_key).map_err(|e| RegistryError::Key {
         name: r.name.clone(),
@@ -329,4 +439,73 @@ fn decode_vk(r: &CircuitRecord) -> Result<VerifierKey, RegistryError> {
         name: r.name.clone(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The review's shadowing: a circuit named after another's id. Stored by an
+    /// older version it shadows nothing after a restart, and a new one is refused.
+    #[test]
+    fn a_name_that_looks_like_an_id_shadows_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let builtins = [CircuitSpec::Preimage];
+        let (reg, created) = Registry::open(&store, dir.path().join("keys"), &builtins).unwrap();
+        let real = created[0].clone();
+        let forger = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 9).unwrap();
+        let forged = CircuitRecord {
+            id: forger.verifier.id.clone(),
+            name: real.id.clone(),
+            spec: CircuitSpec::VerifyOnly { public: 1 },
+            constraints: 0,
+            public_inputs: 1,
+            proving_key_hash: String::new(),
+            proving_key_bytes: 0,
+            verifying_key: hex::encode(forger.verifier.to_bytes()),
+            created_ms: 0,
+            owner: Some("mallory".into()),
+            witness_limits: None,
+        };
+        let e = reg
+            .register_vk(
+                &store,
+                &real.id,
+                &Registrant::Client("mallory".into()),
+                forger.verifier.clone(),
+            )
+            .err()
+            .unwrap();
+        assert!(matches!(e, RegistryError::BadName(_)), "{e}");
+        store.put_circuit(&forged).unwrap();
+        drop(reg);
+        let (reg, _) = Registry::open(&store, dir.path().join("keys"), &builtins).unwrap();
+        for looked_up in [reg.resolve(&real.id), reg.get(&real.id)] {
+            assert_eq!(looked_up.unwrap().record.name, "preimage");
+        }
+        assert_eq!(reg.resolve("preimage").unwrap().record.id, real.id);
+        // Still there, by its own id only.
+        assert_eq!(
+            reg.get(&forged.id).unwrap().record.owner.as_deref(),
+            Some("mallory")
+        );
+    }
+
+    #[test]
+    fn the_naming_rule() {
+        assert!(valid_name("mycircuit-2.v1"));
+        for bad in [
+            "",
+            "1abc",
+            "-x",
+            &"a".repeat(49),
+            &"ab".repeat(32),
+            "a b",
+            "a/b",
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        assert!(is_id(&"ab".repeat(32)) && !is_id(&"AB".repeat(32)) && !is_id("chain"));
+    }
 }

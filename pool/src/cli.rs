@@ -31,10 +31,20 @@ enum Command {
     Setup(SetupArgs),
     /// Start a throw-away pool with two miners, run a chain job and a batch job, show the results.
     Demo(DemoArgs),
-    /// Check a result file offline: exit 0 if every proof and link holds, 1 with the reason if not.
+    /// Check a result file offline: exit 0 if every proof and link holds for the
+    /// circuit you name, 1 with the reason if not, 2 if you name none.
     Verify {
         /// A result file, as returned by GET /v1/jobs/{id}/result.
         result: PathBuf,
+        /// The circuit the result must be for: its id (GET /v1/circuits on your pool
+        /// lists them). A result carries its own verifying key, so without this it
+        /// could be checked against a key a forger made.
+        #[arg(long, required_unless_present = "any_key")]
+        circuit_id: Option<String>,
+        /// Check only that the proofs hold under the key inside the file (which
+        /// proves nothing about which circuit that is).
+        #[arg(long)]
+        any_key: bool,
     },
     /// Verify a gnark BN254 Groth16 proof: exit 0 if valid, 1 with the reason if not.
     VerifyGnark {
@@ -189,6 +199,11 @@ enum CircuitsCommand {
         /// The Groth16 proving key: `snarkjs groth16 setup` (and contributions).
         #[arg(long, requires_all = ["r1cs", "wasm"])]
         zkey: Option<PathBuf>,
+        /// A sample statement's circom input (e.g. input.json): the pool proves it
+        /// with the zkey, with its own randomness, to check the keys before any rig
+        /// is given the circuit.
+        #[arg(long, requires = "r1cs")]
+        input: Option<PathBuf>,
         /// Only a snarkjs verification_key.json: a verify-only circuit (no jobs;
         /// proofs are checked with `zkpool circuits verify`).
         #[arg(long, required_unless_present = "r1cs")]
@@ -331,9 +346,15 @@ enum ClientCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Verify a job's result here: a result file, or a job id whose result is fetched
-    /// from the pool and checked locally (exit 0 if every proof and link holds).
-    Verify { job_or_file: String },
+    /// Verify a job's result here: a job id, whose result is fetched and checked
+    /// locally against the circuit the job names; or a result file, with
+    /// --circuit-id (exit 0 if every proof and link holds).
+    Verify {
+        job_or_file: String,
+        /// The circuit the result must be for (needed for a file).
+        #[arg(long)]
+        circuit_id: Option<String>,
+    },
     /// Show your client account: balance, escrow, jobs (needs --api-key).
     Account { id: String },
     /// Print an example job for a built-in circuit.
@@ -388,7 +409,11 @@ pub fn main() -> ExitCode {
             Command::Serve(a) => serve(a).await.map(|_| ExitCode::SUCCESS),
             Command::Setup(a) => setup(a).await.map(|_| ExitCode::SUCCESS),
             Command::Demo(a) => demo(a).await.map(|_| ExitCode::SUCCESS),
-            Command::Verify { result } => Ok(verify(&result)),
+            Command::Verify {
+                result,
+                circuit_id,
+                any_key,
+            } => Ok(verify(&result, if any_key { None } else { circuit_id.as_deref() })),
             Command::VerifyGnark { vk, proof, public } => verify_gnark(&vk, &proof, &public),
             Command::VerifySnarkjs { vk, public, proof } => verify_snarkjs(&vk, &public, &proof),
             Command::Circuits {
@@ -559,7 +584,7 @@ async fn setup(a: SetupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify(path: &Path) -> ExitCode {
+fn verify(path: &Path, pin: Option<&str>) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -577,12 +602,17 @@ fn verify(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    verify_result(&result)
+    verify_result(&result, pin)
 }
 
-/// Checks a result here, trusting nothing but its contents; prints OK or INVALID.
-fn verify_result(result: &zk::JobResult) -> ExitCode {
-    match result.verify() {
+/// Checks a result here against the circuit `pin` names (or, with `None`, only
+/// against the key inside it); prints OK or INVALID.
+fn verify_result(result: &zk::JobResult, pin: Option<&str>) -> ExitCode {
+    let checked = match pin {
+        Some(id) => result.verify_pinned(id),
+        None => result.verify(),
+    };
+    match checked {
         Ok(n) => {
             println!(
                 "OK: {n} proofs verified | job {} | circuit {} ({}) | digest {}",
@@ -591,6 +621,9 @@ fn verify_result(result: &zk::JobResult) -> ExitCode {
                 result.circuit_id,
                 result.digest
             );
+            if pin.is_none() {
+                println!("UNPINNED: the proofs hold under the verifying key inside the file; that this key is circuit {} of your pool, only --circuit-id checks", result.circuit_id);
+            }
             if let Some(c) = &result.chain {
                 println!(
                     "chain: H^{}(seed) = {} (seed {})",
@@ -681,6 +714,7 @@ async fn circuits_cmd(
             r1cs,
             wasm,
             zkey,
+            input,
             vk,
         } => {
             use base64::Engine as _;
@@ -689,12 +723,13 @@ async fn circuits_cmd(
                     std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
                 Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
             };
-            let body = match (r1cs, wasm, zkey, vk) {
-                (Some(r), Some(w), Some(z), None) => {
-                    json!({"name": name, "r1cs": file(&r)?, "wasm": file(&w)?, "zkey": file(&z)?})
+            let body = match (r1cs, wasm, zkey, input, vk) {
+                (Some(r), Some(w), Some(z), Some(i), None) => {
+                    json!({"name": name, "r1cs": file(&r)?, "wasm": file(&w)?, "zkey": file(&z)?, "sample": read_json(&i)?})
                 }
-                (None, None, None, Some(vk)) => json!({"name": name, "verification_key": read_json(&vk)?}),
-                _ => anyhow::bail!("give --r1cs, --wasm and --zkey (a circom circuit), or --vk alone (a verify-only circuit)"),
+                (Some(_), Some(_), Some(_), None, None) => anyhow::bail!("give --input FILE too: one statement's circom input (your input.json), which the pool proves with the zkey to check its keys"),
+                (None, None, None, None, Some(vk)) => json!({"name": name, "verification_key": read_json(&vk)?}),
+                _ => anyhow::bail!("give --r1cs, --wasm, --zkey and --input (a circom circuit), or --vk alone (a verify-only circuit)"),
             };
             let c = api.post("/v1/circuits", &body).await?;
             println!(
@@ -976,9 +1011,10 @@ async fn client(url: &str, key: Option<String>, cmd: ClientCommand) -> anyhow::R
                 if let Some(out) = out {
                     std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
                     println!(
-                        "result written to {}; check it with: zkpool verify {}",
+                        "result written to {}; check it with: zkpool verify {} --circuit-id {}",
                         out.display(),
-                        out.display()
+                        out.display(),
+                        v["circuit_id"].as_str().unwrap_or("ID")
                     );
                 }
             } else {
@@ -999,15 +1035,30 @@ async fn client(url: &str, key: Option<String>, cmd: ClientCommand) -> anyhow::R
                 None => println!("{text}"),
             }
         }
-        ClientCommand::Verify { job_or_file } => {
+        ClientCommand::Verify {
+            job_or_file,
+            circuit_id,
+        } => {
             let path = Path::new(&job_or_file);
             if path.exists() {
-                return Ok(verify(path));
+                let Some(id) = circuit_id else {
+                    anyhow::bail!("name the circuit the result must be for: --circuit-id ID (GET /v1/circuits lists them)");
+                };
+                return Ok(verify(path, Some(&id)));
             }
+            // A job id: the job's record on the pool names its circuit.
+            let job = api.get(&format!("/v1/jobs/{job_or_file}")).await?;
+            let id = match circuit_id {
+                Some(id) => id,
+                None => job["circuit_id"]
+                    .as_str()
+                    .context("the pool's job record names no circuit")?
+                    .to_owned(),
+            };
             let v = api.get(&format!("/v1/jobs/{job_or_file}/result")).await?;
             let result: zk::JobResult =
                 serde_json::from_value(v).context("the pool's answer is not a zkpool result")?;
-            return Ok(verify_result(&result));
+            return Ok(verify_result(&result, Some(&id)));
         }
         ClientCommand::Account { id } => {
             let v = api.get(&format!("/v1/clients/{id}")).await?;
@@ -1188,13 +1239,13 @@ async fn ledger(op: OperatorArgs, journal_from: Option<u64>) -> anyhow::Result<E
 fn example_job(kind: ExampleKind, count: u64) -> Value {
     match kind {
         ExampleKind::Chain => {
-            json!({ "circuit": "chain", "chain": { "seed": "1", "segments": count }, "reward": 0, "deadline_secs": 3600, "client": "example" })
+            json!({ "circuit": "chain", "chain": { "seed": "1", "segments": count }, "reward": 0, "deadline_secs": 3600 })
         }
         ExampleKind::Batch => {
             let statements: Vec<zk::Statement> = (1..=count)
                 .map(|x| zk::CircuitSpec::preimage_statement(zk::Fr::from(x)))
                 .collect();
-            json!({ "circuit": "preimage", "statements": statements, "reward": 0, "deadline_secs": 3600, "client": "example" })
+            json!({ "circuit": "preimage", "statements": statements, "reward": 0, "deadline_secs": 3600 })
         }
     }
 }
@@ -1255,7 +1306,6 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     );
 
     let base = format!("http://{}", pool.http_addr);
-    let api = Api::new(&base);
     let operator = Api::new(&base).with_token(Some(admin_token));
     let key = operator.post("/v1/clients", &json!({"id": "acme"})).await?["api_key"]
         .as_str()
@@ -1268,10 +1318,11 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         )
         .await?;
     let client_api = Api::new(&base).with_token(Some(key));
+    // acme's jobs are private: the demo follows them with acme's key.
+    let api = &client_api;
     let paid_job = |kind, count, reward: u64| {
         let mut j = example_job(kind, count);
         let o = j.as_object_mut().expect("jobs are objects");
-        o.remove("client");
         o.insert("reward".into(), reward.into());
         j
     };
@@ -1324,8 +1375,11 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     for id in &ids {
         let v = api.get(&format!("/v1/jobs/{id}/result")).await?;
         let result: zk::JobResult = serde_json::from_value(v.clone())?;
+        // Pinned to the circuit the job was submitted for, as a client should.
+        let job = api.get(&format!("/v1/jobs/{id}")).await?;
+        let circuit = job["circuit_id"].as_str().unwrap_or_default();
         let n = result
-            .verify()
+            .verify_pinned(circuit)
             .map_err(|e| anyhow::anyhow!("result of {id} does not verify: {e}"))?;
         print!(
             "   {id} {:<8} {n} proofs verified, digest {}",
@@ -1345,7 +1399,7 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
             let p = dir.join(format!("{}-{id}.json", result.circuit.name()));
             std::fs::write(&p, serde_json::to_string_pretty(&v)?)?;
             println!(
-                "     written to {} (zkpool verify {})",
+                "     written to {} (zkpool verify {} --circuit-id {circuit})",
                 p.display(),
                 p.display()
             );

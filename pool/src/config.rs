@@ -34,6 +34,84 @@ pub struct Config {
     pub verifier: VerifierConfig,
     pub bans: BansConfig,
     pub payouts: PayoutsConfig,
+    pub limits: LimitsConfig,
+}
+
+/// What one caller may make the pool spend: every endpoint and message is open to
+/// strangers, so each costly thing has a bound here, and the defaults are what a
+/// pool on the open internet should run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Poseidon hashes the pool may run natively to prepare one job (a chain job's
+    /// segments x steps, a batch job's statement checks); about 27 us each, so the
+    /// default is about a second of the pool's CPU. Default 32768.
+    pub job_native_hashes: u64,
+    /// wasm instructions the pool may run to evaluate one circom job's statements
+    /// (each statement is bounded by what the circuit's sample needed at
+    /// registration). Default 4000000000.
+    pub job_witness_fuel: u64,
+    /// Longest deadline a job may ask for, in seconds. Default 31536000 (a year).
+    pub max_deadline_secs: u64,
+    /// Largest `POST /v1/circuits` body (the three files, base64). Default 64 MiB.
+    pub circuit_upload_bytes: usize,
+    /// Jobs and circuit registrations being prepared at once (CPU work off the
+    /// async workers), over every caller; 0 = one per core. Default 0.
+    pub preparing: usize,
+    /// Of those, at once per client (or per address without a key). Default 1.
+    pub preparing_per_caller: usize,
+    /// `POST /v1/jobs` per client (or address) per minute, after a burst of
+    /// `jobs_burst`. Default 600.
+    pub jobs_per_minute: u32,
+    /// Default 60.
+    pub jobs_burst: u32,
+    /// `POST /v1/circuits` per client (or address) per hour, after a burst of 5.
+    /// Default 30.
+    pub circuits_per_hour: u32,
+    /// Requests per second from one address to the HTTP API, after a burst of
+    /// four times as many. Default 100.
+    pub http_requests_per_second: u32,
+    /// Open HTTP connections at once; more wait in the kernel's queue. Default 1024.
+    pub http_connections: usize,
+    /// Open HTTP connections from one address. Default 64.
+    pub http_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers (and an idle kept-alive
+    /// connection lives). Default 10.
+    pub http_header_timeout_secs: u64,
+    /// Seconds a whole request (headers and body) may take to arrive. Default 120.
+    pub http_request_timeout_secs: u64,
+    /// Seconds a response may wait for the client to read any of it (a rig
+    /// downloading a key slowly is fine; one that reads nothing is closed). Default 30.
+    pub http_write_timeout_secs: u64,
+    /// Seconds one write to a miner may take before its session is closed (a
+    /// miner that stops reading must not hold its session). Default 10.
+    pub stratum_write_timeout_secs: u64,
+    /// Connections from one address that have not authorized yet. Default 64.
+    pub stratum_handshakes_per_ip: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            job_native_hashes: 32_768,
+            job_witness_fuel: 4_000_000_000,
+            max_deadline_secs: 31_536_000,
+            circuit_upload_bytes: 64 << 20,
+            preparing: 0,
+            preparing_per_caller: 1,
+            jobs_per_minute: 600,
+            jobs_burst: 60,
+            circuits_per_hour: 30,
+            http_requests_per_second: 100,
+            http_connections: 1024,
+            http_connections_per_ip: 64,
+            http_header_timeout_secs: 10,
+            http_request_timeout_secs: 120,
+            http_write_timeout_secs: 30,
+            stratum_write_timeout_secs: 10,
+            stratum_handshakes_per_ip: 64,
+        }
+    }
 }
 
 /// How verified work is paid (see the README's worked examples). Amounts are
@@ -55,9 +133,16 @@ pub struct PayoutsConfig {
     /// Smallest balance `zkpool payouts plan` pays out. Default 1,000,000 (one
     /// unit when the unit has 6 decimals).
     pub threshold: u64,
-    /// Refuse `POST /v1/jobs` without a client API key even for reward-0 jobs.
-    /// Default false (jobs with a reward always need one).
+    /// Refuse jobs and circuit uploads without a client API key, even reward-0
+    /// ones. Default true: a pool that takes anonymous jobs lets strangers spend
+    /// its CPU and its miners' time, and see no one's jobs but the public ones.
     pub require_client_key: bool,
+    /// Smallest price, in smallest units per 1,000,000 units of work, at which a
+    /// job's work joins the pool-wide schemes (paid from the pool's funds under
+    /// PPS, counted in the PPLNS window). A job that pays less (a free job, say)
+    /// is still proven, and its miners are paid from its own reward only.
+    /// Default: `pps_price_per_mwork`.
+    pub min_price_per_mwork: Option<u64>,
 }
 
 impl Default for PayoutsConfig {
@@ -69,12 +154,18 @@ impl Default for PayoutsConfig {
             pps_price_per_mwork: p.pps_price_per_mwork,
             pplns_window_work: p.pplns_window_work,
             threshold: 1_000_000,
-            require_client_key: false,
+            require_client_key: true,
+            min_price_per_mwork: None,
         }
     }
 }
 
 impl PayoutsConfig {
+    /// The price a job must pay for its work to join PPS or PPLNS.
+    pub fn min_price(&self) -> u64 {
+        self.min_price_per_mwork.unwrap_or(self.pps_price_per_mwork)
+    }
+
     pub fn policy(&self) -> payouts::Policy {
         payouts::Policy {
             scheme: self.scheme,
@@ -250,9 +341,13 @@ pub struct BansConfig {
     pub window_secs: u64,
     /// First ban in seconds; each further ban of the same target doubles (max a day). Default 600.
     pub ban_secs: u64,
-    /// Also ban the worker's IP address, so renaming the worker does not help. Turn it
-    /// off when many honest rigs share one address (a farm behind NAT). Default true.
+    /// Ban the address of every worker banned. Default false: honest rigs share
+    /// addresses (a farm behind NAT); see `names_per_ip` instead.
     pub per_ip: bool,
+    /// Ban an address once this many different worker names from it were banned
+    /// within `window_secs` (renaming the worker does not escape a ban); 0: never.
+    /// Default 3.
+    pub names_per_ip: usize,
 }
 
 impl Default for BansConfig {
@@ -261,7 +356,8 @@ impl Default for BansConfig {
             invalid_threshold: 5,
             window_secs: 600,
             ban_secs: 600,
-            per_ip: true,
+            per_ip: false,
+            names_per_ip: 3,
         }
     }
 }
@@ -382,6 +478,51 @@ impl Config {
             });
         }
         nonzero("payouts.pplns_window_work", self.payouts.pplns_window_work)?;
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.job_native_hashes", l.job_native_hashes),
+            ("limits.job_witness_fuel", l.job_witness_fuel),
+            ("limits.max_deadline_secs", l.max_deadline_secs),
+            ("limits.circuit_upload_bytes", l.circuit_upload_bytes as u64),
+            ("limits.preparing_per_caller", l.preparing_per_caller as u64),
+            ("limits.jobs_per_minute", l.jobs_per_minute as u64),
+            ("limits.jobs_burst", l.jobs_burst as u64),
+            ("limits.circuits_per_hour", l.circuits_per_hour as u64),
+            (
+                "limits.http_requests_per_second",
+                l.http_requests_per_second as u64,
+            ),
+            ("limits.http_connections", l.http_connections as u64),
+            (
+                "limits.http_connections_per_ip",
+                l.http_connections_per_ip as u64,
+            ),
+            (
+                "limits.http_header_timeout_secs",
+                l.http_header_timeout_secs,
+            ),
+            (
+                "limits.http_request_timeout_secs",
+                l.http_request_timeout_secs,
+            ),
+            ("limits.http_write_timeout_secs", l.http_write_timeout_secs),
+            (
+                "limits.stratum_write_timeout_secs",
+                l.stratum_write_timeout_secs,
+            ),
+            (
+                "limits.stratum_handshakes_per_ip",
+                l.stratum_handshakes_per_ip as u64,
+            ),
+        ] {
+            nonzero(key, v)?;
+        }
+        if l.max_deadline_secs > 10 * 31_536_000 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_deadline_secs",
+                problem: format!("must be at most ten years, got {}", l.max_deadline_secs),
+            });
+        }
         nonzero("payouts.threshold", self.payouts.threshold)?;
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             return Err(ConfigError::Invalid {
@@ -436,7 +577,22 @@ impl Config {
             invalid_threshold: self.bans.invalid_threshold,
             window: Duration::from_secs(self.bans.window_secs),
             ban: Duration::from_secs(self.bans.ban_secs),
+            names_per_ip: self.bans.names_per_ip,
         }
+    }
+
+    /// The blocking jobs (job preparation, circuit registration) at once.
+    pub fn preparing(&self) -> usize {
+        match self.limits.preparing {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            n => n,
+        }
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.stratum_write_timeout_secs)
     }
 
     pub fn verifier_threads(&self) -> usize {

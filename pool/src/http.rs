@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use axum::{
-    body::Bytes,
-    extract::{DefaultBodyLimit, Path, State},
+    body::{Body, Bytes},
+    extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State},
     http::{header, StatusCode},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::{get, MethodRouter},
     Json, Router,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tracing::error;
 
@@ -41,10 +43,25 @@ impl From<JobError> for ApiError {
             JobError::PaymentRequired { .. } => {
                 ApiError(StatusCode::PAYMENT_REQUIRED, e.to_string())
             }
+            JobError::TooExpensive(_) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            JobError::TooMany(_) => ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
             JobError::Internal(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            JobError::Unavailable(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
 }
+
+impl From<crate::limits::TooMany> for ApiError {
+    fn from(e: crate::limits::TooMany) -> Self {
+        ApiError(StatusCode::TOO_MANY_REQUESTS, e.0)
+    }
+}
+
+/// Request bodies: what each kind of route takes at most. A route that takes no
+/// body takes none of size.
+pub const SMALL_BODY: usize = 64 << 10;
+/// `POST /v1/circuits/{id}/verify`: a snarkjs proof and its public signals.
+pub const VERIFY_BODY: usize = 1 << 20;
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     error!(error = %e, "internal error answering an HTTP request");
@@ -70,7 +87,11 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>
             axum::routing::delete(delete_ban),
         ),
         ("get", "/", get(dashboard)),
-        ("post", "/v1/jobs", axum::routing::post(post_job)),
+        (
+            "post",
+            "/v1/jobs",
+            axum::routing::post(post_job).layer(DefaultBodyLimit::disable()),
+        ),
         ("get", "/v1/jobs", get(list_jobs)),
         ("get", "/v1/shares/recent", get(recent_shares)),
         ("get", "/v1/jobs/{id}", get(get_job)),
@@ -80,13 +101,15 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<PoolState>>
         (
             "post",
             "/v1/circuits",
-            axum::routing::post(post_circuit).layer(DefaultBodyLimit::max(MAX_CIRCUIT_UPLOAD)),
+            // The body is read by the handler, after the caller's checks and
+            // within its own limit (see `post_circuit`).
+            axum::routing::post(post_circuit).layer(DefaultBodyLimit::disable()),
         ),
         ("get", "/v1/circuits/{id}", get(get_circuit)),
         (
             "post",
             "/v1/circuits/{id}/verify",
-            axum::routing::post(post_verify),
+            axum::routing::post(post_verify).layer(DefaultBodyLimit::max(VERIFY_BODY)),
         ),
         ("get", "/v1/circuits/{id}/proving-key", get(get_proving_key)),
         ("get", "/v1/workers/{worker}", get(get_worker)),
@@ -124,20 +147,47 @@ async fn recent_shares(State(s): State<Arc<PoolState>>) -> Api<Json<Value>> {
     Ok(Json(json!({ "shares": shares })))
 }
 
-/// Jobs, newest first (at most 100), with counts by state over all jobs.
-async fn list_jobs(State(s): State<Arc<PoolState>>) -> Api<Json<Value>> {
-    let mut jobs = s.store.jobs().map_err(internal)?;
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.created_ms));
-    let mut counts = std::collections::BTreeMap::<String, u64>::new();
-    for j in &jobs {
-        let state = serde_json::to_value(j.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        *counts.entry(state).or_default() += 1;
-    }
-    let list: Vec<JobView> = jobs.iter().take(100).map(|j| view(&s, j)).collect();
-    Ok(Json(json!({ "counts": counts, "jobs": list })))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobPage {
+    /// At most this many jobs (default 50, at most 200).
+    limit: Option<usize>,
+    /// The `next` cursor of the previous page.
+    before: Option<String>,
+}
+
+/// Jobs the caller may see, newest first, a page at a time: the operator (admin
+/// token) sees every job, a client (its API key) its own, anyone else the public
+/// ones. Counts by state are over every job (numbers only).
+async fn list_jobs(
+    State(s): State<Arc<PoolState>>,
+    headers: axum::http::HeaderMap,
+    Query(page): Query<JobPage>,
+) -> Api<Json<Value>> {
+    let scope = if admin(&s, &headers).is_ok() {
+        crate::store::JobScope::All
+    } else {
+        match crate::ledger_api::client_from_key(&s, &headers)? {
+            Some(c) => crate::store::JobScope::Client(c.id),
+            None => crate::store::JobScope::Public,
+        }
+    };
+    let limit = page.limit.unwrap_or(50).clamp(1, 200);
+    let (jobs, next) = s
+        .store
+        .jobs_page(&scope, page.before.as_deref(), limit)
+        .map_err(internal)?;
+    let list: Vec<JobView> = jobs.iter().map(|j| view(&s, j)).collect();
+    Ok(Json(json!({
+        "counts": s.store.job_counts(),
+        "scope": match scope {
+            crate::store::JobScope::All => "all".to_owned(),
+            crate::store::JobScope::Client(c) => format!("client {c}"),
+            crate::store::JobScope::Public => "public".to_owned(),
+        },
+        "jobs": list,
+        "next": next,
+    })))
 }
 
 /// The HTTP API's OpenAPI 3 document, served at `/v1/openapi.json`.
@@ -148,7 +198,7 @@ async fn openapi() -> Response {
 }
 
 pub fn router(state: Arc<PoolState>) -> Router {
-    let limit = state.config.http.max_body_bytes;
+    let timeout = std::time::Duration::from_secs(state.config.limits.http_request_timeout_secs);
     let mut router = Router::new();
     for (_, path, handler) in routes() {
         router = router.route(path, handler);
@@ -160,71 +210,103 @@ pub fn router(state: Arc<PoolState>) -> Router {
                 "no such endpoint; GET /v1/openapi.json lists them".into(),
             )
         })
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(SMALL_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            per_address,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .with_state(state)
 }
 
-/// Serves the API until shutdown: HTTPS when `http.tls_cert` is set.
+/// Every request counts against its address's rate (`limits.http_requests_per_second`).
+async fn per_address(
+    State(s): State<Arc<PoolState>>,
+    Peer(ip): Peer,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(e) = s.limits.request(ip) {
+        return ApiError::from(e).into_response();
+    }
+    next.run(req).await
+}
+
+/// Serves the API until shutdown: HTTPS when `http.tls_cert` is set. Our own
+/// accept loop (axum's has no timeouts or caps): at most
+/// `limits.http_connections` connections, `http_connections_per_ip` from one
+/// address (more are closed at once), a request's headers within
+/// `http_header_timeout_secs` (a kept-alive idle connection too), a whole request
+/// within `http_request_timeout_secs`.
 pub async fn serve(state: Arc<PoolState>, listener: TcpListener) {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo, TokioTimer},
+        server::{conn::auto::Builder, graceful::GracefulShutdown},
+        service::TowerToHyperService,
+    };
+    use tower::ServiceExt;
     let token = state.shutdown.clone();
     let tls = state.http_tls.clone();
-    let app = router(state);
-    let stop = {
-        let token = token.clone();
-        async move { token.cancelled().await }
-    };
-    let served = match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }
-        Some(acceptor) => {
-            let listener = TlsListener::start(listener, acceptor, token);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }
-    };
-    if let Err(e) = served {
-        error!(error = %e, "HTTP server failed");
-    }
-}
-
-/// HTTPS: TCP connections are accepted and their TLS handshakes run in their own
-/// tasks (bounded by a timeout, so a slow handshake holds up nobody); finished
-/// ones are handed to axum.
-struct TlsListener {
-    ready: tokio::sync::mpsc::Receiver<(
-        stratum::tls::ServerTlsStream<tokio::net::TcpStream>,
-        std::net::SocketAddr,
-    )>,
-    addr: std::net::SocketAddr,
-}
-
-impl TlsListener {
-    fn start(
-        tcp: TcpListener,
-        acceptor: stratum::tls::TlsAcceptor,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> Self {
-        let addr = tcp.local_addr().expect("a bound listener has an address");
-        let (tx, ready) = tokio::sync::mpsc::channel(64);
+    let limits = state.config.limits.clone();
+    let app = router(state.clone());
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.http_connections));
+    let per_ip: Arc<dashmap::DashMap<std::net::IpAddr, usize>> = Arc::default();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(
+            limits.http_header_timeout_secs,
+        ));
+    let graceful = GracefulShutdown::new();
+    let write_timeout = std::time::Duration::from_secs(limits.http_write_timeout_secs);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = token.cancelled() => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually EMFILE: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "HTTP connection refused: at limits.http_connections");
+            continue;
+        };
+        let Some(slot) =
+            crate::session::IpSlot::acquire(&per_ip, peer.ip(), limits.http_connections_per_ip)
+        else {
+            tracing::debug!(%peer, "HTTP connection refused: at limits.http_connections_per_ip");
+            continue;
+        };
+        let svc = app
+            .clone()
+            .map_request(move |mut r: Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(ConnectInfo(peer));
+                r.map(Body::new)
+            });
+        let svc = TowerToHyperService::new(svc);
+        let stream = WriteDeadline::new(stream, write_timeout);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    a = tcp.accept() => match a {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "HTTPS accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
+            let _held = (permit, slot);
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(acceptor) => {
+                    // The handshake has its own deadline, so a slow one holds only
+                    // its own place.
                     match tokio::time::timeout(
                         std::time::Duration::from_secs(10),
                         acceptor.accept(stream),
@@ -232,33 +314,22 @@ impl TlsListener {
                     .await
                     {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                            let _ = watcher.watch(conn).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                });
+                }
             }
         });
-        TlsListener { ready, addr }
     }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = stratum::tls::ServerTlsStream<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            // The accept task stopped (shutdown): park until axum's graceful
-            // shutdown, which is already under way, ends the server.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.addr)
+    drop(listener);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("HTTP connections still open after 5 s of shutdown; closing them");
     }
 }
 
@@ -297,8 +368,9 @@ async fn status(State(s): State<Arc<PoolState>>) -> Json<Value> {
     }))
 }
 
-/// Prometheus text format; current-state gauges are read now.
-async fn metrics(State(s): State<Arc<PoolState>>) -> Response {
+/// Prometheus text format; current-state gauges are read now. Amounts of money
+/// (the books by account) are only in a scrape that carries the admin token.
+async fn metrics(State(s): State<Arc<PoolState>>, headers: axum::http::HeaderMap) -> Response {
     {
         let sched = s
             .scheduler
@@ -320,11 +392,12 @@ async fn metrics(State(s): State<Arc<PoolState>>) -> Response {
         .len();
     s.metrics.bans_active.set(active as i64);
     s.verifier.queued();
+    let with_amounts = admin(&s, &headers).is_ok();
     s.metrics
         .observe_ledger(&s.ledger, crate::circuits::now_ms());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.encode(),
+        s.metrics.encode(with_amounts),
     )
         .into_response()
 }
@@ -470,19 +543,77 @@ fn view(s: &PoolState, j: &JobRecord) -> JobView {
     }
 }
 
+/// Refuses (413) a request whose declared length is over `limit`, before any of
+/// its body is read.
+fn declared_within(headers: &axum::http::HeaderMap, limit: usize, what: &str) -> Api<()> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what} is {n} bytes, more than this pool takes ({limit} bytes)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a request body of at most `limit` bytes, refusing a larger one with 413.
+async fn read_body(body: Body, limit: usize, what: &str) -> Api<Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{what} is larger than this pool takes ({limit} bytes)"),
+            )
+        } else {
+            ApiError(StatusCode::BAD_REQUEST, format!("{what}: {e}"))
+        }
+    })
+}
+
+/// The address a request came from (our accept loop records it on every request;
+/// `0.0.0.0` for a router served some other way, as in a unit test).
+pub struct Peer(pub std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| {
+                    c.0.ip()
+                }),
+        ))
+    }
+}
+
 async fn post_job(
     State(s): State<Arc<PoolState>>,
+    Peer(ip): Peer,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Api<(StatusCode, Json<JobView>)> {
     let client = crate::ledger_api::client_from_key(&s, &headers)?.map(|c| c.id);
+    declared_within(&headers, s.config.http.max_body_bytes, "the job request")?;
+    let body = read_body(body, s.config.http.max_body_bytes, "the job request").await?;
     let req: JobRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
             format!("invalid job request: {e} (see deploy/examples/*-job.json)"),
         )
     })?;
-    let job = s.submit_job(req, client).await?;
+    let job = s.submit_job(req, client, ip).await?;
     Ok((StatusCode::CREATED, Json(view(&s, &job))))
 }
 
@@ -494,8 +625,32 @@ fn stored_job(s: &PoolState, id: &str) -> Api<JobRecord> {
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id:?}")))
 }
 
-async fn get_job(State(s): State<Arc<PoolState>>, Path(id): Path<String>) -> Api<Json<JobView>> {
-    let job = stored_job(&s, &id)?;
+/// A job the caller may see: a public one, or with its client's API key or the
+/// admin token. A private job is answered like a missing one, so its id leaks
+/// nothing either.
+fn visible_job(s: &PoolState, headers: &axum::http::HeaderMap, id: &str) -> Api<JobRecord> {
+    let hidden = || {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no job {id:?} (a job that is not public is shown only with its client's API key: Authorization: Bearer KEY)"),
+        )
+    };
+    let job = s.store.job(id).map_err(internal)?.ok_or_else(hidden)?;
+    if job.is_public() || admin(s, headers).is_ok() {
+        return Ok(job);
+    }
+    match crate::ledger_api::client_from_key(s, headers)? {
+        Some(c) if c.id == job.client => Ok(job),
+        _ => Err(hidden()),
+    }
+}
+
+async fn get_job(
+    State(s): State<Arc<PoolState>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Api<Json<JobView>> {
+    let job = visible_job(&s, &headers, &id)?;
     Ok(Json(view(&s, &job)))
 }
 
@@ -506,7 +661,7 @@ async fn cancel_job(
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Api<Json<Value>> {
-    let job = stored_job(&s, &id)?;
+    let job = visible_job(&s, &headers, &id)?;
     if admin(&s, &headers).is_err() {
         match crate::ledger_api::client_from_key(&s, &headers)? {
             Some(c) if c.id == job.client => {}
@@ -548,9 +703,10 @@ async fn cancel_job(
 
 async fn get_result(
     State(s): State<Arc<PoolState>>,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Api<Json<zk::JobResult>> {
-    let job = stored_job(&s, &id)?;
+    let job = visible_job(&s, &headers, &id)?;
     match (s.store.result(&id).map_err(internal)?, job.state) {
         (Some(r), _) => Ok(Json(r)),
         (None, state @ (JobState::Expired | JobState::Cancelled | JobState::Failed)) => {
@@ -582,11 +738,9 @@ async fn list_circuits(State(s): State<Arc<PoolState>>) -> Json<Vec<CircuitRecor
     Json(s.registry.all().iter().map(|c| c.record.clone()).collect())
 }
 
-/// The largest `POST /v1/circuits` body: the three files, base64-encoded.
-pub const MAX_CIRCUIT_UPLOAD: usize = 256 << 20;
-
-/// `POST /v1/circuits`: a circom circuit's files, base64-encoded; or, for a
-/// verify-only circuit, a snarkjs `verification_key.json`.
+/// `POST /v1/circuits`: a circom circuit's files, base64-encoded, and a sample
+/// statement's circom input (proven at registration); or, for a verify-only
+/// circuit, a snarkjs `verification_key.json`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CircuitUpload {
@@ -594,6 +748,7 @@ struct CircuitUpload {
     r1cs: Option<String>,
     wasm: Option<String>,
     zkey: Option<String>,
+    sample: Option<Value>,
     verification_key: Option<Value>,
 }
 
@@ -602,43 +757,72 @@ struct CircuitUpload {
 /// 200 with the existing one when the same zkey was registered before.
 async fn post_circuit(
     State(s): State<Arc<PoolState>>,
+    Peer(ip): Peer,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Api<(StatusCode, Json<CircuitRecord>)> {
-    if admin(&s, &headers).is_err() {
-        let client = crate::ledger_api::client_from_key(&s, &headers)?;
-        if client.is_none() && s.config.payouts.require_client_key {
-            return Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "registering a circuit needs a client API key (Authorization: Bearer KEY) or the admin token".into(),
-            ));
+    use crate::{
+        circuits::{Registered, Registrant, RegistryError},
+        limits::Caller,
+    };
+    declared_within(
+        &headers,
+        s.config.limits.circuit_upload_bytes,
+        "the circuit upload",
+    )?;
+    // Who, and whether they may, before a byte of the body is read: an upload is
+    // up to `limits.circuit_upload_bytes`, and only `limits.preparing` of them
+    // are read and checked at once.
+    let by = if admin(&s, &headers).is_ok() {
+        Registrant::Operator
+    } else {
+        match crate::ledger_api::client_from_key(&s, &headers)? {
+            Some(c) => Registrant::Client(c.id),
+            None if s.config.payouts.require_client_key => {
+                return Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "registering a circuit needs a client API key (Authorization: Bearer KEY) or the admin token".into(),
+                ))
+            }
+            None => Registrant::Client(crate::jobs::ANONYMOUS.into()),
         }
+    };
+    let caller = match &by {
+        Registrant::Client(c) if c != crate::jobs::ANONYMOUS => Caller::Client(c.clone()),
+        _ => Caller::Address(ip),
+    };
+    // The operator is not rate-limited (its token can do anything anyway); its
+    // uploads still wait their turn to be read and checked.
+    if by != Registrant::Operator {
+        s.limits.circuit(&caller)?;
     }
+    let preparing = s
+        .limits
+        .prepare(&caller, std::time::Duration::from_secs(30))
+        .await?;
+    let body = read_body(
+        body,
+        s.config.limits.circuit_upload_bytes,
+        "the circuit upload",
+    )
+    .await?;
     let up: CircuitUpload = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
-            format!("invalid circuit upload: {e}. Send {{\"name\", \"r1cs\", \"wasm\", \"zkey\"}} with each file base64-encoded, or {{\"name\", \"verification_key\"}} (zkpool circuits add does this)"),
+            format!("invalid circuit upload: {e}. Send {{\"name\", \"r1cs\", \"wasm\", \"zkey\", \"sample\"}} with each file base64-encoded and a sample statement's circom input, or {{\"name\", \"verification_key\"}} (zkpool circuits add does this)"),
         )
     })?;
-    if up.name.is_empty()
-        || up.name.len() > 64
-        || !up
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-    {
+    drop(body);
+    if !crate::circuits::valid_name(&up.name) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
-            format!(
-                "circuit name {:?}: use 1-64 letters, digits, '-', '_' or '.'",
-                up.name
-            ),
+            RegistryError::BadName(up.name.clone()).to_string(),
         ));
     }
     let state = s.clone();
     let name = up.name.clone();
-    let registered = match (up.r1cs, up.wasm, up.zkey, up.verification_key) {
-        (None, None, None, Some(vk)) => {
+    let registered = match (up.r1cs, up.wasm, up.zkey, up.sample, up.verification_key) {
+        (None, None, None, None, Some(vk)) => {
             let key = zk::snarkjs::vk_from_json(&vk).map_err(|e| {
                 ApiError(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -646,43 +830,54 @@ async fn post_circuit(
                 )
             })?;
             tokio::task::spawn_blocking(move || {
-                state.registry.register_vk(&state.store, &name, key)
+                state.registry.register_vk(&state.store, &name, &by, key)
             })
             .await
         }
-        (Some(r1cs), Some(wasm), Some(zkey), None) => {
+        (Some(r1cs), Some(wasm), Some(zkey), Some(sample), None) => {
             let files = decode_upload(&r1cs, &wasm, &zkey)?;
             tokio::task::spawn_blocking(move || {
                 let (r1cs, wasm, zkey) = files;
-                state
-                    .registry
-                    .register_circom(&state.store, &name, &r1cs, &wasm, &zkey)
+                state.registry.register_circom(
+                    &state.store,
+                    &name,
+                    &by,
+                    crate::circuits::CircomFiles {
+                        r1cs: &r1cs,
+                        wasm: &wasm,
+                        zkey: &zkey,
+                        sample: &sample,
+                    },
+                )
             })
             .await
+        }
+        (Some(_), Some(_), Some(_), None, None) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "missing \"sample\": a circom circuit is registered with one statement's circom input (for example your input.json), which the pool proves with your zkey to check its keys (zkpool circuits add --input FILE)".into(),
+            ))
         }
         _ => {
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,
-                "give either all of \"r1cs\", \"wasm\" and \"zkey\" (a circom circuit) or \"verification_key\" alone (a verify-only circuit)".into(),
+                "give either all of \"r1cs\", \"wasm\", \"zkey\" and \"sample\" (a circom circuit) or \"verification_key\" alone (a verify-only circuit)".into(),
             ))
         }
     }
     .map_err(|e| internal(format!("circuit registration: {e}")))?;
-    use crate::circuits::{Registered, RegistryError};
+    drop(preparing);
     match registered {
         Ok(Registered::New(r)) => {
-            tracing::info!(circuit = %r.id, name = %r.name, constraints = r.constraints, public = r.public_inputs, "circuit registered");
+            tracing::info!(circuit = %r.id, name = %r.name, constraints = r.constraints, public = r.public_inputs, owner = ?r.owner, "circuit registered");
             Ok((StatusCode::CREATED, Json(r)))
         }
         Ok(Registered::Existing(r)) => Ok((StatusCode::OK, Json(r))),
-        Err(e @ (RegistryError::Circom(_) | RegistryError::NameTaken(_))) => {
-            let status = if matches!(e, RegistryError::NameTaken(_)) {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            Err(ApiError(status, e.to_string()))
+        Err(e @ (RegistryError::Circom(_) | RegistryError::Untrusted(_))) => {
+            Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
         }
+        Err(e @ RegistryError::NameTaken(_)) => Err(ApiError(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ RegistryError::BadName(_)) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
         Err(e) => Err(internal(e)),
     }
 }
@@ -760,23 +955,41 @@ async fn get_circuit(
         })
 }
 
+/// The proving key, streamed from its file: a download holds a small buffer, not
+/// the key (a slow reader of a large key costs the pool nothing but its socket).
 async fn get_proving_key(State(s): State<Arc<PoolState>>, Path(id): Path<String>) -> Api<Response> {
     let c = s
         .circuit(&id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no circuit {id:?}")))?;
+    if c.record.proving_key_hash.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "circuit {} is verify-only: it has no proving key",
+                c.record.id
+            ),
+        ));
+    }
     let path = s.registry.key_path(&c.record.proving_key_hash);
-    let bytes = tokio::fs::read(&path)
+    let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| internal(format!("proving key {}: {e}", path.display())))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| internal(format!("proving key {}: {e}", path.display())))?
+        .len();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 << 10);
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
             (
                 header::HeaderName::from_static("x-zkpool-key-hash"),
                 c.record.proving_key_hash.clone(),
             ),
         ],
-        bytes,
+        Body::from_stream(stream),
     )
         .into_response())
 }
@@ -840,4 +1053,90 @@ async fn get_worker(State(s): State<Arc<PoolState>>, Path(name): Path<String>) -
         "rejected": rejected,
         "payouts": payouts,
     })))
+}
+
+/// A connection whose writes must make progress: a write or flush that cannot go
+/// on for `limit` (the peer reads nothing) fails, and the connection ends. Without
+/// it a client that stops reading a response holds its connection forever.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: std::time::Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: std::time::Duration) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// The inner write is pending: fail once it has been for `limit`.
+    fn stalled<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::future::Future;
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} s", limit.as_secs()),
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => this.stalled(cx),
+            done => {
+                this.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_flush(cx) {
+            std::task::Poll::Pending => this.stalled(cx),
+            done => {
+                this.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }

@@ -28,9 +28,19 @@ pub struct JobRequest {
     /// Seconds from submission until the job expires. Default 86400.
     #[serde(default)]
     pub deadline_secs: Option<u64>,
-    /// The submitting client's name. Default `anonymous`.
+    /// The submitting client's name: the API key's client, which this may only
+    /// repeat. Without a key (a pool that takes anonymous jobs): `anonymous`.
     #[serde(default)]
     pub client: Option<String>,
+    /// Anyone may see the job, its progress and its result. Default false: only
+    /// its client's API key (or the operator) may; anonymous jobs are public.
+    #[serde(default)]
+    pub public: bool,
+    /// The accounts allowed to prove it: only rigs that authorize with one of
+    /// these accounts' worker tokens get its statements (their private inputs
+    /// included). Default: any rig.
+    #[serde(default)]
+    pub workers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,12 +91,80 @@ pub struct JobRecord {
     /// Why a failed job failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// Its work joins the pool-wide schemes (PPS, PPLNS): its circuit is the
+    /// pool's own and it pays at least `payouts.min_price_per_mwork`. Otherwise its
+    /// miners are paid from its own reward only (see `Credit is only as good as
+    /// what backs it` in ARCHITECTURE.md).
+    #[serde(default = "yes")]
+    pub pooled: bool,
+    /// Visible to anyone (see [`JobRequest::public`]).
+    #[serde(default)]
+    pub public: bool,
+    /// Accounts allowed to prove it; `None`: any rig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl JobRecord {
     pub fn total_work(&self) -> u64 {
-        self.work_per_proof * self.statements.len() as u64
+        self.work_per_proof
+            .saturating_mul(self.statements.len() as u64)
     }
+
+    /// Whether anyone may see it: marked public, or submitted without a key.
+    pub fn is_public(&self) -> bool {
+        self.public || self.client == ANONYMOUS
+    }
+}
+
+/// The client of jobs submitted without an API key.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// What one job may make the pool compute before it is accepted (from `[limits]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub max_statements: usize,
+    /// Native Poseidon hashes (chain execution, statement checks).
+    pub native_hashes: u64,
+    /// wasm instructions to evaluate circom statements.
+    pub witness_fuel: u64,
+    /// Longest deadline, seconds.
+    pub max_deadline_secs: u64,
+    /// Largest statement on the wire (it must fit a `mining.notify` line).
+    pub statement_bytes: usize,
+    /// A job's work joins PPS/PPLNS at this price or above (units per Mwork).
+    pub min_price_per_mwork: u64,
+}
+
+/// Native hashes to check one statement of `spec` (what chain execution and
+/// batch checks cost the pool).
+fn native_cost(spec: CircuitSpec) -> u64 {
+    match spec {
+        CircuitSpec::Chain { steps } => steps as u64,
+        CircuitSpec::Preimage => 1,
+        CircuitSpec::Circom { .. } | CircuitSpec::VerifyOnly { .. } => 0,
+    }
+}
+
+/// A statement as it travels in `mining.notify`: its size decides whether it fits a line.
+pub fn wire_statement(index: u64, s: &Statement) -> stratum::WireStatement {
+    stratum::WireStatement {
+        index,
+        public: s.public.iter().map(zk::field::fr_to_string).collect(),
+        private: s.private.iter().map(zk::field::fr_to_string).collect(),
+        input: s.input.clone(),
+    }
+}
+
+/// Bytes a statement takes in a `mining.notify` line.
+pub fn wire_size(s: &Statement) -> usize {
+    serde_json::to_vec(&wire_statement(u64::MAX, s))
+        .expect("statements serialise")
+        .len()
 }
 
 /// A verified proof as stored, with who proved it.
@@ -96,6 +174,10 @@ pub struct StoredProof {
     pub worker: String,
     pub task: String,
     pub at_ms: u64,
+    /// Taken from the pool's proofs of statements already proven (another job
+    /// proved the same statement): nobody is credited for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// Why a job request was refused (HTTP 4xx).
@@ -104,6 +186,12 @@ pub enum JobError {
     /// The body is not a valid job request.
     #[error("{0}")]
     BadRequest(String),
+    /// The job would cost the pool more than one job may (`[limits]`).
+    #[error("{0}")]
+    TooExpensive(String),
+    /// Too many requests, or a previous one still being prepared (HTTP 429).
+    #[error("{0}")]
+    TooMany(String),
     /// The named circuit is not registered.
     #[error("unknown circuit {0:?}: GET /v1/circuits lists the registered ones (built-in names: chain, preimage)")]
     UnknownCircuit(String),
@@ -123,6 +211,9 @@ pub enum JobError {
     /// The pool failed (HTTP 500).
     #[error("{0}")]
     Internal(String),
+    /// The pool's storage failed: try again (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub const DEFAULT_DEADLINE_SECS: u64 = 86_400;
@@ -155,13 +246,29 @@ fn new_job_id() -> String {
 
 /// Validates a request against its circuit and builds the job. CPU-bound for long
 /// chains (the pool executes the chain natively to cut it into segments): run it
-/// off the async workers.
-pub fn build(
-    req: JobRequest,
-    circuit: &Circuit,
-    max_statements: usize,
-) -> Result<JobRecord, JobError> {
+/// off the async workers. Every cost is checked against `budget` before it is
+/// spent.
+pub fn build(req: JobRequest, circuit: &Circuit, budget: &Budget) -> Result<JobRecord, JobError> {
+    let max_statements = budget.max_statements;
     let spec = circuit.record.spec;
+    if let CircuitSpec::VerifyOnly { .. } = spec {
+        return Err(JobError::BadRequest(format!(
+            "circuit {} is verify-only (the pool has no proving key for it): it takes no jobs",
+            circuit.record.id
+        )));
+    }
+    let deadline_secs = req.deadline_secs.unwrap_or(DEFAULT_DEADLINE_SECS);
+    if deadline_secs == 0 || deadline_secs > budget.max_deadline_secs {
+        return Err(JobError::BadRequest(format!(
+            "deadline_secs must be 1..={}, got {deadline_secs}",
+            budget.max_deadline_secs
+        )));
+    }
+    let too_costly = |what: String| {
+        JobError::TooExpensive(format!(
+            "{what}; split the work into smaller jobs (or ask the operator to raise [limits])"
+        ))
+    };
     let (mode, statements, chain) = match (req.chain, req.statements) {
         (Some(_), Some(_)) => return Err(JobError::BadRequest("give either \"chain\" or \"statements\", not both".into())),
         (None, None) => {
@@ -176,6 +283,13 @@ pub fn build(
             if c.segments == 0 || c.segments as usize > max_statements {
                 return Err(JobError::BadRequest(format!("chain.segments must be 1..={max_statements}, got {}", c.segments)));
             }
+            let hashes = c.segments.saturating_mul(steps as u64);
+            if hashes > budget.native_hashes {
+                return Err(too_costly(format!(
+                    "a chain of {} segments of {steps} hashes is {hashes} hashes for the pool to run, more than the {} one job may ask ({} segments)",
+                    c.segments, budget.native_hashes, budget.native_hashes / steps.max(1) as u64
+                )));
+            }
             let seed = parse_fr(&c.seed).map_err(|e| JobError::BadRequest(format!("chain.seed: {e}")))?;
             let (statements, output) = CircuitSpec::chain_statements(steps, seed, c.segments);
             let claim = ChainClaim { seed, output, segments: c.segments, steps_per_segment: steps };
@@ -185,22 +299,97 @@ pub fn build(
             if statements.is_empty() || statements.len() > max_statements {
                 return Err(JobError::BadRequest(format!("statements must number 1..={max_statements}, got {}", statements.len())));
             }
-            for (i, s) in statements.iter_mut().enumerate() {
-                spec.check(s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
-                if let Some(c) = &circuit.circom {
-                    evaluate_circom(c, s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
+            let n = statements.len() as u64;
+            let hashes = n.saturating_mul(native_cost(spec));
+            if hashes > budget.native_hashes {
+                return Err(too_costly(format!(
+                    "checking {n} statements is {hashes} hashes for the pool, more than the {} one job may ask",
+                    budget.native_hashes
+                )));
+            }
+            if let Some(c) = &circuit.circom {
+                let fuel = n.saturating_mul(c.generator.limits().fuel);
+                if fuel > budget.witness_fuel {
+                    return Err(too_costly(format!(
+                        "evaluating {n} statements of this circuit may take {fuel} wasm instructions at the pool, more than the {} one job may ask (at most {} statements per job)",
+                        budget.witness_fuel,
+                        budget.witness_fuel / c.generator.limits().fuel.max(1)
+                    )));
+                }
+            }
+            // Sizes first: a statement that cannot travel in one line is refused
+            // before anything runs (its `input` is the client's, and long).
+            for (i, s) in statements.iter().enumerate() {
+                let size = wire_size(s);
+                if size > budget.statement_bytes {
+                    return Err(JobError::BadRequest(format!(
+                        "statements[{i}] is {size} bytes on the wire; a statement may be at most {} (it must fit one stratum line with its proof)",
+                        budget.statement_bytes
+                    )));
+                }
+            }
+            {
+                use rayon::prelude::*;
+                statements
+                    .par_iter_mut()
+                    .enumerate()
+                    .try_for_each(|(i, s)| {
+                        spec.check(s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
+                        if let Some(c) = &circuit.circom {
+                            evaluate_circom(c, s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
+                        }
+                        Ok::<(), JobError>(())
+                    })?;
+            }
+            let mut seen = std::collections::HashMap::with_capacity(statements.len());
+            for (i, s) in statements.iter().enumerate() {
+                if let Some(j) = seen.insert(&s.public, i) {
+                    return Err(JobError::BadRequest(format!(
+                        "statements[{i}] has the same public inputs as statements[{j}]: it is the same statement, and is proven once; leave the copy out"
+                    )));
                 }
             }
             (JobMode::Batch, statements, None)
         }
     };
     let now = now_ms();
-    let client = req.client.unwrap_or_else(|| "anonymous".into());
+    let client = req.client.unwrap_or_else(|| ANONYMOUS.into());
     if client.is_empty() || client.len() > 64 {
         return Err(JobError::BadRequest(
             "client must be 1-64 characters".into(),
         ));
     }
+    let allow = match req.workers {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err(JobError::BadRequest(
+                "workers: an empty allow-list lets no rig prove the job; leave it out for any rig"
+                    .into(),
+            ))
+        }
+        Some(list) => {
+            for a in &list {
+                if a.contains('.') || stratum::Worker::parse(&format!("{a}.x")).is_err() {
+                    return Err(JobError::BadRequest(format!(
+                        "workers: {a:?} is not an account (ADDR, the part of a worker name before the dot)"
+                    )));
+                }
+            }
+            Some(list)
+        }
+    };
+    let n = statements.len() as u64;
+    // Work is the circuit's constraint count for the pool's own circuits. For a
+    // client's circuit the count is the client's to choose (empty rows count), so
+    // its work is weighed by what the job pays instead.
+    let pool_circuit = circuit.record.owner.is_none();
+    let work_per_proof = if pool_circuit {
+        circuit.record.constraints
+    } else {
+        (req.reward / n).max(1)
+    };
+    let total_work = work_per_proof.saturating_mul(n) as u128;
+    let pays = req.reward as u128 * 1_000_000 >= total_work * budget.min_price_per_mwork as u128;
     Ok(JobRecord {
         id: new_job_id(),
         client,
@@ -211,12 +400,15 @@ pub fn build(
         statements,
         chain,
         reward: req.reward,
-        work_per_proof: circuit.record.constraints,
+        work_per_proof,
         created_ms: now,
-        deadline_ms: now + req.deadline_secs.unwrap_or(DEFAULT_DEADLINE_SECS) * 1000,
+        deadline_ms: now.saturating_add(deadline_secs * 1000),
         state: JobState::Running,
         completed_ms: None,
         failure: None,
+        pooled: pool_circuit && pays,
+        public: req.public,
+        allow,
     })
 }
 

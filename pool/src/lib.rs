@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod ledger_api;
+pub mod limits;
 pub mod metrics;
 pub mod scheduler;
 pub mod server;

@@ -135,7 +135,7 @@ impl Metrics {
             ),
             jobs_failed: counter(
                 "zkpool_jobs_failed_total",
-                "Jobs failed because scheduler.max_attempts different workers failed one of their statements.",
+                "Jobs failed because scheduler.max_attempts different identities (token-proven accounts or addresses) failed one of their statements.",
             ),
             job_seconds: histogram(
                 "zkpool_job_seconds",
@@ -271,10 +271,16 @@ impl Metrics {
     }
 
     /// The registry in Prometheus' text format.
-    pub fn encode(&self) -> String {
+    /// The text exposition. `amounts`: include the books' balances by account
+    /// (`zkpool_ledger_amount`), which only the operator's scrape may see.
+    pub fn encode(&self, amounts: bool) -> String {
+        let mut families = self.registry.gather();
+        if !amounts {
+            families.retain(|f| f.name() != "zkpool_ledger_amount");
+        }
         let mut buf = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
+            .encode(&families, &mut buf)
             .expect("text encoding into a Vec cannot fail");
         String::from_utf8(buf).expect("the text format is UTF-8")
     }
@@ -293,7 +299,7 @@ mod tests {
     #[test]
     fn every_verdict_is_exported_from_the_start() {
         let m = Metrics::new();
-        let text = m.encode();
+        let text = m.encode(true);
         for v in VERDICTS {
             assert!(
                 text.contains(&format!("zkpool_shares_total{{verdict=\"{v}\"}} 0")),

@@ -17,11 +17,17 @@
 //!   `tasks_per_session` tasks at once (one proving, the rest queued on the rig).
 //! - A statement whose proof was invalid, or whose lease ran out, is not leased
 //!   again to a worker that failed it while another eligible session exists.
-//! - A statement that `max_attempts` *different* workers failed is reported by
+//! - A statement that `max_attempts` *different identities* failed is reported by
 //!   [`Scheduler::take_exhausted`] and its job is ended as failed (the pool does
-//!   not hand out forever work its rigs cannot do). Counting workers, not failures,
-//!   keeps one or two stalling rigs from failing a client's job by taking and
+//!   not hand out forever work its rigs cannot do). An identity is what a session
+//!   proved it is: its account when it authorized with the account's worker token,
+//!   otherwise its address. Worker names are free to invent, so counting names let
+//!   five made-up names from one socket fail anyone's job; counting identities, not
+//!   failures, also keeps one or two stalling rigs from failing it by taking and
 //!   dropping the same statement over and over.
+//! - A job may name the accounts allowed to prove it (its statements' private
+//!   inputs go to the rigs that do); only sessions that proved they are one of
+//!   those accounts get its tasks.
 //!
 //! - **Backup leases**: at the tail of a job (nothing pending), a free session
 //!   gets a copy of a task that has run more than twice its worker's expected time
@@ -86,6 +92,8 @@ pub struct Task {
     pub backup: bool,
     /// The job's client (for fairness across clients).
     pub client: String,
+    /// Who the session proved it is (see the module doc): what a failure counts against.
+    pub identity: String,
 }
 
 impl Task {
@@ -109,6 +117,9 @@ pub struct JobEntry {
     pub max_per_task: usize,
     /// Who submitted the job: tasks are shared fairly across clients.
     pub client: String,
+    /// Accounts allowed to prove it (sessions that authorized with that
+    /// account's worker token); `None`: every session.
+    pub allow: Option<BTreeSet<String>>,
 }
 
 #[derive(Debug)]
@@ -118,6 +129,8 @@ struct JobQueue {
     done: u64,
     /// Statement -> workers whose proof of it was invalid or whose lease ran out.
     avoid: HashMap<u64, HashSet<String>>,
+    /// Statement -> identities that failed it (what exhausts its attempts).
+    attempts: HashMap<u64, HashSet<String>>,
     /// A statement of this job used up its attempts (reported once).
     exhausted: bool,
     /// Its deadline is near: served before fairness, earliest deadline first.
@@ -133,6 +146,10 @@ impl JobQueue {
 #[derive(Debug)]
 struct SessionSlot {
     worker: String,
+    /// Who the session proved it is (see the module doc).
+    identity: String,
+    /// The account whose worker token the session gave, if any.
+    account: Option<String>,
     /// Circuit ids or names this session can prove; `None`: all.
     circuits: Option<HashSet<String>>,
     tasks: BTreeSet<String>,
@@ -144,9 +161,15 @@ struct SessionSlot {
 
 impl SessionSlot {
     fn supports(&self, job: &JobEntry) -> bool {
-        self.circuits
+        let allowed = job
+            .allow
             .as_ref()
-            .is_none_or(|c| c.contains(&job.circuit_id) || c.contains(&job.circuit_name))
+            .is_none_or(|allow| self.account.as_ref().is_some_and(|a| allow.contains(a)));
+        allowed
+            && self
+                .circuits
+                .as_ref()
+                .is_none_or(|c| c.contains(&job.circuit_id) || c.contains(&job.circuit_name))
     }
 }
 
@@ -267,6 +290,7 @@ impl Scheduler {
                     pending,
                     done,
                     avoid: HashMap::new(),
+                    attempts: HashMap::new(),
                     exhausted: false,
                     urgent: false,
                 },
@@ -301,10 +325,26 @@ impl Scheduler {
         })
     }
 
+    /// Adds a session whose identity is its worker name (tests and benchmarks;
+    /// the pool uses [`Scheduler::add_session_as`]).
     pub fn add_session(
         &mut self,
         key: SessionKey,
         worker: String,
+        circuits: Option<HashSet<String>>,
+    ) {
+        let identity = worker.clone();
+        self.add_session_as(key, worker, identity, None, circuits)
+    }
+
+    /// Adds an authorized session: `identity` is what its failures count against,
+    /// `account` the account whose worker token it gave (if any).
+    pub fn add_session_as(
+        &mut self,
+        key: SessionKey,
+        worker: String,
+        identity: String,
+        account: Option<String>,
         circuits: Option<HashSet<String>>,
     ) {
         if circuits.is_some() {
@@ -318,6 +358,8 @@ impl Scheduler {
             key,
             SessionSlot {
                 worker,
+                identity,
+                account,
                 circuits,
                 tasks: BTreeSet::new(),
                 last_done: None,
@@ -569,6 +611,7 @@ impl Scheduler {
                 continue;
             };
             let worker = self.sessions[&key].worker.clone();
+            let identity = self.sessions[&key].identity.clone();
             let lease = self.lease_for(&worker, &t.circuit, t.count);
             self.count_in_flight(&t.client, t.count, 0);
             let id = format!("{}-{}", t.job, self.next_task);
@@ -577,6 +620,7 @@ impl Scheduler {
                 id: id.clone(),
                 session: key,
                 worker,
+                identity,
                 leased_at: now,
                 lease,
                 expires_at: now + lease,
@@ -642,6 +686,7 @@ impl Scheduler {
         let job = q.entry.id.clone();
         let circuit = q.entry.circuit_id.clone();
         let client = q.entry.client.clone();
+        let identity = slot.identity.clone();
         let lease = self.lease_for(&worker, &circuit, count);
         self.count_in_flight(&client, count, 0);
         let id = format!("{job}-{}", self.next_task);
@@ -663,6 +708,7 @@ impl Scheduler {
             expires_at: now + lease,
             backup: false,
             client,
+            identity,
         };
         let slot = self.sessions.get_mut(&key).expect("session checked above");
         slot.tasks.insert(id.clone());
@@ -763,6 +809,26 @@ impl Scheduler {
         })
     }
 
+    /// Marks ready statements of a job done without a task (their proofs came
+    /// from statements proven before); statements not ready (leased, or done) are
+    /// left alone. Returns whether the job is now done (it is then removed).
+    pub fn mark_done(&mut self, job: &str, indices: &[u64]) -> bool {
+        let Some(q) = self.jobs.get_mut(job) else {
+            return false;
+        };
+        for i in indices {
+            if q.pending.remove(i) {
+                q.done += 1;
+            }
+        }
+        let done = q.done == q.entry.total;
+        if done {
+            self.jobs.remove(job);
+        }
+        self.epoch += 1;
+        done
+    }
+
     /// Undoes [`Scheduler::complete`] when its result could not be stored.
     pub fn reopen(&mut self, task: &Task, entry: Option<JobEntry>) {
         self.epoch += 1;
@@ -805,15 +871,16 @@ impl Scheduler {
     }
 
     /// Marks a task's statements to avoid the worker that failed them; a statement
-    /// that `max_attempts` different workers failed is reported, once per job.
+    /// that `max_attempts` different identities failed is reported, once per job.
     fn blame(&mut self, t: &Task) {
         let Some(q) = self.jobs.get_mut(&t.job) else {
             return;
         };
         self.epoch += 1;
         for i in t.indices() {
-            let failed_by = q.avoid.entry(i).or_default();
-            failed_by.insert(t.worker.clone());
+            q.avoid.entry(i).or_default().insert(t.worker.clone());
+            let failed_by = q.attempts.entry(i).or_default();
+            failed_by.insert(t.identity.clone());
             let n = failed_by.len() as u32;
             if self.cfg.max_attempts > 0 && n >= self.cfg.max_attempts && !q.exhausted {
                 q.exhausted = true;
@@ -918,6 +985,7 @@ mod tests {
             done: BTreeSet::new(),
             max_per_task: 1000,
             client: "c".into(),
+            allow: None,
         }
     }
 
@@ -1092,6 +1160,79 @@ mod tests {
         assert!(s.take_exhausted().is_empty());
     }
 
+    /// Five made-up names from one address are one identity: their expired
+    /// leases never exhaust a statement. Five token-proven accounts do.
+    #[test]
+    fn attempts_count_identities_not_names() {
+        let mut s = Scheduler::new(cfg());
+        let mut now = Instant::now();
+        s.add_job(job("j", 1, 10));
+        for k in 1..=5 {
+            s.add_session_as(k, format!("sybil{k}.r"), "ip:10.0.0.9".into(), None, None);
+        }
+        for _ in 0..10 {
+            let t = s.poll_assignments(now).remove(0);
+            now += t.lease;
+            assert_eq!(s.expire(now).len(), 1);
+            assert!(
+                s.take_exhausted().is_empty(),
+                "one address fails a job alone"
+            );
+        }
+        for k in 1..=5 {
+            s.remove_session(k);
+        }
+        for k in 6..=10 {
+            s.add_session_as(
+                k,
+                format!("acct{k}.r"),
+                format!("account:acct{k}"),
+                Some(format!("acct{k}")),
+                None,
+            );
+        }
+        // The address counted once already; four proven accounts make five.
+        let mut exhausted = vec![];
+        for _ in 0..4 {
+            let t = s.poll_assignments(now).remove(0);
+            s.fail(t.session, &t.id).unwrap();
+            exhausted.extend(s.take_exhausted());
+        }
+        assert_eq!(exhausted.len(), 1, "{exhausted:?}");
+        assert_eq!(exhausted[0].attempts, 5);
+    }
+
+    /// A job with an allow-list goes only to sessions that proved one of its accounts.
+    #[test]
+    fn an_allow_listed_job_goes_only_to_its_accounts() {
+        let mut s = Scheduler::new(cfg());
+        let now = Instant::now();
+        let mut private = job("private", 2, 10);
+        private.allow = Some(BTreeSet::from(["alice".to_owned()]));
+        s.add_job(private);
+        // Named alice, but without her token: not her.
+        s.add_session_as(1, "alice.fake".into(), "ip:10.0.0.9".into(), None, None);
+        assert!(s.poll_assignments(now).is_empty());
+        s.add_session_as(
+            2,
+            "bob.r".into(),
+            "account:bob".into(),
+            Some("bob".into()),
+            None,
+        );
+        assert!(s.poll_assignments(now).is_empty());
+        s.add_session_as(
+            3,
+            "alice.r".into(),
+            "account:alice".into(),
+            Some("alice".into()),
+            None,
+        );
+        let tasks = s.poll_assignments(now);
+        assert!(!tasks.is_empty());
+        assert!(tasks.iter().all(|t| t.session == 3), "{tasks:?}");
+    }
+
     /// At a job's tail, a task running past twice its expected time gets a backup
     /// on another worker; the first verified proof wins and the other lease ends.
     #[test]
@@ -1250,6 +1391,7 @@ mod tests {
         let t0 = Instant::now();
         let big = JobEntry {
             client: "big".into(),
+            allow: None,
             ..job("big-job", 100, 10)
         };
         s.add_job(big);
@@ -1259,6 +1401,7 @@ mod tests {
         assert!(s.poll_assignments(t0).iter().all(|t| t.client == "big"));
         let small = JobEntry {
             client: "small".into(),
+            allow: None,
             ..job("small-job", 4, 20)
         };
         s.add_job(small);
@@ -1274,6 +1417,7 @@ mod tests {
         // An urgent job of the big client goes before fairness.
         let rush = JobEntry {
             client: "big".into(),
+            allow: None,
             ..job("rush-job", 2, 5)
         };
         s.add_job(rush);

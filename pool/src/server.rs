@@ -78,7 +78,99 @@ pub struct PoolState {
     /// Sessions whose connection closed with leased tasks, by resume token, until
     /// a reconnecting rig resumes them or `stratum.resume_grace_secs` pass.
     pub parked: DashMap<String, Parked>,
+    /// Request rates and blocking work in flight, per caller (`[limits]`).
+    pub limits: crate::limits::Limits,
+    /// Statements a submit in flight is storing a proof of: a second submit of one
+    /// of them meanwhile is refused (its proof would be paid twice).
+    pub claims: DashMap<String, ()>,
 }
+
+/// One submit's claims on statements, given back when it is dropped (the share
+/// is stored, with its statements' proven marks, or it is not stored at all).
+struct Claim<'a> {
+    claims: &'a DashMap<String, ()>,
+    held: Vec<String>,
+}
+
+impl<'a> Claim<'a> {
+    fn new(claims: &'a DashMap<String, ()>) -> Self {
+        Claim {
+            claims,
+            held: vec![],
+        }
+    }
+
+    /// Claims `key`; false when another submit holds it.
+    fn take(&mut self, key: &str) -> bool {
+        match self.claims.entry(key.to_owned()) {
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(());
+                self.held.push(key.to_owned());
+                true
+            }
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        for k in &self.held {
+            self.claims.remove(k);
+        }
+    }
+}
+
+/// What a `mining.authorize` password says about the worker's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The account has a worker token and this is it: the session is the account.
+    Verified,
+    /// The account has no token and the pool does not require one: anyone may
+    /// use the name, so the session is only its address.
+    Open,
+    /// The account needs a token and none was given.
+    Missing,
+    /// A token was given and it is not the account's.
+    Wrong,
+    /// The token store could not be read: refused.
+    Fault,
+}
+
+/// Who an authorized session is: the worker name it gave, the address it came
+/// from, and whether it proved the name is its own (the account's worker token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    pub worker: String,
+    pub ip: std::net::IpAddr,
+    pub verified: bool,
+}
+
+impl Authorized {
+    /// The account (the worker name before its dot).
+    pub fn account(&self) -> &str {
+        payouts::worker_addr(&self.worker)
+    }
+
+    /// What the session's failures count against: its account when it proved
+    /// it, else its address (a name anyone can type counts for nothing).
+    pub fn identity(&self) -> String {
+        if self.verified {
+            format!("account:{}", self.account())
+        } else {
+            format!("ip:{}", self.ip)
+        }
+    }
+
+    /// The account the session proved, if any.
+    pub fn proven_account(&self) -> Option<String> {
+        self.verified.then(|| self.account().to_owned())
+    }
+}
+
+/// Bytes of a `mining.notify` line around its statements (ids, key reference,
+/// framing): what a statement may not take of the line limit.
+pub const NOTIFY_OVERHEAD: usize = 2048;
 
 /// A closed session waiting to be resumed.
 #[derive(Debug, Clone)]
@@ -197,20 +289,36 @@ impl PoolState {
         let widest = job
             .statements
             .iter()
-            .map(|s| {
-                s.public
-                    .iter()
-                    .chain(&s.private)
-                    .map(|x| fr_to_string(x).len() + 4)
-                    .sum::<usize>()
-                    + 48
-            })
+            .map(jobs::wire_size)
             .max()
             .unwrap_or(0);
         // A submitted proof costs ~560 bytes (512 hex digits of an uncompressed
         // proof, as zkminer sends them, plus framing).
         let per = widest.max(576);
-        (self.config.stratum.max_line.saturating_sub(2048) / per).max(1)
+        (self.config.stratum.max_line.saturating_sub(NOTIFY_OVERHEAD) / per).max(1)
+    }
+
+    /// What one job may cost the pool to prepare.
+    pub fn budget(&self) -> jobs::Budget {
+        let l = &self.config.limits;
+        jobs::Budget {
+            max_statements: self.config.http.max_job_statements,
+            native_hashes: l.job_native_hashes,
+            witness_fuel: l.job_witness_fuel,
+            max_deadline_secs: l.max_deadline_secs,
+            statement_bytes: self.config.stratum.max_line.saturating_sub(NOTIFY_OVERHEAD),
+            min_price_per_mwork: self.config.payouts.min_price(),
+        }
+    }
+
+    /// The payout policy of one job: the pool's, or PROP for a job whose work is
+    /// not pooled (a client's circuit, or a job below the pool-wide price).
+    pub fn policy_for(&self, job: &JobRecord) -> payouts::Policy {
+        let mut p = self.config.payouts.policy();
+        if !job.pooled {
+            p.scheme = payouts::Scheme::Prop;
+        }
+        p
     }
 
     fn job_entry(&self, job: &JobRecord, done: BTreeSet<u64>) -> JobEntry {
@@ -224,15 +332,18 @@ impl PoolState {
             done,
             max_per_task: self.max_per_task(job),
             client: job.client.clone(),
+            allow: job.allow.as_ref().map(|a| a.iter().cloned().collect()),
         }
     }
 
     /// Validates, escrows its reward, persists (durably) and queues a client's job.
-    /// `client` is the client the request's API key belongs to, if any.
+    /// `client` is the client the request's API key belongs to, if any; `ip` the
+    /// address it came from (what a keyless caller is counted as).
     pub async fn submit_job(
         self: &Arc<Self>,
         mut req: JobRequest,
         client: Option<String>,
+        ip: std::net::IpAddr,
     ) -> Result<JobRecord, JobError> {
         match (&client, &req.client) {
             (None, _) if req.reward > 0 => return Err(JobError::Unauthorized(format!(
@@ -240,22 +351,38 @@ impl PoolState {
                 req.reward
             ))),
             (None, _) if self.config.payouts.require_client_key => return Err(JobError::Unauthorized(
-                "this pool takes jobs from registered clients only: send Authorization: Bearer <client API key>".into(),
+                "this pool takes jobs from registered clients only: send Authorization: Bearer <client API key> (the operator creates one with `zkpool clients add NAME`)".into(),
             )),
+            (None, Some(named)) if named != jobs::ANONYMOUS => return Err(JobError::Unauthorized(format!(
+                "a job in the name of client {named:?} needs that client's API key (Authorization: Bearer); leave \"client\" out to submit anonymously"
+            ))),
             (Some(id), Some(named)) if id != named => return Err(JobError::Forbidden(format!(
                 "the API key belongs to client {id:?}, not {named:?}: leave \"client\" out or name your own"
             ))),
             (Some(id), _) => req.client = Some(id.clone()),
             _ => {}
         }
+        let caller = match &client {
+            Some(c) => crate::limits::Caller::Client(c.clone()),
+            None => crate::limits::Caller::Address(ip),
+        };
+        self.limits
+            .job(&caller)
+            .map_err(|e| JobError::TooMany(e.0))?;
         let circuit = self
             .registry
-            .get(&req.circuit)
+            .resolve(&req.circuit)
             .ok_or_else(|| JobError::UnknownCircuit(req.circuit.clone()))?;
-        let max = self.config.http.max_job_statements;
-        let job = tokio::task::spawn_blocking(move || jobs::build(req, &circuit, max))
+        let preparing = self
+            .limits
+            .prepare(&caller, std::time::Duration::from_secs(30))
             .await
-            .map_err(|e| JobError::BadRequest(format!("job could not be prepared: {e}")))??;
+            .map_err(|e| JobError::TooMany(e.0))?;
+        let budget = self.budget();
+        let job = tokio::task::spawn_blocking(move || jobs::build(req, &circuit, &budget))
+            .await
+            .map_err(|e| JobError::Internal(format!("job could not be prepared: {e}")))??;
+        drop(preparing);
         if job.reward > 0 {
             // Escrow first: if the pool dies before the job is stored, the next start
             // finds an escrow without a job and refunds it.
@@ -270,20 +397,46 @@ impl PoolState {
                     e => JobError::Internal(format!("the reward could not be escrowed: {e}")),
                 })?;
         }
-        self.store
-            .put_job(&job)
-            .map_err(|e| JobError::BadRequest(format!("job could not be stored: {e}")))?;
-        self.store
-            .flush()
-            .await
-            .map_err(|e| JobError::BadRequest(format!("job could not be stored: {e}")))?;
-        info!(job = %job.id, client = %job.client, circuit = %job.circuit_name, statements = job.statements.len(), reward = job.reward, "job accepted");
+        let unavailable = |e: crate::store::StoreError| {
+            JobError::Unavailable(format!(
+                "the job could not be stored ({e}); nothing was charged for it if its reward is refunded at the pool's next start: try again"
+            ))
+        };
+        // Statements proven before (on any job) are answered from the pool's
+        // proofs at once: never leased, never paid again.
+        let cached = self.cached_statements(&job).map_err(unavailable)?;
+        self.store.put_job(&job).map_err(unavailable)?;
+        if !cached.is_empty() {
+            self.store
+                .put_proofs(&job.id, &cached)
+                .map_err(unavailable)?;
+        }
+        self.store.flush().await.map_err(unavailable)?;
+        info!(job = %job.id, client = %job.client, circuit = %job.circuit_name, statements = job.statements.len(), proven_before = cached.len(), reward = job.reward, pooled = job.pooled, "job accepted");
         self.metrics.jobs_accepted.inc();
         self.jobs.insert(job.id.clone(), Arc::new(job.clone()));
-        let entry = self.job_entry(&job, BTreeSet::new());
-        lock(&self.scheduler).add_job(entry);
+        let entry = self.job_entry(&job, cached.iter().map(|(i, _)| *i).collect());
+        if !lock(&self.scheduler).add_job(entry) {
+            // Every statement was proven before: the result is ready now.
+            self.finish_job(&job.id).await;
+        }
         self.dispatch();
         Ok(job)
+    }
+
+    /// The statements of a new job that are proven already, with their proofs.
+    fn cached_statements(
+        &self,
+        job: &JobRecord,
+    ) -> Result<Vec<(u64, StoredProof)>, crate::store::StoreError> {
+        let mut out = vec![];
+        for (i, s) in job.statements.iter().enumerate() {
+            let key = crate::store::statement_key(&job.circuit_id, &s.public);
+            if let Some(proof) = self.store.proven(&key)? {
+                out.push((i as u64, StoredProof::cached(proof)));
+            }
+        }
+        Ok(out)
     }
 
     /// Checks, verifies and credits a submit; the answer to send. Rejections are
@@ -291,13 +444,12 @@ impl PoolState {
     pub async fn handle_submit(
         self: &Arc<Self>,
         key: SessionKey,
-        worker: &str,
-        ip: std::net::IpAddr,
+        who: &Authorized,
         submit: Submit,
     ) -> Result<SubmitResult, RpcError> {
-        let r = self.check_and_credit(key, worker, ip, submit).await;
+        let r = self.check_and_credit(key, who, submit).await;
         if r.is_err() {
-            *self.rejected.entry(worker.to_owned()).or_default() += 1;
+            *self.rejected.entry(who.worker.clone()).or_default() += 1;
         }
         r
     }
@@ -305,13 +457,13 @@ impl PoolState {
     async fn check_and_credit(
         self: &Arc<Self>,
         key: SessionKey,
-        worker: &str,
-        ip: std::net::IpAddr,
+        who: &Authorized,
         submit: Submit,
     ) -> Result<SubmitResult, RpcError> {
+        let worker = who.worker.as_str();
         // Cheap checks first: a banned worker or address gets no pairing computed.
-        let targets = self.ban_targets(worker, ip);
-        if let Some(e) = self.ban_error(&targets) {
+        let targets = self.ban_targets(who);
+        if let Some(e) = self.ban_on(who) {
             return Err(self.reject(ErrorCode::Banned, e));
         }
         let indices: Vec<u64> = submit.proofs.iter().map(|p| p.index).collect();
@@ -379,13 +531,14 @@ impl PoolState {
                 Strike::Warned { remaining } => self.reject(
                     ErrorCode::InvalidProof,
                     format!(
-                        "{summary} (warning: {remaining} more invalid submit(s) within {} s ban this worker and address)",
-                        self.config.bans.window_secs
+                        "{summary} (warning: {remaining} more invalid submit(s) within {} s ban this worker{})",
+                        self.config.bans.window_secs,
+                        if who.verified { "" } else { " at this address" }
                     ),
                 ),
                 Strike::Banned { for_ } => {
                     self.metrics.bans.inc();
-                    warn!(%worker, %ip, secs = for_.as_secs(), "banned for invalid work");
+                    warn!(%worker, ip = %who.ip, secs = for_.as_secs(), "banned for invalid work");
                     self.reject(
                         ErrorCode::Banned,
                         format!("{summary}; too many invalid submits: banned for {} s", for_.as_secs()),
@@ -396,9 +549,39 @@ impl PoolState {
             return Err(e);
         }
 
-        let completion = lock(&self.scheduler)
-            .complete(key, &task.id, Instant::now())
-            .map_err(|e| self.reject(task_code(&e), e.to_string()))?;
+        // A statement is proven once on this pool, whatever the job: claim each of
+        // the task's statements (a statement proven before, or claimed by a submit
+        // in flight, is taken). One proven meanwhile (by another job, or this is a
+        // copy of a proof someone else made) is not paid again. The claim is held
+        // in memory until the share is stored, and written with it.
+        let keys: Vec<String> = proofs
+            .iter()
+            .map(|(i, _)| {
+                crate::store::statement_key(&job.circuit_id, &job.statements[*i as usize].public)
+            })
+            .collect();
+        let mut claim = Claim::new(&self.claims);
+        let mut taken = vec![];
+        for (k, (i, _)) in keys.iter().zip(&proofs) {
+            match self.store.proven(k) {
+                Ok(None) if claim.take(k) => {}
+                Ok(_) => taken.push(*i),
+                Err(e) => {
+                    lock(&self.scheduler).release(key, &task.id);
+                    self.dispatch();
+                    error!(error = %e, task = %task.id, "cannot read proven statements; statements re-queued");
+                    return Err(self.reject(ErrorCode::Internal, "the pool could not store this share; the task was re-queued, nothing is credited".into()));
+                }
+            }
+        }
+        if !taken.is_empty() {
+            drop(claim);
+            return Err(self.already_proven(key, &task, &job, &taken).await);
+        }
+        let completion = match lock(&self.scheduler).complete(key, &task.id, Instant::now()) {
+            Ok(c) => c,
+            Err(e) => return Err(self.reject(task_code(&e), e.to_string())),
+        };
         let at_ms = now_ms();
         let stored: Vec<(u64, StoredProof)> = proofs
             .into_iter()
@@ -410,6 +593,7 @@ impl PoolState {
                         worker: worker.to_owned(),
                         task: task.id.clone(),
                         at_ms,
+                        cached: false,
                     },
                 )
             })
@@ -423,8 +607,13 @@ impl PoolState {
             proofs: task.count,
             work,
             at_ms,
+            escrow_only: !job.pooled,
         };
-        let credited = match self.persist_share(&job, &stored, &credit).await {
+        let proven: Vec<(&String, &ProofBytes)> = keys
+            .iter()
+            .zip(stored.iter().map(|(_, p)| &p.proof))
+            .collect();
+        let credited = match self.persist_share(&job, &stored, &credit, &proven).await {
             Ok(c) => Ok(c),
             Err(e) => Err(match e.downcast::<LedgerError>() {
                 Ok(LedgerError::Insufficient { have, need, .. }) => {
@@ -444,6 +633,9 @@ impl PoolState {
         let credited = match credited {
             Ok(c) => c,
             Err(message) => {
+                for k in &keys {
+                    let _ = self.store.unclaim_proven(k);
+                }
                 let _ = self.store.remove_proofs(&job.id, task.indices());
                 let done = self
                     .store
@@ -479,18 +671,65 @@ impl PoolState {
         })
     }
 
+    /// A submit whose statements (some of them) were proven meanwhile: the task
+    /// goes back without blame, the proven statements are filled from the proofs
+    /// the pool has, the rest are proven again; nothing is credited.
+    async fn already_proven(
+        self: &Arc<Self>,
+        key: SessionKey,
+        task: &Task,
+        job: &JobRecord,
+        taken: &[u64],
+    ) -> RpcError {
+        let mut filled = vec![];
+        for &i in taken {
+            let k =
+                crate::store::statement_key(&job.circuit_id, &job.statements[i as usize].public);
+            if let Ok(Some(proof)) = self.store.proven(&k) {
+                filled.push((i, StoredProof::cached(proof)));
+            }
+        }
+        let stored =
+            self.store.put_proofs(&job.id, &filled).is_ok() && self.store.flush().await.is_ok();
+        let job_done = {
+            let mut sched = lock(&self.scheduler);
+            sched.release(key, &task.id);
+            stored && sched.mark_done(&job.id, &filled.iter().map(|(i, _)| *i).collect::<Vec<_>>())
+        };
+        if job_done {
+            let state = self.clone();
+            let id = job.id.clone();
+            tokio::spawn(async move { state.finish_job(&id).await });
+        }
+        self.dispatch();
+        info!(task = %task.id, statements = ?taken, "statements proven before the submit (another job, or a copied proof); not credited");
+        self.reject(
+            ErrorCode::StaleTask,
+            format!(
+                "statement(s) {taken:?} of task {} were proven before this submit (by another job with the same statement, or this is a copy of someone else's proof): a statement is paid once; nothing is credited and the task is withdrawn",
+                task.id
+            ),
+        )
+    }
+
     async fn persist_share(
         &self,
         job: &JobRecord,
         stored: &[(u64, StoredProof)],
         credit: &ShareCredit,
+        proven: &[(&String, &ProofBytes)],
     ) -> anyhow::Result<payouts::Credited> {
-        // Proofs before the credit: sled recovers a prefix of its log, so a credit
-        // that survives a crash always has its proofs (see `recover`).
+        // Proofs before the credit, the statements' proven marks after it: sled
+        // recovers a prefix of its log, so a credit that survives a crash always
+        // has its proofs (see `recover`), and a proven mark always its credit
+        // (`recover` writes the marks of credited proofs a crash cut off).
         self.store.put_proofs(&job.id, stored)?;
-        let credited = self.ledger.credit(credit, &self.config.payouts.policy())?;
+        let credited = self.ledger.credit(credit, &self.policy_for(job))?;
         if !credited.new {
             warn!(job = %job.id, first = credit.first_statement, "share was already in the ledger; not credited twice");
+        }
+        for (k, p) in proven {
+            self.store.claim_proven(k, p)?;
         }
         self.store.flush().await?;
         Ok(credited)
@@ -504,7 +743,7 @@ impl PoolState {
             &job.client,
             job.total_work(),
             completed,
-            &self.config.payouts.policy(),
+            &self.policy_for(job),
         ) {
             Ok(s) => {
                 if let Err(e) = self.ledger.flush().await {
@@ -518,31 +757,46 @@ impl PoolState {
         }
     }
 
-    /// Whether `password` lets `worker` authorize: its account's token when the
-    /// account has one (or the config requires one); anything otherwise. A storage
-    /// fault refuses.
-    pub fn worker_token_ok(&self, worker: &str, password: Option<&str>) -> bool {
+    /// What `password` says about `worker`'s account (see [`TokenCheck`]).
+    pub fn token_check(&self, worker: &str, password: Option<&str>) -> TokenCheck {
         match self
             .store
             .check_worker_token(payouts::worker_addr(worker), password)
         {
-            Ok(Some(ok)) => ok,
-            Ok(None) => !self.config.stratum.require_worker_token,
+            Ok(Some(true)) => TokenCheck::Verified,
+            Ok(Some(false)) if password.is_some_and(|p| !p.is_empty()) => TokenCheck::Wrong,
+            Ok(Some(false)) => TokenCheck::Missing,
+            Ok(None) if self.config.stratum.require_worker_token => TokenCheck::Missing,
+            Ok(None) => TokenCheck::Open,
             Err(e) => {
                 error!(error = %e, "cannot read worker tokens; refusing authorize");
-                false
+                TokenCheck::Fault
             }
         }
     }
 
-    /// What a worker's invalid work counts against: the worker, and its address
-    /// unless `bans.per_ip` is off.
-    pub fn ban_targets(&self, worker: &str, ip: std::net::IpAddr) -> Vec<Target> {
-        let mut t = vec![Target::Worker(worker.to_owned())];
+    /// What a session's invalid work counts against (see `bans`): its name when
+    /// it proved the name is its own, else its name at its address; and its
+    /// address when `bans.per_ip` is on.
+    pub fn ban_targets(&self, who: &Authorized) -> Vec<Target> {
+        let mut t = vec![if who.verified {
+            Target::Worker(who.worker.clone())
+        } else {
+            Target::WorkerAt(who.worker.clone(), who.ip)
+        }];
         if self.config.bans.per_ip {
-            t.push(Target::Ip(ip));
+            t.push(Target::Ip(who.ip));
         }
         t
+    }
+
+    /// The message for a ban on `who` (its targets, or its address), if any.
+    pub fn ban_on(&self, who: &Authorized) -> Option<String> {
+        let mut targets = self.ban_targets(who);
+        if !self.config.bans.per_ip {
+            targets.push(Target::Ip(who.ip));
+        }
+        self.ban_error(&targets)
     }
 
     /// The message for a banned target among `targets`, if any.
@@ -657,11 +911,18 @@ impl PoolState {
     /// Marks running jobs whose deadline is within `scheduler.urgent_secs` urgent,
     /// so they go before fairness across clients.
     pub fn mark_urgent_jobs(&self) {
-        let horizon = now_ms() + self.config.scheduler.urgent_secs * 1000;
+        let window = self.config.scheduler.urgent_secs.saturating_mul(1000);
+        let horizon = now_ms().saturating_add(window);
+        // Only a job that has waited becomes urgent: one born with a deadline
+        // inside the window would let anyone jump the fair queue by asking for a
+        // short deadline.
         let marks: Vec<(String, bool)> = self
             .jobs
             .iter()
-            .map(|j| (j.key().clone(), j.deadline_ms <= horizon))
+            .map(|j| {
+                let waited = j.deadline_ms.saturating_sub(j.created_ms) > window;
+                (j.key().clone(), waited && j.deadline_ms <= horizon)
+            })
             .collect();
         let mut sched = lock(&self.scheduler);
         for (id, urgent) in marks {
@@ -697,7 +958,7 @@ impl PoolState {
         let exhausted = lock(&self.scheduler).take_exhausted();
         for e in exhausted {
             let why = format!(
-                "statement {} failed on {} different workers (invalid proofs or expired leases; last {}): the pool's rigs cannot prove it",
+                "statement {} failed on {} different identities (token-proven accounts or addresses: invalid proofs or expired leases; last {}): the pool's rigs cannot prove it",
                 e.statement, e.attempts, e.worker
             );
             warn!(job = %e.job, "{why}; failing the job");
@@ -802,6 +1063,7 @@ impl PoolState {
                 if self.ledger.settlement(&job.id)?.is_none() {
                     self.settle(job).await;
                 }
+                self.upgrade_result(job)?;
                 continue;
             }
             // A proof stored without its credit (the crash hit between the two, and
@@ -816,12 +1078,19 @@ impl PoolState {
                 .store
                 .job_proofs(&job.id)?
                 .into_iter()
+                .filter(|(i, p)| !p.cached && !covered.contains(i))
                 .map(|(i, _)| i)
-                .filter(|i| !covered.contains(i))
                 .collect();
             if !orphans.is_empty() {
                 warn!(job = %job.id, statements = orphans.len(), "proofs stored without a credit; proving them again");
                 self.store.remove_proofs(&job.id, orphans.into_iter())?;
+            }
+            // Credited proofs whose proven mark a crash cut off get it back.
+            for (i, p) in self.store.job_proofs(&job.id)? {
+                if let Some(s) = job.statements.get(i as usize) {
+                    let k = crate::store::statement_key(&job.circuit_id, &s.public);
+                    self.store.claim_proven(&k, &p.proof)?;
+                }
             }
             let job = job.clone();
             let done: BTreeSet<u64> = self
@@ -841,8 +1110,28 @@ impl PoolState {
         Ok(n)
     }
 
+    /// Rewrites a completed job's stored result in today's format (results of
+    /// older versions are refused by today's `zkpool verify`), from its stored proofs.
+    fn upgrade_result(&self, job: &JobRecord) -> anyhow::Result<()> {
+        let Some(old) = self.store.result(&job.id)? else {
+            return Ok(());
+        };
+        if old.format == zk::result::RESULT_FORMAT {
+            return Ok(());
+        }
+        let Some(circuit) = self.registry.get(&job.circuit_id) else {
+            warn!(job = %job.id, "cannot upgrade the stored result: its circuit is not registered");
+            return Ok(());
+        };
+        let result = jobs::assemble(job, &circuit, self.store.job_proofs(&job.id)?)?;
+        self.store.put_result(&job.id, &result)?;
+        info!(job = %job.id, from = %old.format, to = %result.format, "stored result rewritten in today's format");
+        Ok(())
+    }
+
+    /// A circuit as a user names it: an id, or a name (see `circuits`).
     pub fn circuit(&self, id_or_name: &str) -> Option<Arc<Circuit>> {
-        self.registry.get(id_or_name)
+        self.registry.resolve(id_or_name)
     }
 
     /// Capabilities filter: `None` when the miner named no circuits (all built-ins).
@@ -972,6 +1261,8 @@ pub async fn start(
     };
     let metrics = Arc::new(Metrics::new());
     let config_bans = config.ban_policy();
+    let config_limits = config.limits.clone();
+    let preparing = config.preparing();
     let (verifier, verifier_task) =
         Verifier::new(config.verifier_threads(), MAX_BATCH_PROOFS, metrics.clone());
     let verifier_task = if config.verifier.batch {
@@ -998,6 +1289,8 @@ pub async fn start(
         bans: Mutex::new(Bans::new(config_bans)),
         rejected: DashMap::new(),
         parked: DashMap::new(),
+        limits: crate::limits::Limits::new(&config_limits, preparing),
+        claims: DashMap::new(),
         tls,
         http_tls,
     });
@@ -1052,6 +1345,7 @@ async fn sweep(state: Arc<PoolState>) {
         state.mark_urgent_jobs();
         state.fail_exhausted_jobs();
         state.expire_due_jobs().await;
+        state.limits.forget_idle();
         // Dispatch every tick, not only after expiries: a task taken back from a
         // full session queue waits for the next event, and this is the latest one.
         state.dispatch();

@@ -32,7 +32,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::{
     circuits::now_ms,
-    server::{Outbox, PoolState, SessionEntry, SESSION_QUEUE},
+    server::{Authorized, Outbox, PoolState, SessionEntry, TokenCheck, SESSION_QUEUE},
 };
 
 /// Accepts connections until shutdown; one task per session, at most
@@ -40,6 +40,9 @@ use crate::{
 pub async fn accept_loop(state: Arc<PoolState>, listener: TcpListener, tasks: TaskTracker) {
     let permits = Arc::new(Semaphore::new(state.config.stratum.max_sessions));
     let per_ip: Arc<DashMap<IpAddr, usize>> = Arc::default();
+    // Connections from one address still in their handshake: a peer that opens
+    // connections and never authorizes holds at most this many places.
+    let handshaking: Arc<DashMap<IpAddr, usize>> = Arc::default();
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -56,11 +59,16 @@ pub async fn accept_loop(state: Arc<PoolState>, listener: TcpListener, tasks: Ta
         let _ = stream.set_nodelay(true);
         let tls = state.tls.clone();
         let ip_slot = IpSlot::acquire(&per_ip, peer.ip(), state.config.stratum.max_sessions_per_ip);
-        let refusal = match (permits.clone().try_acquire_owned(), ip_slot) {
-            (Ok(permit), Some(ip_slot)) => {
+        let hs_slot = IpSlot::acquire(
+            &handshaking,
+            peer.ip(),
+            state.config.limits.stratum_handshakes_per_ip,
+        );
+        let refusal = match (permits.clone().try_acquire_owned(), ip_slot, hs_slot) {
+            (Ok(permit), Some(ip_slot), Some(hs_slot)) => {
                 state.metrics.connections.inc();
                 let span = info_span!("session", %peer, worker = tracing::field::Empty);
-                let admission = Admission { _permit: permit, _ip_slot: ip_slot };
+                let admission = Admission { _permit: permit, _ip_slot: ip_slot, handshake: Some(hs_slot) };
                 let state = state.clone();
                 tasks.spawn(
                     async move {
@@ -78,11 +86,16 @@ pub async fn accept_loop(state: Arc<PoolState>, listener: TcpListener, tasks: Ta
                 );
                 continue;
             }
-            (Err(_), _) => format!("pool is full ({} sessions); try again later", state.config.stratum.max_sessions),
-            (Ok(_), None) => format!(
+            (Err(_), _, _) => format!("pool is full ({} sessions); try again later", state.config.stratum.max_sessions),
+            (Ok(_), None, _) => format!(
                 "too many sessions from {} (at most {} per address); close some or ask the operator",
                 peer.ip(),
                 state.config.stratum.max_sessions_per_ip
+            ),
+            (Ok(_), Some(_), None) => format!(
+                "too many connections from {} still in their handshake (at most {}); authorize the open ones first",
+                peer.ip(),
+                state.config.limits.stratum_handshakes_per_ip
             ),
         };
         let refusal =
@@ -96,10 +109,12 @@ pub async fn accept_loop(state: Arc<PoolState>, listener: TcpListener, tasks: Ta
 }
 
 /// What a session holds while it lives: a place under the global cap and one under
-/// its address's cap. Both are given back when it is dropped.
+/// its address's cap, and until it authorizes a place among its address's
+/// handshakes. All are given back when dropped.
 pub struct Admission {
     _permit: OwnedSemaphorePermit,
     _ip_slot: IpSlot,
+    handshake: Option<IpSlot>,
 }
 
 /// One session's place in its address's count.
@@ -109,7 +124,8 @@ pub struct IpSlot {
 }
 
 impl IpSlot {
-    fn acquire(counts: &Arc<DashMap<IpAddr, usize>>, ip: IpAddr, cap: usize) -> Option<IpSlot> {
+    /// A place for `ip` if it has fewer than `cap`.
+    pub fn acquire(counts: &Arc<DashMap<IpAddr, usize>>, ip: IpAddr, cap: usize) -> Option<IpSlot> {
         let mut n = counts.entry(ip).or_insert(0);
         if *n >= cap {
             return None;
@@ -139,9 +155,7 @@ enum Phase {
         /// The token of the session this one resumes, if any.
         resume: Option<String>,
     },
-    Authorized {
-        worker: String,
-    },
+    Authorized(Authorized),
 }
 
 /// A resume token: 128 random bits, so only the rig that was given it can take
@@ -152,7 +166,7 @@ fn new_token() -> String {
 }
 
 /// Serves one connection until it ends.
-pub async fn run<S>(state: Arc<PoolState>, stream: S, peer: SocketAddr, _admission: Admission)
+pub async fn run<S>(state: Arc<PoolState>, stream: S, peer: SocketAddr, mut admission: Admission)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -170,6 +184,21 @@ where
     let mut resumed: Vec<crate::scheduler::Task> = vec![];
     let handshake = state.config.handshake_timeout();
     let idle = state.config.idle_timeout();
+    // Every write has a deadline: a peer that stops reading would otherwise hold
+    // its session (and its place) forever, with its timers never reached.
+    let write_timeout = state.config.write_timeout();
+    macro_rules! send {
+        ($msg:expr) => {
+            match tokio::time::timeout(write_timeout, framed.send($msg)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "the miner read nothing for {} s",
+                    write_timeout.as_secs()
+                )),
+            }
+        };
+    }
     let mut deadline = Instant::now() + handshake;
     debug!("connected");
 
@@ -202,7 +231,7 @@ where
                         None => continue,
                     },
                 };
-                if let Err(e) = framed.send(out).await {
+                if let Err(e) = send!(out) {
                     warn!(error = %e, "write failed");
                     break "write failed";
                 }
@@ -231,22 +260,23 @@ where
                     }
                     Some(Ok(Ok(req))) => handle(&state, Conn { key, peer, token: &token }, &mut phase, &mut deadline, &mut resumed, req).await,
                 };
-                if matches!(phase, Phase::Authorized { .. }) {
+                if matches!(phase, Phase::Authorized(_)) {
                     deadline = Instant::now() + idle;
+                    admission.handshake = None;
                 }
                 timer.as_mut().reset(deadline);
                 let banned = matches!(&reply.outcome, Err(e) if e.kind() == Some(ErrorCode::Banned));
-                if let Err(e) = framed.send(ToMiner::Response(reply)).await {
+                if let Err(e) = send!(ToMiner::Response(reply)) {
                     warn!(error = %e, "write failed");
                     break "write failed";
                 }
                 if banned {
                     break "banned";
                 }
-                if let (false, Phase::Authorized { worker }) = (registered, &phase) {
+                if let (false, Phase::Authorized(who)) = (registered, &phase) {
                     // Register for dispatch only after the authorize answer is written,
                     // so the first notify follows it on the wire.
-                    state.sessions.insert(key, SessionEntry { tx: tx.clone(), worker: worker.clone(), peer });
+                    state.sessions.insert(key, SessionEntry { tx: tx.clone(), worker: who.worker.clone(), peer });
                     registered = true;
                     // A resumed session's tasks are notified again: the rig may have
                     // restarted, and one that still has them knows them by id.
@@ -260,7 +290,7 @@ where
     };
     state.sessions.remove(&key);
     let grace = state.config.stratum.resume_grace_secs;
-    if let (Phase::Authorized { worker }, true) = (
+    if let (Phase::Authorized(Authorized { worker, .. }), true) = (
         &phase,
         grace > 0 && why != "banned" && !state.shutdown.is_cancelled(),
     ) {
@@ -352,52 +382,72 @@ async fn handle(
         }
         (Call::Subscribe(_), _) => Err(RpcError::new(ErrorCode::Other, "already subscribed")),
         (Call::Authorize(a), Phase::Subscribed { circuits, resume }) => {
-            match Worker::parse(&a.worker) {
-                Err(e) => Err(RpcError::new(ErrorCode::Unauthorized, e.to_string())),
-                Ok(worker) => match state.ban_error(&state.ban_targets(worker.as_str(), peer.ip()))
-                {
-                    Some(banned) => Err(RpcError::new(ErrorCode::Banned, banned)),
-                    None if !state.worker_token_ok(worker.as_str(), a.password.as_deref()) => {
-                        warn!(%peer, worker = %worker, "authorize refused: missing or wrong worker token");
-                        Err(RpcError::new(
-                        ErrorCode::Unauthorized,
-                        format!(
-                            "account {} needs its worker token as the password (--password); the operator issues it with `zkpool workers token {}`",
-                            payouts::worker_addr(worker.as_str()),
-                            payouts::worker_addr(worker.as_str())
-                        ),
+            let check = Worker::parse(&a.worker)
+                .map(|w| (state.token_check(w.as_str(), a.password.as_deref()), w));
+            let refuse = |why: String| Err(RpcError::new(ErrorCode::Unauthorized, why));
+            match check {
+                Err(e) => refuse(e.to_string()),
+                Ok((TokenCheck::Missing, worker)) => {
+                    warn!(%peer, worker = %worker, "authorize refused: no worker token");
+                    let addr = payouts::worker_addr(worker.as_str());
+                    refuse(format!(
+                        "account {addr} needs its worker token as the password (zkminer --password TOKEN); the operator issues it with `zkpool workers token {addr}`"
                     ))
-                    }
-                    None => {
-                        let filter = PoolState::circuit_filter(circuits);
-                        let mut sched = state
-                            .scheduler
-                            .lock()
-                            .expect("scheduler lock is never poisoned");
-                        sched.add_session(key, worker.to_string(), filter);
-                        // Resume: the parked session of this worker with that token.
-                        let parked = resume.as_ref().and_then(|t| {
-                            state
-                                .parked
-                                .remove_if(t, |_, p| p.worker == worker.as_str())
-                                .map(|(_, p)| p)
-                        });
-                        if let Some(p) = parked {
-                            *resumed = sched.reattach(p.key, key);
-                            info!(%peer, tasks = resumed.len(), "resumed a parked session and its leases");
+                }
+                Ok((TokenCheck::Wrong, worker)) => {
+                    warn!(%peer, worker = %worker, "authorize refused: wrong worker token");
+                    let addr = payouts::worker_addr(worker.as_str());
+                    refuse(format!(
+                        "the password is not account {addr}'s worker token: check --password (a new `zkpool workers token {addr}` replaces the old token)"
+                    ))
+                }
+                Ok((TokenCheck::Fault, _)) => Err(RpcError::new(
+                    ErrorCode::Internal,
+                    "the pool cannot check worker tokens right now; try again shortly",
+                )),
+                Ok((verified, worker)) => {
+                    let who = Authorized {
+                        worker: worker.to_string(),
+                        ip: peer.ip(),
+                        verified: verified == TokenCheck::Verified,
+                    };
+                    match state.ban_on(&who) {
+                        Some(banned) => Err(RpcError::new(ErrorCode::Banned, banned)),
+                        None => {
+                            let filter = PoolState::circuit_filter(circuits);
+                            let mut sched = state
+                                .scheduler
+                                .lock()
+                                .expect("scheduler lock is never poisoned");
+                            sched.add_session_as(
+                                key,
+                                who.worker.clone(),
+                                who.identity(),
+                                who.proven_account(),
+                                filter,
+                            );
+                            // Resume: the parked session of this worker with that token.
+                            let parked = resume.as_ref().and_then(|t| {
+                                state
+                                    .parked
+                                    .remove_if(t, |_, p| p.worker == worker.as_str())
+                                    .map(|(_, p)| p)
+                            });
+                            if let Some(p) = parked {
+                                *resumed = sched.reattach(p.key, key);
+                                info!(%peer, tasks = resumed.len(), "resumed a parked session and its leases");
+                            }
+                            drop(sched);
+                            tracing::Span::current().record("worker", worker.as_str());
+                            info!(%peer, verified = who.verified, "authorized");
+                            *phase = Phase::Authorized(who);
+                            Ok(serde_json::to_value(AuthorizeResult {
+                                worker: worker.to_string(),
+                            })
+                            .expect("results serialise"))
                         }
-                        drop(sched);
-                        tracing::Span::current().record("worker", worker.as_str());
-                        info!(%peer, "authorized");
-                        *phase = Phase::Authorized {
-                            worker: worker.to_string(),
-                        };
-                        Ok(serde_json::to_value(AuthorizeResult {
-                            worker: worker.to_string(),
-                        })
-                        .expect("results serialise"))
                     }
-                },
+                }
             }
         }
         (Call::Authorize(_), Phase::New) => Err(RpcError::new(
@@ -419,10 +469,10 @@ async fn handle(
             ErrorCode::Unauthorized,
             "send mining.authorize first",
         )),
-        (Call::Submit(s), Phase::Authorized { worker }) => {
-            let worker = worker.clone();
+        (Call::Submit(s), Phase::Authorized(who)) => {
+            let who = who.clone();
             state
-                .handle_submit(key, &worker, peer.ip(), s)
+                .handle_submit(key, &who, s)
                 .await
                 .map(|r| serde_json::to_value(r).expect("results serialise"))
         }

@@ -38,6 +38,42 @@ pub struct Store {
     results: sled::Tree,
     clients: sled::Tree,
     meta: sled::Tree,
+    /// Every statement proven on this pool: `CIRCUIT/SHA256(public inputs)` -> the
+    /// proof. A statement in here is never leased or paid again.
+    proven: sled::Tree,
+    /// Jobs newest first, for paged lists: `t/TIME/ID` (all), `c/CLIENT/TIME/ID`
+    /// (a client's), `p/TIME/ID` (public ones); values empty.
+    job_index: sled::Tree,
+    /// Jobs per state, counted once at open and kept up to date by `put_job`.
+    job_states: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+}
+
+/// Which jobs a list shows: what the caller may see.
+#[derive(Debug, Clone)]
+pub enum JobScope {
+    /// The operator: every job.
+    All,
+    /// A client: its own jobs.
+    Client(String),
+    /// Anyone: public jobs.
+    Public,
+}
+
+/// A proven statement's key in the `proven` tree.
+pub fn statement_key(circuit_id: &str, public: &[zk::Fr]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for x in public {
+        h.update(zk::field::fr_to_be_bytes(x));
+    }
+    format!("{circuit_id}/{}", hex::encode(h.finalize()))
+}
+
+fn state_name(s: crate::jobs::JobState) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// A client account: who may submit jobs with a reward and see their balance.
@@ -63,16 +99,52 @@ fn proof_key(job: &str, index: u64) -> String {
 impl Store {
     pub fn open(path: &std::path::Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(path).open()?;
-        Ok(Store {
+        let store = Store {
             circuits: db.open_tree("circuits")?,
             jobs: db.open_tree("jobs")?,
             proofs: db.open_tree("proofs")?,
             results: db.open_tree("results")?,
             clients: db.open_tree("clients")?,
             meta: db.open_tree("meta")?,
+            proven: db.open_tree("proven")?,
+            job_index: db.open_tree("job-index")?,
+            job_states: Default::default(),
             flusher: payouts::GroupFlush::new(&db),
             db,
-        })
+        };
+        // One pass over the jobs at open: the counts by state, and the index for
+        // a store written before it existed.
+        let rebuild = store.job_index.is_empty();
+        let mut counts = std::collections::BTreeMap::new();
+        for kv in store.jobs.iter() {
+            let (k, v) = kv?;
+            let job: JobRecord = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                tree: "jobs",
+                key: String::from_utf8_lossy(&k).into_owned(),
+                detail: e.to_string(),
+            })?;
+            *counts.entry(state_name(job.state)).or_default() += 1;
+            if rebuild {
+                store.index_job(&job)?;
+            }
+        }
+        *store
+            .job_states
+            .lock()
+            .expect("job-state lock is never poisoned") = counts;
+        Ok(store)
+    }
+
+    fn index_job(&self, j: &JobRecord) -> Result<(), StoreError> {
+        let at = format!("{:020}/{}", j.created_ms, j.id);
+        let mut batch = sled::Batch::default();
+        batch.insert(format!("t/{at}").as_bytes(), &[]);
+        batch.insert(format!("c/{}/{at}", j.client).as_bytes(), &[]);
+        if j.is_public() {
+            batch.insert(format!("p/{at}").as_bytes(), &[]);
+        }
+        self.job_index.apply_batch(batch)?;
+        Ok(())
     }
 
     fn put<T: Serialize>(tree: &sled::Tree, key: &str, v: &T) -> Result<(), StoreError> {
@@ -137,8 +209,107 @@ impl Store {
         Self::all(&self.circuits, "circuits")
     }
 
+    /// Stores a job (new or changed), its index entries and its state count.
     pub fn put_job(&self, j: &JobRecord) -> Result<(), StoreError> {
-        Self::put(&self.jobs, &j.id, j)
+        let mut counts = self
+            .job_states
+            .lock()
+            .expect("job-state lock is never poisoned");
+        let old: Option<JobRecord> = Self::get(&self.jobs, "jobs", &j.id)?;
+        Self::put(&self.jobs, &j.id, j)?;
+        match old {
+            Some(o) if o.state == j.state => {}
+            Some(o) => {
+                if let Some(n) = counts.get_mut(&state_name(o.state)) {
+                    *n = n.saturating_sub(1);
+                }
+                *counts.entry(state_name(j.state)).or_default() += 1;
+            }
+            None => {
+                *counts.entry(state_name(j.state)).or_default() += 1;
+                self.index_job(j)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Jobs per state, over every job stored.
+    pub fn job_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.job_states
+            .lock()
+            .expect("job-state lock is never poisoned")
+            .clone()
+    }
+
+    /// Up to `limit` jobs the scope sees, newest first, older than the cursor
+    /// `before` (a previous page's `next`); and the cursor of the next page.
+    pub fn jobs_page(
+        &self,
+        scope: &JobScope,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<JobRecord>, Option<String>), StoreError> {
+        let prefix = match scope {
+            JobScope::All => "t/".to_owned(),
+            JobScope::Client(c) => format!("c/{c}/"),
+            JobScope::Public => "p/".to_owned(),
+        };
+        let end = match before {
+            Some(cursor) => format!("{prefix}{cursor}"),
+            None => format!("{prefix}\u{ff}"),
+        };
+        let mut out = Vec::with_capacity(limit);
+        let mut next = None;
+        for kv in self
+            .job_index
+            .range(prefix.as_bytes()..end.as_bytes())
+            .rev()
+        {
+            let (k, _) = kv?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let cursor = key[prefix.len()..].to_owned();
+            if out.len() == limit {
+                next = out
+                    .last()
+                    .map(|j: &JobRecord| format!("{:020}/{}", j.created_ms, j.id));
+                break;
+            }
+            let Some(id) = cursor.rsplit('/').next() else {
+                continue;
+            };
+            if let Some(job) = self.job(id)? {
+                out.push(job);
+            }
+        }
+        Ok((out, next))
+    }
+
+    /// The stored proof of a statement proven before, on any job.
+    pub fn proven(&self, key: &str) -> Result<Option<ProofBytes>, StoreError> {
+        Ok(self
+            .proven
+            .get(key.as_bytes())?
+            .map(|v| ProofBytes(v.to_vec())))
+    }
+
+    /// Records that a statement is proven, unless it already was: true when this
+    /// call recorded it. Atomic, so of two submits racing with proofs of one
+    /// statement (two jobs, or a replayed proof), exactly one is credited.
+    pub fn claim_proven(&self, key: &str, proof: &ProofBytes) -> Result<bool, StoreError> {
+        Ok(self
+            .proven
+            .compare_and_swap(
+                key.as_bytes(),
+                None as Option<&[u8]>,
+                Some(proof.0.as_slice()),
+            )?
+            .is_ok())
+    }
+
+    /// Gives a claim back (the share it was for could not be stored).
+    pub fn unclaim_proven(&self, key: &str) -> Result<(), StoreError> {
+        self.proven.remove(key.as_bytes())?;
+        Ok(())
     }
 
     pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
@@ -283,5 +454,17 @@ impl Store {
 impl StoredProof {
     pub fn bytes(&self) -> ProofBytes {
         self.proof.clone()
+    }
+
+    /// A statement's proof taken from the pool's proofs of statements proven
+    /// before: nobody's work on this job, nobody credited.
+    pub fn cached(proof: ProofBytes) -> Self {
+        StoredProof {
+            proof,
+            worker: String::new(),
+            task: String::new(),
+            at_ms: crate::circuits::now_ms(),
+            cached: true,
+        }
     }
 }

@@ -34,14 +34,19 @@ fn verify_refuses_what_is_not_a_result() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("r.json");
     std::fs::write(&f, "{\"hello\": 1}").unwrap();
-    let (code, out) = zkpool(&["verify", f.to_str().unwrap()]);
+    let id = "ab".repeat(32);
+    let (code, out) = zkpool(&["verify", f.to_str().unwrap(), "--circuit-id", &id]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.starts_with("INVALID:") && out.contains("not a zkpool result file"),
         "{out}"
     );
-    let (code, out) = zkpool(&["verify", "/nonexistent.json"]);
+    let (code, out) = zkpool(&["verify", "/nonexistent.json", "--circuit-id", &id]);
     assert_eq!(code, 2, "{out}");
+    // Which circuit the result must be for is not optional.
+    let (code, out) = zkpool(&["verify", f.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--circuit-id"), "{out}");
 }
 
 #[test]
@@ -53,18 +58,11 @@ fn client_example_prints_a_job_the_pool_accepts_shape_of() {
     assert_eq!(v["circuit"], "preimage");
 }
 
-/// Real gnark proofs (../shared/vectors/gnark) verify with `zkpool verify-gnark`, and
+/// Real gnark proofs (zk/tests/fixtures/gnark) verify with `zkpool verify-gnark`, and
 /// a proof checked against another proof's inputs does not.
 #[test]
 fn verify_gnark_accepts_real_gnark_proofs_and_refuses_mismatches() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/gnark");
-    if !dir.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent; this test needs ../shared beside the repository",
-            dir.display()
-        );
-        return;
-    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zk/tests/fixtures/gnark");
     let f = |n: &str| dir.join(n).to_str().unwrap().to_owned();
     let (code, out) = zkpool(&[
         "verify-gnark",

@@ -33,7 +33,7 @@ fn metrics_in(expr: &str) -> BTreeSet<String> {
 }
 
 fn exported() -> String {
-    pool::metrics::Metrics::new().encode()
+    pool::metrics::Metrics::new().encode(true)
 }
 
 fn assert_exported(names: &BTreeSet<String>, whence: &str) {
@@ -195,6 +195,6 @@ fn the_metrics_exposition_passes_promtools_lint() {
     let m = pool::metrics::Metrics::new();
     m.shares.with_label_values(&["accepted"]).inc();
     m.verify_seconds.observe(0.002);
-    let (ok, out) = promtool(&["check", "metrics"], Some(&m.encode()));
+    let (ok, out) = promtool(&["check", "metrics"], Some(&m.encode(true)));
     assert!(ok, "promtool check metrics:\n{out}");
 }

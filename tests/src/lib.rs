@@ -62,6 +62,19 @@ pub fn test_config_with(
     } else {
         format!("lease_min_secs = 20.0\n{scheduler}")
     };
+    // Tests that are not about client keys submit anonymous jobs, and every test
+    // talks to its pool from one address, faster than a stranger may: unless the
+    // test sets its own, keys are not required and request rates are high.
+    let extra = if extra.contains("[payouts]") {
+        extra.replacen("[payouts]", "[payouts]\nrequire_client_key = false", 1)
+    } else {
+        format!("{extra}\n[payouts]\nrequire_client_key = false\n")
+    };
+    let extra = if extra.contains("[limits]") {
+        extra
+    } else {
+        format!("{extra}\n[limits]\n{TEST_RATES}")
+    };
     format!(
         r#"
 [storage]
@@ -83,6 +96,10 @@ chain_steps = 16
         data.display()
     )
 }
+
+/// `[limits]` keys for test pools, which one test process drives hard from one
+/// address (a test that is about limits writes its own `[limits]`).
+pub const TEST_RATES: &str = "jobs_per_minute = 60000\njobs_burst = 10000\nhttp_requests_per_second = 100000\ncircuits_per_hour = 100000\npreparing_per_caller = 8\nhttp_connections_per_ip = 1024\nstratum_handshakes_per_ip = 10000\n";
 
 /// A `zkpool serve` process.
 pub struct PoolProcess {

@@ -3,19 +3,22 @@
 
 use std::{process::Command, time::Duration};
 
+#[path = "e2e/adversary.rs"]
+mod adversary;
+
 use anyhow::Context;
 use serde_json::{json, Value};
 use zkpool_tests::*;
 
 fn chain_job(segments: u64) -> Value {
-    json!({"circuit": "chain", "chain": {"seed": "7", "segments": segments}, "client": "e2e"})
+    json!({"circuit": "chain", "chain": {"seed": "7", "segments": segments}})
 }
 
 fn batch_job(n: u64) -> Value {
     let statements: Vec<zk::Statement> = (1..=n)
         .map(|x| zk::CircuitSpec::preimage_statement(zk::Fr::from(x * 1000 + 3)))
         .collect();
-    json!({"circuit": "preimage", "statements": statements, "client": "e2e"})
+    json!({"circuit": "preimage", "statements": statements})
 }
 
 async fn completed(api: &Api, id: &str, timeout: Duration) -> anyhow::Result<Value> {
@@ -43,11 +46,17 @@ async fn worker_work(api: &Api, worker: &str) -> anyhow::Result<u64> {
         .unwrap_or(0))
 }
 
-fn zkpool_verify(path: &std::path::Path) -> (bool, String) {
+/// `zkpool verify FILE --circuit-id ID`, as a client checks a result.
+fn zkpool_verify(path: &std::path::Path, circuit: &str) -> (bool, String) {
     cli(
         "zkpool",
         "",
-        &["verify", path.to_str().expect("UTF-8 temp path")],
+        &[
+            "verify",
+            path.to_str().expect("UTF-8 temp path"),
+            "--circuit-id",
+            circuit,
+        ],
     )
 }
 
@@ -96,7 +105,8 @@ async fn two_miner_processes_complete_a_chain_job_and_a_batch_job() -> anyhow::R
 
         let file = dir.path().join(format!("{id}.json"));
         std::fs::write(&file, serde_json::to_string_pretty(&result)?)?;
-        let (ok, out) = zkpool_verify(&file);
+        let circuit = v["circuit_id"].as_str().unwrap();
+        let (ok, out) = zkpool_verify(&file, circuit);
         assert!(
             ok && out.starts_with("OK:"),
             "zkpool verify refused a good result: {out}"
@@ -109,7 +119,7 @@ async fn two_miner_processes_complete_a_chain_job_and_a_batch_job() -> anyhow::R
         last["public"][0] = json!("12345");
         let tampered = dir.path().join(format!("{id}-tampered.json"));
         std::fs::write(&tampered, serde_json::to_string(&bad)?)?;
-        let (ok, out) = zkpool_verify(&tampered);
+        let (ok, out) = zkpool_verify(&tampered, circuit);
         assert!(
             !ok && out.contains("INVALID"),
             "zkpool verify accepted a tampered result: {out}"
@@ -396,15 +406,23 @@ async fn wrong_garbage_and_misplaced_proofs_are_rejected_with_reasons() -> anyho
     Ok(())
 }
 
-/// A statement that `scheduler.max_attempts` different workers fail (here: three
-/// rigs, each sending an invalid proof) fails its job with the reason, instead of
-/// being handed out forever; the job's result then answers 410 with that reason.
+/// A statement that `scheduler.max_attempts` different identities fail (here:
+/// three rigs of three token-protected accounts, each sending an invalid proof)
+/// fails its job with the reason, instead of being handed out forever; the job's
+/// result then answers 410 with that reason. (Names without a token count as
+/// their address: see the adversary's sybil test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() -> anyhow::Result<()>
 {
-    let (pool, _dir) =
-        inproc_pool_with("resume_grace_secs = 0", "", "max_attempts = 3", "").await?;
+    let (pool, _dir) = inproc_pool_with(
+        "resume_grace_secs = 0",
+        &format!("admin_token = \"{ADMIN}\""),
+        "max_attempts = 3",
+        "",
+    )
+    .await?;
     let api = Api::new(&format!("http://{}", pool.http_addr));
+    let operator = Api::new(&format!("http://{}", pool.http_addr)).with_token(Some(ADMIN.into()));
     let job = api.post("/v1/jobs", &batch_job(1)).await?;
     let id = job["id"].as_str().unwrap();
     let mut wrong = None;
@@ -412,9 +430,16 @@ async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() ->
         .into_iter()
         .enumerate()
     {
+        let account = worker.split('.').next().unwrap();
+        let token = operator
+            .post(&format!("/v1/workers/{account}/token"), &json!({}))
+            .await?["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         // One rig at a time, so the statement goes to each in turn.
         let mut c = RawConn::connect(pool.stratum_addr).await?;
-        let mut notes = c.handshake(worker).await?;
+        let mut notes = c.handshake_with(worker, Some(&token)).await?;
         let task = match notes.pop() {
             Some(n) if n["method"] == "mining.notify" => n["params"].clone(),
             _ => c.next_notify().await?,
@@ -448,7 +473,7 @@ async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() ->
     assert_eq!(view["state"], "failed", "{view}");
     let failure = view["failure"].as_str().unwrap_or_default();
     assert!(
-        failure.contains("statement 0 failed on 3 different workers")
+        failure.contains("statement 0 failed on 3 different identities")
             && failure.contains("hank.rig1"),
         "{view}"
     );
@@ -1028,7 +1053,8 @@ async fn crash_loop_loses_nothing_and_credits_or_pays_nothing_twice() -> anyhow:
             assert_eq!(d["new"], true);
             acked.lock().unwrap().deposits += 100_000;
             let mut job = chain_job(rng.gen_range(1..=3));
-            job.as_object_mut().unwrap().remove("client");
+            // A chain of its own: a statement proven before is not paid again.
+            job["chain"]["seed"] = json!((1000 + i).to_string());
             let reward = rng.gen_range(1_000..=100_000u64);
             job["reward"] = json!(reward);
             let job = client.post("/v1/jobs", &job).await?;
@@ -1044,7 +1070,7 @@ async fn crash_loop_loses_nothing_and_credits_or_pays_nothing_twice() -> anyhow:
         // it allows are being written then), or at a random point if it is slow.
         let (id, _) = accepted.last().unwrap();
         let _ = wait_for("", Duration::from_secs(4), async || {
-            let v = pool.api.get(&format!("/v1/jobs/{id}")).await?;
+            let v = operator.get(&format!("/v1/jobs/{id}")).await?;
             Ok((v["state"] == "completed").then_some(()))
         })
         .await;
@@ -1062,12 +1088,12 @@ async fn crash_loop_loses_nothing_and_credits_or_pays_nothing_twice() -> anyhow:
     let mut total = 0;
     let mut rewards = 0;
     for (id, reward) in &accepted {
-        let done = completed(&pool.api, id, Duration::from_secs(300))
+        let done = completed(&operator, id, Duration::from_secs(300))
             .await
             .with_context(|| format!("job {id} (seed {seed})"))?;
         total += done["total_work"].as_u64().unwrap();
         rewards += reward - reward / 100;
-        let result = job_result(&pool.api, id).await?;
+        let result = job_result(&operator, id).await?;
         result.verify().with_context(|| format!("result of {id}"))?;
         wait_for("the settlement", Duration::from_secs(20), async || {
             let v = pool.api.get(&format!("/v1/jobs/{id}/credits")).await?;
@@ -1199,9 +1225,11 @@ async fn check_books(api: &Api, acked: &Acked) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Repeated invalid proofs: a warning, then a ban of the worker and its address
-/// (the connection closes; a renamed worker from the same address is refused too),
-/// visible to the operator behind the admin token, until the operator lifts it.
+/// Repeated invalid proofs: a warning, then a ban of the worker at its address,
+/// and (with `bans.per_ip`, an operator's choice where rigs do not share
+/// addresses) of the address (the connection closes; a renamed worker from the
+/// same address is refused too), visible to the operator behind the admin token,
+/// until the operator lifts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_invalid_proofs_ban_the_worker_and_address_until_lifted() -> anyhow::Result<()> {
     const TOKEN: &str = "test-admin-token-0123456789";
@@ -1209,7 +1237,7 @@ async fn repeated_invalid_proofs_ban_the_worker_and_address_until_lifted() -> an
         "",
         &format!("admin_token = \"{TOKEN}\""),
         "",
-        "[bans]\ninvalid_threshold = 2\n",
+        "[bans]\ninvalid_threshold = 2\nper_ip = true\n",
     )
     .await?;
     let api = Api::new(&format!("http://{}", pool.http_addr));
@@ -1289,7 +1317,7 @@ async fn repeated_invalid_proofs_ban_the_worker_and_address_until_lifted() -> an
     targets.sort();
     assert_eq!(
         targets,
-        vec!["ip:127.0.0.1", "worker:mallory.rig1"],
+        vec!["ip:127.0.0.1", "worker:mallory.rig1@127.0.0.1"],
         "{listed}"
     );
     let metrics = reqwest::get(format!("http://{}/metrics", pool.http_addr))
@@ -1299,7 +1327,7 @@ async fn repeated_invalid_proofs_ban_the_worker_and_address_until_lifted() -> an
     assert_eq!(sample(&metrics, "zkpool_bans_total"), 1.0);
     assert_eq!(sample(&metrics, "zkpool_bans_active"), 2.0);
 
-    for t in ["worker:mallory.rig1", "ip:127.0.0.1"] {
+    for t in ["worker:mallory.rig1@127.0.0.1", "ip:127.0.0.1"] {
         let r = http
             .delete(format!("{bans_url}/{t}"))
             .bearer_auth(TOKEN)
@@ -1880,7 +1908,7 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
         "alice to prove part of the job",
         Duration::from_secs(120),
         async || {
-            let v = pool.api.get(&format!("/v1/jobs/{id}")).await?;
+            let v = client.get(&format!("/v1/jobs/{id}")).await?;
             Ok((v["verified"].as_u64().unwrap_or(0) >= 4).then_some(()))
         },
     )
@@ -1892,8 +1920,12 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
         &dir.path().join("cache-b"),
         &dir.path().join("bob.log"),
     )?;
-    completed(&pool.api, &id, Duration::from_secs(300)).await?;
-    let (ok, out) = cli("zkpool", &url, &["client", "verify", &id]);
+    completed(&client, &id, Duration::from_secs(300)).await?;
+    let (ok, out) = cli(
+        "zkpool",
+        &url,
+        &["client", "--api-key", &key, "verify", &id],
+    );
     assert!(
         ok && out.contains("OK: 32 proofs verified"),
         "client verify: {out}"
@@ -2144,7 +2176,8 @@ async fn expired_and_cancelled_jobs_pay_for_verified_work_and_refund_the_rest() 
     let job = client.post("/v1/jobs", &body).await?;
     let url = format!("{base}/v1/jobs/{}", job["id"].as_str().unwrap());
     let http = reqwest::Client::new();
-    assert_eq!(http.delete(&url).send().await?.status(), 401);
+    // Without its client's key a private job is not there to cancel.
+    assert_eq!(http.delete(&url).send().await?.status(), 404);
     let r = http.delete(&url).bearer_auth(&key).send().await?;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await?;
@@ -2226,6 +2259,7 @@ async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<(
     let url = format!("http://{}", pool.http);
     let operator = Api::new(&url).with_token(Some(ADMIN.into()));
     let key = new_client(&operator, "viewco", 50_000, "v1").await?;
+    let client_key = key.clone();
     let client = Api::new(&url).with_token(Some(key));
     let mut body = chain_job(6);
     body.as_object_mut().unwrap().remove("client");
@@ -2247,7 +2281,7 @@ async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<(
     let _m =
         MinerProcess::start_with_config(&miner_cfg, "vera.rig1", &dir.path().join("vera.log"))?;
     for id in [&paid_id, &free_id] {
-        completed(&pool.api, id, Duration::from_secs(120)).await?;
+        completed(&operator, id, Duration::from_secs(120)).await?;
     }
     wait_for("the settlement", Duration::from_secs(20), async || {
         let v = pool.api.get(&format!("/v1/jobs/{paid_id}/credits")).await?;
@@ -2264,9 +2298,23 @@ async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<(
         )
         .await?;
 
-    // Overview: both jobs, their states and progress, the recent work.
+    // Overview, as a stranger: the public (free) job only; viewco's is private.
     let dom = tokio::task::spawn_blocking({
         let u = format!("{url}/#/");
+        move || browse(&u, "overview-public")
+    })
+    .await??;
+    assert!(
+        dom.contains(&format!("data-job=\"{free_id}\"")),
+        "public job listed"
+    );
+    assert!(
+        !dom.contains(&format!("data-job=\"{paid_id}\"")),
+        "a private job is not shown to strangers"
+    );
+    // Overview, as the operator: both jobs, their states and progress, the recent work.
+    let dom = tokio::task::spawn_blocking({
+        let u = format!("{url}/#/?token={ADMIN}");
         move || browse(&u, "overview")
     })
     .await??;
@@ -2292,9 +2340,10 @@ async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<(
     );
 
     // Job page: state, progress, who proved what, the settlement, the result link.
+    // viewco's job is private: its page is opened with viewco's key.
     let credits = pool.api.get(&format!("/v1/jobs/{paid_id}/credits")).await?;
     let dom = tokio::task::spawn_blocking({
-        let u = format!("{url}/#/jobs/{paid_id}");
+        let u = format!("{url}/#/jobs/{paid_id}?token={}", client_key);
         move || browse(&u, "job")
     })
     .await??;
@@ -2446,7 +2495,7 @@ async fn pps_pays_shares_from_pool_funds_and_refuses_what_they_cannot_cover() ->
     c.send(&json!({"jsonrpc":"2.0","id":61,"method":"mining.submit","params":{"task":task["task"],"proofs":proofs}})).await?;
     let (r, _) = c.response().await?;
     assert_eq!(r["result"]["accepted"], 1, "{r}");
-    completed(&Api::new(&base), &id, Duration::from_secs(30)).await?;
+    completed(&operator, &id, Duration::from_secs(30)).await?;
     let v = Api::new(&base).get("/v1/workers/pia").await?;
     assert_eq!(v["balance"], 428, "paid at once: {v}");
     wait_for("the settlement", Duration::from_secs(10), async || {
@@ -2701,8 +2750,8 @@ async fn a_circom_circuit_is_registered_proven_with_snarkjs_and_accepted_by_snar
         use base64::Engine as _;
         Ok(base64::engine::general_purpose::STANDARD.encode(std::fs::read(path)?))
     };
-    let upload =
-        |r: String, w: String, z: String| json!({"name": "bad", "r1cs": r, "wasm": w, "zkey": z});
+    let sample = json!({"xs": ["1", "2", "3"], "k": "0"});
+    let upload = |r: String, w: String, z: String| json!({"name": "bad", "r1cs": r, "wasm": w, "zkey": z, "sample": sample});
     let wasm_bytes = std::fs::read(&wasm)?;
     let truncated = {
         use base64::Engine as _;
@@ -2750,12 +2799,23 @@ async fn a_circom_circuit_is_registered_proven_with_snarkjs_and_accepted_by_snar
         "{e}"
     );
 
-    // Registration through the CLI.
+    // Registration through the CLI, with a sample statement the pool proves.
+    std::fs::write(d("sample.json"), sample.to_string())?;
     let (ok, out) = cli(
         "zkpool",
         &url,
         &[
-            "circuits", "add", "sumcubes", "--r1cs", &r1cs, "--wasm", &wasm, "--zkey", &zkey,
+            "circuits",
+            "add",
+            "sumcubes",
+            "--r1cs",
+            &r1cs,
+            "--wasm",
+            &wasm,
+            "--zkey",
+            &zkey,
+            "--input",
+            &d("sample.json"),
         ],
     );
     assert!(ok, "{out}");
@@ -2769,12 +2829,13 @@ async fn a_circom_circuit_is_registered_proven_with_snarkjs_and_accepted_by_snar
     );
     // The same zkey again is the same circuit; another circuit under its name is refused.
     let again = api
-        .post("/v1/circuits", &json!({"name": "sumcubes", "r1cs": b64(&r1cs)?, "wasm": b64(&wasm)?, "zkey": b64(&zkey)?}))
+        .post("/v1/circuits", &json!({"name": "sumcubes", "r1cs": b64(&r1cs)?, "wasm": b64(&wasm)?, "zkey": b64(&zkey)?, "sample": sample}))
         .await?;
     assert_eq!(again["id"], circuit["id"]);
     let e = api
         .post("/v1/circuits", &json!({"name": "sumcubes", "r1cs": b64(&format!("{fixtures}/mul.r1cs"))?,
-            "wasm": b64(&format!("{fixtures}/mul.wasm"))?, "zkey": b64(&format!("{fixtures}/mul.zkey"))?}))
+            "wasm": b64(&format!("{fixtures}/mul.wasm"))?, "zkey": b64(&format!("{fixtures}/mul.zkey"))?,
+            "sample": {"a": "3", "b": "11"}}))
         .await
         .unwrap_err()
         .to_string();
@@ -2842,7 +2903,7 @@ async fn a_circom_circuit_is_registered_proven_with_snarkjs_and_accepted_by_snar
         let statements: Vec<Value> = (from..from + n)
             .map(|i| json!({"input": {"xs": [i.to_string(), (i + 1).to_string(), "-1"], "k": (i * 7).to_string()}}))
             .collect();
-        json!({"circuit": "sumcubes", "statements": statements, "client": "circom-client"})
+        json!({"circuit": "sumcubes", "statements": statements})
     };
 
     // Phase 1: a rig whose prover is snarkjs, through a wrapper that counts its runs.

@@ -177,7 +177,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
     std::fs::File::create(&args[2])?.write_all(&zkey(&r1cs, &pk))?;
-    let vk = zk::VerifierKey::new(vk);
+    let vk = zk::VerifierKey::new(vk)?;
     std::fs::write(
         &args[3],
         serde_json::to_vec_pretty(&zk::snarkjs::vk_json(&vk))?,

@@ -2,7 +2,7 @@
 //! proofs (`Proof.WriteRawTo` or `WriteTo`), decoded with full validation and
 //! verified with the same checks as our own proofs.
 //!
-//! Layout (see `../shared/vectors/gnark/README.md`): base-field elements are 32 bytes
+//! Layout (see `zk/tests/fixtures/gnark/README.md`): base-field elements are 32 bytes
 //! big-endian and must be canonical (< p); the top two bits of a point's first byte
 //! are flags: `00` uncompressed, `10` compressed with the smaller y, `11` compressed
 //! with the larger y, `01` compressed infinity (uncompressed infinity is all zeros).
@@ -14,6 +14,7 @@
 
 use ark_bn254::{Fq, Fq2, G1Affine, G2Affine};
 use ark_ec::{
+    pairing::Pairing,
     short_weierstrass::{Affine, SWCurveConfig},
     AffineRepr,
 };
@@ -47,6 +48,10 @@ pub enum GnarkError {
     /// The verifying key has no K[0].
     #[error("verifying key has no public-input points")]
     NoInputs,
+    /// The key's points decode but do not make a key anyone can trust: degenerate
+    /// (see `zk::keys::check_vk`), or its G1 and G2 copies of beta or delta differ.
+    #[error("verifying key refused: {0}")]
+    Key(String),
 }
 
 struct Reader<'a> {
@@ -185,10 +190,10 @@ pub fn decode_vk(bytes: &[u8]) -> Result<VerifierKey, GnarkError> {
         what: "gnark verifying key",
     };
     let alpha_g1 = r.g1()?;
-    let _beta_g1 = r.g1()?;
+    let beta_g1 = r.g1()?;
     let beta_g2 = r.g2()?;
     let gamma_g2 = r.g2()?;
-    let _delta_g1 = r.g1()?;
+    let delta_g1 = r.g1()?;
     let delta_g2 = r.g2()?;
     let n = r.u32()? as usize;
     if n == 0 {
@@ -219,6 +224,17 @@ pub fn decode_vk(bytes: &[u8]) -> Result<VerifierKey, GnarkError> {
     if r.remaining() != 0 {
         return Err(GnarkError::Trailing(r.remaining(), "verifying key"));
     }
+    // gnark keeps beta and delta in both groups: both copies must be the same scalar.
+    for (name, g1, g2) in [("beta", beta_g1, beta_g2), ("delta", delta_g1, delta_g2)] {
+        if g1.is_zero()
+            || Bn254::pairing(g1, G2Affine::generator())
+                != Bn254::pairing(G1Affine::generator(), g2)
+        {
+            return Err(GnarkError::Key(format!(
+                "its {name} in G1 and in G2 are not the same scalar"
+            )));
+        }
+    }
     let vk = VerifyingKey::<Bn254> {
         alpha_g1,
         beta_g2,
@@ -226,7 +242,7 @@ pub fn decode_vk(bytes: &[u8]) -> Result<VerifierKey, GnarkError> {
         delta_g2,
         gamma_abc_g1: k,
     };
-    Ok(VerifierKey::new(vk))
+    VerifierKey::new(vk).map_err(|e| GnarkError::Key(e.to_string()))
 }
 
 /// Decodes a gnark proof (`WriteRawTo` or `WriteTo`): Ar, Bs, Krs, then the
@@ -282,14 +298,9 @@ mod tests {
     use crate::field::parse_fr;
     use std::path::{Path, PathBuf};
 
-    fn vectors() -> Option<PathBuf> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/gnark");
-        if dir.exists() {
-            Some(dir)
-        } else {
-            eprintln!("SKIPPED: {} is absent; the gnark vector tests need ../shared beside the repository", dir.display());
-            None
-        }
+    /// The gnark vectors, copied into the repository (see their README).
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gnark")
     }
 
     fn public(path: &Path) -> Vec<Fr> {
@@ -324,7 +335,7 @@ mod tests {
 
     #[test]
     fn every_gnark_vector_verifies() {
-        let Some(dir) = vectors() else { return };
+        let dir = vectors();
         for (vk, proof, inputs, name) in cases(&dir) {
             assert_eq!(verify(&vk, &proof, &inputs), Ok(()), "{name}");
         }
@@ -332,7 +343,7 @@ mod tests {
 
     #[test]
     fn every_gnark_vector_is_rejected_when_tampered() {
-        let Some(dir) = vectors() else { return };
+        let dir = vectors();
         let all = cases(&dir);
         for (vk, proof, inputs, name) in &all {
             // A changed input.
@@ -391,7 +402,7 @@ mod tests {
 
     #[test]
     fn flipped_bits_in_the_key_are_refused() {
-        let Some(dir) = vectors() else { return };
+        let dir = vectors();
         let (vk, proof, inputs, _) = cases(&dir).remove(0);
         // Each point the verifier uses: alpha, beta2, gamma2, delta2, K[0..3]. ([beta]1 and
         // [delta]1 are decoded and validated but unused, and every x on BN254's G1 curve
@@ -433,18 +444,16 @@ mod tests {
         ) {
             let _ = decode_vk(&bytes);
             let _ = decode_proof(&bytes);
-            if let Some(dir) = vectors() {
-                let (vk, proof, _, _) = cases(&dir).remove(0);
-                let (mut vk, mut proof) = (vk, proof);
-                for (at, b) in &flips {
-                    let i = at % vk.len();
-                    vk[i] = *b;
-                    let j = at % proof.len();
-                    proof[j] = *b;
-                }
-                let _ = decode_vk(&vk);
-                let _ = decode_proof(&proof);
+            let (vk, proof, _, _) = cases(&vectors()).remove(0);
+            let (mut vk, mut proof) = (vk, proof);
+            for (at, b) in &flips {
+                let i = at % vk.len();
+                vk[i] = *b;
+                let j = at % proof.len();
+                proof[j] = *b;
             }
+            let _ = decode_vk(&vk);
+            let _ = decode_proof(&proof);
         }
     }
 }

@@ -34,6 +34,11 @@ pub enum KeyError {
     /// A circom circuit's files, or a statement's input, are not usable.
     #[error(transparent)]
     Circom(#[from] crate::circom::CircomError),
+    /// Every point decodes, but the key is one a forger could have made: an
+    /// identity or repeated point, or `gamma = delta`. Such a key accepts proofs
+    /// nobody computed, so it is never trusted.
+    #[error("degenerate verifying key: {0}; it would accept forged proofs. Make the key with a real Groth16 setup (and, for snarkjs, at least one phase-2 contribution)")]
+    Degenerate(String),
 }
 
 /// A verifying key prepared for fast verification, with its id.
@@ -56,10 +61,13 @@ impl std::fmt::Debug for VerifierKey {
 }
 
 impl VerifierKey {
-    pub fn new(vk: VerifyingKey<Bn254>) -> Self {
+    /// Prepares a verifying key after [`check_vk`]: every key the pool trusts,
+    /// whoever made it, goes through here.
+    pub fn new(vk: VerifyingKey<Bn254>) -> Result<Self, KeyError> {
+        check_vk(&vk)?;
         let id = sha256_hex(&vk_bytes(&vk));
         let pvk = prepare_verifying_key(&vk);
-        VerifierKey { vk, pvk, id }
+        Ok(VerifierKey { vk, pvk, id })
     }
 
     /// Decodes a compressed verifying key with full point validation.
@@ -69,7 +77,7 @@ impl VerifierKey {
                 what: "verifying key",
                 detail: e.to_string(),
             })?;
-        Ok(Self::new(vk))
+        Self::new(vk)
     }
 
     /// The number of public inputs this key checks.
@@ -80,6 +88,53 @@ impl VerifierKey {
     pub fn to_bytes(&self) -> Vec<u8> {
         vk_bytes(&self.vk)
     }
+}
+
+/// Refuses a verifying key whose points decode (on the curve, in the subgroup)
+/// but that lets someone forge proofs without a witness:
+/// - `alpha`, `beta`, `gamma` or `delta` the identity: the pairing equation loses
+///   a term, and with an identity `delta` any `C` balances it;
+/// - `gamma = delta`: a prover can move the public-input term into `C`, so one
+///   proof becomes a proof of any statement (snarkjs keys before any phase-2
+///   contribution are like this);
+/// - an identity input point (`IC`), or two equal or opposite ones: the public
+///   inputs they weigh stop being bound (the inputs of equal points can be traded
+///   against each other).
+///
+/// A key made by a real setup passes with overwhelming probability: each point is
+/// a random group element.
+pub fn check_vk(vk: &VerifyingKey<Bn254>) -> Result<(), KeyError> {
+    use ark_ec::AffineRepr;
+    let bad = |why: String| Err(KeyError::Degenerate(why));
+    for (name, zero) in [
+        ("alpha", vk.alpha_g1.is_zero()),
+        ("beta", vk.beta_g2.is_zero()),
+        ("gamma", vk.gamma_g2.is_zero()),
+        ("delta", vk.delta_g2.is_zero()),
+    ] {
+        if zero {
+            return bad(format!("{name} is the identity"));
+        }
+    }
+    if vk.gamma_g2 == vk.delta_g2 {
+        return bad("gamma equals delta".into());
+    }
+    if vk.gamma_abc_g1.is_empty() {
+        return bad("it has no input points (IC)".into());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(vk.gamma_abc_g1.len() * 2);
+    for (i, p) in vk.gamma_abc_g1.iter().enumerate() {
+        if p.is_zero() {
+            return bad(format!("input point IC[{i}] is the identity"));
+        }
+        // x identifies a point up to sign: a repeated x is a repeated or opposite point.
+        if !seen.insert(p.x) {
+            return bad(format!(
+                "input point IC[{i}] repeats (or negates) an earlier one"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The compressed encoding of a verifying key (what its id hashes).
@@ -127,7 +182,7 @@ impl CircuitKeys {
         Ok(CircuitKeys {
             spec,
             pk,
-            verifier: VerifierKey::new(vk),
+            verifier: VerifierKey::new(vk)?,
             circom: None,
             engine: Default::default(),
         })
@@ -177,7 +232,7 @@ impl CircuitKeys {
                 })?;
             (pk, None)
         };
-        let verifier = VerifierKey::new(pk.vk.clone());
+        let verifier = VerifierKey::new(pk.vk.clone())?;
         if verifier.public_inputs() != spec.public_inputs() {
             return Err(KeyError::Arity {
                 expected: spec.public_inputs(),

@@ -74,8 +74,10 @@ impl ProofBytes {
                 )))
             }
         };
-        Proof::<Bn254>::deserialize_with_mode(&self.0[..], compress, Validate::Yes)
-            .map_err(|e| VerifyError::Malformed(e.to_string()))
+        let proof = Proof::<Bn254>::deserialize_with_mode(&self.0[..], compress, Validate::Yes)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        check_points(&proof)?;
+        Ok(proof)
     }
 
     pub fn to_hex(&self) -> String {
@@ -102,6 +104,25 @@ impl<'de> Deserialize<'de> for ProofBytes {
     }
 }
 
+/// Refuses a proof with an identity point: no prover computes one (each point
+/// carries fresh randomness), and with a degenerate key it is what a forger
+/// sends. Checked on every decode, so no identity point reaches a pairing.
+pub fn check_points(proof: &Proof<Bn254>) -> Result<(), VerifyError> {
+    use ark_ec::AffineRepr;
+    for (name, zero) in [
+        ("A", proof.a.is_zero()),
+        ("B", proof.b.is_zero()),
+        ("C", proof.c.is_zero()),
+    ] {
+        if zero {
+            return Err(VerifyError::Malformed(format!(
+                "its {name} is the identity point, which no prover computes"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl VerifierKey {
     /// Verifies one proof against `public` inputs: decode with validation, check
     /// the input count (ark-groth16 0.6 does not), then the pairing equation.
@@ -118,6 +139,7 @@ impl VerifierKey {
 
     /// Verifies an already decoded (and validated) proof, checking the input count.
     pub fn verify_decoded(&self, public: &[Fr], proof: &Proof<Bn254>) -> Result<(), VerifyError> {
+        check_points(proof)?;
         let expected = self.public_inputs();
         if public.len() != expected {
             return Err(VerifyError::InputCount {

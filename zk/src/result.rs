@@ -17,8 +17,10 @@ use crate::{
     Fr,
 };
 
-/// The format tag of result files written by this version.
-pub const RESULT_FORMAT: &str = "zkpool-result/1";
+/// The format tag of result files written by this version. Version 2 binds the
+/// circuit label (`circuit`) into the digest and refuses a chain claim outside
+/// chain mode; version 1 files are refused (the pool rebuilds its stored ones).
+pub const RESULT_FORMAT: &str = "zkpool-result/2";
 
 /// How a job's statements relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,8 +75,14 @@ pub struct JobResult {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResultError {
     /// The file is not a result of a format this version reads.
-    #[error("unsupported result format {0:?} (this version reads {RESULT_FORMAT:?})")]
+    #[error("unsupported result format {0:?} (this version reads {RESULT_FORMAT:?}; download the result from the pool again)")]
     Format(String),
+    /// The mode, the chain claim and the circuit label contradict each other.
+    #[error("inconsistent result: {0}")]
+    Claims(String),
+    /// The key is not the one the checker pinned (`--circuit-id`).
+    #[error("the result is for circuit {actual}, not the expected {expected}: its proofs are checked against a key you did not choose, so they prove nothing to you")]
+    NotPinned { expected: String, actual: String },
     /// The verifying key cannot be decoded.
     #[error("verifying key is not valid: {0}")]
     Key(String),
@@ -120,13 +128,17 @@ impl JobResult {
         r
     }
 
-    /// The digest over everything a verifier relies on (the key is bound through its id).
+    /// The digest over everything a verifier relies on (the key is bound through
+    /// its id; the circuit label is bound too, so it cannot be rewritten alone).
     pub fn compute_digest(&self) -> String {
         let mut h = Sha256::new();
         h.update(RESULT_FORMAT.as_bytes());
         h.update(self.job_id.as_bytes());
         h.update([0]);
         h.update(self.circuit_id.as_bytes());
+        let label = serde_json::to_vec(&self.circuit).expect("specs serialise");
+        h.update((label.len() as u32).to_be_bytes());
+        h.update(&label);
         h.update([self.mode as u8]);
         if let Some(c) = &self.chain {
             h.update(fr_to_be_bytes(&c.seed));
@@ -146,7 +158,23 @@ impl JobResult {
         hex::encode(h.finalize())
     }
 
+    /// [`JobResult::verify`] against the circuit the checker expects: the file
+    /// carries its own verifying key, so without a pin a forger's key (one that
+    /// accepts anything) would check out. `expected` is a circuit id as the pool
+    /// publishes it (`GET /v1/circuits`).
+    pub fn verify_pinned(&self, expected: &str) -> Result<usize, ResultError> {
+        if self.circuit_id != expected {
+            return Err(ResultError::NotPinned {
+                expected: expected.to_owned(),
+                actual: self.circuit_id.clone(),
+            });
+        }
+        self.verify()
+    }
+
     /// Checks the whole result offline; returns the number of proofs verified.
+    /// This proves the proofs hold under the key in the file; which circuit that
+    /// is, only a pinned id says ([`JobResult::verify_pinned`]).
     pub fn verify(&self) -> Result<usize, ResultError> {
         let verifier = self.check_structure()?;
         for (index, e) in self.entries.iter().enumerate() {
@@ -184,8 +212,31 @@ impl JobResult {
                 actual: digest,
             });
         }
-        if self.mode == JobMode::Chain {
-            self.check_chain()?;
+        match (self.mode, &self.chain, self.circuit) {
+            (JobMode::Chain, Some(_), CircuitSpec::Chain { .. }) => self.check_chain()?,
+            (JobMode::Batch, None, _) => {}
+            (JobMode::Batch, Some(_), _) => {
+                return Err(ResultError::Claims(
+                    "a batch result carries a chain claim; only a chain result may, and it is then checked".into(),
+                ))
+            }
+            (JobMode::Chain, None, _) => {
+                return Err(ResultError::Claims("a chain result without its chain claim".into()))
+            }
+            (JobMode::Chain, Some(_), other) => {
+                return Err(ResultError::Claims(format!(
+                    "a chain claim on a {} circuit",
+                    other.name()
+                )))
+            }
+        }
+        if verifier.public_inputs() != self.circuit.public_inputs() {
+            return Err(ResultError::Claims(format!(
+                "the circuit label {} takes {} public inputs, its key {}",
+                self.circuit.name(),
+                self.circuit.public_inputs(),
+                verifier.public_inputs()
+            )));
         }
         Ok(verifier)
     }
@@ -312,5 +363,69 @@ mod tests {
         let mut other_key = r.clone();
         other_key.circuit_id = "00".repeat(32);
         assert!(matches!(other_key.verify(), Err(ResultError::KeyId { .. })));
+    }
+
+    /// The forgery an outsider tried: a genuine chain result switched to batch
+    /// mode with a rewritten chain output and a recomputed digest; and a result of
+    /// another circuit relabelled `chain`. Neither checks out.
+    #[test]
+    fn rewritten_claims_and_labels_are_refused() {
+        let r = chain_result();
+
+        let mut batch = r.clone();
+        batch.mode = JobMode::Batch;
+        batch.chain.as_mut().unwrap().output = Fr::from(12345u64);
+        batch.digest = batch.compute_digest();
+        assert!(
+            matches!(batch.verify(), Err(ResultError::Claims(_))),
+            "{:?}",
+            batch.verify()
+        );
+
+        // The label is under the digest: rewriting it alone is caught.
+        let mut relabelled = r.clone();
+        relabelled.circuit = CircuitSpec::Chain { steps: 3 };
+        assert!(matches!(
+            relabelled.verify(),
+            Err(ResultError::Digest { .. })
+        ));
+
+        // A preimage result relabelled as a chain, digest recomputed.
+        let keys = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 2).unwrap();
+        let s = CircuitSpec::preimage_statement(Fr::from(5u64));
+        let entry = ResultEntry {
+            proof: keys.prove(&s).unwrap(),
+            public: s.public.clone(),
+        };
+        let mut other = JobResult::new(
+            "job2".into(),
+            CircuitSpec::Preimage,
+            JobMode::Batch,
+            &keys.verifier,
+            None,
+            vec![entry],
+        );
+        assert_eq!(other.verify(), Ok(1));
+        other.circuit = CircuitSpec::Chain { steps: 2 };
+        other.digest = other.compute_digest();
+        assert!(matches!(other.verify(), Err(ResultError::Claims(_))));
+    }
+
+    /// A result checks out only against the circuit the checker names.
+    #[test]
+    fn a_pinned_check_refuses_another_circuits_key() {
+        let r = chain_result();
+        assert_eq!(r.verify_pinned(&r.circuit_id), Ok(3));
+        let err = r.verify_pinned(&"ab".repeat(32)).unwrap_err();
+        assert!(matches!(err, ResultError::NotPinned { .. }));
+        assert!(err.to_string().contains("prove nothing to you"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_file_is_refused_by_name() {
+        let mut r = chain_result();
+        r.format = "zkpool-result/1".into();
+        let e = r.verify().unwrap_err().to_string();
+        assert!(e.contains("download the result from the pool again"), "{e}");
     }
 }

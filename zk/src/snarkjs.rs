@@ -247,7 +247,7 @@ pub fn vk_from_json(v: &Value) -> Result<VerifierKey, SnarkjsError> {
             .map(|(i, p)| g1_from(p, &format!("IC[{i}]")))
             .collect::<Result<_, _>>()?,
     };
-    Ok(VerifierKey::new(vk))
+    VerifierKey::new(vk).map_err(|e| bad("verification key", e))
 }
 
 #[cfg(test)]

@@ -235,7 +235,7 @@ async fn post_job(
     let job = api
         .post(
             "/v1/jobs",
-            &json!({"circuit": "preimage", "statements": statements, "client": "bench", "deadline_secs": 3600}),
+            &json!({"circuit": "preimage", "statements": statements, "deadline_secs": 3600}),
         )
         .await?;
     Ok(job["id"].as_str().context("job id")?.to_owned())

@@ -46,6 +46,11 @@ pub enum CircomError {
     Unsatisfied(usize),
     #[error("proving failed: {0}")]
     Prove(String),
+    /// The zkey's keys cannot be trusted: a degenerate verifying key, or a proving
+    /// key that does not belong to it (its proofs would not verify, and every rig
+    /// that proved this circuit would be blamed).
+    #[error("the zkey's keys are refused: {0}. Upload a zkey made by snarkjs groth16 setup and at least one zkey contribute")]
+    Key(String),
 }
 
 impl CircomError {
@@ -83,7 +88,102 @@ impl CircomCircuit {
                 r1cs.wires
             )));
         }
+        let mut generator = generator;
+        generator.set_limits(witness::Limits::for_size(r1cs.constraints(), r1cs.wires));
         Ok((CircomCircuit { r1cs, generator }, zkey.pk))
+    }
+
+    /// Checks a zkey's proving key against its own verifying key, as far as that
+    /// can be done without the setup's trapdoor, with the caller's randomness:
+    /// the verifying key is not degenerate ([`crate::keys::check_vk`]); beta and
+    /// delta in G1 are the verifying key's; every `B` point in G1 is the same
+    /// scalar as its `B` point in G2 (one random linear combination, one pairing
+    /// each side); no `H` point is the identity. The pool runs this (and
+    /// [`Self::self_test`]) when a client registers a circuit; rigs trust the
+    /// bundle's hash instead.
+    pub fn check_proving_key(pk: &ProvingKey<Bn254>) -> Result<(), CircomError> {
+        use ark_ec::{pairing::Pairing, AffineRepr, CurveGroup, VariableBaseMSM};
+        let key = |why: String| CircomError::Key(why);
+        crate::keys::check_vk(&pk.vk).map_err(|e| key(e.to_string()))?;
+        let (g1, g2) = (
+            ark_bn254::G1Affine::generator(),
+            ark_bn254::G2Affine::generator(),
+        );
+        for (name, a, b) in [
+            ("beta", pk.beta_g1, pk.vk.beta_g2),
+            ("delta", pk.delta_g1, pk.vk.delta_g2),
+        ] {
+            if a.is_zero() || Bn254::pairing(a, g2) != Bn254::pairing(g1, b) {
+                return Err(key(format!(
+                    "its proving key's {name} is not its verifying key's"
+                )));
+            }
+        }
+        if pk.b_g1_query.len() != pk.b_g2_query.len() {
+            return Err(key(format!(
+                "it has {} B points in G1 and {} in G2",
+                pk.b_g1_query.len(),
+                pk.b_g2_query.len()
+            )));
+        }
+        for (i, (b1, b2)) in pk.b_g1_query.iter().zip(&pk.b_g2_query).enumerate() {
+            if b1.is_zero() != b2.is_zero() {
+                return Err(key(format!("its B point {i} is zero in one group only")));
+            }
+        }
+        let mut rng = rand::rngs::OsRng;
+        let rho: Vec<Fr> = (0..pk.b_g1_query.len())
+            .map(|_| Fr::rand(&mut rng))
+            .collect();
+        let left = ark_bn254::G1Projective::msm(&pk.b_g1_query, &rho)
+            .map_err(|_| key("B points in G1 and scalars differ in number".into()))?;
+        let right = ark_bn254::G2Projective::msm(&pk.b_g2_query, &rho)
+            .map_err(|_| key("B points in G2 and scalars differ in number".into()))?;
+        if Bn254::pairing(left.into_affine(), g2) != Bn254::pairing(g1, right.into_affine()) {
+            return Err(key(
+                "its B points in G1 and G2 are not the same scalars".into()
+            ));
+        }
+        if let Some(i) = pk.h_query.iter().position(|p| p.is_zero()) {
+            return Err(key(format!("its H point {i} is the identity")));
+        }
+        Ok(())
+    }
+
+    /// Proves a sample statement with `pk` (fresh randomness) and checks the proof
+    /// under `pk`'s verifying key: the proving key's points that statement uses
+    /// belong to the key. Returns what computing the sample's witness spent, from
+    /// which the bounds for every further statement are set ([`witness::Limits::calibrated`]).
+    pub fn self_test(
+        &self,
+        pk: &ProvingKey<Bn254>,
+        sample: &Value,
+    ) -> Result<witness::Usage, CircomError> {
+        let (w, usage) = self
+            .generator
+            .calculate_metered(sample)
+            .map_err(|e| match e {
+                CircomError::Input(why) => CircomError::Input(format!("sample: {why}")),
+                other => other,
+            })?;
+        if let Some(i) = self.r1cs.unsatisfied(&w) {
+            return Err(CircomError::Unsatisfied(i));
+        }
+        let proof = self.prove(pk, &w)?;
+        let vk =
+            crate::VerifierKey::new(pk.vk.clone()).map_err(|e| CircomError::Key(e.to_string()))?;
+        vk.verify(&self.public_signals(&w), &proof).map_err(|e| {
+            CircomError::Key(format!(
+                "a proof of the sample statement made with its proving key does not verify under its verifying key ({e})"
+            ))
+        })?;
+        Ok(usage)
+    }
+
+    /// Sets the witness bounds for every statement from a sample's usage.
+    pub fn calibrate(&mut self, sample: witness::Usage) {
+        let limits = self.generator.limits().calibrated(sample);
+        self.generator.set_limits(limits);
     }
 
     /// Loads a [`bundle`] of the three files.
@@ -313,6 +413,7 @@ mod tests {
 
         let proof = c.prove(&pk, &w).unwrap();
         crate::VerifierKey::new(pk.vk.clone())
+            .unwrap()
             .verify(&public, &proof)
             .unwrap();
         // The verifying key snarkjs exported is the zkey's.
@@ -345,6 +446,49 @@ mod tests {
                 interpreted.calculate(&input).unwrap(),
                 "a = {a}, b = {b}"
             );
+        }
+    }
+
+    /// The rewritten module spends about the fuel the interpreter does (each
+    /// native operation is charged what circom's function costs there), uses
+    /// the same memory, and is held to the same bounds.
+    #[test]
+    fn native_field_operations_are_held_to_the_witness_limits() {
+        // Large values: circom multiplies small ones without its Montgomery code.
+        let input = serde_json::json!({"a": "-1", "b": "123456789123456789123456789"});
+        let mut native = WitnessGenerator::with_native_ops(WASM, true).unwrap();
+        let mut interpreted = WitnessGenerator::with_native_ops(WASM, false).unwrap();
+        // The first run also pays for translating the functions it calls (wasmi
+        // translates lazily, for fuel), which the rewrite makes smaller: compare
+        // the second.
+        for g in [&native, &interpreted] {
+            g.calculate(&input).unwrap();
+        }
+        let (w, n) = native.calculate_metered(&input).unwrap();
+        let (w2, i) = interpreted.calculate_metered(&input).unwrap();
+        assert_eq!(w, w2);
+        assert!(n.fuel <= i.fuel && n.fuel * 10 >= i.fuel * 9, "{n:?} {i:?}");
+        assert_eq!(n.memory, i.memory);
+        for g in [&mut native, &mut interpreted] {
+            // A calibrated bound is enough...
+            let limits = g.limits();
+            g.set_limits(limits.calibrated(i));
+            g.calculate(&input).unwrap();
+            // ...and any below what the run needs stops it, as running out of
+            // fuel, wherever that happens (in a native operation too).
+            for k in 1..32 {
+                g.set_limits(witness::Limits {
+                    fuel: n.fuel * k / 32,
+                    memory: n.memory,
+                });
+                let e = g.calculate(&input).unwrap_err().to_string();
+                assert!(e.contains("ran out of fuel"), "{e}");
+            }
+            g.set_limits(witness::Limits {
+                fuel: i.fuel,
+                memory: n.memory / 2,
+            });
+            assert!(g.calculate(&input).is_err());
         }
     }
 
@@ -413,6 +557,7 @@ mod tests {
             Groth16::<Bn254, qap::CircomReduction>::prove(&pk, spec.with_statement(&s), &mut rng)
                 .unwrap();
         crate::VerifierKey::new(vk)
+            .unwrap()
             .verify(&s.public, &ProofBytes::encode(&proof))
             .unwrap();
     }

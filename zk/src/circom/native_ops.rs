@@ -53,6 +53,23 @@ impl Op {
         }
     }
 
+    /// The fuel the host charges for the operation: a little under what wasmi 2
+    /// spends interpreting circom's own function (measured on the runtime in
+    /// circom 2's output, once translated: 2,009 for a product, 2,125 for a
+    /// square, 126-127 for a sum or difference, up to about 290 when it must
+    /// reduce). So a rewritten module spends about the fuel the original would,
+    /// and the witness bounds ([`super::witness::Limits`]: a circuit's
+    /// size-based bound, its calibration, the pool's fuel budget per job) mean
+    /// the same with or without the rewrite; and a module cannot buy more CPU
+    /// per unit of fuel by calling these in a loop (natively they take tens of
+    /// nanoseconds, far less than the instructions they stand for).
+    pub fn fuel(self) -> u64 {
+        match self {
+            Op::Mul | Op::Square => 2_000,
+            Op::Add | Op::Sub => 120,
+        }
+    }
+
     /// Pointer parameters: the operands, then the result.
     fn params(self) -> usize {
         match self {

@@ -22,11 +22,69 @@ use super::{
     CircomError,
 };
 
-/// Instructions one witness computation may run: about a minute of interpretation,
-/// far more than circuits that fit a pool's tasks need.
+/// The most instructions any witness computation may run (about a minute of
+/// interpretation); a circuit's own bound is far lower ([`Limits::for_size`]).
 pub const FUEL: u64 = 20_000_000_000;
-/// Memory one witness computation may use.
+/// The most memory any witness computation may use.
 pub const MEMORY_BYTES: usize = 2 << 30;
+
+/// What one witness computation may spend. The module is untrusted, so its
+/// bounds come from the circuit's size ([`Limits::for_size`]) and, once a sample
+/// statement has run, from what that run needed ([`Limits::calibrated`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// wasm instructions (wasmi fuel).
+    pub fuel: u64,
+    /// Bytes of linear memory.
+    pub memory: usize,
+}
+
+/// What a witness computation spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub fuel: u64,
+    pub memory: usize,
+}
+
+impl Limits {
+    /// The ceiling: what no circuit may exceed.
+    pub const CEILING: Limits = Limits {
+        fuel: FUEL,
+        memory: MEMORY_BYTES,
+    };
+
+    /// Bounds for a circuit of this size before anything has run: generous for a
+    /// real circom generator (its work grows with the constraints and signals),
+    /// tiny for a small circuit, so a 32-byte module that loops forever is stopped
+    /// after a fraction of a second, not a minute.
+    pub fn for_size(constraints: usize, wires: usize) -> Limits {
+        let n = (constraints + wires) as u64;
+        Limits {
+            fuel: (20_000_000 + 20_000 * n).min(FUEL),
+            memory: (16usize << 20)
+                .saturating_add(1024usize.saturating_mul(constraints + wires))
+                .min(MEMORY_BYTES),
+        }
+    }
+
+    /// Bounds for every further statement, from a sample run's usage: a few times
+    /// what it needed (circom's generators do the same work for every input),
+    /// never above `self`.
+    pub fn calibrated(&self, sample: Usage) -> Limits {
+        Limits {
+            fuel: sample
+                .fuel
+                .saturating_mul(4)
+                .saturating_add(1_000_000)
+                .min(self.fuel),
+            memory: sample
+                .memory
+                .saturating_mul(2)
+                .saturating_add(1 << 20)
+                .min(self.memory),
+        }
+    }
+}
 
 /// A compiled witness generator, checked to be for BN254's scalar field.
 pub struct WitnessGenerator {
@@ -37,17 +95,22 @@ pub struct WitnessGenerator {
     witness_size: usize,
     /// Field operations the module imports from the host ([`super::native_ops`]).
     native: Vec<Op>,
+    limits: Limits,
 }
 
 struct Host {
     limits: StoreLimits,
+    /// The fuel this run was given (for the message when it runs out).
+    fuel: u64,
     /// Messages the module printed before trapping (circom's `log` and asserts).
     errors: String,
     /// The module's memory, found on the first native field operation.
     memory: Option<wasmi::Memory>,
 }
 
-/// A field operation of a patched module, on its memory.
+/// A field operation of a patched module, on its memory, charged the fuel
+/// circom's own function would have spent ([`Op::fuel`]): the run's fuel bound
+/// holds as it does for the unpatched module.
 fn field_op(
     caller: &mut Caller<'_, Host>,
     op: Op,
@@ -55,6 +118,12 @@ fn field_op(
     y: i32,
     r: i32,
 ) -> Result<(), wasmi::Error> {
+    let left = caller.get_fuel()?;
+    if left < op.fuel() {
+        caller.set_fuel(0)?;
+        return Err(wasmi::TrapCode::OutOfFuel.into());
+    }
+    caller.set_fuel(left - op.fuel())?;
     let memory = match caller.data().memory {
         Some(m) => m,
         None => {
@@ -109,7 +178,10 @@ fn trap(what: &str, e: wasmi::Error, store: &Store<Host>) -> CircomError {
     let printed = store.data().errors.trim();
     let mut msg = format!("{what}: {e}");
     if let Some(wasmi::TrapCode::OutOfFuel) = e.as_trap_code() {
-        msg = format!("{what}: ran out of fuel after {FUEL} instructions (an endless loop, or a circuit too large for one task)");
+        msg = format!(
+            "{what}: ran out of fuel after {} instructions, the bound for this circuit (an endless loop, or far more work than its size needs)",
+            store.data().fuel
+        );
     }
     if !printed.is_empty() {
         msg.push_str(&format!(" (the circuit printed: {printed})"));
@@ -182,6 +254,12 @@ impl WitnessGenerator {
             n32: 0,
             witness_size: 0,
             native,
+            // Only the module's start and a few getters run before the circuit's
+            // size is known: a small fuel bound; memory as the module declares it.
+            limits: Limits {
+                fuel: Limits::for_size(0, 0).fuel,
+                memory: MEMORY_BYTES,
+            },
         };
         let mut inst = gen.instantiate()?;
         let n32 = inst.call0("getFieldNumLen32")?;
@@ -217,18 +295,34 @@ impl WitnessGenerator {
         !self.native.is_empty()
     }
 
+    /// The bounds each computation runs under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Sets the bounds each computation runs under (at most [`Limits::CEILING`]).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = Limits {
+            fuel: limits.fuel.min(FUEL),
+            memory: limits.memory.min(MEMORY_BYTES),
+        };
+    }
+
     fn instantiate(&self) -> Result<Instance, CircomError> {
         let mut store = Store::new(
             &self.engine,
             Host {
-                limits: StoreLimitsBuilder::new().memory_size(MEMORY_BYTES).build(),
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory)
+                    .build(),
+                fuel: self.limits.fuel,
                 errors: String::new(),
                 memory: None,
             },
         );
         store.limiter(|h| &mut h.limits);
         store
-            .set_fuel(FUEL)
+            .set_fuel(self.limits.fuel)
             .expect("fuel is enabled in the engine config");
         let mut linker = Linker::<Host>::new(&self.engine);
         let wrap =
@@ -307,6 +401,11 @@ impl WitnessGenerator {
     /// strings or JSON integers; arrays are flattened; nested objects name
     /// `outer.inner` signals.
     pub fn calculate(&self, input: &Value) -> Result<Vec<Fr>, CircomError> {
+        self.calculate_metered(input).map(|(w, _)| w)
+    }
+
+    /// [`Self::calculate`], and what the run spent.
+    pub fn calculate_metered(&self, input: &Value) -> Result<(Vec<Fr>, Usage), CircomError> {
         let Value::Object(_) = input else {
             return Err(CircomError::Input(
                 "must be a JSON object of signal names to values, as for snarkjs wtns calculate"
@@ -408,7 +507,15 @@ impl WitnessGenerator {
                 "witness signal 0 is not the constant 1".into(),
             ));
         }
-        Ok(witness)
+        let fuel = self
+            .limits
+            .fuel
+            .saturating_sub(inst.store.get_fuel().unwrap_or(0));
+        let memory = match inst.instance.get_export(&inst.store, "memory") {
+            Some(Extern::Memory(m)) => m.data_size(&inst.store),
+            _ => 0,
+        };
+        Ok((witness, Usage { fuel, memory }))
     }
 }
 

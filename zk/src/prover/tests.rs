@@ -246,7 +246,7 @@ fn random_circuits_prove_as_arkworks_does_with_both_reductions() {
         let want =
             Groth16::<Bn254>::create_proof_with_reduction(Replay(&r1cs, true), &pk, r, s).unwrap();
         let matrices = [r1cs.a.clone(), r1cs.b.clone(), r1cs.c.clone()];
-        let verifier = VerifierKey::new(vk);
+        let verifier = VerifierKey::new(vk).unwrap();
         let c = 3 + round as u32;
         for t in [
             None,
@@ -288,7 +288,7 @@ fn random_circuits_prove_as_arkworks_does_with_both_reductions() {
             &r1cs.witness,
         )
         .unwrap();
-        let verifier = VerifierKey::new(vk);
+        let verifier = VerifierKey::new(vk).unwrap();
         for t in [
             None,
             Some(tables_for(&pk, c, false)),
