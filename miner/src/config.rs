@@ -25,6 +25,8 @@ pub struct MinerFile {
     /// External prover for circom circuits, e.g.
     /// `snarkjs groth16 prove {zkey} {wtns} {proof} {public}`.
     pub prover_cmd: Option<String>,
+    /// MiB of precomputed prover tables; 0 turns precomputation off.
+    pub precompute_mem_mib: Option<u64>,
 }
 
 impl MinerFile {

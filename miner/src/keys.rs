@@ -5,8 +5,19 @@
 //! The pool is not trusted with the file system or the rig's memory: a key hash
 //! must be 64 hex digits before it names a file (so `../` cannot), and a download
 //! stops at the size the pool announced, which must be under `MAX_KEY_BYTES`.
+//!
+//! With a precomputation budget, a key's prover tables are read from (or built
+//! and written to) `{cache_dir}/{hash}.tables` when the key is first loaded
+//! (see [`crate::tables`]); the budget is shared by all the keys a rig loads.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
 
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -46,6 +57,14 @@ pub struct KeyCache {
     http: reqwest::Client,
     /// One lock for the map: concurrent requests for one key download it once.
     loaded: Mutex<HashMap<String, Arc<CircuitKeys>>>,
+    precompute: Option<Precompute>,
+}
+
+/// The prover tables' memory budget and the threads that build them.
+struct Precompute {
+    budget: u64,
+    spent: AtomicU64,
+    threads: Arc<rayon::ThreadPool>,
 }
 
 impl KeyCache {
@@ -59,6 +78,46 @@ impl KeyCache {
             dir,
             http,
             loaded: Mutex::new(HashMap::new()),
+            precompute: None,
+        }
+    }
+
+    /// Gives loaded keys zkpool's prover with tables within `budget` bytes in
+    /// all, built on `threads` (see [`crate::tables`]); zero leaves arkworks
+    /// proving, as without this call.
+    pub fn with_precompute(mut self, budget: u64, threads: Arc<rayon::ThreadPool>) -> Self {
+        self.precompute = Some(Precompute {
+            budget,
+            spent: AtomicU64::new(0),
+            threads,
+        });
+        self
+    }
+
+    /// Prepares a freshly loaded key's prover: tables read or built.
+    async fn prepare(&self, keys: &Arc<CircuitKeys>, hash: &str) {
+        let Some(p) = &self.precompute else {
+            return;
+        };
+        let left = p.budget.saturating_sub(p.spent.load(Ordering::Relaxed));
+        let (k, h, dir, threads) = (
+            keys.clone(),
+            hash.to_owned(),
+            self.dir.clone(),
+            p.threads.clone(),
+        );
+        let prepared = tokio::task::spawn_blocking(move || {
+            threads.install(|| crate::tables::prepare(&k, &h, &dir, left))
+        })
+        .await;
+        match prepared {
+            Ok(prepared) => {
+                p.spent.fetch_add(prepared.bytes(), Ordering::Relaxed);
+                crate::tables::log(hash, &prepared);
+            }
+            Err(e) => {
+                warn!(key = %hash, error = %e, "preparing the prover failed; arkworks proves this key")
+            }
         }
     }
 
@@ -88,6 +147,7 @@ impl KeyCache {
         if let Ok(bytes) = tokio::fs::read(&path).await {
             match decode(spec, bytes, &key.hash).await {
                 Ok(k) => {
+                    self.prepare(&k, &key.hash).await;
                     loaded.insert(key.hash.clone(), k.clone());
                     return Ok(k);
                 }
@@ -142,6 +202,7 @@ impl KeyCache {
                 path: path.clone(),
                 source,
             })?;
+        self.prepare(&keys, &key.hash).await;
         loaded.insert(key.hash.clone(), keys.clone());
         Ok(keys)
     }

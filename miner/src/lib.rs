@@ -14,8 +14,10 @@ pub mod bench;
 pub mod config;
 pub mod external;
 pub mod keys;
+pub mod pipeline;
 pub mod receipts;
 pub mod session;
+pub mod tables;
 
 use std::{
     path::PathBuf,
@@ -107,6 +109,9 @@ pub struct MinerConfig {
     pub tls_ca: Option<PathBuf>,
     /// An external prover command template for circom circuits (see [`external`]).
     pub prover_cmd: Option<String>,
+    /// Bytes of precomputed prover tables the rig may hold (see [`tables`]);
+    /// zero: precomputation off, arkworks proves as before tables existed.
+    pub precompute_mem: u64,
 }
 
 /// Counters the status line and callers read.
@@ -153,7 +158,6 @@ pub async fn run(
     let http = http.build().map_err(|e| {
         MinerError::Tls(stratum::tls::TlsError::Config(format!("HTTP client: {e}")))
     })?;
-    let keys = Arc::new(keys::KeyCache::with_http(cfg.cache_dir.clone(), http));
     let receipt_path = cfg.cache_dir.join("receipts.jsonl");
     let receipts = Arc::new(
         receipts::ReceiptLog::open(receipt_path.clone()).map_err(|e| MinerError::Cache {
@@ -172,6 +176,10 @@ pub async fn run(
                 path: cfg.cache_dir.clone(),
                 detail: format!("cannot start prover threads: {e}"),
             })?,
+    );
+    let keys = Arc::new(
+        keys::KeyCache::with_http(cfg.cache_dir.clone(), http)
+            .with_precompute(cfg.precompute_mem, prover.clone()),
     );
     if !cfg.status_interval.is_zero() {
         tokio::spawn(status_loop(

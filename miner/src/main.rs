@@ -43,6 +43,11 @@ struct Args {
     /// Seconds between status lines; 0 turns them off [default: 5].
     #[arg(long)]
     status_interval: Option<u64>,
+    /// MiB of precomputed prover tables the rig may hold (built once per key,
+    /// cached beside it); 0 turns precomputation off and arkworks proves as
+    /// before [default: 1024].
+    #[arg(long, value_name = "MIB")]
+    precompute_mem: Option<u64>,
     /// Measure this rig on each built-in circuit, without a pool, and exit.
     #[arg(long)]
     benchmark: bool,
@@ -78,6 +83,11 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    // A build for CPUs with BMI2/ADX refuses other CPUs before any proving.
+    if let Err(e) = zk::prover::cpu::check() {
+        eprintln!("zkminer: {e}");
+        return std::process::ExitCode::from(2);
+    }
     let file = match &args.config {
         Some(p) => match miner::config::MinerFile::load(p) {
             Ok(f) => f,
@@ -128,13 +138,24 @@ async fn main() -> std::process::ExitCode {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let precompute_mem = args
+        .precompute_mem
+        .or(file.precompute_mem_mib)
+        .unwrap_or(DEFAULT_PRECOMPUTE_MIB)
+        << 20;
     if args.benchmark {
         println!(
-            "zkminer {} benchmark | backend arkworks (Groth16/BN254) | {threads} threads",
-            env!("CARGO_PKG_VERSION")
+            "zkminer {} benchmark | Groth16/BN254 | {threads} threads | {} | precomputation budget {} MiB",
+            env!("CARGO_PKG_VERSION"),
+            zk::prover::cpu::describe(),
+            precompute_mem >> 20
         );
         return match tokio::task::spawn_blocking(move || {
-            miner::bench::run(threads, Duration::from_secs(args.benchmark_secs.max(1)))
+            miner::bench::run(
+                threads,
+                Duration::from_secs(args.benchmark_secs.max(1)),
+                precompute_mem,
+            )
         })
         .await
         {
@@ -184,9 +205,17 @@ async fn main() -> std::process::ExitCode {
     };
     let shown: Vec<String> = pools.iter().map(ToString::to_string).collect();
     let prover_cmd = args.prover_cmd.or(file.prover_cmd);
+    let prover = if precompute_mem == 0 {
+        "arkworks (Groth16/BN254)".to_owned()
+    } else {
+        format!(
+            "zkpool (Groth16/BN254, tables up to {} MiB)",
+            precompute_mem >> 20
+        )
+    };
     let backend = match &prover_cmd {
-        Some(cmd) => format!("arkworks (Groth16/BN254), circom circuits via `{cmd}`"),
-        None => "arkworks (Groth16/BN254)".to_owned(),
+        Some(cmd) => format!("{prover}, circom circuits via `{cmd}`"),
+        None => prover,
     };
     println!(
         "zkminer {} | pool {} | worker {worker} | backend {backend} | {threads} threads | circuits: chain, preimage, circom",
@@ -207,6 +236,7 @@ async fn main() -> std::process::ExitCode {
         max_backoff: Duration::from_secs(30),
         tls_ca: args.tls_ca.or(file.tls_ca),
         prover_cmd,
+        precompute_mem,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -222,6 +252,10 @@ async fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// The default precomputation budget: enough for every table of a 2^16-constraint
+/// circom circuit (about 400 MiB) and most of a 2^18 one's.
+const DEFAULT_PRECOMPUTE_MIB: u64 = 1024;
 
 async fn wait_for_signal() {
     #[cfg(unix)]

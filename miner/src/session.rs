@@ -284,6 +284,17 @@ async fn prove_tasks(
         let mut last_progress = Instant::now();
         let mut proofs = Vec::with_capacity(statements.len());
         let mut aborted = false;
+        // Witnesses are computed one statement ahead of the prover, except for
+        // an external prover, which computes its own.
+        let external_proves = external
+            .as_ref()
+            .is_some_and(|e| e.active() && circuit.circom.is_some());
+        let mut ahead = (!external_proves).then(|| {
+            crate::pipeline::Witnesses::start(
+                circuit.clone(),
+                statements.iter().map(|(_, s)| s.clone()).collect(),
+            )
+        });
         for (done, (index, statement)) in statements.into_iter().enumerate() {
             if is_cancelled(&n.task) || session_over.is_cancelled() {
                 aborted = true;
@@ -295,6 +306,10 @@ async fn prove_tasks(
                 .filter(|e| e.active() && circuit.circom.is_some());
             let (hash, task) = (n.key.hash.clone(), n.task.clone());
             let started = Instant::now();
+            let witness = match &mut ahead {
+                Some(a) => a.next().await,
+                None => None,
+            };
             let proof = tokio::task::spawn_blocking(move || {
                 if let Some(e) = ext {
                     match e.prove(&c, &hash, &statement) {
@@ -303,9 +318,14 @@ async fn prove_tasks(
                             "the external prover failed; proving this statement with the built-in prover"),
                     }
                 }
-                let proof = p.install(|| c.prove(&statement))?;
+                let proof = match witness {
+                    Some(w) => p.install(|| c.prove_witness(&w?))?,
+                    None => p.install(|| c.prove(&statement))?,
+                };
                 // Check our own proof (about a millisecond) before the pool does: a
                 // key that cannot make valid proofs must not get this rig banned.
+                // (zkpool's prover checks its proofs too, but falls back to
+                // arkworks, whose proofs are only checked here.)
                 c.verifier.verify(&statement.public, &proof).map_err(|e| {
                     zk::KeyError::Synthesis(format!(
                         "the proof made with this circuit's proving key does not verify under its verifying key ({e}); not submitting it"

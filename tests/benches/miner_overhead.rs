@@ -1,5 +1,6 @@
 //! What the pool/miner path costs on top of proving: the same chain statements proven
-//! (1) by a bare loop over `CircuitKeys::prove` and (2) through a real in-process pool
+//! (1) by a bare loop over `CircuitKeys::prove` (with the miner's prover and tables) and
+//! (2) through a real in-process pool
 //! and miner (notify, prove, submit, verify, durable credit, result assembly), in one
 //! run, alternating, best of `ROUNDS`. Run: `cargo bench -p zkpool-tests --bench miner_overhead`.
 
@@ -14,6 +15,9 @@ use zk::{circuits::DEFAULT_CHAIN_STEPS, CircuitKeys, CircuitSpec, Fr};
 
 const SEGMENTS: u64 = 24;
 const ROUNDS: usize = 4;
+/// The miner's precomputation budget (its default); the bare side gets the
+/// same tables.
+const PRECOMPUTE_MIB: u64 = 1024;
 
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
@@ -60,6 +64,7 @@ async fn run() -> anyhow::Result<()> {
         max_backoff: Duration::from_secs(1),
         tls_ca: None,
         prover_cmd: None,
+        precompute_mem: PRECOMPUTE_MIB << 20,
     };
     let m = tokio::spawn(miner::run(
         miner_cfg,
@@ -89,6 +94,16 @@ async fn run() -> anyhow::Result<()> {
         )
         .await?;
     wait(&api, warm["id"].as_str().unwrap()).await?;
+    // The same prover as the miner's: its tables, from the file the miner wrote.
+    let prepared = prover.install(|| {
+        miner::tables::prepare(
+            &keys,
+            circuit["proving_key_hash"].as_str().unwrap(),
+            &dir2.path().join("cache"),
+            PRECOMPUTE_MIB << 20,
+        )
+    });
+    println!("bare prover: {prepared:?}");
 
     let (mut best_bare, mut best_pool) = (f64::MAX, f64::MAX);
     for round in 0..ROUNDS {
@@ -113,7 +128,7 @@ async fn run() -> anyhow::Result<()> {
     }
     let work = (SEGMENTS * constraints) as f64;
     println!(
-        "chain circuit, {constraints} constraints x {SEGMENTS} proofs, {threads} prover threads, best of {ROUNDS}:\n  bare ark-groth16: {:.0} constraints/s ({:.3}s)\n  pool + miner:     {:.0} constraints/s ({:.3}s)\n  path overhead:    {:.1}%",
+        "chain circuit, {constraints} constraints x {SEGMENTS} proofs, {threads} prover threads, best of {ROUNDS}:\n  bare prover:      {:.0} constraints/s ({:.3}s)\n  pool + miner:     {:.0} constraints/s ({:.3}s)\n  path overhead:    {:.1}%",
         work / best_bare,
         best_bare,
         work / best_pool,

@@ -1,5 +1,6 @@
-//! zk benchmarks: bare ark-groth16 proving of the built-in circuits (the baseline
-//! for the miner), and single vs batch verification.
+//! zk benchmarks: proving the built-in circuits with ark-groth16 (the baseline,
+//! and zkminer's prover with precomputation off) and with zkpool's prover
+//! without and with tables (1 GiB budget), and single vs batch verification.
 //! Run: `cargo bench -p zkpool-zk --bench prove`.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use zk::{circuits::DEFAULT_CHAIN_STEPS, CircuitKeys, CircuitSpec, Fr, ProofBytes};
@@ -24,10 +25,22 @@ fn prove(c: &mut Criterion) {
                 unreachable!("only the built-in circuits are benchmarked")
             }
         };
-        g.bench_function(
-            format!("{}/{}-constraints", spec.name(), spec.constraints()),
-            |b| b.iter(|| keys.prove(&s).unwrap()),
-        );
+        let name = format!("{}/{}-constraints", spec.name(), spec.constraints());
+        keys.use_arkworks();
+        g.bench_function(format!("{name}/arkworks"), |b| {
+            b.iter(|| keys.prove(&s).unwrap())
+        });
+        keys.use_engine(None);
+        g.bench_function(format!("{name}/zkpool"), |b| {
+            b.iter(|| keys.prove(&s).unwrap())
+        });
+        let hash = zk::sha256_hex(&bytes);
+        let tables = zk::prover::Tables::build(&keys.pk, &hash, &keys.table_plan(1 << 30)).unwrap();
+        keys.use_engine(Some(std::sync::Arc::new(tables)));
+        g.bench_function(format!("{name}/zkpool-tables"), |b| {
+            b.iter(|| keys.prove(&s).unwrap())
+        });
+        assert_eq!(keys.engine_failures(), 0);
     }
     g.finish();
 }

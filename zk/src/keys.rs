@@ -152,6 +152,8 @@ pub struct CircuitKeys {
     pub verifier: VerifierKey,
     /// For circom circuits: the r1cs and witness generator the proof needs.
     pub circom: Option<std::sync::Arc<crate::circom::CircomCircuit>>,
+    /// Which prover makes this key's proofs (see [`crate::prover`]).
+    pub(crate) engine: crate::prover::EngineState,
 }
 
 impl CircuitKeys {
@@ -182,6 +184,7 @@ impl CircuitKeys {
             pk,
             verifier: VerifierKey::new(vk)?,
             circom: None,
+            engine: Default::default(),
         })
     }
 
@@ -241,6 +244,7 @@ impl CircuitKeys {
             pk,
             verifier,
             circom,
+            engine: Default::default(),
         })
     }
 
@@ -266,12 +270,6 @@ impl CircuitKeys {
     /// an unsatisfiable one yields a proof that does not verify.
     /// Randomness comes from the OS CSPRNG.
     pub fn prove(&self, s: &Statement) -> Result<ProofBytes, KeyError> {
-        if let Some(c) = &self.circom {
-            let w = self.circom_witness(s)?;
-            return Ok(c.prove(&self.pk, &w)?);
-        }
-        let proof = Groth16::<Bn254>::prove(&self.pk, self.spec.with_statement(s), &mut OsRng)
-            .map_err(|e| KeyError::Synthesis(e.to_string()))?;
-        Ok(ProofBytes::encode(&proof))
+        self.prove_witness(&self.witness(s)?)
     }
 }

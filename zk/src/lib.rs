@@ -17,6 +17,7 @@ pub mod gnark;
 pub mod keys;
 pub mod poseidon;
 pub mod proof;
+pub mod prover;
 pub mod result;
 pub mod snarkjs;
 

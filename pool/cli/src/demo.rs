@@ -76,6 +76,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
             max_backoff: Duration::from_secs(2),
             tls_ca: None,
             prover_cmd: None,
+            precompute_mem: 0,
         };
         let s = Arc::new(miner::Stats::default());
         stats.push((worker, s.clone()));

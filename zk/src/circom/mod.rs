@@ -11,6 +11,7 @@
 //! the proofs verify under the zkey's verifying key, in zkpool and in snarkjs.
 
 mod binfile;
+mod native_ops;
 pub mod qap;
 pub mod r1cs;
 pub mod witness;
@@ -218,6 +219,19 @@ impl CircomCircuit {
     /// Proves a witness from [`Self::witness`] with the zkey's proving key, with
     /// randomness from the OS CSPRNG.
     pub fn prove(&self, pk: &ProvingKey<Bn254>, witness: &[Fr]) -> Result<ProofBytes, CircomError> {
+        let mut rng = rand::rngs::OsRng;
+        self.prove_with(pk, witness, Fr::rand(&mut rng), Fr::rand(&mut rng))
+    }
+
+    /// [`Self::prove`] with the randomness given: ark-groth16 with snarkjs's
+    /// reduction, the matrices borrowed (not copied per proof).
+    pub(crate) fn prove_with(
+        &self,
+        pk: &ProvingKey<Bn254>,
+        witness: &[Fr],
+        r: Fr,
+        s: Fr,
+    ) -> Result<ProofBytes, CircomError> {
         if witness.len() != self.r1cs.wires {
             return Err(CircomError::Prove(format!(
                 "the witness has {} values, the circuit {} wires",
@@ -225,14 +239,12 @@ impl CircomCircuit {
                 self.r1cs.wires
             )));
         }
-        let mut rng = rand::rngs::OsRng;
-        let (r, s) = (Fr::rand(&mut rng), Fr::rand(&mut rng));
         let proof =
             Groth16::<Bn254, qap::CircomReduction>::create_proof_with_reduction_and_matrices(
                 pk,
                 r,
                 s,
-                &[self.r1cs.a.clone(), self.r1cs.b.clone()],
+                &self.r1cs.ab,
                 self.public_inputs() + 1,
                 self.r1cs.constraints(),
                 witness,
@@ -307,7 +319,7 @@ fn check_match(r1cs: &R1cs, zkey: &Zkey) -> Result<(), CircomError> {
         )));
     }
     let mut expected = Vec::with_capacity(zkey.coefs.len());
-    for (m, matrix) in [&r1cs.a, &r1cs.b].into_iter().enumerate() {
+    for (m, matrix) in r1cs.ab.iter().enumerate() {
         for (i, row) in matrix.iter().enumerate() {
             for (c, w) in row {
                 expected.push(zkey::Coef {
@@ -414,6 +426,70 @@ mod tests {
         let other = [public[0] + Fr::from(1u64), public[1]];
         assert!(vk.verify(&other, &proof).is_err());
         assert!(vk.verify(&other, &theirs).is_err());
+    }
+
+    /// circom's field arithmetic done natively gives the interpreter's witness.
+    #[test]
+    fn native_field_operations_compute_the_same_witness() {
+        let native = WitnessGenerator::with_native_ops(WASM, true).unwrap();
+        let interpreted = WitnessGenerator::with_native_ops(WASM, false).unwrap();
+        assert!(native.native_field_ops() && !interpreted.native_field_ops());
+        for (a, b) in [
+            ("3", "11"),
+            ("0", "5"),
+            ("123456789", "987654321"),
+            ("-1", "-7"),
+        ] {
+            let input = serde_json::json!({"a": a, "b": b});
+            assert_eq!(
+                native.calculate(&input).unwrap(),
+                interpreted.calculate(&input).unwrap(),
+                "a = {a}, b = {b}"
+            );
+        }
+    }
+
+    /// The rewritten module spends about the fuel the interpreter does (each
+    /// native operation is charged what circom's function costs there), uses
+    /// the same memory, and is held to the same bounds.
+    #[test]
+    fn native_field_operations_are_held_to_the_witness_limits() {
+        // Large values: circom multiplies small ones without its Montgomery code.
+        let input = serde_json::json!({"a": "-1", "b": "123456789123456789123456789"});
+        let mut native = WitnessGenerator::with_native_ops(WASM, true).unwrap();
+        let mut interpreted = WitnessGenerator::with_native_ops(WASM, false).unwrap();
+        // The first run also pays for translating the functions it calls (wasmi
+        // translates lazily, for fuel), which the rewrite makes smaller: compare
+        // the second.
+        for g in [&native, &interpreted] {
+            g.calculate(&input).unwrap();
+        }
+        let (w, n) = native.calculate_metered(&input).unwrap();
+        let (w2, i) = interpreted.calculate_metered(&input).unwrap();
+        assert_eq!(w, w2);
+        assert!(n.fuel <= i.fuel && n.fuel * 10 >= i.fuel * 9, "{n:?} {i:?}");
+        assert_eq!(n.memory, i.memory);
+        for g in [&mut native, &mut interpreted] {
+            // A calibrated bound is enough...
+            let limits = g.limits();
+            g.set_limits(limits.calibrated(i));
+            g.calculate(&input).unwrap();
+            // ...and any below what the run needs stops it, as running out of
+            // fuel, wherever that happens (in a native operation too).
+            for k in 1..32 {
+                g.set_limits(witness::Limits {
+                    fuel: n.fuel * k / 32,
+                    memory: n.memory,
+                });
+                let e = g.calculate(&input).unwrap_err().to_string();
+                assert!(e.contains("ran out of fuel"), "{e}");
+            }
+            g.set_limits(witness::Limits {
+                fuel: i.fuel,
+                memory: n.memory / 2,
+            });
+            assert!(g.calculate(&input).is_err());
+        }
     }
 
     #[test]

@@ -22,10 +22,10 @@ pub struct R1cs {
     pub public_outputs: usize,
     pub public_inputs: usize,
     pub private_inputs: usize,
-    /// The constraint matrices `A`, `B`, `C`, one row per constraint, each row a
-    /// list of (coefficient, wire).
-    pub a: Matrix<Fr>,
-    pub b: Matrix<Fr>,
+    /// The constraint matrices `A` and `B`, then `C`, one row per constraint,
+    /// each row a list of (coefficient, wire). A and B sit side by side because
+    /// that is how ark-groth16 takes them (`&[Matrix]`): proving borrows them.
+    pub ab: [Matrix<Fr>; 2],
     pub c: Matrix<Fr>,
 }
 
@@ -115,14 +115,21 @@ impl R1cs {
             public_outputs,
             public_inputs,
             private_inputs,
-            a,
-            b,
+            ab: [a, b],
             c,
         })
     }
 
+    pub fn a(&self) -> &Matrix<Fr> {
+        &self.ab[0]
+    }
+
+    pub fn b(&self) -> &Matrix<Fr> {
+        &self.ab[1]
+    }
+
     pub fn constraints(&self) -> usize {
-        self.a.len()
+        self.ab[0].len()
     }
 
     /// Public signals: outputs, then public inputs (what `public.json` lists).
@@ -133,6 +140,7 @@ impl R1cs {
     /// The first constraint `witness` does not satisfy, if any.
     pub fn unsatisfied(&self, witness: &[Fr]) -> Option<usize> {
         let eval = |row: &[(Fr, usize)]| -> Fr { row.iter().map(|(c, w)| *c * witness[*w]).sum() };
-        (0..self.constraints()).find(|&i| eval(&self.a[i]) * eval(&self.b[i]) != eval(&self.c[i]))
+        (0..self.constraints())
+            .find(|&i| eval(&self.a()[i]) * eval(&self.b()[i]) != eval(&self.c[i]))
     }
 }

@@ -16,7 +16,11 @@ use wasmi::{
     TypedFunc,
 };
 
-use super::{binfile::le_bigint, CircomError};
+use super::{
+    binfile::le_bigint,
+    native_ops::{self, Op},
+    CircomError,
+};
 
 /// The most instructions any witness computation may run (about a minute of
 /// interpretation); a circuit's own bound is far lower ([`Limits::for_size`]).
@@ -89,6 +93,8 @@ pub struct WitnessGenerator {
     /// 32-bit words per field element.
     n32: usize,
     witness_size: usize,
+    /// Field operations the module imports from the host ([`super::native_ops`]).
+    native: Vec<Op>,
     limits: Limits,
 }
 
@@ -98,6 +104,38 @@ struct Host {
     fuel: u64,
     /// Messages the module printed before trapping (circom's `log` and asserts).
     errors: String,
+    /// The module's memory, found on the first native field operation.
+    memory: Option<wasmi::Memory>,
+}
+
+/// A field operation of a patched module, on its memory, charged the fuel
+/// circom's own function would have spent ([`Op::fuel`]): the run's fuel bound
+/// holds as it does for the unpatched module.
+fn field_op(
+    caller: &mut Caller<'_, Host>,
+    op: Op,
+    x: i32,
+    y: i32,
+    r: i32,
+) -> Result<(), wasmi::Error> {
+    let left = caller.get_fuel()?;
+    if left < op.fuel() {
+        caller.set_fuel(0)?;
+        return Err(wasmi::TrapCode::OutOfFuel.into());
+    }
+    caller.set_fuel(left - op.fuel())?;
+    let memory = match caller.data().memory {
+        Some(m) => m,
+        None => {
+            let Some(Extern::Memory(m)) = caller.get_export("memory") else {
+                return Err(wasmi::Error::new("the module exports no memory"));
+            };
+            caller.data_mut().memory = Some(m);
+            m
+        }
+    };
+    native_ops::run(op, memory.data_mut(caller), x, y, r)
+        .ok_or_else(|| wasmi::Error::new("a field operation's operand is out of bounds"))
 }
 
 struct Instance {
@@ -187,6 +225,12 @@ impl WitnessGenerator {
     /// Compiles and checks a generator: it must be valid WebAssembly with circom 2's
     /// exports, for BN254's scalar field.
     pub fn new(wasm: &[u8]) -> Result<Self, CircomError> {
+        Self::with_native_ops(wasm, true)
+    }
+
+    /// [`Self::new`], with circom's field operations done natively when
+    /// `native` and the module has them (see [`super::native_ops`]).
+    pub(crate) fn with_native_ops(wasm: &[u8], native: bool) -> Result<Self, CircomError> {
         let mut config = Config::default();
         config.consume_fuel(true);
         let engine = Engine::new(&config);
@@ -195,11 +239,21 @@ impl WitnessGenerator {
                 "not a valid WebAssembly module ({e}); upload the .wasm from circom's <circuit>_js directory, whole"
             ))
         })?;
+        // The original module is checked first, so an upload is refused for what
+        // it is; the patched one replaces it only if it compiles too.
+        let (module, native) = match native.then(|| native_ops::patch(wasm)).flatten() {
+            Some((patched, ops)) => match Module::new(&engine, &patched[..]) {
+                Ok(m) => (m, ops),
+                Err(_) => (module, vec![]),
+            },
+            None => (module, vec![]),
+        };
         let mut gen = WitnessGenerator {
             engine,
             module,
             n32: 0,
             witness_size: 0,
+            native,
             // Only the module's start and a few getters run before the circuit's
             // size is known: a small fuel bound; memory as the module declares it.
             limits: Limits {
@@ -236,6 +290,11 @@ impl WitnessGenerator {
         self.witness_size
     }
 
+    /// Whether circom's field arithmetic runs natively instead of in wasmi.
+    pub fn native_field_ops(&self) -> bool {
+        !self.native.is_empty()
+    }
+
     /// The bounds each computation runs under.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -258,6 +317,7 @@ impl WitnessGenerator {
                     .build(),
                 fuel: self.limits.fuel,
                 errors: String::new(),
+                memory: None,
             },
         );
         store.limiter(|h| &mut h.limits);
@@ -308,6 +368,24 @@ impl WitnessGenerator {
         linker
             .func_wrap("runtime", "showSharedRWMemory", |_: Caller<'_, Host>| {})
             .map_err(wrap)?;
+        for &op in &self.native {
+            let linked = if op == Op::Square {
+                linker.func_wrap(
+                    native_ops::HOST_MODULE,
+                    op.import_name(),
+                    move |mut c: Caller<'_, Host>, x: i32, r: i32| field_op(&mut c, op, x, x, r),
+                )
+            } else {
+                linker.func_wrap(
+                    native_ops::HOST_MODULE,
+                    op.import_name(),
+                    move |mut c: Caller<'_, Host>, x: i32, y: i32, r: i32| {
+                        field_op(&mut c, op, x, y, r)
+                    },
+                )
+            };
+            linked.map_err(wrap)?;
+        }
         let instance = linker
             .instantiate_and_start(&mut store, &self.module)
             .map_err(|e| {
@@ -390,11 +468,36 @@ impl WitnessGenerator {
             )));
         }
         let get = inst.func::<i32, ()>("getWitness")?;
+        // circom 2 exports its memory and where the shared buffer starts: read
+        // each value's 32 bytes at once instead of through eight calls (a
+        // tenth of the witness time at 2^16 signals).
+        let direct = match (
+            inst.instance.get_memory(&inst.store, "memory"),
+            inst.instance
+                .get_typed_func::<(), i32>(&inst.store, "getSharedRWMemoryStart"),
+        ) {
+            (Some(memory), Ok(start)) => {
+                let at = start
+                    .call(&mut inst.store, ())
+                    .map_err(|e| trap("getSharedRWMemoryStart", e, &inst.store))?;
+                Some((memory, at as u32 as usize))
+            }
+            _ => None,
+        };
         let mut witness = Vec::with_capacity(self.witness_size);
         for i in 0..self.witness_size {
             get.call(&mut inst.store, i as i32)
                 .map_err(|e| trap("getWitness", e, &inst.store))?;
-            let b = inst.read_shared(self.n32)?;
+            let b = match &direct {
+                Some((memory, at)) => {
+                    let mut bytes = [0u8; 32];
+                    memory.read(&inst.store, *at, &mut bytes).map_err(|e| {
+                        CircomError::Wasm(format!("reading witness value {i}: {e}"))
+                    })?;
+                    le_bigint(&bytes)
+                }
+                None => inst.read_shared(self.n32)?,
+            };
             witness.push(Fr::from_bigint(b).ok_or_else(|| {
                 CircomError::Wasm(format!("witness value {i} is not below the field modulus"))
             })?);

@@ -1,0 +1,62 @@
+//! Witnesses ahead of the prover: while statement `k` of a task is proven on the
+//! prover threads, statement `k + 1`'s witness (circom's wasm generator, or the
+//! built-in circuit's synthesis: single-threaded work) is computed on a thread
+//! of its own, so it fills the gaps the prover leaves instead of running before
+//! every proof.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use zk::{prover::Witness, CircuitKeys, KeyError, Statement};
+
+/// The witnesses of a task's statements, in order, computed one ahead.
+pub struct Witnesses {
+    rx: mpsc::Receiver<Result<Witness, KeyError>>,
+}
+
+impl Witnesses {
+    /// Starts computing the witnesses of `statements` (in order). The channel
+    /// holds one finished witness: with the one being computed, the thread is
+    /// at most two statements ahead of the prover, and it stops when this is
+    /// dropped (a cancelled task).
+    pub fn start(keys: Arc<CircuitKeys>, statements: Vec<Statement>) -> Self {
+        let (tx, rx) = mpsc::channel(1);
+        tokio::task::spawn_blocking(move || {
+            for s in statements {
+                if tx.is_closed() || tx.blocking_send(keys.witness(&s)).is_err() {
+                    return;
+                }
+            }
+        });
+        Witnesses { rx }
+    }
+
+    /// The next statement's witness; `None` once all were handed out (or the
+    /// thread died, which the caller treats as a failed witness).
+    pub async fn next(&mut self) -> Option<Result<Witness, KeyError>> {
+        self.rx.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zk::{CircuitSpec, Fr};
+
+    #[tokio::test]
+    async fn witnesses_come_in_order_and_prove() {
+        let keys = Arc::new(CircuitKeys::setup_seeded(CircuitSpec::Preimage, 3).unwrap());
+        keys.use_engine(None);
+        let statements: Vec<_> = (0..4u64)
+            .map(|i| CircuitSpec::preimage_statement(Fr::from(i)))
+            .collect();
+        let mut w = Witnesses::start(keys.clone(), statements.clone());
+        for s in &statements {
+            let witness = w.next().await.unwrap().unwrap();
+            assert_eq!(witness.public(), &s.public[..]);
+            let proof = keys.prove_witness(&witness).unwrap();
+            keys.verifier.verify(&s.public, &proof).unwrap();
+        }
+        assert!(w.next().await.is_none());
+    }
+}
