@@ -64,6 +64,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    exit_quietly_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter({
             let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
@@ -221,6 +222,24 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// A reader that stops reading (`zkpool ledger | head`) is not an error: std's
+/// `println!` panics when stdout is a closed pipe (Rust ignores SIGPIPE), so a
+/// panic hook turns exactly that panic into a quiet exit 0, as ripgrep does. Any
+/// other panic keeps the default report.
+fn exit_quietly_on_closed_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or("");
+        let closed_pipe = (message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr"))
+            && message.contains("Broken pipe");
+        if closed_pipe {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
 }
 
 async fn wait_for_signal() {

@@ -93,3 +93,29 @@ fn verify_gnark_accepts_real_gnark_proofs_and_refuses_mismatches() {
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("INVALID: proof:"), "{out}");
 }
+
+/// `zkpool … | head -1`: when the reader has gone, the command ends quietly (exit 0,
+/// nothing on stderr) instead of panicking with "failed printing to stdout: Broken
+/// pipe". The pipe's read end is closed before the command starts, so every write
+/// fails, as it does once `head` has its line.
+#[test]
+fn a_closed_pipe_on_stdout_ends_the_command_quietly() {
+    for args in [
+        &["client", "example", "batch", "--count", "2"][..],
+        &["--help"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_zkpool"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .expect("run zkpool");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "zkpool {args:?} into a closed pipe: {:?}, stderr:\n{stderr}",
+            out.status
+        );
+    }
+}
