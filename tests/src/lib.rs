@@ -19,6 +19,8 @@ use tokio::{
 
 pub use pool::api::Client as Api;
 
+pub mod tools;
+
 /// A workspace binary. `cargo test --workspace` builds them (the `zkpool-cli` and
 /// miner packages have integration tests of their own, which makes cargo build
 /// their bins).
