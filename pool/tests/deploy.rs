@@ -134,9 +134,7 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {}: {e}", tool.display())
-        });
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
     let mut input = child.stdin.take().expect("piped stdin");
     input
         .write_all(stdin.unwrap_or("").as_bytes())

@@ -138,7 +138,14 @@ pub fn require(name: &str) -> Result<PathBuf, String> {
         )
     })?;
     let overridden = std::env::var_os(tool.env).map(PathBuf::from);
-    let decide = || plan(tool, overridden.clone(), find_on_path(tool.program), can_install());
+    let decide = || {
+        plan(
+            tool,
+            overridden.clone(),
+            find_on_path(tool.program),
+            can_install(),
+        )
+    };
     match decide() {
         Plan::Use(path) => return Ok(path),
         Plan::Refuse(message) => return Err(message),
@@ -164,7 +171,11 @@ pub fn require(name: &str) -> Result<PathBuf, String> {
 /// `packages` is already in `dir/node_modules`; Node.js and npm are [`require`]d
 /// first. Serialised with the installs, so parallel tests run `npm ci` once.
 pub fn npm_packages(dir: &Path, packages: &[&str]) -> Result<(), String> {
-    let missing = || packages.iter().any(|p| !dir.join("node_modules").join(p).exists());
+    let missing = || {
+        packages
+            .iter()
+            .any(|p| !dir.join("node_modules").join(p).exists())
+    };
     if !missing() {
         return Ok(());
     }
@@ -281,9 +292,8 @@ mod tests {
         };
         assert!(
             message.contains("zkpool-no-such-program-7f3a is not on PATH")
-                && message.contains(
-                    "apt-get install -y --no-install-recommends zkpool-no-such-package"
-                )
+                && message
+                    .contains("apt-get install -y --no-install-recommends zkpool-no-such-package")
                 && message.contains("/usr/sbin/policy-rc.d")
                 && message.contains("ZKPOOL_NO_SUCH_PROGRAM"),
             "{message}"
@@ -293,13 +303,19 @@ mod tests {
     #[test]
     fn a_tool_on_path_or_named_by_its_variable_is_used_as_it_is() {
         let sh = find_on_path("sh").expect("sh is on PATH");
-        assert_eq!(plan(&NOWHERE, None, Some(sh.clone()), true), Plan::Use(sh.clone()));
+        assert_eq!(
+            plan(&NOWHERE, None, Some(sh.clone()), true),
+            Plan::Use(sh.clone())
+        );
         assert_eq!(plan(&NOWHERE, Some(sh.clone()), None, false), Plan::Use(sh));
         // A variable naming a path that is not there is refused, never "fixed" by
         // installing a package.
-        let Plan::Refuse(message) =
-            plan(&NOWHERE, Some(PathBuf::from("/nonexistent/tool")), None, true)
-        else {
+        let Plan::Refuse(message) = plan(
+            &NOWHERE,
+            Some(PathBuf::from("/nonexistent/tool")),
+            None,
+            true,
+        ) else {
             panic!("a variable naming a missing file must be refused");
         };
         assert!(

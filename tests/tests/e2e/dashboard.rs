@@ -30,7 +30,10 @@ fn browse(url: &str, name: &str) -> anyhow::Result<String> {
             .arg(url)
             .output()
             .with_context(|| {
-                format!("cannot run {}: the dashboard test needs headless Chromium", chromium.display())
+                format!(
+                    "cannot run {}: the dashboard test needs headless Chromium",
+                    chromium.display()
+                )
             })
     };
     let dir =
