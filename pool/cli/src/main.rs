@@ -8,6 +8,7 @@ mod demo;
 mod offline;
 mod operator;
 mod serve;
+mod show;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -150,6 +151,9 @@ enum Command {
         /// Also print the journal from this entry on.
         #[arg(long)]
         journal_from: Option<u64>,
+        /// Print the API's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -218,7 +222,11 @@ fn main() -> ExitCode {
             Command::Funds { op, command } => operator::funds(op, command).await,
             Command::Rewards { op, command } => operator::rewards(op, command).await,
             Command::Payouts { op, command } => operator::payouts(op, command).await,
-            Command::Ledger { op, journal_from } => operator::ledger(op, journal_from).await,
+            Command::Ledger {
+                op,
+                journal_from,
+                json,
+            } => operator::ledger(op, journal_from, json).await,
             Command::Workers { op, command } => operator::workers(op, command).await,
         }
     });
