@@ -5,6 +5,7 @@
 
 mod adversary;
 mod circom;
+mod client_cli;
 mod dashboard;
 mod faults;
 mod http_api;
