@@ -183,6 +183,14 @@ async fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::from(2);
     };
+    // The README and examples write ADDR.RIG for "your account, a rig": mining
+    // under the literal ADDR would credit work to nobody the user knows.
+    if worker.split('.').next() == Some("ADDR") {
+        eprintln!(
+            "zkminer: worker {worker:?} names the placeholder account ADDR: give your payout account, as --worker ACCOUNT.RIG (or worker = \"ACCOUNT.RIG\" in --config)"
+        );
+        return std::process::ExitCode::from(2);
+    }
     let shown: Vec<String> = pools.iter().map(ToString::to_string).collect();
     let prover_cmd = args.prover_cmd.or(file.prover_cmd);
     let backend = match &prover_cmd {

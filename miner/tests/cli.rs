@@ -73,3 +73,19 @@ fn a_closed_pipe_on_stdout_ends_zkminer_quietly() {
         out.status
     );
 }
+
+/// The sample config in deploy/ names no account, and the README's placeholder
+/// account ADDR is refused: a rig never mines for an account nobody owns.
+#[test]
+fn the_sample_config_and_the_placeholder_account_are_refused_with_what_to_give() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/zkminer.toml");
+    let (code, out) = zkminer(&["--config", sample]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no worker: give --worker ADDR.RIG"), "{out}");
+    let (code, out) = zkminer(&["--config", sample, "--worker", "ADDR.rig1"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("names the placeholder account ADDR") && out.contains("--worker ACCOUNT.RIG"),
+        "{out}"
+    );
+}
