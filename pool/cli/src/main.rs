@@ -86,6 +86,8 @@ enum Command {
     },
     /// Write a result's proofs in another format, e.g. for `snarkjs groth16 verify`.
     Export {
+        /// The format: snarkjs (a proof.json and a public.json per proof, and the
+        /// verification_key.json, for `snarkjs groth16 verify`).
         format: ExportFormat,
         /// A result file.
         result: PathBuf,
@@ -233,10 +235,27 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("zkpool: {e:#}");
+            eprintln!("zkpool: {}", report(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes joined with ": ", as `{:#}` shows them, leaving out a
+/// cause whose text the message already ends with: many errors print their
+/// source in their own message, and `{:#}` would say it twice ("No such file or
+/// directory (os error 2): No such file or directory (os error 2)").
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.ends_with(&text) {
+            out = format!("{out}: {text}");
+        }
+    }
+    out
 }
 
 /// A reader that stops reading (`zkpool ledger | head`) is not an error: std's
