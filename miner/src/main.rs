@@ -69,6 +69,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    exit_quietly_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter({
             let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
@@ -203,6 +204,14 @@ async fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::from(2);
     };
+    // The README and examples write ADDR.RIG for "your account, a rig": mining
+    // under the literal ADDR would credit work to nobody the user knows.
+    if worker.split('.').next() == Some("ADDR") {
+        eprintln!(
+            "zkminer: worker {worker:?} names the placeholder account ADDR: give your payout account, as --worker ACCOUNT.RIG (or worker = \"ACCOUNT.RIG\" in --config)"
+        );
+        return std::process::ExitCode::from(2);
+    }
     let shown: Vec<String> = pools.iter().map(ToString::to_string).collect();
     let prover_cmd = args.prover_cmd.or(file.prover_cmd);
     let prover = if precompute_mem == 0 {
@@ -256,6 +265,24 @@ async fn main() -> std::process::ExitCode {
 /// The default precomputation budget: enough for every table of a 2^16-constraint
 /// circom circuit (about 400 MiB) and most of a 2^18 one's.
 const DEFAULT_PRECOMPUTE_MIB: u64 = 1024;
+
+/// A reader that stops reading (`zkpool ledger | head`) is not an error: std's
+/// `println!` panics when stdout is a closed pipe (Rust ignores SIGPIPE), so a
+/// panic hook turns exactly that panic into a quiet exit 0, as ripgrep does. Any
+/// other panic keeps the default report.
+fn exit_quietly_on_closed_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or("");
+        let closed_pipe = (message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr"))
+            && message.contains("Broken pipe");
+        if closed_pipe {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
+}
 
 async fn wait_for_signal() {
     #[cfg(unix)]

@@ -50,3 +50,42 @@ fn a_pool_is_required_unless_benchmarking() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--pool"), "{out}");
 }
+
+/// `zkminer --benchmark | head -1`: when the reader has gone, zkminer ends quietly
+/// (exit 0, no panic report) instead of "failed printing to stdout: Broken pipe".
+/// The pipe's read end is closed before zkminer starts, so its first line fails.
+#[test]
+fn a_closed_pipe_on_stdout_ends_zkminer_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_zkminer"))
+        .args(["--benchmark", "--benchmark-secs", "1", "--threads", "1"])
+        .arg("--cache-dir")
+        .arg(dir.path())
+        .stdout(writer)
+        .output()
+        .expect("run zkminer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "zkminer into a closed pipe: {:?}, stderr:\n{stderr}",
+        out.status
+    );
+}
+
+/// The sample config in deploy/ names no account, and the README's placeholder
+/// account ADDR is refused: a rig never mines for an account nobody owns.
+#[test]
+fn the_sample_config_and_the_placeholder_account_are_refused_with_what_to_give() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/zkminer.toml");
+    let (code, out) = zkminer(&["--config", sample]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no worker: give --worker ADDR.RIG"), "{out}");
+    let (code, out) = zkminer(&["--config", sample, "--worker", "ADDR.rig1"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("names the placeholder account ADDR") && out.contains("--worker ACCOUNT.RIG"),
+        "{out}"
+    );
+}

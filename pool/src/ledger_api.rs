@@ -10,7 +10,7 @@ use axum::{
     extract::{Path, Query, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post, MethodRouter},
+    routing::{delete, get, post, MethodRouter},
     Json,
 };
 use payouts::{account, LedgerError};
@@ -46,6 +46,12 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Pool>>)> {
             "/v1/workers/{worker}/token",
             post(post_worker_token),
         ),
+        (
+            "delete",
+            "/v1/workers/{worker}/token",
+            delete(delete_worker_token),
+        ),
+        ("get", "/v1/worker-tokens", get(list_worker_tokens)),
         ("get", "/v1/ledger/journal", get(get_journal)),
     ]
 }
@@ -466,18 +472,49 @@ async fn void_payout(
     Ok(Json(json!({ "batch": b, "new": new })))
 }
 
-/// Issues (or replaces) an account's worker token; its rigs authorize with it.
-async fn post_worker_token(
-    State(s): State<Arc<Pool>>,
-    headers: HeaderMap,
-    Path(addr): Path<String>,
-) -> Api<(StatusCode, Json<Value>)> {
-    admin(&s, &headers)?;
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct TokenRequest {
+    /// Replace a token the account already has.
+    replace: bool,
+}
+
+/// 400 unless `addr` is an account name (the ADDR of ADDR.RIG).
+fn account_name(addr: &str) -> Api<()> {
     if addr.contains('.') || stratum::Worker::parse(&format!("{addr}.x")).is_err() {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!(
                 "{addr:?} is not an account: a token belongs to ADDR, shared by its rigs ADDR.RIG"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Issues an account's worker token; its rigs authorize with it. An account that
+/// has one keeps it unless the request says `replace`: a second issue by mistake
+/// would lock out every rig that uses the first.
+async fn post_worker_token(
+    State(s): State<Arc<Pool>>,
+    headers: HeaderMap,
+    Path(addr): Path<String>,
+    bytes: Bytes,
+) -> Api<(StatusCode, Json<Value>)> {
+    admin(&s, &headers)?;
+    account_name(&addr)?;
+    let req: TokenRequest = body(&bytes, r#"{"replace": true}"#)?;
+    let has_one = s
+        .store()
+        .check_worker_token(&addr, None)
+        .await
+        .map_err(unavailable)?
+        .is_some();
+    if has_one && !req.replace {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "account {addr:?} already has a worker token, which its rigs use; a new one locks them out until they are given it: `zkpool workers token {addr} --replace` (or {{\"replace\": true}}), or `zkpool workers revoke {addr}` to open the account"
             ),
         ));
     }
@@ -487,7 +524,7 @@ async fn post_worker_token(
         .await
         .map_err(unavailable)?;
     s.store().flush().await.map_err(unavailable)?;
-    info!(account = %addr, "worker token issued");
+    info!(account = %addr, replaced = has_one, "worker token issued");
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -526,4 +563,40 @@ async fn get_journal(
         .await
         .map_err(unavailable)?;
     Ok(Json(json!({ "entries": entries })))
+}
+
+/// Revokes an account's worker token: its rigs no longer need one (unless
+/// `stratum.require_worker_token`).
+async fn delete_worker_token(
+    State(s): State<Arc<Pool>>,
+    headers: HeaderMap,
+    Path(addr): Path<String>,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    account_name(&addr)?;
+    let removed = s
+        .store()
+        .remove_worker_token(&addr)
+        .await
+        .map_err(unavailable)?;
+    if !removed {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("account {addr:?} has no worker token (`zkpool workers tokens` lists those that do)"),
+        ));
+    }
+    s.store().flush().await.map_err(unavailable)?;
+    info!(account = %addr, "worker token revoked");
+    Ok(Json(json!({ "account": addr, "revoked": true })))
+}
+
+/// The accounts that have a worker token (the tokens themselves are not kept).
+async fn list_worker_tokens(State(s): State<Arc<Pool>>, headers: HeaderMap) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let accounts = s
+        .store()
+        .worker_token_accounts()
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(json!({ "accounts": accounts })))
 }

@@ -5,6 +5,13 @@
 //! by `config::tests`.)
 use std::collections::BTreeSet;
 
+// The helper that finds (or installs) the outside programs tests need; std only,
+// shared with the end-to-end tests by path because `pool` cannot depend on their
+// crate. Not every helper is used here.
+#[allow(dead_code)]
+#[path = "../../tests/src/tools.rs"]
+mod tools;
+
 fn deploy(path: &str) -> String {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy")
@@ -116,19 +123,18 @@ fn the_openapi_document_matches_the_routes() {
     assert_eq!(documented, served, "documented vs served routes");
 }
 
-/// Runs Prometheus's `promtool` (Debian package `prometheus`; `.ci/run` installs it).
+/// Runs Prometheus's `promtool` (Debian package `prometheus`, installed when missing
+/// where it can be; `ZKPOOL_PROMTOOL` overrides, see `tests/src/tools.rs`).
 fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     use std::io::Write;
-    let tool = std::env::var("ZKPOOL_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let tool = tools::require("promtool").unwrap_or_else(|e| panic!("{e}"));
     let mut child = std::process::Command::new(&tool)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {tool}: {e}; these tests need Prometheus's promtool (apt-get install prometheus; .ci/run installs it)")
-        });
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
     let mut input = child.stdin.take().expect("piped stdin");
     input
         .write_all(stdin.unwrap_or("").as_bytes())

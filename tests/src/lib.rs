@@ -19,6 +19,8 @@ use tokio::{
 
 pub use pool::api::Client as Api;
 
+pub mod tools;
+
 /// A workspace binary. `cargo test --workspace` builds them (the `zkpool-cli` and
 /// miner packages have integration tests of their own, which makes cargo build
 /// their bins).
@@ -122,7 +124,12 @@ impl PoolProcess {
         log: &Path,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin("zkpool"));
-        cmd.arg("serve").arg("--config").arg(config);
+        // The config decides: an operator's exported token must not turn on the
+        // admin API of a pool whose test expects it off.
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env_remove("ZKPOOL_ADMIN_TOKEN");
         if let Some((s, h)) = addrs {
             cmd.arg("--stratum-listen")
                 .arg(s.to_string())

@@ -13,24 +13,55 @@ use clap::{Subcommand, ValueEnum};
 use pool::api::Client;
 use serde_json::{json, Value};
 
-use crate::offline::{verify, verify_result};
+use crate::{
+    offline::{verify, verify_result},
+    show,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
     /// Submit a job from a JSON file (see deploy/examples/) and optionally wait for it.
     Submit {
+        /// The job: a JSON file such as deploy/examples/chain-job.json.
         job: PathBuf,
-        /// Wait for the job to complete, showing progress.
+        /// Wait for the job to complete, showing progress (as `client wait`).
         #[arg(long)]
         wait: bool,
         /// With --wait: write the result here.
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Wait for a submitted job to complete, showing progress; it keeps waiting
+    /// while the pool restarts.
+    Wait {
+        /// The job's id (`client submit` and `client jobs` print it).
+        id: String,
+        /// Write the result here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Cancel a running job: verified work is paid its share, the rest refunded.
+    Cancel {
+        /// The job's id.
+        id: String,
+    },
+    /// The jobs you may see (yours with your API key), newest first.
+    Jobs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a job's state and progress.
-    Status { id: String },
+    Status {
+        /// The job's id.
+        id: String,
+    },
     /// Fetch a completed job's result.
     Result {
+        /// The job's id.
         id: String,
         /// Write it here instead of standard output.
         #[arg(long)]
@@ -40,15 +71,21 @@ pub enum ClientCommand {
     /// locally against the circuit the job names; or a result file, with
     /// --circuit-id (exit 0 if every proof and link holds).
     Verify {
+        /// A job id, or a result file.
         job_or_file: String,
         /// The circuit the result must be for (needed for a file).
         #[arg(long)]
         circuit_id: Option<String>,
     },
     /// Show your client account: balance, escrow, jobs (needs --api-key).
-    Account { id: String },
+    Account {
+        /// Your client id.
+        id: String,
+    },
     /// Print an example job for a built-in circuit.
     Example {
+        /// chain (one long hash chain, cut into segments) or batch (independent
+        /// preimage statements).
         kind: ExampleKind,
         /// Segments (chain) or statements (batch).
         #[arg(long, default_value_t = 32)]
@@ -94,36 +131,45 @@ pub async fn run(url: &str, key: Option<String>, cmd: ClientCommand) -> anyhow::
                 v["statements"], v["circuit"], v["total_work"]
             );
             if wait {
-                let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
-                let mut last = String::new();
-                api.wait(&id, Duration::from_secs(86_400), |v| {
-                    let line = progress_line(v);
-                    if line != last {
-                        if tty {
-                            print!("\r{line}");
-                            let _ = std::io::Write::flush(&mut std::io::stdout());
-                        } else {
-                            println!("{line}");
-                        }
-                        last = line;
-                    }
-                })
-                .await?;
-                if tty {
-                    println!();
-                }
-                let result = api.get(&format!("/v1/jobs/{id}/result")).await?;
-                if let Some(out) = out {
-                    std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
-                    println!(
-                        "result written to {}; check it with: zkpool verify {} --circuit-id {}",
-                        out.display(),
-                        out.display(),
-                        v["circuit_id"].as_str().unwrap_or("ID")
-                    );
-                }
+                wait_for_job(&api, &id, out.as_deref(), true).await?;
             } else {
                 println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+        }
+        ClientCommand::Wait { id, out } => wait_for_job(&api, &id, out.as_deref(), false).await?,
+        ClientCommand::Cancel { id } => {
+            let v = api.delete(&format!("/v1/jobs/{id}")).await?;
+            let job = &v["job"];
+            println!(
+                "job {id} cancelled: {} of {} statements were verified and are paid their share; the rest of the reward is refunded",
+                job["verified"], job["statements"]
+            );
+        }
+        ClientCommand::Jobs { limit, json } => {
+            let v = api.get(&format!("/v1/jobs?limit={limit}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut t =
+                show::Table::new(&["job", "circuit", "state", ">verified", ">reward", "created"]);
+            for j in v["jobs"].as_array().into_iter().flatten() {
+                t.row(vec![
+                    show::text(&j["id"]),
+                    show::text(&j["circuit"]),
+                    show::text(&j["state"]),
+                    format!("{}/{}", j["verified"], j["statements"]),
+                    show::amount_of(&j["reward"]),
+                    show::date_of(&j["created_ms"]),
+                ]);
+            }
+            if t.is_empty() {
+                println!(
+                    "no jobs ({}): submit one with zkpool client submit JOB.json",
+                    show::text(&v["scope"])
+                );
+            } else {
+                print!("{}", t.render());
             }
         }
         ClientCommand::Status { id } => {
@@ -175,6 +221,110 @@ pub async fn run(url: &str, key: Option<String>, cmd: ClientCommand) -> anyhow::
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often `--wait` says that no miner is online while that lasts.
+const NO_MINER_NOTICE: Duration = Duration::from_secs(30);
+/// The longest pause between tries while the pool cannot be reached.
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// Polls job `id` until it completes, printing its progress, then fetches its
+/// result (to `out`, when given). Once the pool has answered (`answered`: the
+/// submit did), a pool that cannot be reached is retried with backoff, said on
+/// stderr: the pool persists jobs, so a restart loses nothing. (A pool that never
+/// answered is a wrong URL or certificate: that is said at once.) A job that ends
+/// otherwise (failed, expired, cancelled) is an error with its reason.
+async fn wait_for_job(
+    api: &Client,
+    id: &str,
+    out: Option<&Path>,
+    mut answered: bool,
+) -> anyhow::Result<()> {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut last = String::new();
+    let mut retry = Duration::from_millis(500);
+    let mut unreachable_since: Option<std::time::Instant> = None;
+    let mut no_miner_said: Option<std::time::Instant> = None;
+    let job = loop {
+        let v = match api.get(&format!("/v1/jobs/{id}")).await {
+            Ok(v) => v,
+            Err(e @ pool::api::Error::Unreachable { .. }) if answered => {
+                let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                if tty && !last.is_empty() {
+                    println!();
+                    last.clear();
+                }
+                eprintln!(
+                    "{:#}; retrying in {:.1} s (down for {} s; the pool keeps the job, Ctrl-C to stop waiting: zkpool client wait {id} resumes)",
+                    anyhow::Error::from(e),
+                    retry.as_secs_f64(),
+                    since.elapsed().as_secs()
+                );
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_RETRY);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        answered = true;
+        if unreachable_since.take().is_some() {
+            eprintln!("the pool answers again; still waiting for job {id}");
+            retry = Duration::from_millis(500);
+        }
+        let line = progress_line(&v);
+        if line != last {
+            if tty {
+                print!("\r{line}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            } else {
+                println!("{line}");
+            }
+            last = line;
+        }
+        match v["state"].as_str() {
+            Some("completed") => break v,
+            Some("running") => {}
+            // Failed, expired or cancelled: the result's refusal says why.
+            _ => {
+                if tty {
+                    println!();
+                }
+                api.get(&format!("/v1/jobs/{id}/result")).await?;
+                anyhow::bail!("job {id} ended {} without a result", v["state"]);
+            }
+        }
+        if no_miner_said.is_none_or(|t| t.elapsed() >= NO_MINER_NOTICE) {
+            // Nothing proves without a rig: say so rather than wait in silence.
+            if let Ok(status) = api.get("/v1/status").await {
+                if status["workers_online"] == 0 {
+                    if tty {
+                        println!();
+                        last.clear();
+                    }
+                    eprintln!(
+                        "no miner is online at the pool: job {id} waits until one connects (zkminer --pool stratum+tcp://POOL:3333 --worker ADDR.RIG)"
+                    );
+                }
+                no_miner_said = Some(std::time::Instant::now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    if tty {
+        println!();
+    }
+    let result = api.get(&format!("/v1/jobs/{id}/result")).await?;
+    if let Some(out) = out {
+        std::fs::write(out, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        println!(
+            "result written to {}; check it with: zkpool verify {} --circuit-id {}",
+            out.display(),
+            out.display(),
+            job["circuit_id"].as_str().unwrap_or("ID")
+        );
+    }
+    Ok(())
 }
 
 pub fn example_job(kind: ExampleKind, count: u64) -> Value {

@@ -8,6 +8,7 @@ mod demo;
 mod offline;
 mod operator;
 mod serve;
+mod show;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -99,6 +100,8 @@ enum Command {
     },
     /// Write a result's proofs in another format, e.g. for `snarkjs groth16 verify`.
     Export {
+        /// The format: snarkjs (a proof.json and a public.json per proof, and the
+        /// verification_key.json, for `snarkjs groth16 verify`).
         format: ExportFormat,
         /// A result file.
         result: PathBuf,
@@ -164,10 +167,14 @@ enum Command {
         /// Also print the journal from this entry on.
         #[arg(long)]
         journal_from: Option<u64>,
+        /// Print the API's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 fn main() -> ExitCode {
+    exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     let default_level = if matches!(
         cli.command,
@@ -245,17 +252,56 @@ fn main() -> ExitCode {
             Command::Funds { op, command } => operator::funds(op, command).await,
             Command::Rewards { op, command } => operator::rewards(op, command).await,
             Command::Payouts { op, command } => operator::payouts(op, command).await,
-            Command::Ledger { op, journal_from } => operator::ledger(op, journal_from).await,
+            Command::Ledger {
+                op,
+                journal_from,
+                json,
+            } => operator::ledger(op, journal_from, json).await,
             Command::Workers { op, command } => operator::workers(op, command).await,
         }
     });
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("zkpool: {e:#}");
+            eprintln!("zkpool: {}", report(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes joined with ": ", as `{:#}` shows them, leaving out a
+/// cause whose text the message already ends with: many errors print their
+/// source in their own message, and `{:#}` would say it twice ("No such file or
+/// directory (os error 2): No such file or directory (os error 2)").
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.ends_with(&text) {
+            out = format!("{out}: {text}");
+        }
+    }
+    out
+}
+
+/// A reader that stops reading (`zkpool ledger | head`) is not an error: std's
+/// `println!` panics when stdout is a closed pipe (Rust ignores SIGPIPE), so a
+/// panic hook turns exactly that panic into a quiet exit 0, as ripgrep does. Any
+/// other panic keeps the default report.
+fn exit_quietly_on_closed_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or("");
+        let closed_pipe = (message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr"))
+            && message.contains("Broken pipe");
+        if closed_pipe {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
 }
 
 /// `RUST_LOG` if set, else `default`; arkworks' spans are silenced either way

@@ -12,7 +12,7 @@ use clap::{Subcommand, ValueEnum};
 use pool::api::Client;
 use serde_json::{json, Value};
 
-use crate::offline::read_json;
+use crate::{offline::read_json, show};
 
 /// How an operator command reaches the pool.
 #[derive(clap::Args, Debug)]
@@ -38,19 +38,35 @@ pub struct OperatorArgs {
 #[derive(Subcommand, Debug)]
 pub enum ClientsCommand {
     /// Create a client account; prints its API key (shown once).
-    Add { id: String },
+    Add {
+        /// A name for the account, e.g. the customer's.
+        id: String,
+    },
     /// Credit a client's balance (smallest units). Idempotent on --reference.
     Deposit {
+        /// The client's id (as given to `zkpool clients add`).
         id: String,
+        /// In the smallest unit.
         amount: u64,
-        /// The payment's reference (a retry with the same one is recorded once).
+        /// The payment's reference, e.g. the wire transfer's id: required, so a
+        /// retried command is recorded once and never credits twice.
         #[arg(long)]
-        reference: Option<String>,
+        reference: String,
     },
     /// A client's balance, escrow and jobs.
-    Show { id: String },
+    Show {
+        /// The client's id.
+        id: String,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Every client with its balance.
-    List,
+    List {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,17 +110,36 @@ pub enum CircuitsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum WorkersCommand {
-    /// Issue (or replace) the token an account's rigs must give as their password.
-    Token { addr: String },
+    /// Issue the token an account's rigs must give as their password. An account
+    /// that has one keeps it unless --replace is given.
+    Token {
+        /// The account (ADDR of its rigs' ADDR.RIG names).
+        addr: String,
+        /// Replace the account's token: its rigs are refused until they run with
+        /// the new one.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// The accounts that have a worker token.
+    Tokens,
+    /// Revoke an account's token: its rigs no longer need one (unless the pool
+    /// sets stratum.require_worker_token).
+    Revoke {
+        /// The account.
+        addr: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum FundsCommand {
     /// Add to the pool's funds (PPS pays shares from them).
     Add {
+        /// In the smallest unit.
         amount: u64,
+        /// Where the money came from (the idempotency key): required, so a retried
+        /// command is recorded once.
         #[arg(long)]
-        reference: Option<String>,
+        reference: String,
     },
 }
 
@@ -112,6 +147,7 @@ pub enum FundsCommand {
 pub enum RewardsCommand {
     /// Record a reward and share it over the last N units of work (PPLNS).
     Add {
+        /// In the smallest unit.
         amount: u64,
         /// Where it came from (the idempotency key), e.g. the network payment's id.
         #[arg(long)]
@@ -128,9 +164,14 @@ pub enum PayoutsCommand {
         threshold: Option<u64>,
     },
     /// Balances due and every batch.
-    List,
+    List {
+        /// Print the API's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a batch for execution elsewhere.
     Export {
+        /// The batch number (`zkpool payouts list`).
         batch: u64,
         #[arg(long, value_enum, default_value = "csv")]
         format: BatchFormat,
@@ -140,13 +181,17 @@ pub enum PayoutsCommand {
     },
     /// Record that a batch was paid (at most once).
     Confirm {
+        /// The batch number.
         batch: u64,
         /// The payment's transaction reference.
         #[arg(long)]
         tx: String,
     },
     /// Cancel a planned batch: its amounts go back to the balances.
-    Void { batch: u64 },
+    Void {
+        /// The batch number.
+        batch: u64,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -247,16 +292,6 @@ fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A reference for a deposit given without one: unique, so it is recorded once
-/// per command run (pass --reference to make retries safe).
-fn fresh_reference(kind: &str) -> String {
-    format!(
-        "{kind}-{}-{:08x}",
-        pool::circuits::now_ms(),
-        rand::random::<u32>()
-    )
-}
-
 pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
     let api = operator(op)?;
     match cmd {
@@ -271,7 +306,6 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
             amount,
             reference,
         } => {
-            let reference = reference.unwrap_or_else(|| fresh_reference("deposit"));
             let v = api
                 .post(
                     &format!("/v1/clients/{id}/deposits"),
@@ -279,32 +313,79 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
                 )
                 .await?;
             println!(
-                "{} {amount} for {id} (reference {reference}); balance now {}",
+                "{} {} for {id} (reference {reference}); balance now {}",
                 if v["new"] == true {
                     "deposited"
                 } else {
                     "already recorded:"
                 },
-                v["balance"]
+                show::amount(amount),
+                show::amount_of(&v["balance"])
             );
             Ok(ExitCode::SUCCESS)
         }
-        ClientsCommand::Show { id } => print_json(&api.get(&format!("/v1/clients/{id}")).await?),
-        ClientsCommand::List => print_json(&api.get("/v1/clients").await?),
+        ClientsCommand::Show { id, json } => {
+            let v = api.get(&format!("/v1/clients/{id}")).await?;
+            if json {
+                return print_json(&v);
+            }
+            println!(
+                "client {id}: balance {}, in escrow {} (amounts in the smallest unit)",
+                show::amount_of(&v["balance"]),
+                show::amount_of(&v["escrow"])
+            );
+            let mut t = show::Table::new(&["job", "state", ">reward", ">escrow"]);
+            for j in v["jobs"].as_array().into_iter().flatten() {
+                t.row(vec![
+                    show::text(&j["id"]),
+                    show::text(&j["state"]),
+                    show::amount_of(&j["reward"]),
+                    show::amount_of(&j["escrow"]),
+                ]);
+            }
+            if t.is_empty() {
+                println!("no jobs yet");
+            } else {
+                print!("{}", t.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientsCommand::List { json } => {
+            let v = api.get("/v1/clients").await?;
+            if json {
+                return print_json(&v);
+            }
+            let mut t = show::Table::new(&["client", ">balance", "created"]);
+            for c in v["clients"].as_array().into_iter().flatten() {
+                t.row(vec![
+                    show::text(&c["id"]),
+                    show::amount_of(&c["balance"]),
+                    show::date_of(&c["created_ms"]),
+                ]);
+            }
+            if t.is_empty() {
+                println!("no clients yet: zkpool clients add NAME");
+            } else {
+                print!("{}", t.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
 pub async fn funds(op: OperatorArgs, cmd: FundsCommand) -> anyhow::Result<ExitCode> {
     let api = operator(op)?;
     let FundsCommand::Add { amount, reference } = cmd;
-    let reference = reference.unwrap_or_else(|| fresh_reference("funds"));
     let v = api
         .post(
             "/v1/pool/funds",
             &json!({ "amount": amount, "reference": reference }),
         )
         .await?;
-    println!("pool funds now {} (reference {reference})", v["funds"]);
+    println!(
+        "pool funds now {} (reference {reference})",
+        show::amount_of(&v["funds"])
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -334,7 +415,7 @@ pub async fn payouts(op: OperatorArgs, cmd: PayoutsCommand) -> anyhow::Result<Ex
                     println!(
                         "batch {id} planned: {} payment(s), {} in total, reserved",
                         v["batch"]["items"].as_array().map_or(0, |a| a.len()),
-                        v["batch"]["total"]
+                        show::amount_of(&v["batch"]["total"])
                     );
                     println!("next: zkpool payouts export {id} --format csv, pay it, then zkpool payouts confirm {id} --tx REF");
                 }
@@ -342,7 +423,14 @@ pub async fn payouts(op: OperatorArgs, cmd: PayoutsCommand) -> anyhow::Result<Ex
             }
             Ok(ExitCode::SUCCESS)
         }
-        PayoutsCommand::List => print_json(&api.get("/v1/payouts").await?),
+        PayoutsCommand::List { json } => {
+            let v = api.get("/v1/payouts").await?;
+            if json {
+                return print_json(&v);
+            }
+            print!("{}", payouts_tables(&v));
+            Ok(ExitCode::SUCCESS)
+        }
         PayoutsCommand::Export { batch, format, out } => {
             let fmt = match format {
                 BatchFormat::Csv => "csv",
@@ -372,7 +460,7 @@ pub async fn payouts(op: OperatorArgs, cmd: PayoutsCommand) -> anyhow::Result<Ex
                 } else {
                     "was already confirmed"
                 },
-                v["batch"]["total"]
+                show::amount_of(&v["batch"]["total"])
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -385,12 +473,32 @@ pub async fn payouts(op: OperatorArgs, cmd: PayoutsCommand) -> anyhow::Result<Ex
     }
 }
 
-pub async fn ledger(op: OperatorArgs, journal_from: Option<u64>) -> anyhow::Result<ExitCode> {
+pub async fn ledger(
+    op: OperatorArgs,
+    journal_from: Option<u64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let api = operator(op)?;
     let v = api.get("/v1/ledger").await?;
-    print_json(&v)?;
-    if let Some(from) = journal_from {
-        print_json(&api.get(&format!("/v1/ledger/journal?from={from}")).await?)?;
+    let journal = match journal_from {
+        Some(from) => Some(api.get(&format!("/v1/ledger/journal?from={from}")).await?),
+        None => None,
+    };
+    if json {
+        print_json(&v)?;
+        if let Some(j) = &journal {
+            print_json(j)?;
+        }
+    } else {
+        print!("{}", ledger_tables(&v));
+        if let Some(j) = &journal {
+            // One entry a line: entries differ in shape, and a line each keeps
+            // them greppable.
+            println!("journal:");
+            for e in j["entries"].as_array().into_iter().flatten() {
+                println!("{e}");
+            }
+        }
     }
     if v["audit"]["balanced"] != true {
         eprintln!("the books do not balance: see the audit above");
@@ -399,12 +507,129 @@ pub async fn ledger(op: OperatorArgs, journal_from: Option<u64>) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// `zkpool ledger`: the audit's totals, whether they balance, and each account.
+fn ledger_tables(v: &Value) -> String {
+    let a = &v["audit"];
+    let mut totals = show::Table::new(&["books", ">amount"]);
+    for (label, key) in [
+        ("deposited (from outside)", "deposited"),
+        ("client balances", "clients"),
+        ("in escrow", "escrow"),
+        ("miner balances", "miners"),
+        ("pending in batches", "pending"),
+        ("paid out", "paid"),
+        ("pool fees", "fees"),
+        ("pool funds", "funds"),
+    ] {
+        totals.row(vec![label.to_owned(), show::amount_of(&a[key])]);
+    }
+    let mut out = format!(
+        "the books (payout scheme {}; amounts in the smallest unit; {} journal entries)
+",
+        show::text(&v["scheme"]),
+        show::amount_of(&a["entries"])
+    );
+    out += &totals.render();
+    out += if a["balanced"] == true {
+        "balanced: yes (deposited = every account's sum)\n"
+    } else {
+        "balanced: NO (deposited differs from every account's sum)\n"
+    };
+    let mut accounts = show::Table::new(&["account", ">balance"]);
+    for (name, amount) in v["balances"].as_object().into_iter().flatten() {
+        accounts.row(vec![name.clone(), show::amount_of(amount)]);
+    }
+    if !accounts.is_empty() {
+        out += "\n";
+        out += &accounts.render();
+    }
+    out
+}
+
+/// `zkpool payouts list`: balances against the threshold, then every batch.
+fn payouts_tables(v: &Value) -> String {
+    let mut out = format!(
+        "balances (threshold {}; amounts in the smallest unit)\n",
+        show::amount_of(&v["threshold"])
+    );
+    let mut balances = show::Table::new(&["account", ">balance", "due"]);
+    for b in v["balances"].as_array().into_iter().flatten() {
+        balances.row(vec![
+            show::text(&b["addr"]),
+            show::amount_of(&b["balance"]),
+            if b["due"] == true { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    out += &if balances.is_empty() {
+        "no miner balances\n".to_owned()
+    } else {
+        balances.render()
+    };
+    let mut batches = show::Table::new(&[
+        ">batch",
+        "planned",
+        "state",
+        ">payments",
+        ">total",
+        "transaction / when",
+    ]);
+    for b in v["batches"].as_array().into_iter().flatten() {
+        let detail = match b["state"].as_str() {
+            Some("confirmed") => format!(
+                "{} at {}",
+                show::text(&b["tx"]),
+                show::date_of(&b["confirmed_ms"])
+            ),
+            Some("voided") => format!("at {}", show::date_of(&b["voided_ms"])),
+            _ => "-".to_owned(),
+        };
+        batches.row(vec![
+            show::text(&b["id"]),
+            show::date_of(&b["planned_ms"]),
+            show::text(&b["state"]),
+            b["items"].as_array().map_or(0, Vec::len).to_string(),
+            show::amount_of(&b["total"]),
+            detail,
+        ]);
+    }
+    out += "\n";
+    out += &if batches.is_empty() {
+        "no payout batches yet: zkpool payouts plan\n".to_owned()
+    } else {
+        batches.render()
+    };
+    out
+}
+
 pub async fn workers(op: OperatorArgs, cmd: WorkersCommand) -> anyhow::Result<ExitCode> {
-    let WorkersCommand::Token { addr } = cmd;
-    let v = operator(op)?
-        .post(&format!("/v1/workers/{addr}/token"), &json!({}))
-        .await?;
-    println!("worker token for {addr} (shown once; its rigs run zkminer --password <token>):");
-    println!("{}", v["token"].as_str().unwrap_or("?"));
+    let api = operator(op)?;
+    match cmd {
+        WorkersCommand::Token { addr, replace } => {
+            let v = api
+                .post(
+                    &format!("/v1/workers/{addr}/token"),
+                    &json!({ "replace": replace }),
+                )
+                .await?;
+            println!(
+                "worker token for {addr} (shown once; its rigs run zkminer --password <token>):"
+            );
+            println!("{}", v["token"].as_str().unwrap_or("?"));
+        }
+        WorkersCommand::Tokens => {
+            let v = api.get("/v1/worker-tokens").await?;
+            let accounts = v["accounts"].as_array().cloned().unwrap_or_default();
+            if accounts.is_empty() {
+                println!("no account has a worker token");
+            }
+            for a in accounts {
+                println!("{}", show::text(&a));
+            }
+        }
+        WorkersCommand::Revoke { addr } => {
+            api.delete(&format!("/v1/workers/{addr}/token")).await?;
+            println!("worker token for {addr} revoked: its rigs no longer need one");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

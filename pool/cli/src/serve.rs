@@ -26,6 +26,10 @@ pub struct ServeArgs {
     http_listen: Option<std::net::SocketAddr>,
 }
 
+/// The environment variable that sets `http.admin_token`, over the config file:
+/// a container or a systemd unit passes the secret without writing it into a file.
+pub const ADMIN_TOKEN_ENV: &str = "ZKPOOL_ADMIN_TOKEN";
+
 pub fn load_config(path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<Config> {
     let mut c = match path {
         Some(p) => Config::from_file(p)?,
@@ -33,6 +37,17 @@ pub fn load_config(path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result
     };
     if let Some(d) = data {
         c.storage.data_dir = d;
+    }
+    if let Some(token) = std::env::var_os(ADMIN_TOKEN_ENV) {
+        let token = token
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("{ADMIN_TOKEN_ENV} is not UTF-8"))?;
+        // Empty is a mistake (an unset variable in a compose file), not "no token".
+        anyhow::ensure!(
+            !token.trim().is_empty(),
+            "{ADMIN_TOKEN_ENV} is set but empty: give it a long random string, or unset it"
+        );
+        c.http.admin_token = Some(token);
     }
     Ok(c)
 }
@@ -62,6 +77,11 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(0)
         }
     };
+    let data_dir = config.storage.data_dir.clone();
+    let admin_from_env = std::env::var_os(ADMIN_TOKEN_ENV).is_some();
+    let admin_on = config.http.admin_token.is_some();
+    let scheme = config.payouts.scheme;
+    let fee_bps = config.payouts.fee_bps;
     let stratum = bind(config.stratum.listen, "stratum").await?;
     let http = bind(config.http.listen, "http").await?;
     let pool = pool::start(config, stratum, http).await?;
@@ -87,6 +107,26 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
             c.record.name, c.record.id, c.record.constraints
         );
     }
+    println!("  data:       {}", data_dir.display());
+    println!(
+        "  admin API:  {}",
+        match (admin_on, admin_from_env) {
+            (true, true) => format!("on (token from {ADMIN_TOKEN_ENV})"),
+            (true, false) => "on (http.admin_token)".to_owned(),
+            (false, _) => format!(
+                "off: operator commands are refused; set http.admin_token or {ADMIN_TOKEN_ENV}"
+            ),
+        }
+    );
+    println!(
+        "  payouts:    {scheme}, fee {}.{:02} %",
+        fee_bps / 100,
+        fee_bps % 100
+    );
+    println!(
+        "  keys:       a single-party setup: whoever reads {} can forge proofs; keep it private",
+        data_dir.display()
+    );
     println!("  open files: up to {open_files} (about that many miner sessions)");
     let token = pool.token();
     tokio::select! {

@@ -27,6 +27,8 @@ fn a_bad_config_is_refused_naming_the_key() {
         out.contains("cannot read config /nonexistent/pool.toml"),
         "{out}"
     );
+    // The cause is said once, not once per layer that carries it.
+    assert_eq!(out.matches("(os error 2)").count(), 1, "{out}");
 }
 
 #[test]
@@ -92,4 +94,98 @@ fn verify_gnark_accepts_real_gnark_proofs_and_refuses_mismatches() {
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("INVALID: proof:"), "{out}");
+}
+
+/// `zkpool … | head -1`: when the reader has gone, the command ends quietly (exit 0,
+/// nothing on stderr) instead of panicking with "failed printing to stdout: Broken
+/// pipe". The pipe's read end is closed before the command starts, so every write
+/// fails, as it does once `head` has its line.
+#[test]
+fn a_closed_pipe_on_stdout_ends_the_command_quietly() {
+    for args in [
+        &["client", "example", "batch", "--count", "2"][..],
+        &["--help"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_zkpool"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .expect("run zkpool");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "zkpool {args:?} into a closed pipe: {:?}, stderr:\n{stderr}",
+            out.status
+        );
+    }
+}
+
+/// `zkpool serve`'s banner says where the data (and the keys that could forge
+/// proofs) live, whether the admin API is on and from where its token came, and
+/// the payout scheme; `ZKPOOL_ADMIN_TOKEN` turns the admin API on without a
+/// config file, and operator commands with that token work.
+#[test]
+fn serve_takes_the_admin_token_from_the_environment_and_says_what_it_runs_with() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = "env-admin-token-0123456789abcdef";
+    let mut pool = Command::new(env!("CARGO_BIN_EXE_zkpool"))
+        .args([
+            "serve",
+            "--stratum-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .env("ZKPOOL_ADMIN_TOKEN", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run zkpool serve");
+    let stdout = pool.stdout.take().expect("piped stdout");
+    let mut banner = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("banner line");
+        let done = line.contains("open files:");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let banner = banner.join("\n");
+    let url = banner
+        .lines()
+        .find(|l| l.contains("serving:"))
+        .and_then(|l| l.split_whitespace().last())
+        .map(str::to_owned);
+    let ledger = url.as_deref().map(|url| {
+        Command::new(env!("CARGO_BIN_EXE_zkpool"))
+            .arg("ledger")
+            .env("ZKPOOL_URL", url)
+            .env("ZKPOOL_ADMIN_TOKEN", token)
+            .output()
+            .expect("run zkpool ledger")
+    });
+    let _ = pool.kill();
+    let _ = pool.wait();
+    for expected in [
+        format!("data:       {}", data.display()),
+        "admin API:  on (token from ZKPOOL_ADMIN_TOKEN)".to_owned(),
+        "payouts:    prop, fee".to_owned(),
+        "single-party setup".to_owned(),
+    ] {
+        assert!(banner.contains(&expected), "no {expected:?} in:\n{banner}");
+    }
+    let ledger = ledger.expect("a serving line with the HTTP address");
+    let text = String::from_utf8_lossy(&ledger.stdout);
+    assert!(
+        ledger.status.success() && text.contains("balanced: yes"),
+        "{text}{}",
+        String::from_utf8_lossy(&ledger.stderr)
+    );
 }

@@ -140,6 +140,10 @@ pub trait Store: Send + Sync {
 
     /// Sets (or replaces) account `addr`'s worker token; stores its hash only.
     async fn set_worker_token(&self, addr: &str, token: &str) -> Result<(), StoreError>;
+    /// The accounts that have a worker token, in order.
+    async fn worker_token_accounts(&self) -> Result<Vec<String>, StoreError>;
+    /// Removes account `addr`'s worker token; false when it had none.
+    async fn remove_worker_token(&self, addr: &str) -> Result<bool, StoreError>;
     /// `None` when account `addr` has no token; else whether `given` is it.
     async fn check_worker_token(
         &self,

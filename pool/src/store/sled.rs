@@ -372,6 +372,22 @@ impl Store for SledStore {
         Ok(())
     }
 
+    async fn worker_token_accounts(&self) -> Result<Vec<String>, StoreError> {
+        let mut accounts = vec![];
+        for kv in self.meta.scan_prefix(b"worker-token/") {
+            let (key, _) = kv?;
+            accounts.push(String::from_utf8_lossy(&key["worker-token/".len()..]).into_owned());
+        }
+        Ok(accounts)
+    }
+
+    async fn remove_worker_token(&self, addr: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .meta
+            .remove(format!("worker-token/{addr}").as_bytes())?
+            .is_some())
+    }
+
     /// `None` when account `addr` has no token; else whether `given` is it.
     async fn check_worker_token(
         &self,

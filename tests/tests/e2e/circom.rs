@@ -15,8 +15,8 @@ use super::{chain_job, cli, completed, worker_work, ADMIN};
 #[test]
 fn poseidon_chain_agrees_with_circomlibjs() -> anyhow::Result<()> {
     let interop = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../interop"));
-    ensure_npm_packages(interop)?;
-    let out = Command::new("node")
+    let node = node_with_packages(interop)?;
+    let out = Command::new(node)
         .arg("poseidon.js")
         .args(["7", "40"])
         .current_dir(interop)
@@ -57,7 +57,7 @@ fn poseidon_chain_agrees_with_circomlibjs() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snarkjs_accepts_exported_proofs() -> anyhow::Result<()> {
     let interop = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../interop"));
-    ensure_npm_packages(interop)?;
+    let node_bin = node_with_packages(interop)?;
     let (pool, dir) = inproc_pool("").await?;
     let api = Api::new(&format!("http://{}", pool.http_addr));
     let _m = MinerProcess::start(
@@ -91,7 +91,7 @@ async fn snarkjs_accepts_exported_proofs() -> anyhow::Result<()> {
     let snarkjs = |public: &std::path::Path,
                    proof: &std::path::Path|
      -> anyhow::Result<(bool, String)> {
-        let o = Command::new("node")
+        let o = Command::new(&node_bin)
             .arg(interop.join("node_modules/snarkjs/build/cli.cjs"))
             .args(["groth16", "verify"])
             .arg(out.join("verification_key.json"))
@@ -123,21 +123,12 @@ async fn snarkjs_accepts_exported_proofs() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs interop/'s npm packages from the lockfile when they are missing
-/// (`.ci/run` does it up front).
-fn ensure_npm_packages(interop: &std::path::Path) -> anyhow::Result<()> {
-    if !interop.join("node_modules/circomlibjs").exists()
-        || !interop.join("node_modules/snarkjs").exists()
-        || !interop.join("node_modules/circom2").exists()
-    {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(interop)
-            .status()
-            .context("npm is needed for the interop tests (node >= 18)")?;
-        anyhow::ensure!(ok.success(), "npm ci in interop/ failed");
-    }
-    Ok(())
+/// Node.js, with interop/'s npm packages installed from the lockfile; both are
+/// installed when missing (see `zkpool_tests::tools`).
+fn node_with_packages(interop: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    tools::npm_packages(interop, &["circomlibjs", "snarkjs", "circom2"])
+        .map_err(anyhow::Error::msg)?;
+    tools::require("node").map_err(anyhow::Error::msg)
 }
 
 /// A client's own circom circuit, end to end with the real tools: circom2 compiles
@@ -150,10 +141,10 @@ fn ensure_npm_packages(interop: &std::path::Path) -> anyhow::Result<()> {
 async fn a_circom_circuit_is_registered_proven_with_snarkjs_and_accepted_by_snarkjs(
 ) -> anyhow::Result<()> {
     let interop = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../interop"));
-    ensure_npm_packages(interop)?;
+    let node_bin = node_with_packages(interop)?;
     let snarkjs_cli = interop.join("node_modules/snarkjs/build/cli.cjs");
     let node = |args: &[&std::ffi::OsStr]| -> anyhow::Result<String> {
-        let o = Command::new("node").args(args).output()?;
+        let o = Command::new(&node_bin).args(args).output()?;
         let text =
             String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
         anyhow::ensure!(o.status.success(), "node {args:?} failed: {text}");

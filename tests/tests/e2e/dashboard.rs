@@ -9,11 +9,12 @@ use zkpool_tests::*;
 
 use super::{batch_job, chain_job, completed, new_client, paying_pool_config, ADMIN};
 
-/// Headless Chromium (Debian's `chromium`; `ZKPOOL_CHROMIUM` overrides) loads `url`,
+/// Headless Chromium (Debian's `chromium`, installed when missing where it can be;
+/// `ZKPOOL_CHROMIUM` overrides, see `zkpool_tests::tools`) loads `url`,
 /// runs its scripts, and returns the DOM once the dashboard has rendered with data;
 /// it also saves a screenshot to `target/dashboard-screenshots/NAME.png`.
 fn browse(url: &str, name: &str) -> anyhow::Result<String> {
-    let chromium = std::env::var("ZKPOOL_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let chromium = tools::require("chromium").map_err(anyhow::Error::msg)?;
     let run = |extra: &[String]| -> anyhow::Result<std::process::Output> {
         Command::new(&chromium)
             .args([
@@ -29,7 +30,10 @@ fn browse(url: &str, name: &str) -> anyhow::Result<String> {
             .arg(url)
             .output()
             .with_context(|| {
-                format!("cannot run {chromium}: the dashboard test needs Chromium (apt-get install chromium; .ci/run installs it)")
+                format!(
+                    "cannot run {}: the dashboard test needs headless Chromium",
+                    chromium.display()
+                )
             })
     };
     let dir =

@@ -6,6 +6,7 @@
 mod adversary;
 mod aggregation;
 mod circom;
+mod client_cli;
 mod dashboard;
 mod faults;
 mod http_api;

@@ -44,7 +44,7 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
             "wire-1",
         ],
     );
-    assert!(ok && out.contains("balance now 1000000"), "{out}");
+    assert!(ok && out.contains("balance now 1,000,000"), "{out}");
     let (ok, out) = cli(
         "zkpool",
         &url,
@@ -58,7 +58,7 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
         ],
     );
     assert!(
-        ok && out.contains("already recorded") && out.contains("balance now 1000000"),
+        ok && out.contains("already recorded") && out.contains("balance now 1,000,000"),
         "a retried deposit is recorded once: {out}"
     );
 
@@ -274,7 +274,110 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
         "{v}"
     );
     let (ok, out) = cli("zkpool", &url, &["ledger"]);
-    assert!(ok && out.contains("\"balanced\": true"), "{out}");
+    assert!(ok && out.contains("balanced: yes"), "{out}");
+    Ok(())
+}
+
+/// The operator's commands as an operator meets them: a deposit without a
+/// reference is refused (a retry could credit twice); clients, payouts and the
+/// books print as tables with dates and grouped amounts, `--json` as the API's
+/// JSON; issuing a worker token twice is refused unless `--replace` (the first
+/// may be in use), and tokens can be listed and revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_print_tables_and_refuse_what_could_double_or_lock_out(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = paying_pool_config(dir.path())?;
+    let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
+    let url = format!("http://{}", pool.http);
+    let zkpool = |args: &[&str]| cli("zkpool", &url, args);
+
+    let (ok, out) = zkpool(&["clients", "add", "acme"]);
+    assert!(ok, "{out}");
+    let (ok, out) = zkpool(&["clients", "deposit", "acme", "5000000"]);
+    assert!(!ok && out.contains("--reference"), "{out}");
+    assert_eq!(
+        Api::new(&url)
+            .with_token(Some(ADMIN.into()))
+            .get("/v1/clients/acme")
+            .await?["balance"],
+        0,
+        "a refused deposit credits nothing"
+    );
+    let (ok, out) = zkpool(&[
+        "clients",
+        "deposit",
+        "acme",
+        "5000000",
+        "--reference",
+        "wire-7",
+    ]);
+    assert!(ok && out.contains("balance now 5,000,000"), "{out}");
+
+    let (ok, out) = zkpool(&["clients", "list"]);
+    let row = out.lines().find(|l| l.starts_with("acme")).unwrap_or("");
+    assert!(
+        ok && out.starts_with("client") && row.contains("5,000,000") && row.ends_with(" UTC"),
+        "{out}"
+    );
+    let (ok, out) = zkpool(&["clients", "list", "--json"]);
+    let v: Value = serde_json::from_str(&out).with_context(|| out.clone())?;
+    assert!(
+        ok && v["clients"][0]["created_ms"].as_u64().is_some(),
+        "{out}"
+    );
+    let (ok, out) = zkpool(&["clients", "show", "acme"]);
+    assert!(
+        ok && out.contains("client acme: balance 5,000,000, in escrow 0")
+            && out.contains("no jobs yet"),
+        "{out}"
+    );
+    let (ok, out) = zkpool(&["payouts", "list"]);
+    assert!(
+        ok && out.contains("threshold 1") && out.contains("no payout batches yet"),
+        "{out}"
+    );
+    let (ok, out) = zkpool(&["ledger"]);
+    let deposited = out
+        .lines()
+        .find(|l| l.starts_with("deposited"))
+        .unwrap_or("");
+    assert!(
+        ok && deposited.ends_with(" 5,000,000")
+            && out.contains("balanced: yes")
+            && out.contains("client:acme"),
+        "{out}"
+    );
+    let (ok, out) = zkpool(&["ledger", "--json"]);
+    let v: Value = serde_json::from_str(&out).with_context(|| out.clone())?;
+    assert!(ok && v["audit"]["balanced"] == true, "{out}");
+
+    let token = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("zkw_"))
+            .map(str::to_owned)
+    };
+    let (ok, out) = zkpool(&["workers", "token", "alice"]);
+    let first = token(&out);
+    assert!(ok && first.is_some(), "{out}");
+    let (ok, out) = zkpool(&["workers", "token", "alice"]);
+    assert!(
+        !ok && out.contains("409")
+            && out.contains("already has a worker token")
+            && out.contains("--replace"),
+        "a second token would lock out alice's rigs: {out}"
+    );
+    let (ok, out) = zkpool(&["workers", "token", "alice", "--replace"]);
+    let second = token(&out);
+    assert!(ok && second.is_some() && second != first, "{out}");
+    let (ok, out) = zkpool(&["workers", "tokens"]);
+    assert!(ok && out.lines().any(|l| l == "alice"), "{out}");
+    let (ok, out) = zkpool(&["workers", "revoke", "alice"]);
+    assert!(ok && out.contains("revoked"), "{out}");
+    let (ok, out) = zkpool(&["workers", "tokens"]);
+    assert!(ok && out.contains("no account has a worker token"), "{out}");
+    let (ok, out) = zkpool(&["workers", "revoke", "alice"]);
+    assert!(!ok && out.contains("has no worker token"), "{out}");
     Ok(())
 }
 
