@@ -57,8 +57,19 @@ pub fn verify(path: &Path, pin: Option<&str>) -> ExitCode {
     let result: zk::JobResult = match serde_json::from_str(&text) {
         Ok(r) => r,
         Err(e) => {
+            // Say what the file is when it is something else of ours (a job
+            // request, an aggregate) rather than serde's view of the mismatch.
+            let what = match serde_json::from_str::<Value>(&text) {
+                Ok(v) if v["format"].as_str().is_some_and(|f| f.starts_with("zkpool-aggregate/")) => {
+                    "it is an aggregate: check it with --aggregate-only".to_owned()
+                }
+                Ok(v) if v.get("circuit").is_some() && v.get("entries").is_none() => {
+                    "it looks like a job request; a result is what GET /v1/jobs/{id}/result (or zkpool client result ID) returns".to_owned()
+                }
+                _ => e.to_string(),
+            };
             eprintln!(
-                "INVALID: {} is not a zkpool result file: {e}",
+                "INVALID: {} is not a zkpool result file: {what}",
                 path.display()
             );
             return ExitCode::from(1);
@@ -269,6 +280,11 @@ pub fn export_snarkjs(path: &Path, out: &Path) -> anyhow::Result<()> {
         "wrote verification_key.json and {n} proof-N.json/public-N.json pairs to {}",
         out.display()
     );
-    println!("check one with: snarkjs groth16 verify {0}/verification_key.json {0}/public-0.json {0}/proof-0.json", out.display());
+    println!(
+        "check one with: snarkjs groth16 verify {} {} {}",
+        out.join("verification_key.json").display(),
+        out.join("public-0.json").display(),
+        out.join("proof-0.json").display()
+    );
     Ok(())
 }

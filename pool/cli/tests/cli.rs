@@ -49,6 +49,12 @@ fn verify_refuses_what_is_not_a_result() {
     let (code, out) = zkpool(&["verify", f.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--circuit-id"), "{out}");
+    // A job request (what `client example` prints) is named as one.
+    let (_, job) = zkpool(&["client", "example", "chain"]);
+    std::fs::write(&f, job).unwrap();
+    let (code, out) = zkpool(&["verify", f.to_str().unwrap(), "--circuit-id", &id]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("looks like a job request"), "{out}");
 }
 
 #[test]

@@ -76,16 +76,22 @@ async fn snarkjs_accepts_exported_proofs() -> anyhow::Result<()> {
         serde_json::to_string(&api.get(&format!("/v1/jobs/{id}/result")).await?)?,
     )?;
     let out = dir.path().join("snarkjs");
+    // Given with a trailing slash, as a shell's completion writes it.
     let st = Command::new(bin("zkpool"))
         .args(["export", "snarkjs"])
         .arg(&file)
         .arg("--out")
-        .arg(&out)
+        .arg(format!("{}/", out.display()))
         .output()?;
     assert!(
         st.status.success(),
         "{}",
         String::from_utf8_lossy(&st.stderr)
+    );
+    let said = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        said.contains(&format!("{}/public-0.json", out.display())) && !said.contains("//"),
+        "{said}"
     );
 
     let snarkjs = |public: &std::path::Path,
