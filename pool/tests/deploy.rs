@@ -74,6 +74,36 @@ fn the_grafana_dashboard_queries_only_exported_metrics() {
     assert_exported(&names, "the Grafana dashboard");
 }
 
+/// Imported into an existing Grafana, the dashboard asks which Prometheus to read
+/// instead of naming a datasource uid that Grafana may not have.
+#[test]
+fn the_grafana_dashboard_takes_its_datasource_as_a_variable() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&deploy("grafana/dashboards/zkpool.json"))
+            .expect("dashboard is valid JSON");
+    let vars = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating");
+    assert!(
+        vars.iter()
+            .any(|v| v["name"] == "DS_PROMETHEUS" && v["type"] == "datasource"),
+        "{vars:?}"
+    );
+    for p in dashboard["panels"].as_array().expect("panels") {
+        let mut sources = vec![&p["datasource"]];
+        sources.extend(
+            p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| &t["datasource"]),
+        );
+        for d in sources.into_iter().filter(|d| !d.is_null()) {
+            assert_eq!(d["uid"], "${DS_PROMETHEUS}", "panel {}: {d}", p["title"]);
+        }
+    }
+}
+
 #[test]
 fn the_alert_rules_query_only_exported_metrics() {
     let rules = deploy("prometheus/alerts.yml");
@@ -167,7 +197,7 @@ fn prometheus_loads_the_alert_rules_and_their_unit_tests_pass() {
         None,
     );
     assert!(ok, "promtool check rules:\n{out}");
-    assert!(out.contains("8 rules found"), "{out}");
+    assert!(out.contains("9 rules found"), "{out}");
     let (ok, out) = promtool(
         &["test", "rules", &deploy_path("prometheus/alerts_test.yml")],
         None,
@@ -192,6 +222,23 @@ fn prometheus_accepts_the_scrape_config() {
     std::fs::write(&path, config).expect("write config");
     let (ok, out) = promtool(&["check", "config", &path.display().to_string()], None);
     assert!(ok, "promtool check config:\n{out}");
+}
+
+/// Alertmanager accepts the routing the compose file mounts.
+#[test]
+fn alertmanager_accepts_its_config() {
+    let tool = tools::require("amtool").unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(tool)
+        .args([
+            "check-config",
+            &deploy_path("alertmanager/alertmanager.yml"),
+        ])
+        .output()
+        .expect("amtool ran");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "amtool check-config:\n{text}");
+    assert!(text.contains("SUCCESS"), "{text}");
 }
 
 /// What the pool serves on /metrics passes Prometheus's exposition-format and

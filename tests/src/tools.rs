@@ -50,6 +50,13 @@ pub const TOOLS: &[Tool] = &[
         needed_by: "the deploy tests (Prometheus's promtool)",
     },
     Tool {
+        program: "amtool",
+        env: "ZKPOOL_AMTOOL",
+        packages: &["prometheus-alertmanager"],
+        deny_service_start: true,
+        needed_by: "the deploy tests (Alertmanager's amtool checks deploy/alertmanager)",
+    },
+    Tool {
         program: "node",
         env: "ZKPOOL_NODE",
         packages: &["nodejs", "npm"],
