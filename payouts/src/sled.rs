@@ -484,6 +484,11 @@ impl Ledger {
         Ok(self.lock().totals(name))
     }
 
+    /// The pool's lifetime totals ([`State::lifetime`]).
+    pub fn lifetime(&self) -> WorkTotals {
+        self.lock().lifetime()
+    }
+
     /// The latest shares of `name` (a worker, every rig of an account, or everyone
     /// when empty), newest first, looking back over at most `scan` journal entries.
     pub fn recent_shares(

@@ -365,6 +365,19 @@ impl State {
 
     /// The totals of one worker (`ADDR.RIG`), or of every rig of an account
     /// (`ADDR`): the sum, and each rig's.
+    /// Every worker's verified work summed: the pool's lifetime totals, read
+    /// from the journal (so they survive restarts, unlike process counters).
+    pub fn lifetime(&self) -> WorkTotals {
+        let mut sum = WorkTotals::default();
+        for t in self.workers.values() {
+            sum.work = sum.work.saturating_add(t.work);
+            sum.proofs = sum.proofs.saturating_add(t.proofs);
+            sum.shares = sum.shares.saturating_add(t.shares);
+            sum.last_share_ms = sum.last_share_ms.max(t.last_share_ms);
+        }
+        sum
+    }
+
     pub fn totals(&self, name: &str) -> (WorkTotals, BTreeMap<String, WorkTotals>) {
         let rigs: BTreeMap<String, WorkTotals> = self
             .workers

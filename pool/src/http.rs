@@ -347,11 +347,12 @@ pub async fn serve(state: Arc<Pool>, listener: TcpListener) {
     }
 }
 
-async fn status(State(s): State<Arc<Pool>>) -> Json<Value> {
+async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
+    let lifetime = s.ledger().lifetime().await?;
     let (sessions, tasks, parked) = s
         .dispatch()
         .read(|sched| (sched.sessions(), sched.live_tasks(), sched.parked()));
-    Json(json!({
+    Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "receipt_public_key": s.signer().public_hex(),
         "payouts": {
@@ -366,17 +367,25 @@ async fn status(State(s): State<Arc<Pool>>) -> Json<Value> {
         "tasks_leased": tasks,
         "jobs_running": s.jobs().running(),
         "workers_online": s.dispatch().workers_online(),
-        "shares_accepted": s.metrics().shares_accepted(),
-        "shares_rejected": s.metrics().shares_rejected(),
-        "proofs_credited": s.metrics().proofs_credited.get(),
-        "work_credited": s.metrics().work_credited.get(),
+        // Lifetime figures come from the books (they survive restarts); what
+        // this process counted is under `since_start`, labelled as such.
+        "shares_accepted": lifetime.shares,
+        "proofs_credited": lifetime.proofs,
+        "work_credited": lifetime.work,
+        "since_start": {
+            "started_ms": s.metrics().started_ms(),
+            "shares_accepted": s.metrics().shares_accepted(),
+            "shares_rejected": s.metrics().shares_rejected(),
+            "proofs_credited": s.metrics().proofs_credited.get(),
+            "work_credited": s.metrics().work_credited.get(),
+        },
         "verifier": {
             "batches": s.metrics().verify_batches.get(),
             "submits": s.metrics().verify_submits.get(),
             "proofs": s.metrics().verify_proofs.get(),
             "queued": s.verifier().queued(),
         },
-    }))
+    })))
 }
 
 /// Prometheus text format; current-state gauges are read now. Amounts of money

@@ -72,6 +72,8 @@ pub trait Ledger: Send + Sync {
         &self,
         name: &str,
     ) -> Result<(WorkTotals, BTreeMap<String, WorkTotals>), LedgerError>;
+    /// Every worker's verified work summed, since the books began.
+    async fn lifetime(&self) -> Result<WorkTotals, LedgerError>;
     /// The latest shares of a worker or account (`""`: anyone), with what PPS paid.
     async fn recent_shares(
         &self,
@@ -167,6 +169,9 @@ impl Ledger for SledLedger {
         name: &str,
     ) -> Result<(WorkTotals, BTreeMap<String, WorkTotals>), LedgerError> {
         self.0.totals(name)
+    }
+    async fn lifetime(&self) -> Result<WorkTotals, LedgerError> {
+        Ok(self.0.lifetime())
     }
     async fn recent_shares(
         &self,

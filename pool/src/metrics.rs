@@ -44,6 +44,9 @@ pub struct Metrics {
     pub ledger_balanced: IntGauge,
     pub payout_batches_planned: IntGauge,
     pub payout_oldest_planned_seconds: IntGauge,
+    /// When this process started (ms since the epoch): the counters above count
+    /// from here.
+    started_ms: u64,
 }
 
 /// Every value the `account` label of `zkpool_ledger_amount` takes.
@@ -215,6 +218,9 @@ impl Metrics {
                 "Age of the oldest planned payout batch (0 when none).",
             ),
             registry,
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         };
         for v in VERDICTS {
             // Export every verdict from the start, so rates and alerts see zeros, not gaps.
@@ -262,6 +268,11 @@ impl Metrics {
                 .map_or(0, |&t| clamp(now_ms.saturating_sub(t) / 1000)),
         );
         Ok(())
+    }
+
+    /// When this process started, ms since the epoch.
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
     }
 
     /// Submits rejected for any reason.

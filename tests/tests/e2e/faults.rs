@@ -121,6 +121,14 @@ async fn a_pool_killed_right_after_an_ack_keeps_the_acknowledged_work() -> anyho
         "acknowledged statements stay verified: {v}"
     );
     assert_eq!(v["leased"], 0, "leases do not survive a restart: {v}");
+    // The overview's totals are lifetime figures from the books; what this
+    // process counted is labelled as since its start.
+    let st = pool.api.get("/v1/status").await?;
+    assert_eq!(st["proofs_credited"].as_u64(), Some(n), "{st}");
+    assert_eq!(st["work_credited"].as_u64(), Some(acked_work), "{st}");
+    assert_eq!(st["shares_accepted"], 1, "{st}");
+    assert_eq!(st["since_start"]["proofs_credited"], 0, "{st}");
+    assert_eq!(st["since_start"]["shares_accepted"], 0, "{st}");
 
     let _m = MinerProcess::start(
         pool.stratum,
