@@ -174,6 +174,10 @@ fn start_cluster() -> Result<Server, String> {
 /// machine crash, and the tests are many small commits.
 const SCRIPT: &str = r#"
 dir=$1 port=$2 bin=$3
+# A test process killed while the cluster starts must not take the script with
+# it (SIGPIPE on "ready"): the script goes on, finds its input closed, and stops
+# the server it has just started.
+trap '' PIPE
 if ! "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$dir/initdb.log" 2>&1; then
     cat "$dir/initdb.log" >&2; rm -rf "$dir"; exit 1
 fi
