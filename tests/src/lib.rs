@@ -19,6 +19,7 @@ use tokio::{
 
 pub use pool::api::Client as Api;
 
+pub mod pg;
 pub mod tools;
 
 /// A workspace binary. `cargo test --workspace` builds them (the `zkpool-cli` and

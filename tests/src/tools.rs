@@ -1,5 +1,5 @@
 //! The outside programs some tests run: Chromium (the dashboard test), Prometheus's
-//! `promtool` (the deploy tests), and Node.js with `interop/`'s npm packages (the
+//! `promtool` (the deploy tests), PostgreSQL (the store tests, see `pg.rs`), and Node.js with `interop/`'s npm packages (the
 //! interop tests). The README's `cargo test --workspace` gets them by itself on a
 //! machine with only the Rust toolchain: a test asks [`require`] for its program,
 //! which finds it on `PATH`; when it is missing and this process can install Debian
@@ -62,6 +62,14 @@ pub const TOOLS: &[Tool] = &[
         packages: &["nodejs", "npm"],
         deny_service_start: false,
         needed_by: "the interop tests (circomlibjs, snarkjs and circom2 run on Node.js)",
+    },
+    Tool {
+        program: "initdb",
+        env: "ZKPOOL_INITDB",
+        packages: &["postgresql"],
+        // Debian's postgresql package creates and starts a cluster on install.
+        deny_service_start: true,
+        needed_by: "the PostgreSQL store tests (a throw-away cluster, tests/src/pg.rs)",
     },
     Tool {
         program: "npm",
@@ -137,6 +145,13 @@ pub fn install_command(tool: &Tool) -> String {
 /// packages first when it is missing and this process can; the error says what to
 /// run.
 pub fn require(name: &str) -> Result<PathBuf, String> {
+    require_found(name, &|| find_on_path(name))
+}
+
+/// [`require`], with `find` saying where the program is (or `None`) instead of a
+/// look on `PATH`: for programs a package puts elsewhere, as Debian puts
+/// PostgreSQL's server programs under `/usr/lib/postgresql/VERSION/bin`.
+pub fn require_found(name: &str, find: &dyn Fn() -> Option<PathBuf>) -> Result<PathBuf, String> {
     let tool = TOOLS.iter().find(|t| t.program == name).ok_or_else(|| {
         let known: Vec<&str> = TOOLS.iter().map(|t| t.program).collect();
         format!(
@@ -145,14 +160,7 @@ pub fn require(name: &str) -> Result<PathBuf, String> {
         )
     })?;
     let overridden = std::env::var_os(tool.env).map(PathBuf::from);
-    let decide = || {
-        plan(
-            tool,
-            overridden.clone(),
-            find_on_path(tool.program),
-            can_install(),
-        )
-    };
+    let decide = || plan(tool, overridden.clone(), find(), can_install());
     match decide() {
         Plan::Use(path) => return Ok(path),
         Plan::Refuse(message) => return Err(message),
@@ -164,9 +172,9 @@ pub fn require(name: &str) -> Result<PathBuf, String> {
         return Ok(path);
     }
     install(tool)?;
-    find_on_path(tool.program).ok_or_else(|| {
+    find().ok_or_else(|| {
         format!(
-            "installed {} but {} is still not on PATH; install it by hand:\n    {}",
+            "installed {} but {} is still not found; install it by hand:\n    {}",
             tool.packages.join(" "),
             tool.program,
             install_command(tool)
@@ -212,21 +220,25 @@ pub fn find_on_path(program: &str) -> Option<PathBuf> {
         })
 }
 
-/// Root (effective uid 0, from /proc) with apt-get on PATH.
-fn can_install() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+/// Whether this process runs as root (effective uid 0, from /proc).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("Uid:"))
             .and_then(|ids| ids.split_whitespace().nth(1))
             == Some("0")
-    });
-    root && find_on_path("apt-get").is_some()
+    })
+}
+
+/// Root with apt-get on PATH.
+fn can_install() -> bool {
+    is_root() && find_on_path("apt-get").is_some()
 }
 
 /// An exclusive lock shared by every test process of this machine, held while
 /// packages are installed: two `apt-get install`s at once fail on dpkg's lock, and
 /// two `npm ci`s in one directory trample each other.
-fn lock() -> Result<File, String> {
+pub fn lock() -> Result<File, String> {
     let path = std::env::temp_dir().join("zkpool-test-tools.lock");
     let file = File::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     file.lock()

@@ -12,6 +12,7 @@
 //! Architecture Invariant: a write is durable only after [`Store::flush`]; anything
 //! acknowledged to a user is flushed first.
 
+pub mod pg;
 pub mod sled;
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use crate::{
     jobs::{JobRecord, StoredProof},
 };
 
-pub use self::sled::SledStore;
+pub use self::{pg::PgStore, sled::SledStore};
 
 /// A storage fault: the pool could not read or write its records. Answered as
 /// "try again" (HTTP 503, stratum `Internal`), never blamed on the caller.
