@@ -349,6 +349,7 @@ pub async fn serve(state: Arc<Pool>, listener: TcpListener) {
 
 async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
     let lifetime = s.ledger().lifetime().await?;
+    let (rates, history) = s.metrics().rates.pool_json(crate::circuits::now_ms());
     let (sessions, tasks, parked) = s
         .dispatch()
         .read(|sched| (sched.sessions(), sched.live_tasks(), sched.parked()));
@@ -372,6 +373,8 @@ async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
         "shares_accepted": lifetime.shares,
         "proofs_credited": lifetime.proofs,
         "work_credited": lifetime.work,
+        "rates": rates,
+        "rate_history": history,
         "since_start": {
             "started_ms": s.metrics().started_ms(),
             "shares_accepted": s.metrics().shares_accepted(),
@@ -1079,6 +1082,7 @@ async fn get_worker(State(s): State<Arc<Pool>>, Path(name): Path<String>) -> Api
         "paid": funds.paid,
         "recent_shares": recent,
         "rejected": rejected,
+        "rates": s.metrics().rates.json_for(crate::circuits::now_ms(), &name),
         "payouts": payouts,
     })))
 }

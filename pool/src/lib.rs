@@ -20,6 +20,7 @@ pub mod ledger_api;
 pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
+pub mod rates;
 pub mod scheduler;
 pub mod server;
 pub mod session;

@@ -47,6 +47,8 @@ pub struct Metrics {
     /// When this process started (ms since the epoch): the counters above count
     /// from here.
     started_ms: u64,
+    /// Proving rate over windows, for the pool, each account and each rig.
+    pub rates: crate::rates::Rates,
 }
 
 /// Every value the `account` label of `zkpool_ledger_amount` takes.
@@ -218,6 +220,7 @@ impl Metrics {
                 "Age of the oldest planned payout batch (0 when none).",
             ),
             registry,
+            rates: crate::rates::Rates::default(),
             started_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),

@@ -389,6 +389,9 @@ pub async fn record(
     }
     pool.metrics().proofs_credited.inc_by(task.count);
     pool.metrics().work_credited.inc_by(work);
+    pool.metrics()
+        .rates
+        .record(crate::circuits::now_ms(), &task.worker, task.count, work);
     if completion.job_done {
         let (pool, id) = (pool.clone(), job.id.clone());
         tokio::spawn(async move { lifecycle::finish(&pool, &id).await });

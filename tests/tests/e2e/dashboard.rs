@@ -139,6 +139,13 @@ async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<(
         "overview"
     );
     assert_eq!(shown(&dom, "workers-online").as_deref(), Some("1"));
+    // The headline rate is the pool's own 1-minute average: the jobs just ran,
+    // so it is not zero, and the chart has the minute they ran in.
+    let per_s: f64 = shown(&dom, "proofs-per-s")
+        .and_then(|v| v.parse().ok())
+        .expect("a proving rate shown");
+    assert!(per_s > 0.0, "proofs/s while jobs ran: {per_s}");
+    assert!(dom.contains("id=\"rate-chart\""), "rate chart shown");
     for id in [&paid_id, &free_id] {
         assert!(
             dom.contains(&format!("data-job=\"{id}\"")),
@@ -196,6 +203,14 @@ async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<(
         move || browse(&u, "worker")
     })
     .await??;
+    let rig_rate: f64 = shown(&dom, "worker-proofs-per-s")
+        .and_then(|v| v.parse().ok())
+        .expect("the account's proving rate shown");
+    assert!(rig_rate > 0.0, "the account's rate: {rig_rate}");
+    assert!(
+        api_view["rates"]["10m"]["proofs_per_s"].as_f64().unwrap() > 0.0,
+        "{api_view}"
+    );
     for k in ["balance", "pending", "paid", "work", "proofs", "rejected"] {
         assert_eq!(
             shown(&dom, k),
