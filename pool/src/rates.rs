@@ -123,7 +123,7 @@ impl Rates {
             g.minutes.pop_front();
         }
         g.updates += 1;
-        if g.updates % 4096 == 0 {
+        if g.updates.is_multiple_of(4096) {
             g.by_name
                 .retain(|_, a| now_ms.saturating_sub(a.at_ms) < FORGET_MS);
         }
