@@ -100,6 +100,22 @@ where
             match frames.next().await {
                 None => break "pool closed the connection".to_owned(),
                 Some(Err(e)) => break format!("connection failed: {e}"),
+                Some(Ok(Err(malformed)))
+                    if malformed.error.message == crate::messages::NOT_STRATUM =>
+                {
+                    // Every call waiting (the handshake) fails with why, not with
+                    // a bare "closed".
+                    let waiters = std::mem::take(
+                        &mut reader_pending
+                            .lock()
+                            .expect("pending map lock is never poisoned")
+                            .waiters,
+                    );
+                    for (_, w) in waiters {
+                        let _ = w.send(Err(malformed.error.clone()));
+                    }
+                    break crate::messages::NOT_STRATUM.to_owned();
+                }
                 Some(Ok(Err(malformed))) => {
                     // The pool sent a line we cannot read; nothing to answer it with.
                     tracing::warn!(error = %malformed.error, "unreadable line from pool");

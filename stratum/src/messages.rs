@@ -317,6 +317,10 @@ pub struct Malformed {
 }
 
 /// Encoding to and decoding from one line (without its newline).
+/// Why a line from the "pool" is refused when it is an HTTP response: the miner
+/// was pointed at the pool's HTTP port.
+pub const NOT_STRATUM: &str = "this address answers in HTTP: it is the pool's HTTP port (the API and dashboard), not its stratum port; use the stratum+tcp://HOST:PORT the pool prints when it starts (port 3333 by default)";
+
 pub trait Wire: Sized {
     /// Writes the line, without its newline, straight into `w`: no intermediate
     /// JSON tree (a `mining.notify` is encoded once per leased task, 10,000 of
@@ -527,6 +531,13 @@ impl Wire for ToMiner {
     }
 
     fn from_line(line: &str) -> Result<Self, Malformed> {
+        if line.starts_with("HTTP/") {
+            // A miner pointed at the pool's HTTP port: its answer to our JSON.
+            return Err(Malformed {
+                id: None,
+                error: RpcError::new(ErrorCode::InvalidRequest, NOT_STRATUM),
+            });
+        }
         let raw = parse_raw(line)?;
         let id = read_id(&raw)?;
         if let Some(method) = raw.method.as_deref() {
@@ -559,6 +570,12 @@ impl Wire for ToMiner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_http_answer_is_named_as_one() {
+        let e = ToMiner::from_line("HTTP/1.1 400 Bad Request\r").unwrap_err();
+        assert_eq!(e.error.message, NOT_STRATUM);
+    }
     use proptest::prelude::*;
 
     fn text() -> impl Strategy<Value = String> {

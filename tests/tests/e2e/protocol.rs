@@ -644,3 +644,26 @@ async fn a_miner_proves_over_stratum_ssl_with_a_test_certificate() -> anyhow::Re
     );
     Ok(())
 }
+
+/// A miner pointed at the pool's HTTP port says that is what it is, instead of
+/// logging a parse error per line of the HTTP answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_pointed_at_the_http_port_is_told_so() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("pool.toml");
+    std::fs::write(&cfg, test_config(&dir.path().join("data"), ""))?;
+    let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
+    let log = dir.path().join("miner.log");
+    let _miner = MinerProcess::start(pool.http, "lost.rig1", 1, &dir.path().join("cache"), &log)?;
+    let text = wait_for("the miner's reason", Duration::from_secs(30), async || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        Ok(t.contains("reason=").then_some(t))
+    })
+    .await?;
+    assert!(
+        text.contains("this address answers in HTTP") && text.contains("stratum+tcp://"),
+        "{text}"
+    );
+    assert!(!text.contains("parse error"), "{text}");
+    Ok(())
+}
