@@ -165,6 +165,15 @@ impl Dispatch {
             .len()
     }
 
+    /// Every worker online with its number of sessions, by name.
+    pub fn online_all(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for e in self.sessions.iter() {
+            *out.entry(e.worker.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// The workers online of an account (`ADDR`) or the worker itself (`ADDR.RIG`).
     pub fn online(&self, name: &str) -> Vec<String> {
         self.sessions

@@ -123,6 +123,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Pool>>)> {
             axum::routing::post(post_verify).layer(DefaultBodyLimit::max(VERIFY_BODY)),
         ),
         ("get", "/v1/circuits/{id}/proving-key", get(get_proving_key)),
+        ("get", "/v1/workers", get(list_workers)),
         ("get", "/v1/workers/{worker}", get(get_worker)),
     ];
     v.extend(crate::ledger_api::routes());
@@ -147,6 +148,27 @@ fn share_json(c: &payouts::ShareCredit, paid: u64) -> Value {
 }
 
 /// The latest verified shares, pool-wide (the overview's "recent blocks of work").
+/// The rigs online now, each with its sessions and proving rate, fastest first.
+async fn list_workers(State(s): State<Arc<Pool>>) -> Json<Value> {
+    let now = crate::circuits::now_ms();
+    let rate = |r: &Value, w: &str| r[w]["proofs_per_s"].as_f64().unwrap_or(0.0);
+    let mut workers: Vec<Value> = s
+        .dispatch()
+        .online_all()
+        .into_iter()
+        .map(|(name, sessions)| {
+            let rates = s.metrics().rates.json_for(now, &name);
+            json!({"worker": name, "account": payouts::worker_addr(&name), "sessions": sessions, "rates": rates})
+        })
+        .collect();
+    workers.sort_by(|a, b| {
+        rate(&b["rates"], "10m")
+            .total_cmp(&rate(&a["rates"], "10m"))
+            .then_with(|| a["worker"].as_str().cmp(&b["worker"].as_str()))
+    });
+    Json(json!({ "workers": workers }))
+}
+
 async fn recent_shares(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
     let shares: Vec<Value> = s
         .ledger()

@@ -196,6 +196,31 @@ async fn the_dashboard_shows_each_page_with_the_pools_data() -> anyhow::Result<(
         "result download link"
     );
 
+    // The worker list (the overview's "workers online" card links to it): the
+    // rig online, with its rate.
+    assert!(
+        dom.contains("href=\"#/workers\""),
+        "workers online links to the list"
+    );
+    let listed = pool.api.get("/v1/workers").await?;
+    assert_eq!(listed["workers"][0]["worker"], "vera.rig1", "{listed}");
+    assert!(
+        listed["workers"][0]["rates"]["1m"]["proofs_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{listed}"
+    );
+    let list = tokio::task::spawn_blocking({
+        let u = format!("{url}/#/workers");
+        move || browse(&u, "workers")
+    })
+    .await??;
+    assert!(
+        list.contains("data-worker=\"vera.rig1\""),
+        "the rig is listed"
+    );
+
     // Worker page: balance, pending, paid, work, the payout, the rigs.
     let api_view = pool.api.get("/v1/workers/vera").await?;
     let dom = tokio::task::spawn_blocking({
