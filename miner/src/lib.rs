@@ -15,6 +15,7 @@ pub mod config;
 pub mod external;
 pub mod keys;
 pub mod pipeline;
+pub mod process;
 pub mod receipts;
 pub mod session;
 pub mod tables;

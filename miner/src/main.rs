@@ -69,7 +69,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    exit_quietly_on_closed_pipe();
+    miner::process::exit_quietly_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter({
             let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
@@ -250,7 +250,7 @@ async fn main() -> std::process::ExitCode {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        miner::process::wait_for_signal().await;
         stop.cancel();
     });
     match miner::run(cfg, Arc::new(miner::Stats::default()), shutdown).await {
@@ -265,35 +265,3 @@ async fn main() -> std::process::ExitCode {
 /// The default precomputation budget: enough for every table of a 2^16-constraint
 /// circom circuit (about 400 MiB) and most of a 2^18 one's.
 const DEFAULT_PRECOMPUTE_MIB: u64 = 1024;
-
-/// A reader that stops reading (`zkpool ledger | head`) is not an error: std's
-/// `println!` panics when stdout is a closed pipe (Rust ignores SIGPIPE), so a
-/// panic hook turns exactly that panic into a quiet exit 0, as ripgrep does. Any
-/// other panic keeps the default report.
-fn exit_quietly_on_closed_pipe() {
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload_as_str().unwrap_or("");
-        let closed_pipe = (message.starts_with("failed printing to stdout")
-            || message.starts_with("failed printing to stderr"))
-            && message.contains("Broken pipe");
-        if closed_pipe {
-            std::process::exit(0);
-        }
-        default_hook(info);
-    }));
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}

@@ -39,6 +39,9 @@ pub struct State {
     /// as zero, so a replay must give them too).
     balances: HashMap<Account, u64>,
     workers: HashMap<String, WorkTotals>,
+    /// Every worker's totals summed, kept as shares are applied (read on every
+    /// status request: no walk over all workers under the ledger's lock).
+    lifetime: WorkTotals,
     /// Next position in each job's credit list.
     positions: HashMap<String, u64>,
     batches: BTreeMap<u64, Batch>,
@@ -196,6 +199,7 @@ impl State {
                     .entry(credit.worker.clone())
                     .or_default()
                     .add(credit);
+                self.lifetime.add(credit);
                 self.positions.insert(credit.job.clone(), position + 1);
             }
             Body::Plan {
@@ -368,14 +372,7 @@ impl State {
     /// Every worker's verified work summed: the pool's lifetime totals, read
     /// from the journal (so they survive restarts, unlike process counters).
     pub fn lifetime(&self) -> WorkTotals {
-        let mut sum = WorkTotals::default();
-        for t in self.workers.values() {
-            sum.work = sum.work.saturating_add(t.work);
-            sum.proofs = sum.proofs.saturating_add(t.proofs);
-            sum.shares = sum.shares.saturating_add(t.shares);
-            sum.last_share_ms = sum.last_share_ms.max(t.last_share_ms);
-        }
-        sum
+        self.lifetime.clone()
     }
 
     pub fn totals(&self, name: &str) -> (WorkTotals, BTreeMap<String, WorkTotals>) {

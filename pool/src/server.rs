@@ -6,7 +6,6 @@
 //! a job's life (`lifecycle`), dispatch (`dispatch`), the HTTP API (`http`).
 
 use std::{
-    collections::HashSet,
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -129,15 +128,6 @@ impl Pool {
         ]
     }
 
-    /// Capabilities filter: `None` when the miner named no circuits (all of them).
-    pub fn circuit_filter(names: &[String]) -> Option<HashSet<String>> {
-        if names.is_empty() {
-            None
-        } else {
-            Some(names.iter().cloned().collect())
-        }
-    }
-
     /// What a session's invalid work counts against (see `bans`).
     pub fn ban_targets(&self, who: &Authorized) -> Vec<Target> {
         bans::targets(&who.worker, who.ip, who.verified, self.config.bans.per_ip)
@@ -215,19 +205,15 @@ impl RunningPool {
 /// `zkpool setup`: opens (or creates) the data directory and sets up the built-in
 /// circuits' keys where they have none. Returns every circuit and which were
 /// created now.
-pub async fn setup(
+/// The registry over the stored circuits, with the built-in circuits' keys
+/// generated (and stored, flushed) where missing; the records it created.
+async fn open_circuits(
+    store: &dyn Store,
     config: &Config,
-) -> Result<(Vec<CircuitRecord>, Vec<CircuitRecord>), StartError> {
-    let data = config.storage.data_dir.clone();
-    let storage = |detail: String| StartError::Storage {
-        path: data.display().to_string(),
-        detail,
-    };
-    std::fs::create_dir_all(&data).map_err(|e| storage(e.to_string()))?;
-    let store = SledStore::open(&data.join("db"))
-        .map_err(|e| storage(format!("{e} (is a pool running on it?)")))?;
+    storage: &dyn Fn(String) -> StartError,
+) -> Result<(Registry, Vec<CircuitRecord>), StartError> {
     let stored = store.circuits().await.map_err(|e| storage(e.to_string()))?;
-    let (builtins, keys) = (Pool::builtins(config), data.join("keys"));
+    let (builtins, keys) = (Pool::builtins(config), config.storage.data_dir.join("keys"));
     let (circuits, created) =
         tokio::task::spawn_blocking(move || Registry::open(stored, keys, &builtins))
             .await
@@ -239,6 +225,21 @@ pub async fn setup(
             .map_err(|e| storage(e.to_string()))?;
     }
     store.flush().await.map_err(|e| storage(e.to_string()))?;
+    Ok((circuits, created))
+}
+
+pub async fn setup(
+    config: &Config,
+) -> Result<(Vec<CircuitRecord>, Vec<CircuitRecord>), StartError> {
+    let data = config.storage.data_dir.clone();
+    let storage = |detail: String| StartError::Storage {
+        path: data.display().to_string(),
+        detail,
+    };
+    std::fs::create_dir_all(&data).map_err(|e| storage(e.to_string()))?;
+    let store = SledStore::open(&data.join("db"))
+        .map_err(|e| storage(format!("{e} (is a pool running on it?)")))?;
+    let (circuits, created) = open_circuits(&store, config, &storage).await?;
     let all = circuits.all().iter().map(|c| c.record.clone()).collect();
     Ok((all, created))
 }
@@ -276,21 +277,10 @@ pub async fn start(
             .await
             .map_err(|e| storage(e.to_string()))?,
     );
-    let builtins = Pool::builtins(&config);
-    let stored = store.circuits().await.map_err(|e| storage(e.to_string()))?;
-    let keys = data.join("keys");
-    let (circuits, created) =
-        tokio::task::spawn_blocking(move || Registry::open(stored, keys, &builtins))
-            .await
-            .expect("circuit setup does not panic")?;
+    let (circuits, created) = open_circuits(store.as_ref(), &config, &storage).await?;
     for c in &created {
-        store
-            .put_circuit(c)
-            .await
-            .map_err(|e| storage(e.to_string()))?;
         info!(circuit = %c.name, id = %c.id, constraints = c.constraints, "generated Groth16 keys");
     }
-    store.flush().await.map_err(|e| storage(e.to_string()))?;
     let agg = config.aggregation.clone();
     let aggregation = tokio::task::spawn_blocking(move || Aggregation::load(&agg))
         .await

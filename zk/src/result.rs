@@ -324,16 +324,7 @@ impl JobResult {
         if self.format != RESULT_FORMAT {
             return Err(ResultError::Format(self.format.clone()));
         }
-        let vk_bytes = hex::decode(&self.verifying_key)
-            .map_err(|e| ResultError::Key(format!("not hex: {e}")))?;
-        let verifier =
-            VerifierKey::from_bytes(&vk_bytes).map_err(|e| ResultError::Key(e.to_string()))?;
-        if verifier.id != self.circuit_id {
-            return Err(ResultError::KeyId {
-                claimed: self.circuit_id.clone(),
-                actual: verifier.id,
-            });
-        }
+        let verifier = decode_key(&self.verifying_key, &self.circuit_id)?;
         if self.entries.is_empty() {
             return Err(ResultError::Empty);
         }
@@ -354,6 +345,19 @@ impl JobResult {
         )?;
         Ok(verifier)
     }
+}
+
+/// The verifying key a file carries (hex), checked to hash to the id it names.
+fn decode_key(hex_key: &str, circuit_id: &str) -> Result<VerifierKey, ResultError> {
+    let bytes = hex::decode(hex_key).map_err(|e| ResultError::Key(format!("not hex: {e}")))?;
+    let verifier = VerifierKey::from_bytes(&bytes).map_err(|e| ResultError::Key(e.to_string()))?;
+    if verifier.id != circuit_id {
+        return Err(ResultError::KeyId {
+            claimed: circuit_id.to_owned(),
+            actual: verifier.id,
+        });
+    }
+    Ok(verifier)
 }
 
 /// Checks that a chain job's statements link up from the claimed seed to the
@@ -469,16 +473,7 @@ impl AggregateFile {
                 actual: self.circuit_id.clone(),
             });
         }
-        let vk_bytes = hex::decode(&self.verifying_key)
-            .map_err(|e| ResultError::Key(format!("not hex: {e}")))?;
-        let verifier =
-            VerifierKey::from_bytes(&vk_bytes).map_err(|e| ResultError::Key(e.to_string()))?;
-        if verifier.id != self.circuit_id {
-            return Err(ResultError::KeyId {
-                claimed: self.circuit_id.clone(),
-                actual: verifier.id,
-            });
-        }
+        let verifier = decode_key(&self.verifying_key, &self.circuit_id)?;
         if self.public_inputs.is_empty() {
             return Err(ResultError::Empty);
         }

@@ -174,7 +174,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    exit_quietly_on_closed_pipe();
+    miner::process::exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     let default_level = if matches!(
         cli.command,
@@ -284,24 +284,6 @@ fn report(e: &anyhow::Error) -> String {
         }
     }
     out
-}
-
-/// A reader that stops reading (`zkpool ledger | head`) is not an error: std's
-/// `println!` panics when stdout is a closed pipe (Rust ignores SIGPIPE), so a
-/// panic hook turns exactly that panic into a quiet exit 0, as ripgrep does. Any
-/// other panic keeps the default report.
-fn exit_quietly_on_closed_pipe() {
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload_as_str().unwrap_or("");
-        let closed_pipe = (message.starts_with("failed printing to stdout")
-            || message.starts_with("failed printing to stderr"))
-            && message.contains("Broken pipe");
-        if closed_pipe {
-            std::process::exit(0);
-        }
-        default_hook(info);
-    }));
 }
 
 /// `RUST_LOG` if set, else `default`; arkworks' spans are silenced either way

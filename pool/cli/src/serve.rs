@@ -130,24 +130,10 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     println!("  open files: up to {open_files} (about that many miner sessions)");
     let token = pool.token();
     tokio::select! {
-        _ = wait_for_signal() => {}
+        _ = miner::process::wait_for_signal() => {}
         _ = token.cancelled() => {}
     }
     println!("shutting down: miners are told to reconnect, work in flight is drained");
     pool.shutdown(Duration::from_secs(10)).await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -501,7 +501,8 @@ async fn authorize(
             return Err(e);
         }
     };
-    let filter = Pool::circuit_filter(&circuits);
+    // Capabilities: `None` when the miner named no circuits (all of them).
+    let filter = (!circuits.is_empty()).then(|| circuits.iter().cloned().collect());
     let who = who.clone();
     *resumed = pool.dispatch().with(|s| {
         s.add_session_as(
