@@ -16,7 +16,7 @@ const SESSIONS: u64 = 10_000;
 fn job(id: &str, circuit_name: &str, total: u64) -> JobEntry {
     JobEntry {
         id: id.into(),
-        circuit_id: format!("{circuit_name}-id"),
+        circuit_id: format!("{circuit_name}-id").into(),
         circuit_name: circuit_name.into(),
         deadline_ms: 1,
         created_ms: 0,
@@ -40,7 +40,11 @@ fn idle_pool(circuit: Option<&str>) -> Scheduler {
     });
     for k in 1..=SESSIONS {
         let circuits = circuit.map(|c| [c.to_owned()].into());
-        s.add_session(k, format!("w{k}.rig"), circuits);
+        s.add_session(
+            k,
+            stratum::Worker::parse(&format!("w{k}.rig")).expect("valid worker"),
+            circuits,
+        );
     }
     s
 }

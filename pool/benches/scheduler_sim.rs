@@ -24,7 +24,7 @@ const IDLE_TIMEOUT: f64 = 120.0;
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
-    Done { miner: usize, task: String },
+    Done { miner: usize, task: stratum::TaskId },
     Vanish { miner: usize },
     Remove { miner: usize },
     Sweep,
@@ -53,7 +53,7 @@ fn start(
     }
     if let Some(task) = miner.queue.pop_front() {
         miner.busy = true;
-        let finish = now + task.count as f64 * job_cost[&task.job] / miner.speed;
+        let finish = now + task.count as f64 * job_cost[task.job.as_str()] / miner.speed;
         match miner.vanish_at {
             Some(v) if v < finish => out.push((v.max(now), Event::Vanish { miner: m })),
             _ => out.push((
@@ -99,8 +99,8 @@ fn main() {
         let id = format!("job{j}");
         job_cost.insert(id.clone(), COSTS[circuit]);
         sched.add_job(JobEntry {
-            id,
-            circuit_id: format!("c{circuit}"),
+            id: id.into(),
+            circuit_id: format!("c{circuit}").into(),
             circuit_name: format!("c{circuit}"),
             deadline_ms: rng.gen_range(1..=4) * 3_600_000,
             created_ms: j as u64,
@@ -124,7 +124,11 @@ fn main() {
     let total_speed: f64 = miners.iter().map(|m| m.speed).sum();
     let ideal = total_work / total_speed;
     for (k, m) in miners.iter_mut().enumerate() {
-        sched.add_session(k as u64, format!("w.r{k}"), None);
+        sched.add_session(
+            k as u64,
+            stratum::Worker::parse(&format!("w.r{k}")).expect("valid worker"),
+            None,
+        );
         if rng.gen::<f64>() < DROPOUT {
             // Somewhere within the ideal makespan: mid-task for a busy miner.
             m.vanish_at = Some(rng.gen_range(0.0..ideal));

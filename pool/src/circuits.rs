@@ -21,6 +21,7 @@ use std::{path::PathBuf, sync::Arc};
 use dashmap::DashMap;
 
 use serde::{Deserialize, Serialize};
+use stratum::CircuitId;
 use zk::{CircuitKeys, CircuitSpec, VerifierKey};
 
 use crate::store::{Store, StoreError};
@@ -37,7 +38,7 @@ pub struct Prepared {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CircuitRecord {
     /// Hex SHA-256 of the compressed verifying key.
-    pub id: String,
+    pub id: CircuitId,
     pub name: String,
     pub spec: CircuitSpec,
     /// Constraints: the work credited per verified proof.
@@ -132,8 +133,8 @@ impl Registrant {
 /// All registered circuits, by id and by name.
 #[derive(Default)]
 pub struct Registry {
-    by_id: DashMap<String, Arc<Circuit>>,
-    by_name: DashMap<String, String>,
+    by_id: DashMap<CircuitId, Arc<Circuit>>,
+    by_name: DashMap<String, CircuitId>,
     keys_dir: PathBuf,
     /// Held while a registration checks for an existing id or name, stores and
     /// inserts: two uploads racing for one name or id cannot both win.
@@ -186,7 +187,7 @@ impl Registry {
             reg.insert(record)?;
         }
         for r in stored {
-            if reg.by_id.contains_key(&r.id) {
+            if reg.by_id.contains_key(r.id.as_str()) {
                 continue;
             }
             // A name stored by an older version that breaks today's rule, or that a
@@ -198,7 +199,8 @@ impl Registry {
                 reg.insert(r)?;
                 continue;
             }
-            if reg.by_id.contains_key(&r.id) || !reg.key_path(&r.proving_key_hash).exists() {
+            if reg.by_id.contains_key(r.id.as_str()) || !reg.key_path(&r.proving_key_hash).exists()
+            {
                 continue;
             }
             if let CircuitSpec::Circom { .. } = r.spec {
@@ -233,7 +235,7 @@ impl Registry {
     pub fn prepare_vk(name: &str, by: &Registrant, verifier: VerifierKey) -> Prepared {
         let public = verifier.public_inputs();
         let record = CircuitRecord {
-            id: verifier.id.clone(),
+            id: CircuitId(verifier.id.clone()),
             name: name.to_owned(),
             spec: CircuitSpec::VerifyOnly {
                 public: public as u32,
@@ -279,7 +281,7 @@ impl Registry {
         let bundle = zk::circom::Bundle { r1cs, wasm, zkey }.encode();
         let hash = zk::sha256_hex(&bundle);
         let record = CircuitRecord {
-            id: verifier.id.clone(),
+            id: CircuitId(verifier.id.clone()),
             name: name.to_owned(),
             spec: CircuitSpec::Circom {
                 constraints: circuit.constraints(),
@@ -332,7 +334,7 @@ impl Registry {
         let pk = keys.pk_bytes();
         let hash = self.write_key_file(&pk)?;
         Ok(CircuitRecord {
-            id: keys.verifier.id.clone(),
+            id: CircuitId(keys.verifier.id.clone()),
             name,
             spec: *spec,
             constraints: spec.constraints(),
@@ -471,8 +473,8 @@ mod tests {
         store.put_circuit(&real).await.unwrap();
         let forger = CircuitKeys::setup_seeded(CircuitSpec::Preimage, 9).unwrap();
         let forged = CircuitRecord {
-            id: forger.verifier.id.clone(),
-            name: real.id.clone(),
+            id: CircuitId(forger.verifier.id.clone()),
+            name: real.id.to_string(),
             spec: CircuitSpec::VerifyOnly { public: 1 },
             constraints: 0,
             public_inputs: 1,

@@ -43,7 +43,7 @@ pub enum Outbox {
 /// One connected, authorized session, as dispatch sees it.
 pub struct SessionEntry {
     pub tx: mpsc::Sender<Outbox>,
-    pub worker: String,
+    pub worker: stratum::Worker,
     pub peer: SocketAddr,
 }
 
@@ -166,7 +166,7 @@ impl Dispatch {
     }
 
     /// Every worker online with its number of sessions, by name.
-    pub fn online_all(&self) -> std::collections::BTreeMap<String, usize> {
+    pub fn online_all(&self) -> std::collections::BTreeMap<stratum::Worker, usize> {
         let mut out = std::collections::BTreeMap::new();
         for e in self.sessions.iter() {
             *out.entry(e.worker.clone()).or_insert(0) += 1;
@@ -175,12 +175,10 @@ impl Dispatch {
     }
 
     /// The workers online of an account (`ADDR`) or the worker itself (`ADDR.RIG`).
-    pub fn online(&self, name: &str) -> Vec<String> {
+    pub fn online(&self, name: &str) -> Vec<stratum::Worker> {
         self.sessions
             .iter()
-            .filter(|e| {
-                e.worker == name || e.worker.split_once('.').is_some_and(|(a, _)| a == name)
-            })
+            .filter(|e| e.worker.as_str() == name || e.worker.account() == name)
             .map(|e| e.worker.clone())
             .collect()
     }

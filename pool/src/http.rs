@@ -15,6 +15,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use stratum::{CircuitId, JobId};
 use tokio::net::TcpListener;
 use tracing::error;
 
@@ -502,10 +503,10 @@ async fn delete_ban(
 /// What `GET /v1/jobs/{id}` shows.
 #[derive(Serialize)]
 pub struct JobView {
-    pub id: String,
+    pub id: JobId,
     pub state: JobState,
     pub client: String,
-    pub circuit_id: String,
+    pub circuit_id: CircuitId,
     pub circuit: String,
     pub mode: zk::result::JobMode,
     pub statements: u64,
@@ -710,6 +711,7 @@ async fn cancel_job(
             }
         }
     }
+    let id = JobId::from(id);
     match lifecycle::end(&s, &id, JobState::Cancelled, None)
         .await
         .map_err(unavailable)?

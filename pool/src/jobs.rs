@@ -8,6 +8,8 @@ use zk::{
     CircuitSpec, JobResult, ProofBytes, Statement,
 };
 
+use stratum::{CircuitId, JobId, TaskId};
+
 use crate::circuits::{now_ms, Circuit};
 
 /// `POST /v1/jobs` body.
@@ -73,9 +75,9 @@ pub enum JobState {
 /// A job as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
-    pub id: String,
+    pub id: JobId,
     pub client: String,
-    pub circuit_id: String,
+    pub circuit_id: CircuitId,
     pub circuit_name: String,
     pub spec: CircuitSpec,
     pub mode: JobMode,
@@ -171,8 +173,10 @@ pub fn wire_size(s: &Statement) -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredProof {
     pub proof: ProofBytes,
+    /// The worker credited (empty for a cached proof).
     pub worker: String,
-    pub task: String,
+    /// The task it came in (empty for a cached proof).
+    pub task: TaskId,
     pub at_ms: u64,
     /// Taken from the pool's proofs of statements already proven (another job
     /// proved the same statement): nobody is credited for it.
@@ -391,7 +395,7 @@ pub fn build(req: JobRequest, circuit: &Circuit, budget: &Budget) -> Result<JobR
     let total_work = work_per_proof.saturating_mul(n) as u128;
     let pays = req.reward as u128 * 1_000_000 >= total_work * budget.min_price_per_mwork as u128;
     Ok(JobRecord {
-        id: new_job_id(),
+        id: JobId(new_job_id()),
         client,
         circuit_id: circuit.record.id.clone(),
         circuit_name: circuit.record.name.clone(),
@@ -417,13 +421,10 @@ pub fn build(req: JobRequest, circuit: &Circuit, budget: &Budget) -> Result<JobR
 pub enum AssembleError {
     /// A statement has no stored proof.
     #[error("job {job}: statement {index} has no verified proof")]
-    Missing { job: String, index: u64 },
+    Missing { job: JobId, index: u64 },
     /// The assembled result fails its own checks.
     #[error("job {job}: assembled result is inconsistent: {source}")]
-    Inconsistent {
-        job: String,
-        source: zk::ResultError,
-    },
+    Inconsistent { job: JobId, source: zk::ResultError },
 }
 
 /// Builds the job's result from one verified proof per statement, and checks its
@@ -455,7 +456,7 @@ pub fn assemble(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let result = JobResult::new(
-        job.id.clone(),
+        job.id.to_string(),
         job.spec,
         job.mode,
         &circuit.verifier,
@@ -482,7 +483,7 @@ impl StoredProof {
         StoredProof {
             proof,
             worker: String::new(),
-            task: String::new(),
+            task: TaskId(String::new()),
             at_ms: crate::circuits::now_ms(),
             cached: true,
         }

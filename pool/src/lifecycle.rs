@@ -17,6 +17,7 @@ use std::{
 
 use dashmap::DashMap;
 use payouts::LedgerError;
+use stratum::JobId;
 use tracing::{error, info, warn};
 
 use crate::{
@@ -48,7 +49,7 @@ pub enum LifecycleError {
 /// The running jobs, for the statements a notify carries and a submit is checked
 /// against (the store holds every job; this is the working set).
 #[derive(Default)]
-pub struct Jobs(DashMap<String, Arc<JobRecord>>);
+pub struct Jobs(DashMap<JobId, Arc<JobRecord>>);
 
 impl Jobs {
     pub fn active(&self, id: &str) -> Option<Arc<JobRecord>> {
@@ -68,7 +69,7 @@ impl Jobs {
     }
 
     /// (id, deadline, created) of every running job.
-    fn deadlines(&self) -> Vec<(String, u64, u64)> {
+    fn deadlines(&self) -> Vec<(JobId, u64, u64)> {
         self.0
             .iter()
             .map(|j| (j.id.clone(), j.deadline_ms, j.created_ms))
@@ -334,7 +335,7 @@ pub async fn finish(pool: &Arc<Pool>, job_id: &str) {
 /// running (finished, or every statement verified and its result being assembled).
 pub async fn end(
     pool: &Arc<Pool>,
-    id: &str,
+    id: &JobId,
     state: JobState,
     failure: Option<String>,
 ) -> Result<Option<JobRecord>, LifecycleError> {
@@ -396,7 +397,7 @@ pub async fn expire_due(pool: &Arc<Pool>) {
 pub fn mark_urgent(pool: &Pool) {
     let window = pool.config().scheduler.urgent_secs.saturating_mul(1000);
     let horizon = now_ms().saturating_add(window);
-    let marks: Vec<(String, bool)> = pool
+    let marks: Vec<(JobId, bool)> = pool
         .jobs()
         .deadlines()
         .into_iter()

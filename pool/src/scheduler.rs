@@ -44,6 +44,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use stratum::{CircuitId, JobId, TaskId, Worker};
+
 /// Scheduling parameters (from `[scheduler]` in the config).
 #[derive(Debug, Clone)]
 pub struct SchedConfig {
@@ -61,11 +63,11 @@ pub struct SchedConfig {
 /// A statement that failed `attempts` times: its job should end as failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exhausted {
-    pub job: String,
+    pub job: JobId,
     pub statement: u64,
     pub attempts: u32,
     /// The worker that failed it last.
-    pub worker: String,
+    pub worker: Worker,
 }
 
 /// How a job ranks for the next task: (urgent ? 0 : 1, deadline or the client's
@@ -78,11 +80,11 @@ pub type SessionKey = u64;
 /// A lease of statements `first .. first + count` of `job` to a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
-    pub id: String,
-    pub job: String,
-    pub circuit: String,
+    pub id: TaskId,
+    pub job: JobId,
+    pub circuit: CircuitId,
     pub session: SessionKey,
-    pub worker: String,
+    pub worker: Worker,
     pub first: u64,
     pub count: u64,
     pub leased_at: Instant,
@@ -105,8 +107,8 @@ impl Task {
 /// What the scheduler needs to know of a job.
 #[derive(Debug, Clone)]
 pub struct JobEntry {
-    pub id: String,
-    pub circuit_id: String,
+    pub id: JobId,
+    pub circuit_id: CircuitId,
     pub circuit_name: String,
     pub deadline_ms: u64,
     pub created_ms: u64,
@@ -128,7 +130,7 @@ struct JobQueue {
     pending: BTreeSet<u64>,
     done: u64,
     /// Statement -> workers whose proof of it was invalid or whose lease ran out.
-    avoid: HashMap<u64, HashSet<String>>,
+    avoid: HashMap<u64, HashSet<Worker>>,
     /// Statement -> identities that failed it (what exhausts its attempts).
     attempts: HashMap<u64, HashSet<String>>,
     /// A statement of this job used up its attempts (reported once).
@@ -138,21 +140,21 @@ struct JobQueue {
 }
 
 impl JobQueue {
-    fn failed_by(&self, i: u64, worker: &str) -> bool {
+    fn failed_by(&self, i: u64, worker: &Worker) -> bool {
         self.avoid.get(&i).is_some_and(|w| w.contains(worker))
     }
 }
 
 #[derive(Debug)]
 struct SessionSlot {
-    worker: String,
+    worker: Worker,
     /// Who the session proved it is (see the module doc).
     identity: String,
     /// The account whose worker token the session gave, if any.
     account: Option<String>,
     /// Circuit ids or names this session can prove; `None`: all.
     circuits: Option<HashSet<String>>,
-    tasks: BTreeSet<String>,
+    tasks: BTreeSet<TaskId>,
     last_done: Option<Instant>,
     /// The connection closed and the session waits to be resumed: its tasks stay
     /// leased (and still expire), it gets no new work and counts as no prover.
@@ -166,10 +168,9 @@ impl SessionSlot {
             .as_ref()
             .is_none_or(|allow| self.account.as_ref().is_some_and(|a| allow.contains(a)));
         allowed
-            && self
-                .circuits
-                .as_ref()
-                .is_none_or(|c| c.contains(&job.circuit_id) || c.contains(&job.circuit_name))
+            && self.circuits.as_ref().is_none_or(|c| {
+                c.contains(job.circuit_id.as_str()) || c.contains(&job.circuit_name)
+            })
     }
 }
 
@@ -178,11 +179,11 @@ impl SessionSlot {
 pub enum TaskReject {
     /// Unknown task, not this session's, expired or already finished.
     #[error("task {0} is not leased to this session (unknown, expired, cancelled or finished)")]
-    Stale(String),
+    Stale(TaskId),
     /// The submitted statement indices are not exactly the task's.
     #[error("task {task} covers statements {first}..{end}; the submit has {detail}")]
     WrongStatements {
-        task: String,
+        task: TaskId,
         first: u64,
         end: u64,
         detail: String,
@@ -211,11 +212,11 @@ pub struct JobProgress {
 
 pub struct Scheduler {
     cfg: SchedConfig,
-    jobs: BTreeMap<String, JobQueue>,
-    tasks: HashMap<String, Task>,
+    jobs: BTreeMap<JobId, JobQueue>,
+    tasks: HashMap<TaskId, Task>,
     sessions: BTreeMap<SessionKey, SessionSlot>,
     /// Statements per second, per (worker, circuit id).
-    rates: HashMap<(String, String), f64>,
+    rates: HashMap<(Worker, CircuitId), f64>,
     next_task: u64,
     /// Session after which the next round-robin pass starts.
     cursor: SessionKey,
@@ -229,7 +230,7 @@ pub struct Scheduler {
     /// Statements that used up their attempts, not yet taken by the server.
     exhausted: Vec<Exhausted>,
     /// A task and its backup, each mapped to the other.
-    twins: HashMap<String, String>,
+    twins: HashMap<TaskId, TaskId>,
     /// When live tasks were last scanned for stragglers: at most once a second,
     /// because the scan is O(live tasks) and dispatch runs on every submit.
     last_backup_scan: Option<Instant>,
@@ -300,7 +301,7 @@ impl Scheduler {
     }
 
     /// Marks a job urgent (its deadline is near) or not; see the module doc.
-    pub fn set_urgent(&mut self, job: &str, urgent: bool) {
+    pub fn set_urgent(&mut self, job: &JobId, urgent: bool) {
         if let Some(q) = self.jobs.get_mut(job) {
             q.urgent = urgent;
         }
@@ -314,6 +315,7 @@ impl Scheduler {
         }
     }
 
+    /// A job's progress (a lookup: any id or the string a request carries).
     pub fn progress(&self, job: &str) -> Option<JobProgress> {
         let q = self.jobs.get(job)?;
         let pending = q.pending.len() as u64;
@@ -330,10 +332,10 @@ impl Scheduler {
     pub fn add_session(
         &mut self,
         key: SessionKey,
-        worker: String,
+        worker: Worker,
         circuits: Option<HashSet<String>>,
     ) {
-        let identity = worker.clone();
+        let identity = worker.to_string();
         self.add_session_as(key, worker, identity, None, circuits)
     }
 
@@ -342,7 +344,7 @@ impl Scheduler {
     pub fn add_session_as(
         &mut self,
         key: SessionKey,
-        worker: String,
+        worker: Worker,
         identity: String,
         account: Option<String>,
         circuits: Option<HashSet<String>>,
@@ -494,10 +496,10 @@ impl Scheduler {
     }
 
     /// Statements per task for `worker` on `job` now.
-    fn size_for(&self, worker: &str, q: &JobQueue) -> u64 {
+    fn size_for(&self, worker: &Worker, q: &JobQueue) -> u64 {
         let by_rate = match self
             .rates
-            .get(&(worker.to_owned(), q.entry.circuit_id.clone()))
+            .get(&(worker.clone(), q.entry.circuit_id.clone()))
         {
             Some(rate) => (rate * self.cfg.target_task.as_secs_f64()).floor().max(1.0) as u64,
             // Unmeasured: one statement, which measures the rig quickly.
@@ -512,8 +514,8 @@ impl Scheduler {
             .max(1)
     }
 
-    fn lease_for(&self, worker: &str, circuit: &str, count: u64) -> Duration {
-        let expected = match self.rates.get(&(worker.to_owned(), circuit.to_owned())) {
+    fn lease_for(&self, worker: &Worker, circuit: &CircuitId, count: u64) -> Duration {
+        let expected = match self.rates.get(&(worker.clone(), circuit.clone())) {
             Some(rate) if *rate > 0.0 => {
                 Duration::from_secs_f64((count as f64 / rate).min(86_400.0))
             }
@@ -620,7 +622,7 @@ impl Scheduler {
             let identity = self.sessions[&key].identity.clone();
             let lease = self.lease_for(&worker, &t.circuit, t.count);
             self.count_in_flight(&t.client, t.count, 0);
-            let id = format!("{}-{}", t.job, self.next_task);
+            let id = TaskId(format!("{}-{}", t.job, self.next_task));
             self.next_task += 1;
             let backup = Task {
                 id: id.clone(),
@@ -651,7 +653,7 @@ impl Scheduler {
         if slot.tasks.len() >= self.cfg.tasks_per_session {
             return None;
         }
-        let worker = slot.worker.as_str();
+        let worker = &slot.worker;
         // Earliest deadline first, then oldest, among jobs this session can prove
         // that have a statement it may take.
         let mut best: Option<(Rank, &JobQueue, u64)> = None;
@@ -680,7 +682,7 @@ impl Scheduler {
             }
         }
         let (_, q, first) = best?;
-        let worker = worker.to_owned();
+        let worker = worker.clone();
         let size = self.size_for(&worker, q);
         let mut count = 1;
         while count < size
@@ -695,7 +697,7 @@ impl Scheduler {
         let identity = slot.identity.clone();
         let lease = self.lease_for(&worker, &circuit, count);
         self.count_in_flight(&client, count, 0);
-        let id = format!("{job}-{}", self.next_task);
+        let id = TaskId(format!("{job}-{}", self.next_task));
         self.next_task += 1;
         let q = self.jobs.get_mut(&job).expect("job chosen above exists");
         for i in first..first + count {
@@ -729,15 +731,15 @@ impl Scheduler {
     pub fn check_submit(
         &self,
         session: SessionKey,
-        id: &str,
+        id: &TaskId,
         indices: &[u64],
     ) -> Result<Task, TaskReject> {
         let t = match self.tasks.get(id) {
             Some(t) if t.session == session => t,
-            _ => return Err(TaskReject::Stale(id.to_owned())),
+            _ => return Err(TaskReject::Stale(id.clone())),
         };
         let wrong = |detail: String| TaskReject::WrongStatements {
-            task: id.to_owned(),
+            task: id.clone(),
             first: t.first,
             end: t.first + t.count,
             detail,
@@ -765,12 +767,12 @@ impl Scheduler {
     pub fn complete(
         &mut self,
         session: SessionKey,
-        id: &str,
+        id: &TaskId,
         now: Instant,
     ) -> Result<Completion, TaskReject> {
         match self.tasks.get(id) {
             Some(t) if t.session == session => {}
-            _ => return Err(TaskReject::Stale(id.to_owned())),
+            _ => return Err(TaskReject::Stale(id.clone())),
         }
         let task = self.tasks.remove(id).expect("checked above");
         self.count_in_flight(&task.client, 0, task.count);
@@ -818,7 +820,7 @@ impl Scheduler {
     /// Marks ready statements of a job done without a task (their proofs came
     /// from statements proven before); statements not ready (leased, or done) are
     /// left alone. Returns whether the job is now done (it is then removed).
-    pub fn mark_done(&mut self, job: &str, indices: &[u64]) -> bool {
+    pub fn mark_done(&mut self, job: &JobId, indices: &[u64]) -> bool {
         let Some(q) = self.jobs.get_mut(job) else {
             return false;
         };
@@ -855,7 +857,7 @@ impl Scheduler {
     }
 
     /// Takes a live task out of the task table and out of its session's slots.
-    fn take(&mut self, id: &str) -> Option<Task> {
+    fn take(&mut self, id: &TaskId) -> Option<Task> {
         let t = self.tasks.remove(id)?;
         self.count_in_flight(&t.client, 0, t.count);
         self.epoch += 1;
@@ -869,7 +871,7 @@ impl Scheduler {
     }
 
     /// [`Scheduler::take`], only if the task is leased to `session`.
-    fn take_own(&mut self, session: SessionKey, id: &str) -> Option<Task> {
+    fn take_own(&mut self, session: SessionKey, id: &TaskId) -> Option<Task> {
         if self.tasks.get(id)?.session != session {
             return None;
         }
@@ -907,28 +909,28 @@ impl Scheduler {
 
     /// A task whose proofs were invalid: its statements go back to the queue,
     /// marked to avoid this worker.
-    pub fn fail(&mut self, session: SessionKey, id: &str) -> Option<Task> {
+    pub fn fail(&mut self, session: SessionKey, id: &TaskId) -> Option<Task> {
         let t = self.take_own(session, id)?;
         self.blame(&t);
         Some(self.requeue(t))
     }
 
     /// Gives a task back without blame (it could not be delivered to its session).
-    pub fn release(&mut self, session: SessionKey, id: &str) -> Option<Task> {
+    pub fn release(&mut self, session: SessionKey, id: &TaskId) -> Option<Task> {
         let t = self.take_own(session, id)?;
         Some(self.requeue(t))
     }
 
     /// Removes a job (it expired or was cancelled); returns its live tasks, whose
     /// sessions should be told to stop.
-    pub fn remove_job(&mut self, job: &str) -> Vec<Task> {
+    pub fn remove_job(&mut self, job: &JobId) -> Vec<Task> {
         if self.jobs.remove(job).is_none() {
             return vec![];
         }
-        let ids: Vec<String> = self
+        let ids: Vec<TaskId> = self
             .tasks
             .values()
-            .filter(|t| t.job == job)
+            .filter(|t| t.job == *job)
             .map(|t| t.id.clone())
             .collect();
         for id in &ids {
@@ -938,7 +940,7 @@ impl Scheduler {
     }
 
     /// Extends a live task's lease; returns the new lease length.
-    pub fn renew(&mut self, session: SessionKey, id: &str, now: Instant) -> Option<Duration> {
+    pub fn renew(&mut self, session: SessionKey, id: &TaskId, now: Instant) -> Option<Duration> {
         let t = self.tasks.get_mut(id).filter(|t| t.session == session)?;
         t.expires_at = now + t.lease;
         Some(t.lease)
@@ -948,7 +950,7 @@ impl Scheduler {
     /// are ready again). A lease that ran out is a failure too: its statements avoid
     /// that worker.
     pub fn expire(&mut self, now: Instant) -> Vec<Task> {
-        let expired: Vec<String> = self
+        let expired: Vec<TaskId> = self
             .tasks
             .values()
             .filter(|t| t.expires_at <= now)
@@ -968,6 +970,10 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn w(name: &str) -> Worker {
+        Worker::parse(name).expect("a valid worker name")
+    }
 
     fn cfg() -> SchedConfig {
         SchedConfig {
@@ -1003,7 +1009,7 @@ mod tests {
         let t0 = Instant::now();
         s.add_job(job("j", 50, 10));
         for k in 1..=3 {
-            s.add_session(k, format!("w.r{k}"), None);
+            s.add_session(k, w(&format!("w.r{k}")), None);
         }
         let mut seen = vec![0u32; 50];
         let mut now = t0;
@@ -1038,7 +1044,7 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 1000, 10));
-        s.add_session(1, "w.r1".into(), None);
+        s.add_session(1, w("w.r1"), None);
         let first = s.poll_assignments(t0);
         assert_eq!(
             first.iter().map(|t| t.count).collect::<Vec<_>>(),
@@ -1055,9 +1061,9 @@ mod tests {
         // A second session halves the fair share near the end of a small job.
         let mut s = Scheduler::new(cfg());
         s.add_job(job("k", 4, 10));
-        s.add_session(1, "w.r1".into(), None);
-        s.add_session(2, "w.r2".into(), None);
-        s.rates.insert(("w.r1".into(), "c1".into()), 100.0);
+        s.add_session(1, w("w.r1"), None);
+        s.add_session(2, w("w.r2"), None);
+        s.rates.insert((w("w.r1"), "c1".into()), 100.0);
         let tasks = s.poll_assignments(t0);
         assert_eq!(tasks.iter().find(|t| t.session == 1).unwrap().count, 2);
     }
@@ -1067,12 +1073,12 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 2, 10));
-        s.add_session(1, "a.r".into(), None);
+        s.add_session(1, w("a.r"), None);
         let tasks = s.poll_assignments(t0);
         assert_eq!(tasks.len(), 2);
         assert_eq!(s.remove_session(1).len(), 2);
         assert_eq!(s.progress("j").unwrap().pending, 2);
-        s.add_session(2, "b.r".into(), None);
+        s.add_session(2, w("b.r"), None);
         let again = s.poll_assignments(t0);
         assert_eq!(again.iter().map(|t| t.count).sum::<u64>(), 2);
         assert!(again.iter().all(|t| t.session == 2));
@@ -1087,7 +1093,7 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 2, 10));
-        s.add_session(1, "a.r".into(), None);
+        s.add_session(1, w("a.r"), None);
         let tasks = s.poll_assignments(t0);
         let lease = tasks[0].lease;
         assert_eq!(
@@ -1117,8 +1123,8 @@ mod tests {
         let mut now = Instant::now();
         s.add_job(job("j", 1, 10));
         // Two stalling rigs, failing it again and again: never exhausted.
-        s.add_session(1, "w1.r".into(), None);
-        s.add_session(2, "w2.r".into(), None);
+        s.add_session(1, w("w1.r"), None);
+        s.add_session(2, w("w2.r"), None);
         for _ in 0..10 {
             let t = s.poll_assignments(now).remove(0);
             now += t.lease;
@@ -1126,7 +1132,7 @@ mod tests {
         }
         assert!(s.take_exhausted().is_empty());
         for k in 3..=5 {
-            s.add_session(k, format!("w{k}.r"), None);
+            s.add_session(k, w(&format!("w{k}.r")), None);
         }
         let mut workers = vec![];
         for attempt in 3..=5u32 {
@@ -1154,7 +1160,7 @@ mod tests {
             }
         }
         // The three new workers, each tried once, before any failed one again.
-        let tried: BTreeSet<_> = workers.iter().map(String::as_str).collect();
+        let tried: BTreeSet<_> = workers.iter().map(|w| w.as_str()).collect();
         assert_eq!(
             tried,
             BTreeSet::from(["w3.r", "w4.r", "w5.r"]),
@@ -1174,7 +1180,13 @@ mod tests {
         let mut now = Instant::now();
         s.add_job(job("j", 1, 10));
         for k in 1..=5 {
-            s.add_session_as(k, format!("sybil{k}.r"), "ip:10.0.0.9".into(), None, None);
+            s.add_session_as(
+                k,
+                w(&format!("sybil{k}.r")),
+                "ip:10.0.0.9".into(),
+                None,
+                None,
+            );
         }
         for _ in 0..10 {
             let t = s.poll_assignments(now).remove(0);
@@ -1191,7 +1203,7 @@ mod tests {
         for k in 6..=10 {
             s.add_session_as(
                 k,
-                format!("acct{k}.r"),
+                w(&format!("acct{k}.r")),
                 format!("account:acct{k}"),
                 Some(format!("acct{k}")),
                 None,
@@ -1217,11 +1229,11 @@ mod tests {
         private.allow = Some(BTreeSet::from(["alice".to_owned()]));
         s.add_job(private);
         // Named alice, but without her token: not her.
-        s.add_session_as(1, "alice.fake".into(), "ip:10.0.0.9".into(), None, None);
+        s.add_session_as(1, w("alice.fake"), "ip:10.0.0.9".into(), None, None);
         assert!(s.poll_assignments(now).is_empty());
         s.add_session_as(
             2,
-            "bob.r".into(),
+            w("bob.r"),
             "account:bob".into(),
             Some("bob".into()),
             None,
@@ -1229,7 +1241,7 @@ mod tests {
         assert!(s.poll_assignments(now).is_empty());
         s.add_session_as(
             3,
-            "alice.r".into(),
+            w("alice.r"),
             "account:alice".into(),
             Some("alice".into()),
             None,
@@ -1246,8 +1258,8 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 2, 10));
-        s.add_session(1, "slow.r".into(), None);
-        s.add_session(2, "fast.r".into(), None);
+        s.add_session(1, w("slow.r"), None);
+        s.add_session(2, w("fast.r"), None);
         let first = s.poll_assignments(t0);
         assert_eq!(first.len(), 2, "one statement each: {first:?}");
         let slow = first.iter().find(|t| t.session == 1).unwrap().clone();
@@ -1285,9 +1297,9 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 1, 10));
-        s.add_session(1, "slow.r".into(), None);
+        s.add_session(1, w("slow.r"), None);
         let orig = s.poll_assignments(t0).remove(0);
-        s.add_session(2, "other.r".into(), None);
+        s.add_session(2, w("other.r"), None);
         let b = s.poll_assignments(t0 + Duration::from_secs(45)).remove(0);
         assert!(b.backup);
         s.fail(2, &b.id).unwrap();
@@ -1311,17 +1323,17 @@ mod tests {
             ..cfg()
         });
         s.add_job(job("j", 3, 10));
-        s.add_session(1, "a.r".into(), None);
+        s.add_session(1, w("a.r"), None);
         s.poll_assignments(t0);
-        s.add_session(2, "b.r".into(), None);
+        s.add_session(2, w("b.r"), None);
         let got = s.poll_assignments(late);
         assert!(got.iter().all(|t| !t.backup), "{got:?}");
         // Another session of the same worker never backs up its own task.
         let mut s = Scheduler::new(cfg());
         s.add_job(job("j", 1, 10));
-        s.add_session(1, "a.r".into(), None);
+        s.add_session(1, w("a.r"), None);
         s.poll_assignments(t0);
-        s.add_session(2, "a.r".into(), None);
+        s.add_session(2, w("a.r"), None);
         assert!(s.poll_assignments(late).is_empty());
         // Switched off.
         let mut s = Scheduler::new(SchedConfig {
@@ -1329,9 +1341,9 @@ mod tests {
             ..cfg()
         });
         s.add_job(job("j", 1, 10));
-        s.add_session(1, "a.r".into(), None);
+        s.add_session(1, w("a.r"), None);
         s.poll_assignments(t0);
-        s.add_session(2, "b.r".into(), None);
+        s.add_session(2, w("b.r"), None);
         assert!(s.poll_assignments(late).is_empty());
     }
 
@@ -1342,18 +1354,18 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 4, 10));
-        s.add_session(1, "a.r".into(), None);
+        s.add_session(1, w("a.r"), None);
         let held = s.poll_assignments(t0);
         assert_eq!(held.len(), 2);
         assert_eq!(s.park(1), 2);
         // Parked: nothing new for it, and its statements stay leased.
-        s.add_session(2, "b.r".into(), None);
+        s.add_session(2, w("b.r"), None);
         let b = s.poll_assignments(t0);
         assert!(b.iter().all(|t| t.session == 2), "{b:?}");
         assert_eq!(s.progress("j").unwrap().leased, 4);
         // Another worker cannot take the leases over.
         assert!(s.reattach(1, 2).is_empty());
-        s.add_session(3, "a.r".into(), None);
+        s.add_session(3, w("a.r"), None);
         let moved = s.reattach(1, 3);
         assert_eq!(
             moved
@@ -1376,12 +1388,12 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 2, 10));
-        s.add_session(1, "a.r".into(), None);
+        s.add_session(1, w("a.r"), None);
         let held = s.poll_assignments(t0);
         s.park(1);
         assert_eq!(s.remove_session(1).len(), held.len());
         assert_eq!(s.progress("j").unwrap().pending, 2);
-        s.add_session(2, "b.r".into(), None);
+        s.add_session(2, w("b.r"), None);
         assert_eq!(s.poll_assignments(t0).len(), 2);
     }
 
@@ -1402,7 +1414,7 @@ mod tests {
         };
         s.add_job(big);
         for k in 1..=3 {
-            s.add_session(k, format!("w{k}.r"), None);
+            s.add_session(k, w(&format!("w{k}.r")), None);
         }
         assert!(s.poll_assignments(t0).iter().all(|t| t.client == "big"));
         let small = JobEntry {
@@ -1427,7 +1439,7 @@ mod tests {
             ..job("rush-job", 2, 5)
         };
         s.add_job(rush);
-        s.set_urgent("rush-job", true);
+        s.set_urgent(&"rush-job".into(), true);
         let t = s.tasks.values().find(|t| t.session == 2).unwrap().clone();
         s.complete(2, &t.id, t0 + Duration::from_secs(2)).unwrap();
         let next = s.poll_assignments(t0 + Duration::from_secs(2));
@@ -1445,7 +1457,7 @@ mod tests {
         });
         let now = Instant::now();
         s.add_job(job("j", 1, 10));
-        s.add_session(1, "w.r".into(), None);
+        s.add_session(1, w("w.r"), None);
         for _ in 0..20 {
             let t = s.poll_assignments(now).remove(0);
             s.fail(1, &t.id).unwrap();
@@ -1458,9 +1470,9 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 1, 10));
-        s.add_session(1, "slow.r".into(), None);
+        s.add_session(1, w("slow.r"), None);
         let t = s.poll_assignments(t0).remove(0);
-        s.add_session(2, "other.r".into(), None);
+        s.add_session(2, w("other.r"), None);
         let later = t0 + t.lease;
         assert_eq!(s.expire(later).len(), 1);
         let again = s.poll_assignments(later);
@@ -1472,9 +1484,9 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 1, 10));
-        s.add_session(1, "bad.r".into(), None);
+        s.add_session(1, w("bad.r"), None);
         let t = s.poll_assignments(t0).remove(0);
-        s.add_session(2, "good.r".into(), None);
+        s.add_session(2, w("good.r"), None);
         s.fail(1, &t.id).unwrap();
         let again = s.poll_assignments(t0);
         assert_eq!(again.len(), 1);
@@ -1491,7 +1503,7 @@ mod tests {
         other.circuit_id = "c2".into();
         other.circuit_name = "preimage".into();
         s.add_job(other);
-        s.add_session(1, "a.r".into(), Some(["chain".to_owned()].into()));
+        s.add_session(1, w("a.r"), Some(["chain".to_owned()].into()));
         let tasks = s.poll_assignments(t0);
         assert_eq!(
             tasks.iter().map(|t| t.job.as_str()).collect::<Vec<_>>(),
@@ -1507,7 +1519,11 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         for k in 1..=100 {
-            s.add_session(k, format!("p{k}.r"), Some(["preimage".to_owned()].into()));
+            s.add_session(
+                k,
+                w(&format!("p{k}.r")),
+                Some(["preimage".to_owned()].into()),
+            );
         }
         s.add_job(job("j", 3, 10));
         assert!(s.poll_assignments(t0).is_empty());
@@ -1523,7 +1539,7 @@ mod tests {
         assert!(s.poll_assignments(later).is_empty());
         assert_eq!(s.passes(), first + 1);
         // A session that proves every circuit joins: the statements go to it now.
-        s.add_session(500, "c.r".into(), None);
+        s.add_session(500, w("c.r"), None);
         let tasks = s.poll_assignments(later);
         assert!(!tasks.is_empty());
         assert!(tasks.iter().all(|t| t.session == 500));
@@ -1535,10 +1551,10 @@ mod tests {
         let t0 = Instant::now();
         s.add_job(job("gone", 4, 10));
         s.add_job(job("kept", 4, 20));
-        s.add_session(1, "a.r".into(), None);
+        s.add_session(1, w("a.r"), None);
         let leased = s.poll_assignments(t0);
         assert!(leased.iter().any(|t| t.job == "gone"));
-        let cancelled = s.remove_job("gone");
+        let cancelled = s.remove_job(&"gone".into());
         assert_eq!(
             cancelled.len(),
             leased.iter().filter(|t| t.job == "gone").count()
@@ -1550,7 +1566,7 @@ mod tests {
         ));
         // The freed slots go to the remaining job.
         assert!(s.poll_assignments(t0).iter().all(|t| t.job == "kept"));
-        assert!(s.remove_job("gone").is_empty());
+        assert!(s.remove_job(&"gone".into()).is_empty());
     }
 
     #[test]
@@ -1558,8 +1574,8 @@ mod tests {
         let mut s = Scheduler::new(cfg());
         let t0 = Instant::now();
         s.add_job(job("j", 10, 10));
-        s.add_session(1, "a.r".into(), None);
-        s.rates.insert(("a.r".into(), "c1".into()), 0.3);
+        s.add_session(1, w("a.r"), None);
+        s.rates.insert((w("a.r"), "c1".into()), 0.3);
         let t = s.poll_assignments(t0).remove(0);
         assert_eq!(t.count, 3);
         assert!(s.check_submit(1, &t.id, &[0, 1, 2]).is_ok());

@@ -117,7 +117,7 @@ pub fn admit(
         return Err(Rejection::Banned(message));
     }
     let indices: Vec<u64> = submit.proofs.iter().map(|p| p.index).collect();
-    Ok(sched.check_submit(session, &submit.task.0, &indices)?)
+    Ok(sched.check_submit(session, &submit.task, &indices)?)
 }
 
 /// What the share path keeps between submits: the statements a submit in
@@ -342,7 +342,7 @@ pub async fn record(
                 i,
                 StoredProof {
                     proof,
-                    worker: who.worker.clone(),
+                    worker: who.worker.to_string(),
                     task: task.id.clone(),
                     at_ms,
                     cached: false,
@@ -352,9 +352,9 @@ pub async fn record(
         .collect();
     let work = job.work_per_proof.saturating_mul(task.count);
     let credit = ShareCredit {
-        worker: who.worker.clone(),
-        job: job.id.clone(),
-        task: task.id.clone(),
+        worker: who.worker.to_string(),
+        job: job.id.to_string(),
+        task: task.id.to_string(),
         first_statement: task.first,
         proofs: task.count,
         work,
@@ -519,7 +519,7 @@ mod tests {
             client: "c".into(),
             allow: None,
         });
-        s.add_session(1, "alice.rig1".into(), None);
+        s.add_session(1, stratum::Worker::parse("alice.rig1").unwrap(), None);
         let task = s.poll_assignments(Instant::now()).remove(0);
         (s, task)
     }
@@ -575,7 +575,7 @@ mod tests {
         });
         let now = Instant::now();
         let who = Authorized {
-            worker: "alice.rig1".into(),
+            worker: stratum::Worker::parse("alice.rig1").unwrap(),
             ip: "10.0.0.1".parse().unwrap(),
             verified: false,
         };

@@ -191,7 +191,7 @@ fn proof(worker: &str, byte: u8) -> StoredProof {
     StoredProof {
         proof: ProofBytes(vec![byte; 4]),
         worker: worker.into(),
-        task: format!("t{byte}"),
+        task: format!("t{byte}").into(),
         at_ms: u64::from(byte),
         cached: false,
     }

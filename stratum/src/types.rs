@@ -21,6 +21,47 @@ macro_rules! string_newtype {
                 $name(s.to_owned())
             }
         }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// Maps keyed by the id are looked up by the `&str` a request carries;
+        /// hashing and ordering are the string's, as `Borrow` requires.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// Read access as the string it is (storage and logs take `&str`); the
+        /// other way needs the type, so a bare string cannot pass for an id.
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
     };
 }
 
@@ -59,11 +100,52 @@ impl fmt::Display for Id {
 }
 
 /// A worker name, `ADDR.RIG`: the payout account, a dot, and a rig label.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Equality, hashing and order are the name's (the dot follows from it), so maps
+/// keyed by workers are looked up by `&str` too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Worker {
     name: String,
     dot: usize,
+}
+
+impl PartialEq for Worker {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Worker {}
+
+impl std::hash::Hash for Worker {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+
+impl PartialOrd for Worker {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Worker {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(&other.name)
+    }
+}
+
+impl std::ops::Deref for Worker {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::borrow::Borrow<str> for Worker {
+    fn borrow(&self) -> &str {
+        &self.name
+    }
 }
 
 /// Why a worker name was refused.
@@ -216,6 +298,30 @@ impl fmt::Display for RpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pool keys its maps by these types and looks them up by the `&str` a
+    /// request carries: hashing and order must be the string's, or a lookup of a
+    /// live task would miss it.
+    #[test]
+    fn typed_ids_are_found_by_their_string() {
+        use std::collections::{BTreeMap, HashMap};
+        let w = Worker::parse("alice.rig1").unwrap();
+        let by_worker: HashMap<Worker, u32> = [(w.clone(), 7)].into();
+        assert_eq!(by_worker.get("alice.rig1"), Some(&7));
+        assert_eq!(by_worker.get("alice.rig2"), None);
+        let tasks: HashMap<TaskId, u32> = [(TaskId::from("job-1"), 1)].into();
+        assert_eq!(tasks.get("job-1"), Some(&1));
+        let jobs: BTreeMap<JobId, u32> = [(JobId::from("b"), 2), (JobId::from("a"), 1)].into();
+        assert_eq!(jobs.get("a"), Some(&1));
+        assert_eq!(
+            jobs.keys().map(|j| j.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        // A worker serializes as its name and refuses a bad one on the way in.
+        assert_eq!(serde_json::to_string(&w).unwrap(), "\"alice.rig1\"");
+        assert!(serde_json::from_str::<Worker>("\"no-dot\"").is_err());
+        assert_eq!(serde_json::to_string(&JobId::from("j")).unwrap(), "\"j\"");
+    }
 
     #[test]
     fn worker_names() {

@@ -22,7 +22,7 @@ use stratum::{
 /// from, and whether it proved the name is its own (the account's worker token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorized {
-    pub worker: String,
+    pub worker: Worker,
     pub ip: IpAddr,
     pub verified: bool,
 }
@@ -30,7 +30,7 @@ pub struct Authorized {
 impl Authorized {
     /// The account (the worker name before its dot).
     pub fn account(&self) -> &str {
-        payouts::worker_addr(&self.worker)
+        self.worker.account()
     }
 
     /// What the session's failures count against: its account when it proved
@@ -267,7 +267,7 @@ impl Handshake {
                 "the pool cannot check worker tokens right now; try again shortly",
             )),
             TokenCheck::Verified | TokenCheck::Open => Authorized {
-                worker: worker.to_string(),
+                worker: worker.clone(),
                 ip,
                 verified: token == TokenCheck::Verified,
             },

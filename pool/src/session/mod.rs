@@ -49,7 +49,7 @@ use handshake::{Caps, Handshake, HandshakeConfig};
 #[derive(Debug, Clone)]
 pub struct Parked {
     pub key: SessionKey,
-    pub worker: String,
+    pub worker: stratum::Worker,
     pub until: std::time::Instant,
 }
 
@@ -75,9 +75,9 @@ impl Sessions {
     }
 
     /// The parked session of `worker` with resume `token`, taken out.
-    fn resume(&self, token: &str, worker: &str) -> Option<Parked> {
+    fn resume(&self, token: &str, worker: &stratum::Worker) -> Option<Parked> {
         self.parked
-            .remove_if(token, |_, p| p.worker == worker)
+            .remove_if(token, |_, p| p.worker == *worker)
             .map(|(_, p)| p)
     }
 
@@ -427,7 +427,7 @@ async fn handle(
             Ok(_) => {
                 let renewed = pool
                     .dispatch()
-                    .with(|s| s.renew(key, &p.task.0, std::time::Instant::now()));
+                    .with(|s| s.renew(key, &p.task, std::time::Instant::now()));
                 match renewed {
                     Some(lease) => Ok(serde_json::to_value(ProgressResult {
                         lease_secs: lease.as_secs().max(1),

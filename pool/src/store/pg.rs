@@ -243,7 +243,7 @@ impl Store for PgStore {
         conn.execute(
             "INSERT INTO circuits (id, record) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
-            &[&c.id, &json(c)],
+            &[&c.id.as_str(), &json(c)],
         )
         .await?;
         Ok(())
@@ -262,7 +262,7 @@ impl Store for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, record = EXCLUDED.record",
             &[
-                &j.id,
+                &j.id.as_str(),
                 &j.client,
                 &j.is_public(),
                 &page_key(j),
@@ -451,7 +451,7 @@ impl Store for PgStore {
         let added = tx
             .execute(
                 "INSERT INTO clients (id, record) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-                &[&c.id, &json(c)],
+                &[&c.id.as_str(), &json(c)],
             )
             .await?
             == 1;
