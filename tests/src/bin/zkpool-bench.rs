@@ -9,8 +9,10 @@
 //! steady load (50 jobs of N/100 statements, one every 50 ms); and the burst's
 //! floor on this machine (the same readers fed by a bare writer process on plain
 //! loopback sockets, no pool).
-//! Phase 2 (throughput): M sessions submit for S seconds on a job of identical
-//! statements (so one proof fits every index); verified proofs/s, submit → reply
+//! Phase 2 (throughput): M sessions submit for S seconds on a job of distinct
+//! statements, each proven ahead (`--proofs`, kept under `--cache` with the
+//! set-up pool data directory every pool starts from, so the first run proves for
+//! minutes and later ones start at once); verified proofs/s, submit → reply
 //! latency and the pool's CPU are measured. With `--baseline` phase 2 runs again
 //! on a pool that verifies proof by proof (`verifier.batch = false`), and the
 //! ratio is reported.
@@ -60,6 +62,13 @@ struct Args {
     /// ratio of a clean run in the same invocation.
     #[arg(long, default_value_t = 0.0)]
     misbehaving: f64,
+    /// Distinct pre-proven statements in phase 2's job: more than the window
+    /// verifies (the report warns when the job ran out).
+    #[arg(long, default_value_t = 80_000)]
+    proofs: usize,
+    /// Where the set-up template pool and its proofs are kept between runs.
+    #[arg(long, default_value = "target/zkpool-bench-cache")]
+    cache: PathBuf,
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -103,6 +112,9 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The set-up data directory every pool starts from (its keys fit the cached proofs).
+static TEMPLATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 fn start_pool(dir: &Path, batch: bool, max_sessions: usize) -> anyhow::Result<PoolProcess> {
     start_pool_with(
         dir,
@@ -125,6 +137,9 @@ fn start_pool_with(
     bans: &str,
 ) -> anyhow::Result<PoolProcess> {
     std::fs::create_dir_all(dir)?;
+    if let Some(t) = TEMPLATE.get() {
+        copy_dir(&t.join("data"), &dir.join("data"))?;
+    }
     let cfg = dir.join("pool.toml");
     std::fs::write(
         &cfg,
@@ -193,45 +208,135 @@ async fn session_from(
     Ok((lines, w))
 }
 
-/// Pre-made proofs: valid ones of the bench statement, and one of another
-/// statement (a well-formed proof that fails the pairing check).
+/// Pre-made proofs: one valid proof for each of `statements` (distinct statements:
+/// the pool refuses a job that repeats one, and credits a statement once per
+/// pool), and one proof of another statement (well-formed, fails the pairing check).
 struct Proofs {
-    statement: zk::Statement,
+    statements: Vec<zk::Statement>,
     valid: Vec<String>,
     invalid: String,
 }
 
-async fn make_proofs(api: &zkpool_tests::Api) -> anyhow::Result<Proofs> {
-    let c = api.get("/v1/circuits/preimage").await?;
+/// The statement of seed `i`: `preimage` of `i`. Seeds below 2^32 are the cached
+/// proven statements; phase 1's unproven statements use seeds above that.
+fn statement(i: u64) -> zk::Statement {
+    zk::CircuitSpec::preimage_statement(zk::Fr::from(i))
+}
+
+/// Statements nobody will prove (phase 1 measures notifies only): `n` distinct
+/// from `from`.
+fn unproven(from: u64, n: usize) -> Vec<zk::Statement> {
+    (0..n as u64)
+        .map(|i| statement((1 << 32) + from + i))
+        .collect()
+}
+
+/// Copies a directory tree (a pool's data directory: the sled store and the keys).
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &dest)?;
+        } else {
+            std::fs::copy(e.path(), dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// The pre-proven statements, made once and kept under `cache`: a pool data
+/// directory set up once (`cache/template`, copied into every pool this harness
+/// starts, so every pool has the same keys) and `cache/proofs.txt` (the key hash,
+/// then one uncompressed proof per line, of seeds 0, 1, ...). Proving is about
+/// 10 ms per proof and core, so the first run with a large `n` takes minutes.
+async fn cached_proofs(cache: &Path, n: usize) -> anyhow::Result<Proofs> {
+    let template = cache.join("template");
+    let file = cache.join("proofs.txt");
+    if !template.join("data").exists() {
+        let _ = std::fs::remove_file(&file);
+        println!("setting up the template pool in {}", template.display());
+        let pool = start_pool_with(&template, true, 10, "")?;
+        drop(pool);
+    }
+    let _ = TEMPLATE.set(template);
+    let mut valid: Vec<String> = vec![];
+    let mut stored_hash = String::new();
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let mut lines = text.lines();
+        stored_hash = lines.next().unwrap_or_default().to_owned();
+        valid = lines.map(str::to_owned).collect();
+    }
+    // The key: from a pool started on a copy of the template.
+    let scratch = tempfile::tempdir()?;
+    let pool = start_pool(&scratch.path().join("p"), true, 10)?;
+    let c = pool.api.get("/v1/circuits/preimage").await?;
     let hash = c["proving_key_hash"]
         .as_str()
         .context("key hash")?
         .to_owned();
-    let url = format!("{}/v1/circuits/preimage/proving-key", api.base());
+    if hash != stored_hash {
+        valid.clear();
+    }
+    let url = format!("{}/v1/circuits/preimage/proving-key", pool.api.base());
     let bytes = reqwest::get(&url).await?.bytes().await?;
-    tokio::task::spawn_blocking(move || {
-        let keys = zk::CircuitKeys::from_pk_bytes(zk::CircuitSpec::Preimage, &bytes, &hash)?;
-        let statement = zk::CircuitSpec::preimage_statement(zk::Fr::from(7u64));
-        let valid = (0..8)
-            .map(|_| keys.prove(&statement).map(|p| uncompressed(&p)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let other = zk::CircuitSpec::preimage_statement(zk::Fr::from(8u64));
-        let invalid = uncompressed(&keys.prove(&other)?);
-        Ok::<_, anyhow::Error>(Proofs {
-            statement,
-            valid,
-            invalid,
-        })
+    drop(pool);
+    let have = valid.len();
+    let keys = Arc::new(zk::CircuitKeys::from_pk_bytes(
+        zk::CircuitSpec::Preimage,
+        &bytes,
+        &hash,
+    )?);
+    if have < n {
+        println!(
+            "proving {} statements for the cache ({} cached)...",
+            n - have,
+            have
+        );
+        let started = Instant::now();
+        let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
+        let made: Vec<Vec<String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let keys = keys.clone();
+                    s.spawn(move || {
+                        (have + t..n)
+                            .step_by(threads)
+                            .map(|i| keys.prove(&statement(i as u64)).map(|p| uncompressed(&p)))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("prover thread"))
+                .collect::<Result<_, _>>()
+        })?;
+        for i in 0..n - have {
+            valid.push(made[i % threads][i / threads].clone());
+        }
+        let mut text = hash.clone();
+        for v in &valid {
+            text.push('\n');
+            text.push_str(v);
+        }
+        std::fs::write(&file, text)?;
+        println!(
+            "proved {} in {:.1} s",
+            n - have,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    valid.truncate(n);
+    let invalid = uncompressed(&keys.prove(&statement(u64::MAX))?);
+    Ok(Proofs {
+        statements: (0..n as u64).map(statement).collect(),
+        valid,
+        invalid,
     })
-    .await?
 }
 
-async fn post_job(
-    api: &zkpool_tests::Api,
-    statement: &zk::Statement,
-    n: usize,
-) -> anyhow::Result<String> {
-    let statements: Vec<&zk::Statement> = std::iter::repeat_n(statement, n).collect();
+async fn post_job(api: &zkpool_tests::Api, statements: &[zk::Statement]) -> anyhow::Result<String> {
     let job = api
         .post(
             "/v1/jobs",
@@ -309,7 +414,7 @@ fn spread(times: &[Instant], from: Instant) -> (f64, f64, f64) {
 /// of one task per session at once, and a steady stream of small jobs at a rate
 /// far above what the rigs free slots at; last, the same burst written by a bare
 /// writer on plain loopback sockets (the floor for the machine and this harness).
-async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow::Result<Value> {
+async fn phase_sessions(n: usize, pool: &PoolProcess) -> anyhow::Result<Value> {
     let pid = pool.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss0 = rss_kib(pid)?;
@@ -354,7 +459,7 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
     // The burst: one statement per session, all ready at once. CPU of the pool
     // and of this harness is sampled at the first notify and at the last.
     let before_post = Instant::now();
-    let burst_job = post_job(&pool.api, &proofs.statement, n).await?;
+    let burst_job = post_job(&pool.api, &unproven(0, n)).await?;
     let post_ms = before_post.elapsed().as_secs_f64() * 1000.0;
     let mut cpu_first = None;
     let arrived = collect_notifies(&mut rx, n, Some(&burst_job), || {
@@ -391,7 +496,7 @@ async fn phase_sessions(n: usize, proofs: &Proofs, pool: &PoolProcess) -> anyhow
         tokio::select! {
             _ = tick.tick(), if sent < jobs => {
                 let t = Instant::now();
-                let id = post_job(&pool.api, &proofs.statement, per_job).await?;
+                let id = post_job(&pool.api, &unproven(((1 + sent) * per_job) as u64 * 1_000, per_job)).await?;
                 posted.insert(id, t);
                 sent += 1;
             }
@@ -635,13 +740,9 @@ async fn phase_throughput_with(
     pool: &PoolProcess,
 ) -> anyhow::Result<Value> {
     let pid = pool.child.id();
-    // Enough identical statements that the job outlasts the window.
-    post_job(
-        &pool.api,
-        &proofs.statement,
-        ((secs as usize + 5) * 5_000).min(200_000),
-    )
-    .await?;
+    // Every cached statement: enough that the job outlasts the window (the
+    // report says so when it did not: `job_exhausted`).
+    let job = post_job(&pool.api, &proofs.statements).await?;
     let accepted = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -681,7 +782,10 @@ async fn phase_throughput_with(
                             let proof = if bad && k == 0 {
                                 &proofs.invalid
                             } else {
-                                &proofs.valid[k % proofs.valid.len()]
+                                match s["index"].as_u64().and_then(|i| proofs.valid.get(i as usize)) {
+                                    Some(p) => p,
+                                    None => &proofs.invalid,
+                                }
                             };
                             json!({"index": s["index"], "proof": proof})
                         })
@@ -742,7 +846,19 @@ async fn phase_throughput_with(
     let cpu = cpu_secs(pid)? - c0;
     let proofs_ok = accepted.load(Relaxed) - a0;
     let mut l = lat.lock().unwrap().clone();
+    // The job must outlast the window, or the rate is of an idle tail.
+    let view = pool.api.get(&format!("/v1/jobs/{job}")).await?;
+    let verified_in_job = view["verified"].as_u64().unwrap_or(0);
+    if verified_in_job >= proofs.statements.len() as u64 {
+        eprintln!(
+            "warning: the job's {} statements were all verified before the window closed: \
+             the rate is a lower bound; raise --proofs",
+            proofs.statements.len()
+        );
+    }
     Ok(json!({
+        "statements_in_job": proofs.statements.len(),
+        "verified_in_job": verified_in_job,
         "miners": miners,
         "window_secs": elapsed,
         "verified_proofs": proofs_ok,
@@ -792,19 +908,14 @@ async fn main() -> anyhow::Result<()> {
     if keep {
         println!("pool data and logs in {}", dir.path().display());
     }
-    let pool = start_pool(
-        &dir.path().join("batch"),
-        true,
-        args.sessions.max(args.miners),
-    )?;
-    let proofs = Arc::new(make_proofs(&pool.api).await?);
+    let proofs = Arc::new(cached_proofs(&args.cache, args.proofs).await?);
     if args.sessions > 0 {
+        let pool = start_pool(&dir.path().join("batch"), true, args.sessions)?;
         println!("phase 1: {} idle sessions...", args.sessions);
-        let r = phase_sessions(args.sessions, &proofs, &pool).await?;
+        let r = phase_sessions(args.sessions, &pool).await?;
         println!("{}", serde_json::to_string_pretty(&r)?);
         report["sessions"] = r;
     }
-    drop(pool);
     if args.miners > 0 {
         let modes: &[bool] = if args.baseline {
             &[true, false]
@@ -814,8 +925,6 @@ async fn main() -> anyhow::Result<()> {
         for &batch in modes {
             let name = if batch { "batched" } else { "one_by_one" };
             let pool = start_pool(&dir.path().join(name), batch, args.miners)?;
-            // Each pool's data directory has its own keys: prove for this one.
-            let proofs = Arc::new(make_proofs(&pool.api).await?);
             println!(
                 "phase 2 ({name}): {} submitting sessions for {} s...",
                 args.miners, args.seconds
@@ -842,12 +951,12 @@ async fn main() -> anyhow::Result<()> {
         let honest = args.miners - bad.min(args.miners);
         for (name, bad) in [("defended_clean", 0), ("defended_misbehaving", bad)] {
             let pool = start_defended_pool(&dir.path().join(name), args.miners)?;
-            let proofs = Arc::new(make_proofs(&pool.api).await?);
             println!(
                 "phase 3 ({name}): {honest} honest and {bad} misbehaving sessions for {} s, default bans...",
                 args.seconds
             );
-            let r = phase_throughput_with(honest, bad, args.seconds, 0.0, proofs, &pool).await?;
+            let r = phase_throughput_with(honest, bad, args.seconds, 0.0, proofs.clone(), &pool)
+                .await?;
             println!("{}", serde_json::to_string_pretty(&r)?);
             report[name] = r;
         }
