@@ -264,7 +264,7 @@ impl Monitor {
             State::Proving => "proving".to_owned(),
             State::Disconnected { retry_at } => format!(
                 "disconnected (retrying in {})",
-                secs(retry_at.saturating_duration_since(now))
+                secs(round_up(retry_at.saturating_duration_since(now)))
             ),
             State::Banned { until: Some(until) } => format!(
                 "banned (until {})",
@@ -333,7 +333,7 @@ impl Monitor {
             pool: self.pool.clone(),
             retry_in_secs: match &self.state {
                 State::Disconnected { retry_at } => {
-                    Some(retry_at.saturating_duration_since(now).as_secs())
+                    Some(round_up(retry_at.saturating_duration_since(now)).as_secs())
                 }
                 _ => None,
             },
@@ -400,6 +400,11 @@ pub struct Summary {
     pub last_error: Option<String>,
     /// Proving keys (circuits) loaded.
     pub keys_loaded: usize,
+}
+
+/// `d` rounded up to whole seconds: a retry 0.4 s away is "in 1s", not "in 0s".
+fn round_up(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 
 /// `1h02m`, `4m05s`, `7s`.
@@ -533,6 +538,10 @@ mod tests {
         assert_eq!(
             (s.retry_in_secs, s.last_error.as_deref()),
             (Some(3), Some("connection closed"))
+        );
+        assert_eq!(
+            m.describe(at(t0, 13.6), wall()),
+            "disconnected (retrying in 1s)"
         );
         // Reconnecting to the same pool is "connecting"; failing over names the
         // next pool until it answers.
