@@ -311,3 +311,29 @@ async fn main() -> std::process::ExitCode {
 /// The default precomputation budget: enough for every table of a 2^16-constraint
 /// circom circuit (about 400 MiB) and most of a 2^18 one's.
 const DEFAULT_PRECOMPUTE_MIB: u64 = 1024;
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of zkminer and its subcommands says what it is in `--help`.
+    #[test]
+    fn every_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        let cmd = super::Args::command();
+        cmd.clone().debug_assert();
+        walk(&cmd, "zkminer", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+}
