@@ -272,9 +272,10 @@ pub async fn run(
                 wait
             }
             session::Ended::Banned(reason) => {
-                // Coming back before the ban is over only gets refused again.
+                // Asked again at the usual backoff rather than after the whole ban,
+                // so that a ban the operator lifts is noticed within max_backoff.
                 let ban = status::ban_length(&reason);
-                let wait = ban.unwrap_or(backoff).max(backoff);
+                let wait = backoff;
                 warn!(%pool, %reason, retry_in_secs = wait.as_secs(), "banned by the pool");
                 stats.note(|m| m.banned(&reason, ban, Instant::now()));
                 backoff = (backoff * 2).min(cfg.max_backoff);
