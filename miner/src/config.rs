@@ -27,6 +27,10 @@ pub struct MinerFile {
     pub prover_cmd: Option<String>,
     /// MiB of precomputed prover tables; 0 turns precomputation off.
     pub precompute_mem_mib: Option<u64>,
+    /// The monitoring API's address (`--http`); off when absent.
+    pub http: Option<std::net::SocketAddr>,
+    /// Let `http` be an address other than loopback (`--http-allow-remote`).
+    pub http_allow_remote: Option<bool>,
 }
 
 impl MinerFile {

@@ -5,11 +5,14 @@
 //! - [`keys`]: the proving-key cache (memory and disk), every key checked against its hash.
 //! - [`session`]: one connection's life: handshake, tasks in, proofs out, keepalive.
 //! - [`run`]: the reconnect loop around sessions.
+//! - [`status`]: what the miner is doing (state, rates, shares), for the status
+//!   line and [`api`], the read-only monitoring API (`zkminer --http`).
 //!
 //! Proving overlaps the network: a task's proofs are submitted from a task of their
 //! own while the next task is already being proven, and the pool leases each
 //! session a queued task beyond the one in progress.
 
+pub mod api;
 pub mod bench;
 pub mod config;
 pub mod external;
@@ -18,12 +21,13 @@ pub mod pipeline;
 pub mod process;
 pub mod receipts;
 pub mod session;
+pub mod status;
 pub mod tables;
 
 use std::{
     path::PathBuf,
-    sync::{atomic::AtomicU64, Arc},
-    time::{Duration, Instant},
+    sync::{atomic::AtomicU64, Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio_util::sync::CancellationToken;
@@ -115,7 +119,8 @@ pub struct MinerConfig {
     pub precompute_mem: u64,
 }
 
-/// Counters the status line and callers read.
+/// Counters callers read, and the monitor the status line and the monitoring
+/// API read.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub proofs: AtomicU64,
@@ -129,6 +134,27 @@ pub struct Stats {
     /// Round-trip of the last submit, microseconds.
     pub last_submit_us: AtomicU64,
     pub connects: AtomicU64,
+    /// The state machine behind the status line and `GET /v1/summary`; its lock
+    /// is held only to feed it an event or read it, never across an `.await`.
+    pub monitor: Mutex<status::Monitor>,
+}
+
+impl Default for status::Monitor {
+    fn default() -> Self {
+        status::Monitor::new(Instant::now())
+    }
+}
+
+impl Stats {
+    /// Feeds the monitor an event.
+    pub fn note(&self, event: impl FnOnce(&mut status::Monitor)) {
+        event(
+            &mut self
+                .monitor
+                .lock()
+                .expect("the monitor lock is never poisoned"),
+        );
+    }
 }
 
 /// Runs the miner until `shutdown`: connect, mine, reconnect with exponential
@@ -220,20 +246,39 @@ pub async fn run(
         let before = stats
             .accepted_shares
             .load(std::sync::atomic::Ordering::Relaxed);
+        stats.note(|m| m.connecting(&pool.to_string()));
         let outcome = session::run_session(&cfg, pool, &rig, &stats, &shutdown).await;
         if shutdown.is_cancelled() {
             return Ok(());
         }
         let wait = match outcome {
             session::Ended::Refused(reason) => {
+                stats.note(|m| m.error(format!("refused by {pool}: {reason}")));
                 return Err(MinerError::Refused {
                     worker: cfg.worker.clone(),
                     reason,
-                })
+                });
             }
             session::Ended::Reconnect(wait) => {
                 info!(%pool, wait_secs = wait.as_secs(), "pool asked us to reconnect");
+                stats.note(|m| {
+                    m.lost(
+                        &format!("{pool} asked us to reconnect"),
+                        wait,
+                        Instant::now(),
+                    )
+                });
                 backoff = Duration::from_secs(1);
+                wait
+            }
+            session::Ended::Banned(reason) => {
+                // Asked again at the usual backoff rather than after the whole ban,
+                // so that a ban the operator lifts is noticed within max_backoff.
+                let ban = status::ban_length(&reason);
+                let wait = backoff;
+                warn!(%pool, %reason, retry_in_secs = wait.as_secs(), "banned by the pool");
+                stats.note(|m| m.banned(&reason, ban, Instant::now()));
+                backoff = (backoff * 2).min(cfg.max_backoff);
                 wait
             }
             session::Ended::Lost(reason) => {
@@ -248,10 +293,13 @@ pub async fn run(
                 // Fail over to the next pool at once; back off only after a full round.
                 current = (current + 1) % cfg.pools.len();
                 if current != 0 {
-                    warn!(%pool, %reason, next = %cfg.pools[current], "disconnected; failing over");
+                    let next = &cfg.pools[current];
+                    warn!(%pool, %reason, %next, "disconnected; failing over");
+                    stats.note(|m| m.failing_over(&reason, &next.to_string()));
                     Duration::ZERO
                 } else {
                     warn!(%pool, %reason, retry_in_secs = backoff.as_secs(), "disconnected");
+                    stats.note(|m| m.lost(&reason, backoff, Instant::now()));
                     let w = backoff;
                     backoff = (backoff * 2).min(cfg.max_backoff);
                     w
@@ -265,112 +313,32 @@ pub async fn run(
     }
 }
 
-/// One status line's figures.
-pub struct Status {
-    pub proofs_per_s: f64,
-    pub constraints_per_s: f64,
-    pub accepted_shares: u64,
-    pub accepted_proofs: u64,
-    pub rejected: u64,
-    pub last_submit_ms: f64,
-}
-
-/// The status line; with `colour` (a terminal, and no `NO_COLOR`), the rate is
-/// bold, accepted work green and rejections red when there are any.
-pub fn status_line(worker: &str, s: &Status, colour: bool) -> String {
-    let paint = |code: &str, text: String| {
-        if colour {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text
-        }
-    };
-    let rejected = format!("rejected {}", s.rejected);
-    format!(
-        "[{worker}] {} | {:.0} constraints/s | {} | {} | last submit {:.1} ms",
-        paint("1", format!("{:.2} proofs/s", s.proofs_per_s)),
-        s.constraints_per_s,
-        paint(
-            "32",
-            format!(
-                "accepted {} shares ({} proofs)",
-                s.accepted_shares, s.accepted_proofs
-            )
-        ),
-        if s.rejected > 0 {
-            paint("31", rejected)
-        } else {
-            rejected
-        },
-        s.last_submit_ms,
-    )
-}
-
 async fn status_loop(
     worker: String,
     stats: Arc<Stats>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
     let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
-    let (mut last_proofs, mut last_constraints, mut last) = (0u64, 0u64, Instant::now());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let proofs = stats.proofs.load(Relaxed);
-        let constraints = stats.constraints.load(Relaxed);
-        let secs = last.elapsed().as_secs_f64().max(1e-3);
-        println!(
-            "{}",
-            status_line(
-                &worker,
-                &Status {
-                    proofs_per_s: (proofs - last_proofs) as f64 / secs,
-                    constraints_per_s: (constraints - last_constraints) as f64 / secs,
-                    accepted_shares: stats.accepted_shares.load(Relaxed),
-                    accepted_proofs: stats.accepted_proofs.load(Relaxed),
-                    rejected: stats.rejected_shares.load(Relaxed),
-                    last_submit_ms: stats.last_submit_us.load(Relaxed) as f64 / 1000.0,
-                },
-                colour,
-            )
-        );
-        (last_proofs, last_constraints, last) = (proofs, constraints, Instant::now());
+        let line = stats
+            .monitor
+            .lock()
+            .expect("the monitor lock is never poisoned")
+            .status_line(&worker, Instant::now(), SystemTime::now(), colour);
+        println!("{line}");
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_status_line_is_coloured_only_on_request() {
-        let s = super::Status {
-            proofs_per_s: 1.984,
-            constraints_per_s: 26991.2,
-            accepted_shares: 14,
-            accepted_proofs: 41,
-            rejected: 0,
-            last_submit_ms: 3.12,
-        };
-        assert_eq!(
-            super::status_line("alice.rig1", &s, false),
-            "[alice.rig1] 1.98 proofs/s | 26991 constraints/s | accepted 14 shares (41 proofs) | rejected 0 | last submit 3.1 ms"
-        );
-        let c = super::status_line("alice.rig1", &s, true);
-        assert!(
-            c.contains("\x1b[32maccepted 14 shares (41 proofs)\x1b[0m"),
-            "{c:?}"
-        );
-        assert!(!c.contains("\x1b[31m"), "no red without rejections: {c:?}");
-        let bad = super::Status { rejected: 2, ..s };
-        assert!(super::status_line("a.r", &bad, true).contains("\x1b[31mrejected 2\x1b[0m"));
-    }
-
     use super::*;
 
     #[test]

@@ -48,6 +48,16 @@ struct Args {
     /// before [default: 1024].
     #[arg(long, value_name = "MIB")]
     precompute_mem: Option<u64>,
+    /// Serve a read-only JSON monitoring API (GET /v1/summary, GET /v1/health)
+    /// on this address, e.g. 127.0.0.1:4080 (port 0: any free port; the
+    /// address is printed). Off unless given. It has no authentication: an
+    /// address other than loopback also needs --http-allow-remote.
+    #[arg(long, value_name = "ADDR", env = "ZKMINER_HTTP")]
+    http: Option<std::net::SocketAddr>,
+    /// Let --http listen on an address other than loopback (anyone who can reach
+    /// it can read this rig's figures).
+    #[arg(long)]
+    http_allow_remote: bool,
     /// Measure this rig on each built-in circuit, without a pool, and exit.
     #[arg(long)]
     benchmark: bool,
@@ -231,6 +241,43 @@ async fn main() -> std::process::ExitCode {
         env!("CARGO_PKG_VERSION"),
         shown.join(", then ")
     );
+    let shutdown = CancellationToken::new();
+    let stats = Arc::new(miner::Stats::default());
+    if let Some(addr) = args.http.or(file.http) {
+        let allow_remote = args.http_allow_remote || file.http_allow_remote.unwrap_or(false);
+        if !addr.ip().is_loopback() && !allow_remote {
+            eprintln!(
+                "zkminer: --http {addr} is not a loopback address, and the monitoring API has no authentication: use 127.0.0.1:PORT, or add --http-allow-remote (http_allow_remote = true in --config) to serve it to your network"
+            );
+            return std::process::ExitCode::from(2);
+        }
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("zkminer: cannot listen on --http {addr}: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        let bound = listener.local_addr().unwrap_or(addr);
+        if !bound.ip().is_loopback() {
+            eprintln!(
+                "zkminer: warning: the monitoring API on {bound} has no authentication; anyone who can reach it can read this rig's figures"
+            );
+        }
+        println!("zkminer: monitoring API on http://{bound} (GET /v1/summary, GET /v1/health)");
+        let rig = miner::api::RigInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            worker: worker.clone(),
+            pools: shown.clone(),
+            threads,
+        };
+        let (stats, stop) = (stats.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = miner::api::serve(listener, rig, stats, stop).await {
+                tracing::error!(error = %e, "the monitoring API stopped");
+            }
+        });
+    }
     let cfg = miner::MinerConfig {
         pools,
         worker,
@@ -247,13 +294,12 @@ async fn main() -> std::process::ExitCode {
         prover_cmd,
         precompute_mem,
     };
-    let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
         miner::process::wait_for_signal().await;
         stop.cancel();
     });
-    match miner::run(cfg, Arc::new(miner::Stats::default()), shutdown).await {
+    match miner::run(cfg, stats, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("zkminer: {e}");
@@ -265,3 +311,29 @@ async fn main() -> std::process::ExitCode {
 /// The default precomputation budget: enough for every table of a 2^16-constraint
 /// circom circuit (about 400 MiB) and most of a 2^18 one's.
 const DEFAULT_PRECOMPUTE_MIB: u64 = 1024;
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of zkminer and its subcommands says what it is in `--help`.
+    #[test]
+    fn every_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        let cmd = super::Args::command();
+        cmd.clone().debug_assert();
+        walk(&cmd, "zkminer", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+}

@@ -30,6 +30,9 @@ pub enum Ended {
     Reconnect(Duration),
     /// The pool refused the worker: do not retry.
     Refused(String),
+    /// The pool refused the worker as banned for invalid work: retry once the
+    /// ban (its length is in the message) is over.
+    Banned(String),
 }
 
 /// Tasks waiting for the prover. The pool leases a few per session; more means
@@ -118,10 +121,14 @@ pub async fn run_session(
         {
             return Ended::Refused(error.message)
         }
+        Ok(Err(ClientError::Rpc { error, .. })) if error.kind() == Some(ErrorCode::Banned) => {
+            return Ended::Banned(error.message)
+        }
         Ok(Err(e)) => return Ended::Lost(format!("handshake failed: {e}")),
         Ok(Ok(sub)) => sub,
     };
     info!(%pool, worker = %cfg.worker, session = %sub.session, "connected and authorized");
+    stats.note(|m| m.connected(&pool.to_string()));
     resume.set_token(&pool.to_string(), sub.resume.clone());
 
     let cancelled: Arc<Mutex<HashSet<TaskId>>> = Arc::default();
@@ -149,8 +156,13 @@ pub async fn run_session(
             _ = shutdown.cancelled() => break Ended::Lost("shutting down".into()),
             why = &mut closed => break Ended::Lost(why.unwrap_or_else(|_| "connection closed".into())),
             _ = ping.tick() => {
-                let c = client.clone();
-                tokio::spawn(async move { let _ = c.ping().await; });
+                let (c, stats) = (client.clone(), stats.clone());
+                tokio::spawn(async move {
+                    let sent = Instant::now();
+                    if c.ping().await.is_ok() {
+                        stats.note(|m| m.pinged(sent.elapsed()));
+                    }
+                });
             }
             note = notes.recv() => match note {
                 None => break Ended::Lost("connection closed".into()),
@@ -233,6 +245,9 @@ async fn prove_tasks(
         resume,
     } = ctx;
     while let Some(n) = tasks.recv().await {
+        // The monitor shows "proving" while this task is held, whichever way
+        // this iteration ends.
+        let _busy = Busy::start(&stats);
         let is_cancelled = |t: &TaskId| {
             cancelled
                 .lock()
@@ -270,9 +285,16 @@ async fn prove_tasks(
             Ok(k) => k,
             Err(e) => {
                 error!(task = %n.task, error = %e, "cannot get the proving key; skipping task");
+                stats.note(|m| {
+                    m.error(format!(
+                        "cannot get the proving key of task {}: {e}",
+                        n.task
+                    ))
+                });
                 continue;
             }
         };
+        stats.note(|m| m.key_loaded(&n.key.hash));
         // The key's verifying key must be the circuit the task names, or every
         // proof would be checked against another key and the rig blamed.
         if circuit.verifier.id != n.circuit.0 {
@@ -341,6 +363,7 @@ async fn prove_tasks(
                         .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
                     stats.proofs.fetch_add(1, Relaxed);
                     stats.constraints.fetch_add(n.work_per_proof, Relaxed);
+                    stats.note(|m| m.proved(n.work_per_proof, Instant::now()));
                     proofs.push(SubmittedProof {
                         index,
                         // Uncompressed: it spares the pool three square roots per
@@ -350,6 +373,7 @@ async fn prove_tasks(
                 }
                 Ok(Err(e)) => {
                     error!(task = %n.task, index, error = %e, "proving failed; skipping task");
+                    stats.note(|m| m.error(format!("proving task {} failed: {e}", n.task)));
                     aborted = true;
                     break;
                 }
@@ -375,6 +399,23 @@ async fn prove_tasks(
     }
 }
 
+/// A task held by the prover, for the monitor: counted from its creation to its
+/// drop.
+struct Busy<'a>(&'a Stats);
+
+impl<'a> Busy<'a> {
+    fn start(stats: &'a Stats) -> Self {
+        stats.note(|m| m.task_started());
+        Busy(stats)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.note(|m| m.task_finished());
+    }
+}
+
 /// Submits a task's proofs and records the outcome. Proofs whose submit the
 /// connection dropped under are kept, so a resumed session submits them when the
 /// pool notifies the task again, instead of proving it over.
@@ -397,8 +438,10 @@ fn spawn_submit(
             .await
         {
             Ok(r) => {
+                let round_trip = sent.elapsed();
                 s.last_submit_us
-                    .store(sent.elapsed().as_micros() as u64, Relaxed);
+                    .store(round_trip.as_micros() as u64, Relaxed);
+                s.note(|m| m.accepted(r.accepted as u64, r.work, round_trip, Instant::now()));
                 s.accepted_shares.fetch_add(1, Relaxed);
                 s.accepted_proofs.fetch_add(r.accepted as u64, Relaxed);
                 s.accepted_work.fetch_add(r.work, Relaxed);
@@ -422,6 +465,11 @@ fn spawn_submit(
             Err(e) => {
                 s.rejected_shares.fetch_add(1, Relaxed);
                 warn!(%task, error = %e, "share rejected");
+                let why = match &e {
+                    ClientError::Rpc { error, .. } => error.message.clone(),
+                    other => other.to_string(),
+                };
+                s.note(|m| m.rejected(&why, Instant::now()));
             }
         }
     });

@@ -89,6 +89,16 @@ pub enum RegistryError {
     /// Another circuit already has this name.
     #[error("the name {0:?} is taken by another circuit: choose another name")]
     NameTaken(String),
+    /// The upload's keys are registered already, under another name: a circuit
+    /// has one name, so jobs must use that one (or the id), not the new one.
+    #[error("this {what} is already registered as circuit {name} (id {id}): jobs must name {name} or the id; {requested:?} was not registered (a circuit has one name)")]
+    AlreadyRegistered {
+        /// "zkey" or "verification key": what the upload gave.
+        what: &'static str,
+        name: String,
+        id: String,
+        requested: String,
+    },
     /// The name breaks the naming rule.
     #[error("circuit name {0:?}: use 1-48 letters, digits, '-', '_' or '.', starting with a letter (a name never looks like a circuit id)")]
     BadName(String),
@@ -314,7 +324,27 @@ impl Registry {
     ) -> Result<Registered, RegistryError> {
         let _one_at_a_time = self.registering.lock().await;
         if let Some(existing) = self.existing(&p.record.id, &p.record.name)? {
-            return Ok(existing);
+            return match existing {
+                Registered::Existing(r) if r.name != p.record.name => {
+                    Err(RegistryError::AlreadyRegistered {
+                        what: if p.bundle.is_some() {
+                            "zkey"
+                        } else {
+                            "verification key"
+                        },
+                        // A stored name that is not indexed (see `open`) cannot
+                        // be used in a job: then only the id can.
+                        name: if self.by_name.get(&r.name).is_some_and(|id| *id == r.id) {
+                            r.name
+                        } else {
+                            r.id.clone()
+                        },
+                        id: r.id,
+                        requested: p.record.name,
+                    })
+                }
+                same => Ok(same),
+            };
         }
         if let Some(bundle) = &p.bundle {
             let hash = self.write_key_file(bundle)?;

@@ -935,7 +935,9 @@ async fn post_circuit(
         Err(e @ (RegistryError::Circom(_) | RegistryError::Untrusted(_))) => {
             Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
         }
-        Err(e @ RegistryError::NameTaken(_)) => Err(ApiError(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ (RegistryError::NameTaken(_) | RegistryError::AlreadyRegistered { .. })) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
         Err(e @ RegistryError::BadName(_)) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
         Err(e @ RegistryError::Store(_)) => Err(unavailable(e)),
         Err(e) => Err(internal(e)),

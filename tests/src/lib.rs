@@ -241,8 +241,8 @@ impl MinerProcess {
         Self::spawn(&["--config", config], worker, log)
     }
 
-    /// `zkminer ARGS`, its output appended to `log`.
-    fn spawn(args: &[&str], worker: &str, log: &Path) -> anyhow::Result<Self> {
+    /// `zkminer ARGS`, its output (stdout and stderr) appended to `log`.
+    pub fn spawn(args: &[&str], worker: &str, log: &Path) -> anyhow::Result<Self> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

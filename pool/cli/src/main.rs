@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     client::ClientCommand,
     demo::DemoArgs,
-    offline::{ExportFormat, SetupArgs},
+    offline::{ExportFormat, Order, SetupArgs},
     operator::{
         CircuitsCommand, ClientsCommand, FundsCommand, OperatorArgs, PayoutsCommand,
         RewardsCommand, WorkersCommand,
@@ -70,23 +70,51 @@ enum Command {
         #[arg(long)]
         insecure_srs: bool,
     },
-    /// Verify a gnark BN254 Groth16 proof: exit 0 if valid, 1 with the reason if not.
+    /// Verify a gnark BN254 Groth16 proof offline: --vk, --proof and --public
+    /// (or the three files by position: VK PROOF PUBLIC). Exit 0 if it verifies,
+    /// 1 with the reason if it does not, 2 if a file cannot be read or decoded
+    /// (the message names the file and what is wrong with it).
     VerifyGnark {
-        /// The verifying key as gnark's VerifyingKey.WriteTo wrote it.
-        vk: PathBuf,
-        /// The proof as gnark's Proof.WriteRawTo (or WriteTo) wrote it.
-        proof: PathBuf,
+        /// The verifying key, as gnark's VerifyingKey.WriteTo wrote it.
+        #[arg(long, value_name = "FILE", required_unless_present = "files")]
+        vk: Option<PathBuf>,
+        /// The proof, as gnark's Proof.WriteRawTo (or WriteTo) wrote it.
+        #[arg(long, value_name = "FILE", required_unless_present = "files")]
+        proof: Option<PathBuf>,
         /// The public inputs: a JSON array of decimal strings, in order.
-        public: PathBuf,
+        #[arg(long, value_name = "FILE", required_unless_present = "files")]
+        public: Option<PathBuf>,
+        /// The same three files by position, in the order VK PROOF PUBLIC (the
+        /// older form, kept working; the flags say which file is which).
+        #[arg(
+            value_names = ["VK", "PROOF", "PUBLIC"],
+            num_args = 3,
+            conflicts_with_all = ["vk", "proof", "public"]
+        )]
+        files: Vec<PathBuf>,
     },
-    /// Verify a snarkjs Groth16 proof (bn128) offline: exit 0 if valid, 1 with the reason if not.
+    /// Verify a snarkjs Groth16 proof (bn128) offline: --vk, --proof and --public
+    /// (or the three files by position in snarkjs's order: VK PUBLIC PROOF). Exit
+    /// 0 if it verifies, 1 with the reason if it does not, 2 if a file cannot be
+    /// read or decoded (the message names the file and what is wrong with it).
     VerifySnarkjs {
         /// verification_key.json, as `snarkjs zkey export verificationkey` writes it.
-        vk: PathBuf,
-        /// public.json: the public signals.
-        public: PathBuf,
-        /// proof.json.
-        proof: PathBuf,
+        #[arg(long, value_name = "FILE", required_unless_present = "files")]
+        vk: Option<PathBuf>,
+        /// proof.json, as `snarkjs groth16 prove` writes it.
+        #[arg(long, value_name = "FILE", required_unless_present = "files")]
+        proof: Option<PathBuf>,
+        /// public.json: the public signals, as `snarkjs groth16 prove` writes them.
+        #[arg(long, value_name = "FILE", required_unless_present = "files")]
+        public: Option<PathBuf>,
+        /// The same three files by position, in the order VK PUBLIC PROOF (as
+        /// `snarkjs groth16 verify` takes them; the flags say which file is which).
+        #[arg(
+            value_names = ["VK", "PUBLIC", "PROOF"],
+            num_args = 3,
+            conflicts_with_all = ["vk", "proof", "public"]
+        )]
+        files: Vec<PathBuf>,
     },
     /// circom circuits on a running pool: register one (its .r1cs, .wasm and .zkey), list them.
     Circuits {
@@ -227,11 +255,23 @@ fn main() -> ExitCode {
                 &result,
                 if any_key { None } else { circuit_id.as_deref() },
             )),
-            Command::VerifyGnark { vk, proof, public } => {
-                offline::verify_gnark(&vk, &proof, &public)
+            Command::VerifyGnark {
+                vk,
+                proof,
+                public,
+                files,
+            } => {
+                let f = offline::ProofFiles::pick(vk, proof, public, files, Order::VkProofPublic);
+                offline::verify_gnark(&f)
             }
-            Command::VerifySnarkjs { vk, public, proof } => {
-                offline::verify_snarkjs(&vk, &public, &proof)
+            Command::VerifySnarkjs {
+                vk,
+                proof,
+                public,
+                files,
+            } => {
+                let f = offline::ProofFiles::pick(vk, proof, public, files, Order::VkPublicProof);
+                offline::verify_snarkjs(&f)
             }
             Command::Circuits {
                 op,
@@ -296,4 +336,35 @@ fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
         format!("{spec},{}", zk::QUIET_ARKWORKS)
     };
     tracing_subscriber::EnvFilter::new(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every positional argument of every subcommand says what it is in `--help`.
+    #[test]
+    fn every_positional_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut usize, missing: &mut Vec<String>) {
+            for arg in cmd.get_positionals() {
+                *seen += 1;
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{}>", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), seen, missing);
+            }
+        }
+        let (mut seen, mut missing) = (0, vec![]);
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        walk(&cmd, "zkpool", &mut seen, &mut missing);
+        assert!(
+            missing.is_empty(),
+            "positional arguments without help: {missing:?}"
+        );
+        // The walk reaches nested subcommands (`circuits verify CIRCUIT PUBLIC PROOF`, …).
+        assert!(seen >= 10, "only {seen} positional arguments found");
+    }
 }

@@ -199,17 +199,77 @@ pub fn read_json(p: &Path) -> anyhow::Result<Value> {
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", p.display()))
 }
 
-pub fn verify_snarkjs(vk: &Path, public: &Path, proof: &Path) -> anyhow::Result<ExitCode> {
-    let vk = zk::snarkjs::vk_from_json(&read_json(vk)?)
-        .with_context(|| format!("{}: not a usable verification key", vk.display()))?;
-    let public = zk::snarkjs::public_from_json(&read_json(public)?)
-        .with_context(|| format!("{}: not usable public signals", public.display()))?;
-    let proof = zk::snarkjs::proof_from_json(&read_json(proof)?)
-        .with_context(|| format!("{}: not a usable proof", proof.display()))?;
+/// The three files of an offline proof check, however they were given.
+#[derive(Debug)]
+pub struct ProofFiles {
+    pub vk: PathBuf,
+    pub proof: PathBuf,
+    pub public: PathBuf,
+}
+
+/// The order of the older, positional form of a verify command.
+#[derive(Debug, Clone, Copy)]
+pub enum Order {
+    /// gnark's: VK PROOF PUBLIC.
+    VkProofPublic,
+    /// snarkjs's (`snarkjs groth16 verify`): VK PUBLIC PROOF.
+    VkPublicProof,
+}
+
+impl ProofFiles {
+    /// The files from `--vk`, `--proof` and `--public`, or else from the three
+    /// positional `files` in `order`. clap has made sure that exactly one of the
+    /// two forms was given, complete.
+    pub fn pick(
+        vk: Option<PathBuf>,
+        proof: Option<PathBuf>,
+        public: Option<PathBuf>,
+        files: Vec<PathBuf>,
+        order: Order,
+    ) -> Self {
+        if let (Some(vk), Some(proof), Some(public)) = (vk, proof, public) {
+            return ProofFiles { vk, proof, public };
+        }
+        let [vk, b, c]: [PathBuf; 3] = files
+            .try_into()
+            .expect("clap requires either all three flags or three positional files");
+        let (proof, public) = match order {
+            Order::VkProofPublic => (b, c),
+            Order::VkPublicProof => (c, b),
+        };
+        ProofFiles { vk, proof, public }
+    }
+}
+
+/// Exit 0: the proof verifies; 1: it does not (printed as `INVALID: reason`); an
+/// error (exit 2): a file cannot be read or decoded, named in the message.
+pub fn verify_snarkjs(f: &ProofFiles) -> anyhow::Result<ExitCode> {
+    let vk = zk::snarkjs::vk_from_json(&read_json(&f.vk)?).with_context(|| {
+        format!(
+            "{} is not a snarkjs verification key (verification_key.json)",
+            f.vk.display()
+        )
+    })?;
+    let public = zk::snarkjs::public_from_json(&read_json(&f.public)?).with_context(|| {
+        format!(
+            "{} is not snarkjs public signals (public.json: an array of decimal strings)",
+            f.public.display()
+        )
+    })?;
+    let proof = zk::snarkjs::proof_from_json(&read_json(&f.proof)?).with_context(|| {
+        format!(
+            "{} is not a snarkjs Groth16 proof (proof.json)",
+            f.proof.display()
+        )
+    })?;
     match vk.verify(&public, &proof) {
         Ok(()) => {
             println!("OK: the proof verifies ({} public signals)", public.len());
             Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ zk::VerifyError::Malformed(_)) => {
+            Err(anyhow::Error::new(e)
+                .context(format!("{} is not a usable proof", f.proof.display())))
         }
         Err(e) => {
             println!("INVALID: {e}");
@@ -218,23 +278,35 @@ pub fn verify_snarkjs(vk: &Path, public: &Path, proof: &Path) -> anyhow::Result<
     }
 }
 
-pub fn verify_gnark(vk: &Path, proof: &Path, public: &Path) -> anyhow::Result<ExitCode> {
+/// As [`verify_snarkjs`], for gnark's binary key and proof.
+pub fn verify_gnark(f: &ProofFiles) -> anyhow::Result<ExitCode> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-    let (vk_bytes, proof_bytes) = (read(vk)?, read(proof)?);
-    let inputs: Vec<String> = serde_json::from_slice(&read(public)?).with_context(|| {
+    let key = zk::gnark::decode_vk(&read(&f.vk)?).with_context(|| {
         format!(
-            "{} is not a JSON array of decimal strings",
-            public.display()
+            "{} is not a gnark BN254 verifying key (VerifyingKey.WriteTo)",
+            f.vk.display()
+        )
+    })?;
+    let proof = zk::gnark::decode_proof(&read(&f.proof)?).with_context(|| {
+        format!(
+            "{} is not a gnark BN254 Groth16 proof (Proof.WriteRawTo or WriteTo)",
+            f.proof.display()
+        )
+    })?;
+    let inputs: Vec<String> = serde_json::from_slice(&read(&f.public)?).with_context(|| {
+        format!(
+            "{} is not a JSON array of decimal strings (the public inputs)",
+            f.public.display()
         )
     })?;
     let inputs = inputs
         .iter()
         .enumerate()
         .map(|(i, x)| {
-            zk::field::parse_fr(x).with_context(|| format!("{}: input {i}", public.display()))
+            zk::field::parse_fr(x).with_context(|| format!("{}: input {i}", f.public.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    match zk::gnark::verify(&vk_bytes, &proof_bytes, &inputs) {
+    match key.verify_decoded(&inputs, &proof) {
         Ok(()) => {
             println!(
                 "OK: gnark proof verifies with {} public input(s)",

@@ -92,14 +92,119 @@ fn verify_gnark_accepts_real_gnark_proofs_and_refuses_mismatches() {
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("INVALID: proof does not verify"), "{out}");
+    // The flags name each file, in any order.
+    let (code, out) = zkpool(&[
+        "verify-gnark",
+        "--public",
+        &f("public-1.json"),
+        "--proof",
+        &f("proof-1.bin"),
+        "--vk",
+        &f("vk.bin"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    // A file that is not what it should be is not an invalid proof: exit 2,
+    // naming the file and what it is not.
     let (code, out) = zkpool(&[
         "verify-gnark",
         &f("vk.bin"),
         &f("public-1.json"),
         &f("public-1.json"),
     ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "zkpool: {} is not a gnark BN254 Groth16 proof",
+            f("public-1.json")
+        )),
+        "{out}"
+    );
+    let (code, out) = zkpool(&[
+        "verify-gnark",
+        "--vk",
+        &f("proof-1.bin"),
+        "--proof",
+        &f("proof-1.bin"),
+        "--public",
+        &f("public-1.json"),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{} is not a gnark BN254 verifying key",
+            f("proof-1.bin")
+        )),
+        "{out}"
+    );
+}
+
+/// `verify-snarkjs` takes the same flags as `verify-gnark` (and snarkjs's own
+/// positional order, VK PUBLIC PROOF); 0 valid, 1 invalid, 2 a file that cannot
+/// be read or is not the file it should be, named.
+#[test]
+fn verify_snarkjs_takes_named_files_and_says_which_one_is_malformed() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../zk/tests/fixtures/circom");
+    let f = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+    let named = |vk: &str, proof: &str, public: &str| {
+        zkpool(&[
+            "verify-snarkjs",
+            "--vk",
+            &f(vk),
+            "--proof",
+            &f(proof),
+            "--public",
+            &f(public),
+        ])
+    };
+    let (code, out) = named("mul.vk.json", "mul.proof.json", "mul.public.json");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("OK: the proof verifies"), "{out}");
+    let (code, out) = zkpool(&[
+        "verify-snarkjs",
+        &f("mul.vk.json"),
+        &f("mul.public.json"),
+        &f("mul.proof.json"),
+    ]);
+    assert_eq!(code, 0, "the positional order still works: {out}");
+    // Another statement: a well-formed proof that does not verify.
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("public.json");
+    std::fs::write(&other, "[\"2674\", \"11\"]").unwrap();
+    let (code, out) = zkpool(&[
+        "verify-snarkjs",
+        "--vk",
+        &f("mul.vk.json"),
+        "--proof",
+        &f("mul.proof.json"),
+        "--public",
+        other.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.starts_with("INVALID: proof:"), "{out}");
+    assert!(out.starts_with("INVALID:"), "{out}");
+    // The public signals given as the proof: exit 2, naming that file.
+    let (code, out) = named("mul.vk.json", "mul.public.json", "mul.public.json");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "zkpool: {} is not a snarkjs Groth16 proof",
+            f("mul.public.json")
+        )),
+        "{out}"
+    );
+    let (code, out) = named("missing.json", "mul.proof.json", "mul.public.json");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!("cannot read {}", f("missing.json"))),
+        "{out}"
+    );
+    // Half of the flags, or two positional files, is a usage error naming what is missing.
+    let (code, out) = zkpool(&["verify-snarkjs", "--vk", &f("mul.vk.json")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("--proof <FILE>") && out.contains("--public <FILE>"),
+        "{out}"
+    );
 }
 
 /// `zkpool … | head -1`: when the reader has gone, the command ends quietly (exit 0,

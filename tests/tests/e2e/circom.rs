@@ -504,3 +504,64 @@ async fn a_circom_circuit_is_registered_proven_with_snarkjs_and_accepted_by_snar
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// `zkpool circuits add NAME2` with a zkey already registered as NAME1, through
+/// the CLI against a pool process: refused (exit 2) with a message that names
+/// NAME1 and its id and says jobs must use them; NAME2 stays unknown (so no job
+/// is ever accepted for a name that is not there), and adding it again under
+/// NAME1 is the same circuit, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zkey_registered_under_one_name_is_refused_under_another_naming_the_first(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = super::paying_pool_config(dir.path())?;
+    let pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../zk/tests/fixtures/circom");
+    let (r1cs, wasm, zkey) = (
+        format!("{fixtures}/mul.r1cs"),
+        format!("{fixtures}/mul.wasm"),
+        format!("{fixtures}/mul.zkey"),
+    );
+    let input = format!("{fixtures}/mul.input.json");
+    let add = |name: &str| {
+        cli(
+            "zkpool",
+            &pool.base,
+            &[
+                "circuits", "add", name, "--r1cs", &r1cs, "--wasm", &wasm, "--zkey", &zkey,
+                "--input", &input,
+            ],
+        )
+    };
+    let (ok, out) = add("mul-a");
+    assert!(ok, "{out}");
+    let first = pool.api.get("/v1/circuits/mul-a").await?;
+    let id = first["id"].as_str().context("an id")?.to_owned();
+
+    let (ok, out) = add("mul-b");
+    assert!(
+        !ok,
+        "a second name for the same zkey must not look registered: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "this zkey is already registered as circuit mul-a (id {id}): jobs must name mul-a or the id"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("\"mul-b\" was not registered"), "{out}");
+    let e = pool
+        .api
+        .get("/v1/circuits/mul-b")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("404"), "{e}");
+
+    let (ok, out) = add("mul-a");
+    assert!(
+        ok && out.contains(&id),
+        "the same name again is the same circuit: {out}"
+    );
+    Ok(())
+}

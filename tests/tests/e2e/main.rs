@@ -11,6 +11,7 @@ mod dashboard;
 mod faults;
 mod http_api;
 mod metrics;
+mod miner_status;
 mod payouts;
 mod protocol;
 mod spine;
