@@ -96,7 +96,7 @@ pub enum RegistryError {
         /// "zkey" or "verification key": what the upload gave.
         what: &'static str,
         name: String,
-        id: String,
+        id: CircuitId,
         requested: String,
     },
     /// The name breaks the naming rule.
@@ -337,7 +337,7 @@ impl Registry {
                         name: if self.by_name.get(&r.name).is_some_and(|id| *id == r.id) {
                             r.name
                         } else {
-                            r.id.clone()
+                            r.id.to_string()
                         },
                         id: r.id,
                         requested: p.record.name,
