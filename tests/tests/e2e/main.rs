@@ -12,6 +12,7 @@ mod faults;
 mod http_api;
 mod metrics;
 mod payouts;
+mod postgres;
 mod protocol;
 mod spine;
 
