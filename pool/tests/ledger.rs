@@ -563,6 +563,119 @@ async fn pg_a_tampered_balance_is_corrected_from_the_journal_on_open() {
     assert_eq!(v, 50);
 }
 
+/// 200 credits at once share transactions: every one is recorded, in fewer
+/// commits than credits (the committer takes every credit waiting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_concurrent_credits_share_commits() {
+    let url = fresh_database("pg_group_commit");
+    let (l, _store) = pg_ledger(&url).await;
+    let l = Arc::new(l);
+    let before = l.commits();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                l.credit(&credit("m.r", "j", i, 1), &Policy::default())
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().expect("the credit commits").new);
+    }
+    let commits = l.commits() - before;
+    assert!(
+        commits < 200,
+        "200 credits took {commits} commits: none shared one"
+    );
+    assert_eq!(l.job_credits("j").await.unwrap().len(), 200);
+    assert_eq!(l.check_balances().await.unwrap(), 0);
+}
+
+/// A write the database refuses (a fault injected by a trigger) is answered
+/// with a storage error and leaves nothing behind, for a lone request and for
+/// every credit that shared its transaction; the retries record each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_write_that_fails_to_commit_is_not_acknowledged_and_a_retry_records_it_once() {
+    let url = fresh_database("pg_fault");
+    let (l, _store) = pg_ledger(&url).await;
+    let l = Arc::new(l);
+    let db = sql(&url).await;
+    db.batch_execute(
+        "CREATE FUNCTION inject() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.key IN ('deposit/bad', 'share/j/00000000000000000007') THEN
+                 RAISE EXCEPTION 'injected fault';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER inject BEFORE INSERT ON ledger_journal
+             FOR EACH ROW EXECUTE FUNCTION inject();",
+    )
+    .await
+    .unwrap();
+    let client = account::client("c");
+    let e = l.deposit(&client, 10, "bad").await.unwrap_err();
+    assert!(
+        matches!(&e, LedgerError::Storage(_)) && e.to_string().contains("injected fault"),
+        "{e}"
+    );
+    assert_eq!(l.journal_entry("deposit/bad").await.unwrap(), None);
+    assert_eq!(l.balance(&client).await.unwrap(), 0);
+
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                l.credit(&credit("m.r", "j", i, 1), &Policy::default())
+                    .await
+            })
+        })
+        .collect();
+    let mut acknowledged = HashSet::new();
+    for (i, t) in (0u64..).zip(tasks) {
+        let key = credit("m.r", "j", i, 1).key();
+        match t.await.unwrap() {
+            Ok(c) => {
+                assert!(c.new && i != 7, "share {i}");
+                assert!(l.journal_entry(&key).await.unwrap().is_some(), "{key}");
+                acknowledged.insert(i);
+            }
+            Err(e) => {
+                assert!(matches!(e, LedgerError::Storage(_)), "share {i}: {e}");
+                assert_eq!(l.journal_entry(&key).await.unwrap(), None, "{key}");
+            }
+        }
+    }
+    assert!(!acknowledged.contains(&7));
+    books_match_the_journal(&*l).await;
+
+    db.batch_execute("DROP TRIGGER inject ON ledger_journal")
+        .await
+        .unwrap();
+    let (_, new) = l.deposit(&client, 10, "bad").await.unwrap();
+    assert!(new);
+    for i in 0..40 {
+        let c = l
+            .credit(&credit("m.r", "j", i, 1), &Policy::default())
+            .await
+            .unwrap();
+        assert_eq!(c.new, !acknowledged.contains(&i), "share {i}");
+    }
+    let mut positions: Vec<u64> = l
+        .job_credits("j")
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.position)
+        .collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (0..40).collect::<Vec<_>>());
+    assert_eq!(l.balance(&client).await.unwrap(), 10);
+    books_match_the_journal(&*l).await;
+    assert_eq!(l.check_balances().await.unwrap(), 0);
+}
+
 /// Amounts the database cannot hold are refused before anything is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_an_amount_over_bigint_is_refused_and_nothing_is_written() {
