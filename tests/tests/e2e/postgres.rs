@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde_json::json;
 use zkpool_tests::*;
 
-use super::{chain_job, cli, completed, new_client, paying_pool_config, ADMIN};
+use super::{chain_job, cli, completed, new_client, on_postgres, paying_pool_config, ADMIN};
 
 /// `zkpool ARGS` with `envs`; its success and its stdout and stderr together.
 fn zkpool(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
@@ -94,17 +94,9 @@ async fn an_unreachable_database_stops_serve_with_the_key_named() -> anyhow::Res
 /// and a restarted pool on the same database shows the same books.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_on_postgres_runs_a_job_settles_it_and_keeps_its_books() -> anyhow::Result<()> {
-    let server = pg::server().map_err(anyhow::Error::msg)?;
-    let db = server
-        .fresh_database("e2e_pool")
-        .map_err(anyhow::Error::msg)?;
     let dir = tempfile::tempdir()?;
     let cfg = paying_pool_config(dir.path())?;
-    let text = std::fs::read_to_string(&cfg)?;
-    std::fs::write(
-        &cfg,
-        text.replacen("[storage]\n", &format!("[storage]\nurl = \"{db}\"\n"), 1),
-    )?;
+    on_postgres(&cfg, "e2e_pool")?;
     let log = dir.path().join("pool.log");
     let mut pool = PoolProcess::start(&cfg, None, &log)?;
     let url = pool.base.clone();
