@@ -31,7 +31,7 @@
 //! settlement leader are issue 14's next part.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -207,23 +207,27 @@ async fn entry_by_key(db: &impl GenericClient, key: &str) -> Result<Option<Entry
 }
 
 /// Records the entry `body` in `tx` and applies it to `st`, unless its key is
-/// taken (in the database, or earlier in this transaction: `earlier`): then the
-/// entry holding it answers when `body` is the same request retried
-/// ([`state::retry`]). Returns the entry holding the key and whether it is new.
-/// `st` changes only for a new entry, after its rows are written; the caller
-/// commits, or marks the state stale.
+/// taken (in `earlier`: recorded earlier in this transaction or looked up
+/// already; else in the database, unless the key is in `absent`, looked up and
+/// not found): then the entry holding it answers when `body` is the same
+/// request retried ([`state::retry`]). Returns the entry holding the key and
+/// whether it is new. `st` changes only for a new entry, after its rows are
+/// written; the caller commits, or marks the state stale.
 async fn record(
     tx: &Transaction<'_>,
     st: &mut State,
     body: Body,
     earlier: &mut HashMap<String, Entry>,
+    absent: &HashSet<String>,
 ) -> Result<(Entry, bool), LedgerError> {
     let key = body.key();
     if let Some(e) = earlier.get(&key) {
         return Ok((state::retry(e.clone(), &body)?, false));
     }
-    if let Some(e) = entry_by_key(tx, &key).await? {
-        return Ok((state::retry(e, &body)?, false));
+    if !absent.contains(&key) {
+        if let Some(e) = entry_by_key(tx, &key).await? {
+            return Ok((state::retry(e, &body)?, false));
+        }
     }
     let touched = st.effects(&body)?;
     // Each touched balance by its new value and the change, both BIGINT: the
@@ -368,7 +372,14 @@ impl Shared {
         let mut conn = self.pool.get().await.db()?;
         let tx = conn.transaction().await.db()?;
         let before = books.state.next_seq();
-        let outcome = record(&tx, &mut books.state, body, &mut HashMap::new()).await;
+        let outcome = record(
+            &tx,
+            &mut books.state,
+            body,
+            &mut HashMap::new(),
+            &HashSet::new(),
+        )
+        .await;
         self.finish(tx, &mut books, before, outcome).await.map(Some)
     }
 
@@ -383,12 +394,32 @@ impl Shared {
         let mut conn = self.pool.get().await.db()?;
         let tx = conn.transaction().await.db()?;
         let before = books.state.next_seq();
+        // Every key of the group looked up in one query, not one each: most
+        // credits are new, and the lookup is a round trip under the lock.
+        let mut absent: HashSet<String> = group.iter().map(|r| r.credit.key()).collect();
+        let keys: Vec<&String> = absent.iter().collect();
+        let rows = tx
+            .query(
+                "SELECT key, entry FROM ledger_journal WHERE key = ANY($1)",
+                &[&keys],
+            )
+            .await
+            .db()?;
         let mut earlier = HashMap::new();
+        for row in rows {
+            let key: String = row.get(0);
+            absent.remove(&key);
+            // An unreadable entry is left to `record`, which looks it up again
+            // and reports it for its own credit only.
+            if let Ok(e) = decode(&key, row.get(1)) {
+                earlier.insert(key, e);
+            }
+        }
         let mut answers = Vec::with_capacity(group.len());
         let mut fault = None;
         for r in group {
             let body = books.state.share(&r.credit, r.paid);
-            match record(&tx, &mut books.state, body, &mut earlier).await {
+            match record(&tx, &mut books.state, body, &mut earlier, &absent).await {
                 Ok((e, new)) => answers.push(credited(e, new)),
                 // The transaction is broken: nothing more can be written in it.
                 Err(e @ LedgerError::Storage(_)) => {
