@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Longer crash loop than CI's 50 iterations: SIGKILL the pool N times at random points
-# while jobs run, then check every accepted job completes and nothing is credited
-# twice. Usage: tests/crash-loop.sh [ITERATIONS] [SEED]
+# Longer crash loops than CI's (50 iterations on sled, 20 on PostgreSQL): SIGKILL the
+# pool N times at random points while jobs run, on each backend, then check every
+# accepted job completes and nothing is credited twice.
+# Usage: tests/crash-loop.sh [ITERATIONS] [SEED]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ZKPOOL_CRASH_ITERATIONS="${1:-300}"

@@ -212,14 +212,70 @@ impl PayoutsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Directory of the sled database and key files. Default `./zkpool-data`.
+    /// With `url` set, the circuits' key files are still kept here.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database for the records and the ledger,
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`. Default: none, the
+    /// embedded sled database in `data_dir`.
+    pub url: Option<String>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./zkpool-data"),
+            url: None,
         }
+    }
+}
+
+impl StorageConfig {
+    /// What `problem` says about `storage.url`, if anything is wrong with it.
+    fn check_url(url: &str) -> Result<(), String> {
+        const FORM: &str = "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
+        const OR_SLED: &str =
+            "or leave storage.url out to use the embedded sled store in storage.data_dir";
+        if url.trim().is_empty() {
+            return Err(format!(
+                "is empty: give a PostgreSQL URL, {FORM}, {OR_SLED}"
+            ));
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(format!(
+                "{:?} is not a PostgreSQL URL: it must look like {FORM}, {OR_SLED}",
+                redact_url(url)
+            ));
+        }
+        url.parse::<tokio_postgres::Config>()
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "{:?} is not a valid PostgreSQL URL ({e}): it must look like {FORM}, {OR_SLED}",
+                    redact_url(url)
+                )
+            })
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    // The user info ends at the last `@` before the host's path.
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
     }
 }
 
@@ -601,6 +657,12 @@ impl Config {
                 ),
             });
         }
+        if let Some(url) = &self.storage.url {
+            StorageConfig::check_url(url).map_err(|problem| ConfigError::Invalid {
+                key: "storage.url",
+                problem,
+            })?;
+        }
         if let Some(url) = &self.http.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::Invalid {
@@ -687,6 +749,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("payouts.fee_bps"), "{e}");
+    }
+
+    #[test]
+    fn a_storage_url_must_be_a_postgres_url_and_its_password_is_never_shown() {
+        let c = Config::from_toml(
+            "[storage]\nurl = \"postgres://pool:s3cret@db.internal:5432/zkpool\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.storage.url.as_deref(),
+            Some("postgres://pool:s3cret@db.internal:5432/zkpool")
+        );
+        for (bad, says) in [
+            ("mysql://pool:s3cret@db/zkpool", "is not a PostgreSQL URL"),
+            ("", "is empty"),
+            (
+                "postgres://pool:s3cret@db:notaport/zkpool",
+                "is not a valid PostgreSQL URL",
+            ),
+        ] {
+            let e = Config::from_toml(&format!("[storage]\nurl = {bad:?}\n"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("storage.url") && e.contains(says), "{e}");
+            assert!(
+                e.contains("postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"),
+                "{e}"
+            );
+            assert!(!e.contains("s3cret"), "the password is shown: {e}");
+        }
+        assert_eq!(
+            redact_url("postgres://pool:s3cret@db:5432/zkpool?sslmode=disable"),
+            "postgres://pool:***@db:5432/zkpool?sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("postgres://pool@db/zkpool"),
+            "postgres://pool@db/zkpool"
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The money: every movement of value the pool records (deposits, escrows,
 //! credits, settlements, rewards, payout batches), behind one trait ([`Ledger`])
 //! so the embedded sled ledger ([`SledLedger`], the `payouts` crate's journal)
-//! and a database can stand in for each other. The rules (what a settlement
+//! and the PostgreSQL one ([`PgLedger`]) stand in for each other. The rules (what a settlement
 //! pays, who a reward is split over, the no-overdraft rule) are the `payouts`
 //! crate's, the same for every backend.
 //!
 //! Architecture Invariant: an entry is recorded at most once per idempotency key,
 //! and is durable only after [`Ledger::flush`].
+
+pub mod pg;
 
 use std::collections::BTreeMap;
 
@@ -88,6 +90,8 @@ pub trait Ledger: Send + Sync {
     /// The entry recorded under an idempotency key.
     async fn journal_entry(&self, key: &str) -> Result<Option<Entry>, LedgerError>;
 }
+
+pub use self::pg::PgLedger;
 
 /// The `payouts` crate's sled journal, in the store's database.
 pub struct SledLedger(pub payouts::Ledger);

@@ -25,6 +25,7 @@ pub mod scheduler;
 pub mod server;
 pub mod session;
 pub mod share;
+pub mod storage;
 pub mod store;
 pub mod verifier;
 

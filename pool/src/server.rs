@@ -23,14 +23,15 @@ use crate::{
     circuits::{CircuitRecord, Registry},
     config::Config,
     dispatch::Dispatch,
-    ledger::{Ledger, SledLedger},
+    ledger::Ledger,
     lifecycle::{self, Jobs},
     limits::Limits,
     metrics::Metrics,
     scheduler::SchedConfig,
     session::{Authorized, Sessions},
     share::Shares,
-    store::{SledStore, Store},
+    storage::open_store,
+    store::Store,
     verifier::{Verifier, MAX_BATCH_PROOFS},
 };
 
@@ -155,6 +156,18 @@ pub enum StartError {
     /// The data directory cannot be opened.
     #[error("cannot open data directory {path}: {detail}")]
     Storage { path: String, detail: String },
+    /// The PostgreSQL database named by `storage.url` cannot be used.
+    #[error(
+        "cannot use the PostgreSQL database at {url} (storage.url): {detail}. Check that the \
+         server is running and reachable from here and that the URL's user, password and \
+         database are right (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE), or leave \
+         storage.url out to use the embedded sled store"
+    )]
+    Database {
+        /// The URL, its password hidden.
+        url: String,
+        detail: String,
+    },
     /// The built-in circuits cannot be set up.
     #[error(transparent)]
     Registry(#[from] crate::circuits::RegistryError),
@@ -237,9 +250,8 @@ pub async fn setup(
         detail,
     };
     std::fs::create_dir_all(&data).map_err(|e| storage(e.to_string()))?;
-    let store = SledStore::open(&data.join("db"))
-        .map_err(|e| storage(format!("{e} (is a pool running on it?)")))?;
-    let (circuits, created) = open_circuits(&store, config, &storage).await?;
+    let store = open_store(config).await?;
+    let (circuits, created) = open_circuits(store.store(), config, &storage).await?;
     let all = circuits.all().iter().map(|c| c.record.clone()).collect();
     Ok((all, created))
 }
@@ -257,12 +269,7 @@ pub async fn start(
         detail,
     };
     std::fs::create_dir_all(&data).map_err(|e| storage(e.to_string()))?;
-    let store = SledStore::open(&data.join("db"))
-        .map_err(|e| storage(format!("{e} (is another zkpool using it?)")))?;
-    let ledger = payouts::Ledger::open_with(&store.db, store.flusher())
-        .map_err(|e| storage(e.to_string()))?;
-    let (store, ledger): (Arc<dyn Store>, Arc<dyn Ledger>) =
-        (Arc::new(store), Arc::new(SledLedger(ledger)));
+    let (store, ledger) = open_store(&config).await?.with_ledger(&config).await?;
     let tls = match (&config.stratum.tls_cert, &config.stratum.tls_key) {
         (Some(cert), Some(key)) => Some(stratum::tls::acceptor(cert, key)?),
         _ => None,

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     client::ClientCommand,
     demo::DemoArgs,
-    offline::{ExportFormat, Order, SetupArgs},
+    offline::{ExportFormat, MigrateArgs, Order, SetupArgs},
     operator::{
         CircuitsCommand, ClientsCommand, FundsCommand, OperatorArgs, PayoutsCommand,
         RewardsCommand, WorkersCommand,
@@ -39,6 +39,9 @@ enum Command {
     Serve(ServeArgs),
     /// Generate (or show) the Groth16 keys of the built-in circuits in a data directory.
     Setup(SetupArgs),
+    /// Bring a PostgreSQL database's schema up to date (storage.url); `serve`
+    /// does this too when it starts. Says what it applied; a second run is a no-op.
+    Migrate(MigrateArgs),
     /// Start a throw-away pool with two miners, run a chain job and a batch job, show the results.
     Demo(DemoArgs),
     /// Check a result file offline: exit 0 if every proof and link holds for the
@@ -217,6 +220,7 @@ fn main() -> ExitCode {
             | Command::Workers { .. }
             | Command::Circuits { .. }
             | Command::VerifySnarkjs { .. }
+            | Command::Migrate(_)
     ) {
         "warn"
     } else {
@@ -232,6 +236,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve::run(a).await.map(|_| ExitCode::SUCCESS),
             Command::Setup(a) => offline::setup(a).await.map(|_| ExitCode::SUCCESS),
+            Command::Migrate(a) => offline::migrate(a).await.map(|_| ExitCode::SUCCESS),
             Command::Demo(a) => demo::run(a).await.map(|_| ExitCode::SUCCESS),
             Command::Verify {
                 result,

@@ -1,6 +1,6 @@
 //! What needs no running pool: `verify` (a result file), `verify-gnark`,
-//! `verify-snarkjs`, `export snarkjs`, and `setup` (the built-in circuits' keys in
-//! a data directory).
+//! `verify-snarkjs`, `export snarkjs`, `setup` (the built-in circuits' keys in
+//! a data directory) and `migrate` (a PostgreSQL database's schema).
 
 use std::{
     path::{Path, PathBuf},
@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use serde_json::Value;
 
-use crate::serve::load_config;
+use crate::serve::{load_config, STORAGE_URL_ENV};
 
 #[derive(clap::Args, Debug)]
 pub struct SetupArgs {
@@ -27,8 +27,55 @@ pub enum ExportFormat {
     Snarkjs,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    /// Config file whose storage.url names the database.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The database (overrides storage.url):
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    #[arg(long, env = STORAGE_URL_ENV, hide_env_values = true)]
+    storage_url: Option<String>,
+}
+
+/// `zkpool migrate`: brings a PostgreSQL database's schema up to date (as
+/// `zkpool serve` does when it starts) and says what it applied.
+pub async fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
+    let config = load_config(a.config.as_deref(), None, a.storage_url)?;
+    let Some(url) = config.storage.url.as_deref() else {
+        anyhow::bail!(
+            "no database to migrate: give --storage-url postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE \
+             (or {STORAGE_URL_ENV}), or a --config whose [storage] url is set; the embedded sled \
+             store needs no migrations"
+        );
+    };
+    let shown = pool::config::redact_url(url);
+    let store = pool::store::PgStore::connect(url).await.with_context(|| {
+        format!(
+            "cannot connect to the PostgreSQL database at {shown}: check that it is running and \
+             that the URL's user, password and database are right"
+        )
+    })?;
+    let done = store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating the PostgreSQL database at {shown}"))?;
+    if done.applied.is_empty() {
+        println!(
+            "nothing to apply: {shown} is already at schema version {} (the latest this zkpool knows)",
+            done.version
+        );
+    } else {
+        for name in &done.applied {
+            println!("applied {name}");
+        }
+        println!("{shown} is now at schema version {}", done.version);
+    }
+    Ok(())
+}
+
 pub async fn setup(a: SetupArgs) -> anyhow::Result<()> {
-    let config = load_config(a.config.as_deref(), a.data)?;
+    let config = load_config(a.config.as_deref(), a.data, None)?;
     let (all, created) = pool::server::setup(&config).await?;
     for c in all {
         let new = created.iter().any(|r| r.id == c.id);

@@ -18,6 +18,11 @@ pub struct ServeArgs {
     /// Data directory (overrides storage.data_dir).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// PostgreSQL database for the records and the ledger (overrides
+    /// storage.url): postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE. Without
+    /// it (and without storage.url) the pool uses the embedded sled store.
+    #[arg(long, env = STORAGE_URL_ENV, hide_env_values = true)]
+    storage_url: Option<String>,
     /// Stratum listen address (overrides stratum.listen).
     #[arg(long)]
     stratum_listen: Option<std::net::SocketAddr>,
@@ -30,13 +35,26 @@ pub struct ServeArgs {
 /// a container or a systemd unit passes the secret without writing it into a file.
 pub const ADMIN_TOKEN_ENV: &str = "ZKPOOL_ADMIN_TOKEN";
 
-pub fn load_config(path: Option<&Path>, data: Option<PathBuf>) -> anyhow::Result<Config> {
+/// The environment variable that sets `storage.url` (as `--storage-url` does),
+/// so a database password need not be written into a file or a command line.
+pub const STORAGE_URL_ENV: &str = "ZKPOOL_STORAGE_URL";
+
+pub fn load_config(
+    path: Option<&Path>,
+    data: Option<PathBuf>,
+    storage_url: Option<String>,
+) -> anyhow::Result<Config> {
     let mut c = match path {
         Some(p) => Config::from_file(p)?,
         None => Config::default(),
     };
     if let Some(d) = data {
         c.storage.data_dir = d;
+    }
+    if let Some(url) = storage_url {
+        c.storage.url = Some(url);
+        // The flag's value is checked as the file's would be.
+        c.validate()?;
     }
     if let Some(token) = std::env::var_os(ADMIN_TOKEN_ENV) {
         let token = token
@@ -59,7 +77,7 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
 }
 
 pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
-    let mut config = load_config(a.config.as_deref(), a.data)?;
+    let mut config = load_config(a.config.as_deref(), a.data, a.storage_url)?;
     if let Some(s) = a.stratum_listen {
         config.stratum.listen = s;
     }
@@ -78,6 +96,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let data_dir = config.storage.data_dir.clone();
+    let database = config.storage.url.as_deref().map(pool::config::redact_url);
     let admin_from_env = std::env::var_os(ADMIN_TOKEN_ENV).is_some();
     let admin_on = config.http.admin_token.is_some();
     let scheme = config.payouts.scheme;
@@ -107,7 +126,13 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
             c.record.name, c.record.id, c.record.constraints
         );
     }
-    println!("  data:       {}", data_dir.display());
+    match &database {
+        Some(url) => {
+            println!("  storage:    PostgreSQL at {url} (records and ledger)");
+            println!("  data:       {} (circuit keys)", data_dir.display());
+        }
+        None => println!("  data:       {}", data_dir.display()),
+    }
     println!(
         "  admin API:  {}",
         match (admin_on, admin_from_env) {

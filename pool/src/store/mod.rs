@@ -25,7 +25,10 @@ use crate::{
     jobs::{JobRecord, StoredProof},
 };
 
-pub use self::{pg::PgStore, sled::SledStore};
+pub use self::{
+    pg::{Migrated, PgStore},
+    sled::SledStore,
+};
 
 /// A storage fault: the pool could not read or write its records. Answered as
 /// "try again" (HTTP 503, stratum `Internal`), never blamed on the caller.

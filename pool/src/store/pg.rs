@@ -9,7 +9,9 @@
 //! (`proven`), a client id is taken by inserting it, the receipt seed is created
 //! once.
 //!
-//! Not here (yet): the ledger, leases across processes, LISTEN/NOTIFY.
+//! The ledger has its own tables beside these (`crate::ledger::PgLedger`, on
+//! the same connection pool). Not here (yet): leases across processes,
+//! LISTEN/NOTIFY.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -27,10 +29,16 @@ use crate::{
 
 /// The schema, in order: version `i + 1` is `MIGRATIONS[i]`. A migration, once
 /// released, is never edited; a change is a new file.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_store",
-    include_str!("../../migrations/0001_store.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_store",
+        include_str!("../../migrations/0001_store.sql"),
+    ),
+    (
+        "0002_ledger",
+        include_str!("../../migrations/0002_ledger.sql"),
+    ),
+];
 
 /// The advisory lock held (for one transaction) while migrations are applied, so
 /// that processes starting together apply each migration once. Any constant
@@ -109,10 +117,28 @@ fn page_key(j: &JobRecord) -> String {
     format!("{:020}/{}", j.created_ms, j.id)
 }
 
+/// What [`PgStore::migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The migrations applied now, in order (empty: the schema was up to date).
+    pub applied: Vec<&'static str>,
+    /// The schema version the database is at afterwards.
+    pub version: u32,
+}
+
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host:port/db`) and
     /// brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to the database at `url` without touching its schema (for
+    /// `zkpool migrate`, which reports what [`PgStore::migrate`] applies).
+    /// Fails when the URL is malformed or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Engine(format!("bad PostgreSQL URL: {e}")))?;
@@ -137,14 +163,22 @@ impl PgStore {
             .build()
             .map_err(engine)?;
         let store = PgStore { pool };
-        store.migrate().await?;
+        // The pool opens connections lazily: make one now, so a wrong URL or an
+        // unreachable server is reported at start, not at the first request.
+        drop(store.pool.get().await?);
         Ok(store)
+    }
+
+    /// The connection pool, shared with the PostgreSQL ledger
+    /// (`crate::ledger::PgLedger`) so one process opens one set of connections.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Applies the migrations this database lacks, in one transaction under an
     /// advisory lock: of processes starting together, one applies them and the
     /// others then find them applied. Refuses a database a newer zkpool wrote.
-    async fn migrate(&self) -> Result<(), StoreError> {
+    pub async fn migrate(&self) -> Result<Migrated, StoreError> {
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -167,6 +201,7 @@ impl PgStore {
                 "the database's schema is version {current}, newer than this zkpool's ({known}): run a newer zkpool"
             )));
         }
+        let mut applied = vec![];
         for (version, (name, sql)) in (1..).zip(MIGRATIONS).skip(current as usize) {
             tx.batch_execute(sql).await?;
             tx.execute(
@@ -174,9 +209,13 @@ impl PgStore {
                 &[&version, name],
             )
             .await?;
+            applied.push(*name);
         }
         tx.commit().await?;
-        Ok(())
+        Ok(Migrated {
+            applied,
+            version: current.max(known) as u32,
+        })
     }
 
     /// The schema version the database is at.

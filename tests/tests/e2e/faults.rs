@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use zkpool_tests::*;
 
 use super::{
-    batch_job, chain_job, completed, err_code, job_result, new_client, paying_pool_config,
-    refused_result, sample, worker_work, ADMIN,
+    batch_job, chain_job, completed, err_code, job_result, new_client, on_postgres,
+    paying_pool_config, refused_result, sample, worker_work, ADMIN,
 };
 
 /// A miner killed mid-task: its leased statements go back to the queue when its
@@ -247,11 +247,26 @@ async fn a_statement_that_fails_every_attempt_fails_its_job_with_the_reason() ->
 /// can be replayed (`ZKPOOL_CRASH_SEED`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_loses_nothing_and_credits_or_pays_nothing_twice() -> anyhow::Result<()> {
+    crash_loop(false, 50).await
+}
+
+/// The same crash loop on PostgreSQL (`[storage] url`, a fresh database on the
+/// test server): its records and ledger survive each SIGKILL in the database.
+/// 20 kills by default (`ZKPOOL_CRASH_ITERATIONS` sets both loops).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_on_postgres_loses_nothing_and_credits_or_pays_nothing_twice(
+) -> anyhow::Result<()> {
+    crash_loop(true, 20).await
+}
+
+/// The crash loop, on sled or on PostgreSQL, `iterations` kills unless
+/// `ZKPOOL_CRASH_ITERATIONS` says otherwise.
+async fn crash_loop(postgres: bool, iterations: usize) -> anyhow::Result<()> {
     use rand::{Rng, SeedableRng};
     let iterations: usize = std::env::var("ZKPOOL_CRASH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(iterations);
     let seed: u64 = std::env::var("ZKPOOL_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -261,6 +276,9 @@ async fn crash_loop_loses_nothing_and_credits_or_pays_nothing_twice() -> anyhow:
 
     let dir = tempfile::tempdir()?;
     let cfg = paying_pool_config(dir.path())?;
+    if postgres {
+        on_postgres(&cfg, "e2e_crash_loop")?;
+    }
     let log = dir.path().join("pool.log");
     let first = PoolProcess::start(&cfg, None, &log)?;
     let addrs = (first.stratum, first.http);

@@ -13,6 +13,7 @@ mod http_api;
 mod metrics;
 mod miner_status;
 mod payouts;
+mod postgres;
 mod protocol;
 mod spine;
 
@@ -89,6 +90,23 @@ fn paying_pool_config(dir: &std::path::Path) -> anyhow::Result<std::path::PathBu
         ),
     )?;
     Ok(cfg)
+}
+
+/// Points the pool config at `cfg` to a new, empty PostgreSQL database on the
+/// test server (`[storage] url`; `tests/src/pg.rs`), named after `label`.
+fn on_postgres(cfg: &std::path::Path, label: &str) -> anyhow::Result<()> {
+    let server = pg::server().map_err(anyhow::Error::msg)?;
+    let db = server.fresh_database(label).map_err(anyhow::Error::msg)?;
+    let text = std::fs::read_to_string(cfg)?;
+    anyhow::ensure!(
+        text.contains("[storage]\n"),
+        "no [storage] section in {text}"
+    );
+    std::fs::write(
+        cfg,
+        text.replacen("[storage]\n", &format!("[storage]\nurl = \"{db}\"\n"), 1),
+    )?;
+    Ok(())
 }
 
 /// Creates client `id` through the operator API, deposits `amount` (when above 0)

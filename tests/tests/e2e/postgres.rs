@@ -1,0 +1,166 @@
+//! A pool on PostgreSQL (`[storage] url`), end to end: `zkpool migrate` applies
+//! the schema once and then says there is nothing to apply; a database that
+//! cannot be reached stops `zkpool serve` with the key named; and a pool whose
+//! records and ledger are in the database runs a job to completion with a real
+//! miner, settles it, keeps the books balanced and finds them again after a
+//! restart, with no sled database in its data directory.
+
+use std::{process::Command, time::Duration};
+
+use anyhow::Context;
+use serde_json::json;
+use zkpool_tests::*;
+
+use super::{chain_job, cli, completed, new_client, on_postgres, paying_pool_config, ADMIN};
+
+/// `zkpool ARGS` with `envs`; its success and its stdout and stderr together.
+fn zkpool(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(bin("zkpool"))
+        .args(args)
+        // Only what the test gives: not a URL from the caller's environment.
+        .env_remove("ZKPOOL_STORAGE_URL")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run zkpool");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_applies_the_schema_once_and_says_so() -> anyhow::Result<()> {
+    let server = pg::server().map_err(anyhow::Error::msg)?;
+    let url = server
+        .fresh_database("e2e_migrate")
+        .map_err(anyhow::Error::msg)?;
+    let (ok, out) = zkpool(&["migrate", "--storage-url", &url], &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("applied 0001_store")
+            && out.contains("applied 0002_ledger")
+            && out.contains("now at schema version 2"),
+        "{out}"
+    );
+    // Again, through the environment: nothing left to do.
+    let (ok, out) = zkpool(&["migrate"], &[("ZKPOOL_STORAGE_URL", &url)]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("nothing to apply") && out.contains("schema version 2"),
+        "{out}"
+    );
+    assert!(!out.contains("applied"), "{out}");
+    let (ok, out) = zkpool(&["migrate"], &[]);
+    assert!(!ok && out.contains("no database to migrate"), "{out}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_stops_serve_with_the_key_named() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("pool.toml");
+    // Port 1 on loopback: nothing listens there.
+    std::fs::write(
+        &cfg,
+        test_config(&dir.path().join("data"), "").replacen(
+            "[storage]\n",
+            "[storage]\nurl = \"postgres://zkpool:s3cret@127.0.0.1:1/zkpool\"\n",
+            1,
+        ),
+    )?;
+    let cfg = cfg.to_str().context("a UTF-8 path")?;
+    let (ok, out) = zkpool(&["serve", "--config", cfg], &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("cannot use the PostgreSQL database at postgres://zkpool:***@127.0.0.1:1/zkpool (storage.url)")
+            && out.contains("server is running and reachable"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "the password is shown: {out}");
+    let (ok, out) = zkpool(
+        &["serve", "--config", cfg, "--storage-url", "mysql://x@y/z"],
+        &[],
+    );
+    assert!(
+        !ok && out.contains("storage.url") && out.contains("is not a PostgreSQL URL"),
+        "{out}"
+    );
+    Ok(())
+}
+
+/// A paying pool on PostgreSQL: a client's deposit, a chain job with a
+/// reward, one real miner; the job completes, its result verifies, it is
+/// settled once, the miner is paid, `zkpool ledger` says the books balance,
+/// and a restarted pool on the same database shows the same books.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_on_postgres_runs_a_job_settles_it_and_keeps_its_books() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = paying_pool_config(dir.path())?;
+    on_postgres(&cfg, "e2e_pool")?;
+    let log = dir.path().join("pool.log");
+    let mut pool = PoolProcess::start(&cfg, None, &log)?;
+    let url = pool.base.clone();
+    let operator = Api::new(&url).with_token(Some(ADMIN.into()));
+    let key = new_client(&operator, "acme", 1_000_000, "wire-1").await?;
+    let client = Api::new(&url).with_token(Some(key.clone()));
+    let mut job = chain_job(8);
+    job.as_object_mut().unwrap().remove("client");
+    job["reward"] = json!(800_000);
+    let id = client.post("/v1/jobs", &job).await?["id"]
+        .as_str()
+        .context("a job id")?
+        .to_owned();
+    let _miner = MinerProcess::start(
+        pool.stratum,
+        "alice.rig1",
+        1,
+        &dir.path().join("cache"),
+        &dir.path().join("alice.log"),
+    )?;
+    completed(&client, &id, Duration::from_secs(300)).await?;
+    let (ok, out) = cli(
+        "zkpool",
+        &url,
+        &["client", "--api-key", &key, "verify", &id],
+    );
+    assert!(ok && out.contains("OK: 8 proofs verified"), "{out}");
+    let credits = wait_for("the settlement", Duration::from_secs(30), async || {
+        let v = operator.get(&format!("/v1/jobs/{id}/credits")).await?;
+        Ok((!v["settlement"].is_null()).then_some(v))
+    })
+    .await?;
+    let s = &credits["settlement"];
+    // 800,000 earned in full, 1 % fee, the rest to the only miner.
+    assert_eq!(
+        (
+            s["earned"].as_u64(),
+            s["fee"].as_u64(),
+            s["refund"].as_u64()
+        ),
+        (Some(800_000), Some(8_000), Some(0)),
+        "{s}"
+    );
+    let credited = credits["credits"].as_array().context("credits")?.len();
+    assert!(credited >= 1, "{credits}");
+    let alice = operator.get("/v1/workers/alice").await?;
+    assert_eq!(alice["balance"].as_u64(), Some(792_000), "{alice}");
+    let (ok, books) = cli("zkpool", &url, &["ledger"]);
+    assert!(ok && books.contains("balanced: yes"), "{books}");
+    assert!(
+        !dir.path().join("data").join("db").exists(),
+        "a pool on PostgreSQL made a sled database"
+    );
+
+    // The same books from a new process on the same database.
+    pool.kill();
+    let pool = PoolProcess::start(&cfg, None, &log)?;
+    let url = pool.base.clone();
+    let operator = Api::new(&url).with_token(Some(ADMIN.into()));
+    let alice = operator.get("/v1/workers/alice").await?;
+    assert_eq!(alice["balance"].as_u64(), Some(792_000), "{alice}");
+    let again = operator.get(&format!("/v1/jobs/{id}/credits")).await?;
+    assert_eq!(again["settlement"], credits["settlement"]);
+    let (ok, after) = cli("zkpool", &url, &["ledger"]);
+    assert!(ok && after.contains("balanced: yes"), "{after}");
+    Ok(())
+}
