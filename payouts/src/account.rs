@@ -1,6 +1,6 @@
 //! Ledger accounts as a type: who holds value, and the one place their stored
 //! names (`client:ID`, `escrow:JOB`, `miner:ADDR`, `batch:N`, `pool:fees`,
-//! `pool:funds`, `paid`) are written and read.
+//! `pool:funds`, `paid`, `withdrawn`) are written and read.
 //!
 //! The journal and the cached balances store an account by its
 //! [`Display`](fmt::Display) form, so `Display` and [`FromStr`] are exact
@@ -33,6 +33,9 @@ pub enum Account {
     Funds,
     /// Paid out by confirmed batches: `paid`.
     Paid,
+    /// Taken out of the books outside payout batches: the operator's fees or
+    /// funds withdrawn, a client's balance refunded: `withdrawn`.
+    Withdrawn,
     /// Value from outside the books (deposits, outside rewards). It is a source
     /// only: it never holds a balance, and nothing can be moved to it. It is
     /// written `outside` (in messages) but never stored, so that name does not
@@ -66,6 +69,8 @@ pub const FEES: &Account = &Account::Fees;
 pub const FUNDS: &Account = &Account::Funds;
 /// Paid out by confirmed batches.
 pub const PAID: &Account = &Account::Paid;
+/// Withdrawn or refunded outside payout batches.
+pub const WITHDRAWN: &Account = &Account::Withdrawn;
 
 /// The payout account of a worker: `ADDR` of `ADDR.RIG`.
 pub fn worker_addr(worker: &str) -> &str {
@@ -84,7 +89,11 @@ impl Account {
     pub fn has_stored_name(&self) -> bool {
         match self {
             Account::Client(id) | Account::Escrow(id) | Account::Miner(id) => !id.is_empty(),
-            Account::Batch(_) | Account::Fees | Account::Funds | Account::Paid => true,
+            Account::Batch(_)
+            | Account::Fees
+            | Account::Funds
+            | Account::Paid
+            | Account::Withdrawn => true,
             Account::Outside => false,
         }
     }
@@ -100,6 +109,7 @@ impl fmt::Display for Account {
             Account::Fees => f.write_str("pool:fees"),
             Account::Funds => f.write_str("pool:funds"),
             Account::Paid => f.write_str("paid"),
+            Account::Withdrawn => f.write_str("withdrawn"),
             Account::Outside => f.write_str("outside"),
         }
     }
@@ -107,7 +117,7 @@ impl fmt::Display for Account {
 
 /// A name that is not an account's stored name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a ledger account (client:ID, escrow:JOB, miner:ADDR, batch:N, pool:fees, pool:funds, paid)")]
+#[error("{0:?} is not a ledger account (client:ID, escrow:JOB, miner:ADDR, batch:N, pool:fees, pool:funds, paid, withdrawn)")]
 pub struct UnknownAccount(pub String);
 
 impl FromStr for Account {
@@ -119,6 +129,7 @@ impl FromStr for Account {
             "pool:fees" => Account::Fees,
             "pool:funds" => Account::Funds,
             "paid" => Account::Paid,
+            "withdrawn" => Account::Withdrawn,
             _ => match s.split_once(':').ok_or_else(unknown)? {
                 // An empty id names nobody: no client, job or miner has one.
                 (_, "") => return Err(unknown()),
@@ -172,6 +183,7 @@ mod tests {
             (FEES.clone(), "pool:fees"),
             (FUNDS.clone(), "pool:funds"),
             (PAID.clone(), "paid"),
+            (WITHDRAWN.clone(), "withdrawn"),
             (Account::of_worker("bob.rig7"), "miner:bob"),
         ];
         for (account, name) in cases {

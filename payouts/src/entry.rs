@@ -72,6 +72,10 @@ pub mod keys {
     pub fn void(batch: u64) -> String {
         format!("void/{batch}")
     }
+
+    pub fn withdraw(reference: &str) -> String {
+        format!("withdraw/{reference}")
+    }
 }
 
 /// A worker's (or an account's) verified work.
@@ -225,6 +229,13 @@ pub enum Body {
     Void {
         batch: u64,
     },
+    /// Value taken out of the books outside payout batches: the operator's
+    /// fees or funds withdrawn, or a client's balance refunded.
+    Withdraw {
+        account: Account,
+        amount: u64,
+        reference: String,
+    },
 }
 
 /// A journal entry.
@@ -257,6 +268,7 @@ impl Body {
             Body::Plan { batch, .. } => keys::plan(*batch),
             Body::Confirm { batch, .. } => keys::confirm(*batch),
             Body::Void { batch } => keys::void(*batch),
+            Body::Withdraw { reference, .. } => keys::withdraw(reference),
         }
     }
 
@@ -310,6 +322,9 @@ impl Body {
                     )
                 })
                 .collect(),
+            Body::Withdraw {
+                account, amount, ..
+            } => vec![t(account.clone(), Account::Withdrawn, *amount)],
             Body::Confirm { .. } | Body::Void { .. } => vec![],
         }
     }
@@ -374,6 +389,9 @@ pub struct Audit {
     pub miners: u64,
     pub pending: u64,
     pub paid: u64,
+    /// Withdrawn or refunded outside payout batches.
+    #[serde(default)]
+    pub withdrawn: u64,
     pub fees: u64,
     pub funds: u64,
     pub entries: u64,

@@ -282,6 +282,19 @@ impl Ledger {
         self.append(|_| body)
     }
 
+    /// Takes `amount` out of the books from `account` (the pool's fees or funds,
+    /// or a client's balance: a refund); refused whole when it is short.
+    /// `reference` is the idempotency key, as for deposits.
+    pub fn withdraw(
+        &self,
+        account: &Account,
+        amount: u64,
+        reference: &str,
+    ) -> Result<(Entry, bool), LedgerError> {
+        let body = state::withdraw(account, amount, reference)?;
+        self.append(|_| body)
+    }
+
     /// Moves a job's reward from its client's balance into escrow; refused whole
     /// (`Insufficient`, with how much is missing) when the balance is short.
     pub fn escrow(

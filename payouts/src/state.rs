@@ -412,6 +412,7 @@ impl State {
                 Account::Miner(_) => &mut a.miners,
                 Account::Batch(_) => &mut a.pending,
                 Account::Paid => &mut a.paid,
+                Account::Withdrawn => &mut a.withdrawn,
                 Account::Fees => &mut a.fees,
                 // `effects` never credits `outside`, so it holds nothing.
                 Account::Funds | Account::Outside => &mut a.funds,
@@ -419,7 +420,8 @@ impl State {
             *slot += v;
         }
         a.balanced =
-            a.clients + a.escrow + a.miners + a.pending + a.paid + a.fees + a.funds == a.deposited;
+            a.clients + a.escrow + a.miners + a.pending + a.paid + a.withdrawn + a.fees + a.funds
+                == a.deposited;
         a
     }
 }
@@ -444,6 +446,38 @@ pub fn deposit(account: &Account, amount: u64, reference: &str) -> Result<Body, 
         )));
     }
     Ok(Body::Deposit {
+        account: account.clone(),
+        amount,
+        reference: reference.to_owned(),
+    })
+}
+
+/// The withdrawal entry: `amount` out of `account` (the pool's fees or funds,
+/// or a client's balance: a refund), `reference` naming the payment (the
+/// idempotency key). Refused: no amount, no reference, or another account
+/// (miners are paid through payout batches; escrow belongs to its job until it
+/// settles). [`State::effects`] refuses it whole when the balance is short.
+pub fn withdraw(account: &Account, amount: u64, reference: &str) -> Result<Body, LedgerError> {
+    if amount == 0 {
+        return Err(LedgerError::Invalid(
+            "a withdrawal must be more than 0".into(),
+        ));
+    }
+    if reference.is_empty() {
+        return Err(LedgerError::Invalid(
+            "a withdrawal needs a reference (the payment's id), so a retry is recorded once".into(),
+        ));
+    }
+    match account {
+        Account::Fees | Account::Funds => {}
+        Account::Client(id) if !id.is_empty() => {}
+        other => {
+            return Err(LedgerError::Invalid(format!(
+                "{other} cannot be withdrawn from: only pool:fees, pool:funds and client balances can (miners are paid through payout batches, escrow settles with its job)"
+            )))
+        }
+    }
+    Ok(Body::Withdraw {
         account: account.clone(),
         amount,
         reference: reference.to_owned(),
@@ -483,14 +517,15 @@ pub fn void(batch: u64) -> Body {
 /// same one again (a retry), else why it cannot be recorded. Nothing is
 /// recorded either way.
 ///
-/// Which requests are the same: a deposit or an escrow with every field equal;
+/// Which requests are the same: a deposit, an escrow or a withdrawal with every
+/// field equal;
 /// any share, settlement or void under the key (the key is the whole request);
 /// a reward of the same amount; a confirmation with the same transaction
 /// (another one is refused as [`LedgerError::BatchConfirmed`]). A plan is never
 /// a retry: each plan is a new batch.
 pub fn retry(recorded: Entry, request: &Body) -> Result<Entry, LedgerError> {
     let same = match (request, &recorded.body) {
-        (Body::Deposit { .. } | Body::Escrow { .. }, r) => request == r,
+        (Body::Deposit { .. } | Body::Escrow { .. } | Body::Withdraw { .. }, r) => request == r,
         (Body::Share { .. } | Body::Settle(_) | Body::Void { .. }, _) => true,
         (Body::Reward { amount, .. }, Body::Reward { amount: a, .. }) => a == amount,
         (Body::Reward { .. }, _) | (Body::Plan { .. }, _) => false,

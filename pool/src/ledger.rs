@@ -31,6 +31,14 @@ pub trait Ledger: Send + Sync {
         amount: u64,
         reference: &str,
     ) -> Result<(Entry, bool), LedgerError>;
+    /// Value out of the books from `account` (the pool's fees or funds, or a
+    /// client's balance: a refund); idempotent on `reference`.
+    async fn withdraw(
+        &self,
+        account: &Account,
+        amount: u64,
+        reference: &str,
+    ) -> Result<(Entry, bool), LedgerError>;
     /// A job's reward from its client's balance into escrow.
     async fn escrow(
         &self,
@@ -108,6 +116,14 @@ impl Ledger for SledLedger {
         reference: &str,
     ) -> Result<(Entry, bool), LedgerError> {
         self.0.deposit(account, amount, reference)
+    }
+    async fn withdraw(
+        &self,
+        account: &Account,
+        amount: u64,
+        reference: &str,
+    ) -> Result<(Entry, bool), LedgerError> {
+        self.0.withdraw(account, amount, reference)
     }
     async fn escrow(
         &self,

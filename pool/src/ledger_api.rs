@@ -32,7 +32,9 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Pool>>)> {
         ("get", "/v1/clients", get(list_clients)),
         ("get", "/v1/clients/{id}", get(get_client)),
         ("post", "/v1/clients/{id}/deposits", post(post_deposit)),
+        ("post", "/v1/clients/{id}/refunds", post(post_refund)),
         ("post", "/v1/pool/funds", post(post_funds)),
+        ("post", "/v1/pool/withdrawals", post(post_withdrawal)),
         ("post", "/v1/rewards", post(post_reward)),
         ("get", "/v1/jobs/{id}/credits", get(get_credits)),
         ("get", "/v1/payouts", get(list_payouts)),
@@ -258,6 +260,87 @@ async fn post_deposit(
         "entry": e.seq,
         "new": new,
         "balance": s.ledger().balance(&account::client(&id)).await?,
+    })))
+}
+
+/// A client's balance paid back to it: out of the books, recorded once per
+/// reference; refused whole (409, with the balance) when the balance is short.
+async fn post_refund(
+    State(s): State<Arc<Pool>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let m: Money = body(
+        &bytes,
+        r#"{"amount": 1000000, "reference": "refund-2026-11-26-001"}"#,
+    )?;
+    if s.store().client(&id).await.map_err(unavailable)?.is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no client {id:?}: `zkpool clients list` shows the clients"),
+        ));
+    }
+    let acct = account::client(&id);
+    let (e, new) = s.ledger().withdraw(&acct, m.amount, &m.reference).await?;
+    flush(&s).await?;
+    if new {
+        info!(client = %id, amount = m.amount, reference = %m.reference, "refund recorded");
+    }
+    Ok(Json(json!({
+        "client": id,
+        "amount": m.amount,
+        "reference": m.reference,
+        "entry": e.seq,
+        "new": new,
+        "balance": s.ledger().balance(&acct).await?,
+    })))
+}
+
+/// `POST /v1/pool/withdrawals` body: which of the pool's accounts, how much.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Withdrawal {
+    /// `fees` (the pool fee collected) or `funds` (the operator's float for PPS).
+    from: String,
+    amount: u64,
+    reference: String,
+}
+
+/// The operator takes the pool's fees (or unused funds) out of the books.
+async fn post_withdrawal(
+    State(s): State<Arc<Pool>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Api<Json<Value>> {
+    admin(&s, &headers)?;
+    let w: Withdrawal = body(
+        &bytes,
+        r#"{"from": "fees", "amount": 1000000, "reference": "fees-2026-11"}"#,
+    )?;
+    let acct = match w.from.as_str() {
+        "fees" => account::FEES,
+        "funds" => account::FUNDS,
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("\"from\" is {other:?}: it must be \"fees\" (the pool fee collected) or \"funds\" (the pool's funds); refund a client with POST /v1/clients/{{id}}/refunds"),
+            ))
+        }
+    };
+    let (e, new) = s.ledger().withdraw(acct, w.amount, &w.reference).await?;
+    flush(&s).await?;
+    if new {
+        info!(from = %acct, amount = w.amount, reference = %w.reference, "withdrawal recorded");
+    }
+    Ok(Json(json!({
+        "from": acct.to_string(),
+        "amount": w.amount,
+        "reference": w.reference,
+        "entry": e.seq,
+        "new": new,
+        "balance": s.ledger().balance(acct).await?,
     })))
 }
 

@@ -93,6 +93,7 @@ on_both_ledgers!(
     a_batch_is_planned_confirmed_once_and_a_void_releases_it,
     concurrent_credits_each_commit_exactly_once,
     pps_and_pplns_pay_as_their_rules_say,
+    refunds_and_withdrawals_leave_the_books_once_and_never_overdraw,
 );
 
 fn credit(worker: &str, job: &str, first: u64, proofs: u64) -> ShareCredit {
@@ -221,6 +222,64 @@ async fn a_retried_request_is_recorded_once(l: &Arc<dyn Ledger>) {
         .filter(|e| matches!(e.body, Body::Share { .. }))
         .count();
     assert_eq!(shares, 1, "the share is in the journal once");
+}
+
+/// A client refunded and the pool's fees withdrawn: the value leaves the books
+/// (`withdrawn`), once per reference, never more than the account holds, and
+/// never from a miner's balance or a job's escrow.
+async fn refunds_and_withdrawals_leave_the_books_once_and_never_overdraw(l: &Arc<dyn Ledger>) {
+    let acme = account::client("acme");
+    l.deposit(&acme, 1_000, "wire-1").await.unwrap();
+    let (e, new) = l.withdraw(&acme, 400, "refund-1").await.unwrap();
+    assert!(new);
+    assert_eq!(l.balance(&acme).await.unwrap(), 600);
+    assert_eq!(l.balance(account::WITHDRAWN).await.unwrap(), 400);
+    // A retry of the same refund is the same entry; another amount under the
+    // same reference is a conflict, not a second refund.
+    let (again, new) = l.withdraw(&acme, 400, "refund-1").await.unwrap();
+    assert!(!new);
+    assert_eq!(again.seq, e.seq);
+    assert!(matches!(
+        l.withdraw(&acme, 300, "refund-1").await.unwrap_err(),
+        LedgerError::Conflict { .. }
+    ));
+    assert_eq!(l.balance(&acme).await.unwrap(), 600);
+    // More than the balance: refused whole, nothing recorded.
+    let entries = l.audit().await.unwrap().entries;
+    let err = l.withdraw(&acme, 601, "refund-2").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "client:acme holds 600 but 601 is needed (1 short)"
+    );
+    assert_eq!(l.audit().await.unwrap().entries, entries);
+    // The pool's fees: a settled job leaves a fee, which the operator takes out.
+    l.escrow("j1", "acme", 500).await.unwrap();
+    l.credit(&credit("alice.r1", "j1", 0, 1), &Policy::default())
+        .await
+        .unwrap();
+    let settled = l
+        .settle("j1", "acme", 100, true, &Policy::default())
+        .await
+        .unwrap();
+    let fees = l.balance(account::FEES).await.unwrap();
+    assert_eq!(fees, settled.fee);
+    assert!(fees > 0, "the default policy takes a fee: {settled:?}");
+    l.withdraw(account::FEES, fees, "fees-2026-11")
+        .await
+        .unwrap();
+    assert_eq!(l.balance(account::FEES).await.unwrap(), 0);
+    assert_eq!(l.balance(account::WITHDRAWN).await.unwrap(), 400 + fees);
+    // Miners are paid through batches; escrow settles with its job.
+    for acct in [account::miner("alice"), account::escrow("j1")] {
+        let err = l.withdraw(&acct, 1, "nope").await.unwrap_err();
+        assert!(
+            err.to_string().contains("cannot be withdrawn from"),
+            "{acct}: {err}"
+        );
+    }
+    let audit = l.audit().await.unwrap();
+    assert_eq!(audit.withdrawn, 400 + fees);
+    assert!(audit.balanced, "{audit:?}");
 }
 
 async fn an_overdraft_is_refused_whole_with_what_is_missing(l: &Arc<dyn Ledger>) {

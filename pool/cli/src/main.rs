@@ -19,7 +19,7 @@ use crate::{
     demo::DemoArgs,
     offline::{ExportFormat, MigrateArgs, Order, SetupArgs},
     operator::{
-        CircuitsCommand, ClientsCommand, FundsCommand, OperatorArgs, PayoutsCommand,
+        BansCommand, CircuitsCommand, ClientsCommand, FundsCommand, OperatorArgs, PayoutsCommand,
         RewardsCommand, WorkersCommand,
     },
     serve::ServeArgs,
@@ -163,6 +163,13 @@ enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Operator: workers and addresses banned for invalid work; lift a ban.
+    Bans {
+        #[command(flatten)]
+        op: OperatorArgs,
+        #[command(subcommand)]
+        command: BansCommand,
+    },
     /// Operator: the pool's own funds, which pay PPS shares.
     Funds {
         #[command(flatten)]
@@ -214,6 +221,7 @@ fn main() -> ExitCode {
             | Command::Client { .. }
             | Command::Clients { .. }
             | Command::Funds { .. }
+            | Command::Bans { .. }
             | Command::Rewards { .. }
             | Command::Payouts { .. }
             | Command::Ledger { .. }
@@ -295,6 +303,7 @@ fn main() -> ExitCode {
             } => client::run(&url, api_key, command).await,
             Command::Clients { op, command } => operator::clients(op, command).await,
             Command::Funds { op, command } => operator::funds(op, command).await,
+            Command::Bans { op, command } => operator::bans(op, command).await,
             Command::Rewards { op, command } => operator::rewards(op, command).await,
             Command::Payouts { op, command } => operator::payouts(op, command).await,
             Command::Ledger {

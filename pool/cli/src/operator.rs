@@ -53,6 +53,18 @@ pub enum ClientsCommand {
         #[arg(long)]
         reference: String,
     },
+    /// Pay part of a client's balance back to it: out of the books.
+    /// Idempotent on --reference; refused when the balance is short.
+    Refund {
+        /// The client's id.
+        id: String,
+        /// In the smallest unit.
+        amount: u64,
+        /// The refund payment's reference: required, so a retried command is
+        /// recorded once and never refunds twice.
+        #[arg(long)]
+        reference: String,
+    },
     /// A client's balance, escrow and jobs.
     Show {
         /// The client's id.
@@ -131,6 +143,54 @@ pub enum WorkersCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BansCommand {
+    /// The active bans: target, time left and how many times it was banned.
+    List {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a ban now (the target's invalid-work count starts again).
+    Lift {
+        /// `worker:ADDR.RIG` or `ip:ADDRESS`, as `zkpool bans list` shows it.
+        target: String,
+    },
+}
+
+pub async fn bans(op: OperatorArgs, cmd: BansCommand) -> anyhow::Result<ExitCode> {
+    let api = operator(op)?;
+    match cmd {
+        BansCommand::List { json } => {
+            let v = api.get("/v1/bans").await?;
+            if json {
+                return print_json(&v);
+            }
+            let list = v["bans"].as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("no active bans");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut t = show::Table::new(&["target", ">time left", ">times banned"]);
+            for b in &list {
+                let secs = b["remaining_secs"].as_u64().unwrap_or(0);
+                t.row(vec![
+                    show::text(&b["target"]),
+                    format!("{}m {:02}s", secs / 60, secs % 60),
+                    show::amount_of(&b["bans"]),
+                ]);
+            }
+            print!("{}", t.render());
+            println!("lift one with `zkpool bans lift TARGET`");
+        }
+        BansCommand::Lift { target } => {
+            api.delete(&format!("/v1/bans/{target}")).await?;
+            println!("ban on {target} lifted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
 pub enum FundsCommand {
     /// Add to the pool's funds (PPS pays shares from them).
     Add {
@@ -138,6 +198,18 @@ pub enum FundsCommand {
         amount: u64,
         /// Where the money came from (the idempotency key): required, so a retried
         /// command is recorded once.
+        #[arg(long)]
+        reference: String,
+    },
+    /// Take the pool fee collected (or unused funds) out of the books, e.g. when
+    /// the operator transfers it to itself. Idempotent on --reference.
+    Withdraw {
+        /// In the smallest unit.
+        amount: u64,
+        /// Which of the pool's accounts: `fees` or `funds`.
+        #[arg(long, value_parser = ["fees", "funds"])]
+        from: String,
+        /// The payment's reference: required, so a retried command is recorded once.
         #[arg(long)]
         reference: String,
     },
@@ -324,6 +396,29 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
             );
             Ok(ExitCode::SUCCESS)
         }
+        ClientsCommand::Refund {
+            id,
+            amount,
+            reference,
+        } => {
+            let v = api
+                .post(
+                    &format!("/v1/clients/{id}/refunds"),
+                    &json!({ "amount": amount, "reference": reference }),
+                )
+                .await?;
+            println!(
+                "{} {} to {id} (reference {reference}); balance now {}",
+                if v["new"] == true {
+                    "refunded"
+                } else {
+                    "already recorded: refunded"
+                },
+                show::amount(amount),
+                show::amount_of(&v["balance"])
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ClientsCommand::Show { id, json } => {
             let v = api.get(&format!("/v1/clients/{id}")).await?;
             if json {
@@ -375,17 +470,42 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
 
 pub async fn funds(op: OperatorArgs, cmd: FundsCommand) -> anyhow::Result<ExitCode> {
     let api = operator(op)?;
-    let FundsCommand::Add { amount, reference } = cmd;
-    let v = api
-        .post(
-            "/v1/pool/funds",
-            &json!({ "amount": amount, "reference": reference }),
-        )
-        .await?;
-    println!(
-        "pool funds now {} (reference {reference})",
-        show::amount_of(&v["funds"])
-    );
+    match cmd {
+        FundsCommand::Add { amount, reference } => {
+            let v = api
+                .post(
+                    "/v1/pool/funds",
+                    &json!({ "amount": amount, "reference": reference }),
+                )
+                .await?;
+            println!(
+                "pool funds now {} (reference {reference})",
+                show::amount_of(&v["funds"])
+            );
+        }
+        FundsCommand::Withdraw {
+            amount,
+            from,
+            reference,
+        } => {
+            let v = api
+                .post(
+                    "/v1/pool/withdrawals",
+                    &json!({ "from": from, "amount": amount, "reference": reference }),
+                )
+                .await?;
+            println!(
+                "{} {} from pool {from} (reference {reference}); pool {from} now {}",
+                if v["new"] == true {
+                    "withdrew"
+                } else {
+                    "already recorded: withdrew"
+                },
+                show::amount(amount),
+                show::amount_of(&v["balance"])
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -518,6 +638,7 @@ fn ledger_tables(v: &Value) -> String {
         ("miner balances", "miners"),
         ("pending in batches", "pending"),
         ("paid out", "paid"),
+        ("withdrawn and refunded", "withdrawn"),
         ("pool fees", "fees"),
         ("pool funds", "funds"),
     ] {

@@ -160,6 +160,7 @@ fn kind(body: &Body) -> &'static str {
         Body::Plan { .. } => "plan",
         Body::Confirm { .. } => "confirm",
         Body::Void { .. } => "void",
+        Body::Withdraw { .. } => "withdraw",
     }
 }
 
@@ -662,6 +663,17 @@ impl Ledger for PgLedger {
         let body = state::deposit(account, amount, reference)?;
         let recorded = self.shared.append(|_| Ok(Some(body))).await?;
         Ok(recorded.expect("a deposit request always makes an entry"))
+    }
+
+    async fn withdraw(
+        &self,
+        account: &Account,
+        amount: u64,
+        reference: &str,
+    ) -> Result<(Entry, bool), LedgerError> {
+        let body = state::withdraw(account, amount, reference)?;
+        let recorded = self.shared.append(|_| Ok(Some(body))).await?;
+        Ok(recorded.expect("a withdrawal request always makes an entry"))
     }
 
     async fn escrow(

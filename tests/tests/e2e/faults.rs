@@ -584,14 +584,41 @@ async fn repeated_invalid_proofs_ban_the_worker_and_address_until_lifted() -> an
     assert_eq!(sample(&metrics, "zkpool_bans_total"), 1.0);
     assert_eq!(sample(&metrics, "zkpool_bans_active"), 2.0);
 
-    for t in ["worker:mallory.rig1@127.0.0.1", "ip:127.0.0.1"] {
-        let r = http
-            .delete(format!("{bans_url}/{t}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await?;
-        assert_eq!(r.status(), 200, "lift {t}");
-    }
+    // The operator's commands: the same bans as a table, one lifted from the CLI.
+    let zkpool = |args: &[&str]| {
+        let out = std::process::Command::new(bin("zkpool"))
+            .args(args)
+            .env("ZKPOOL_URL", format!("http://{}", pool.http_addr))
+            .env("ZKPOOL_ADMIN_TOKEN", TOKEN)
+            .output()
+            .expect("run zkpool");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = zkpool(&["bans", "list"]);
+    assert!(
+        ok && out.starts_with("target")
+            && out
+                .lines()
+                .any(|l| l.starts_with("worker:mallory.rig1@127.0.0.1 "))
+            && out.lines().any(|l| l.starts_with("ip:127.0.0.1 ")),
+        "{out}"
+    );
+    let (ok, out) = zkpool(&["bans", "lift", "worker:mallory.rig1@127.0.0.1"]);
+    assert!(ok && out.contains("lifted"), "{out}");
+    let (ok, out) = zkpool(&["bans", "lift", "worker:mallory.rig1@127.0.0.1"]);
+    assert!(!ok && out.contains("no active ban"), "lifting twice: {out}");
+    let r = http
+        .delete(format!("{bans_url}/ip:127.0.0.1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "lift ip:127.0.0.1");
+    let (ok, out) = zkpool(&["bans", "list"]);
+    assert!(ok && out.contains("no active bans"), "{out}");
     let r = http
         .delete(format!("{bans_url}/nonsense"))
         .bearer_auth(TOKEN)

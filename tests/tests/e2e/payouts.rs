@@ -378,6 +378,70 @@ async fn operator_commands_print_tables_and_refuse_what_could_double_or_lock_out
     assert!(ok && out.contains("no account has a worker token"), "{out}");
     let (ok, out) = zkpool(&["workers", "revoke", "alice"]);
     assert!(!ok && out.contains("has no worker token"), "{out}");
+
+    // Money leaves the books only once per reference, and never more than an
+    // account holds: a client's refund, the pool's fees withdrawn.
+    let (ok, out) = zkpool(&["clients", "refund", "acme", "1000000"]);
+    assert!(!ok && out.contains("--reference"), "{out}");
+    let (ok, out) = zkpool(&[
+        "clients",
+        "refund",
+        "acme",
+        "1000000",
+        "--reference",
+        "refund-1",
+    ]);
+    assert!(
+        ok && out.starts_with("refunded 1,000,000 to acme")
+            && out.contains("balance now 4,000,000"),
+        "{out}"
+    );
+    let (ok, out) = zkpool(&[
+        "clients",
+        "refund",
+        "acme",
+        "1000000",
+        "--reference",
+        "refund-1",
+    ]);
+    assert!(
+        ok && out.starts_with("already recorded") && out.contains("balance now 4,000,000"),
+        "a retried refund pays once: {out}"
+    );
+    let (ok, out) = zkpool(&[
+        "clients",
+        "refund",
+        "acme",
+        "4000001",
+        "--reference",
+        "refund-2",
+    ]);
+    assert!(
+        !ok && out.contains("client:acme holds 4000000 but 4000001 is needed"),
+        "{out}"
+    );
+    let (ok, out) = zkpool(&[
+        "funds",
+        "withdraw",
+        "1",
+        "--from",
+        "fees",
+        "--reference",
+        "fees-1",
+    ]);
+    assert!(
+        !ok && out.contains("pool:fees holds 0"),
+        "no fees yet: {out}"
+    );
+    let (ok, out) = zkpool(&["ledger"]);
+    let withdrawn = out
+        .lines()
+        .find(|l| l.starts_with("withdrawn and refunded"))
+        .unwrap_or("");
+    assert!(
+        ok && withdrawn.ends_with(" 1,000,000") && out.contains("balanced: yes"),
+        "{out}"
+    );
     Ok(())
 }
 
