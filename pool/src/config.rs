@@ -175,6 +175,21 @@ pub struct PayoutsConfig {
     /// is still proven, and its miners are paid from its own reward only.
     /// Default: `pps_price_per_mwork`.
     pub min_price_per_mwork: Option<u64>,
+    /// Automatic payouts: every this many seconds, plan a batch of every miner
+    /// balance at or over `threshold` and hand it to `hook`. Default 0: off
+    /// (batches are planned and confirmed by hand, `zkpool payouts`).
+    pub auto_interval_secs: u64,
+    /// The program that pays a batch, as an argument list (no shell), e.g.
+    /// `["/usr/local/bin/pay-batch", "--network", "main"]`. It gets the batch as
+    /// CSV (`batch,addr,amount`) on stdin and `ZKPOOL_BATCH` / `ZKPOOL_BATCH_TOTAL`
+    /// in its environment; exiting 0 with the payment's transaction reference as
+    /// the last line of its output confirms the batch. Anything else (an error,
+    /// no reference, a timeout) leaves the batch planned for the operator, and no
+    /// new batch is planned until it is confirmed or voided: a failed payment may
+    /// have paid in part, and paying again could pay twice.
+    pub hook: Vec<String>,
+    /// Seconds the hook may run before it is stopped (and its batch left planned).
+    pub hook_timeout_secs: u64,
 }
 
 impl Default for PayoutsConfig {
@@ -188,6 +203,9 @@ impl Default for PayoutsConfig {
             threshold: 1_000_000,
             require_client_key: true,
             min_price_per_mwork: None,
+            auto_interval_secs: 0,
+            hook: vec![],
+            hook_timeout_secs: 300,
         }
     }
 }
@@ -515,6 +533,20 @@ impl Config {
             "scheduler.target_task_secs",
             self.scheduler.target_task_secs,
         )?;
+        if self.payouts.auto_interval_secs > 0 {
+            if self
+                .payouts
+                .hook
+                .first()
+                .is_none_or(|p| p.trim().is_empty())
+            {
+                return Err(ConfigError::Invalid {
+                    key: "payouts.hook",
+                    problem: "automatic payouts (payouts.auto_interval_secs > 0) need the program that pays a batch, e.g. hook = [\"/usr/local/bin/pay-batch\"]; or set auto_interval_secs = 0 to plan and confirm batches by hand".into(),
+                });
+            }
+            nonzero("payouts.hook_timeout_secs", self.payouts.hook_timeout_secs)?;
+        }
         positive("scheduler.lease_min_secs", self.scheduler.lease_min_secs)?;
         let backup = self.scheduler.backup_after_secs;
         if !(backup.is_finite() && backup >= 0.0) {

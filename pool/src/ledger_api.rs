@@ -503,13 +503,11 @@ async fn export_payout(
         .ok_or(ApiError::from(LedgerError::UnknownBatch(id)))?;
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(b).into_response()),
-        "csv" => {
-            let mut out = String::from("batch,addr,amount\n");
-            for i in &b.items {
-                out.push_str(&format!("{},{},{}\n", b.id, i.addr, i.amount));
-            }
-            Ok(([(header::CONTENT_TYPE, "text/csv")], out).into_response())
-        }
+        "csv" => Ok((
+            [(header::CONTENT_TYPE, "text/csv")],
+            crate::autopay::csv(&b),
+        )
+            .into_response()),
         other => Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!("unknown format {other:?}: use csv or json"),

@@ -9,6 +9,7 @@
 
 pub mod aggregation;
 pub mod api;
+pub mod autopay;
 pub mod bans;
 pub mod circuits;
 pub mod config;

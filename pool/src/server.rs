@@ -362,6 +362,15 @@ pub async fn start(
         stratum,
         tasks.clone(),
     ));
+    if pool.config.payouts.auto_interval_secs > 0 {
+        info!(
+            every_secs = pool.config.payouts.auto_interval_secs,
+            hook = ?pool.config.payouts.hook,
+            threshold = pool.config.payouts.threshold,
+            "automatic payouts on"
+        );
+        tasks.spawn(crate::autopay::run(pool.clone()));
+    }
     let join = tokio::spawn(async move {
         let _ = tokio::join!(sweeper, http_task, accept);
     });

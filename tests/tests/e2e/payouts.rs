@@ -647,3 +647,116 @@ async fn pps_pays_shares_from_pool_funds_and_refuses_what_they_cannot_cover() ->
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// Automatic payouts through the operator's hook: a hook that fails leaves its
+/// batch planned (it may have paid in part) and no new batch is planned while it
+/// waits; once the operator voids it, the next run pays every due balance
+/// through the hook, which got the batch as CSV, and the batch is confirmed with
+/// the reference the hook printed. The books balance throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_payouts_pay_through_the_hook_and_never_plan_past_a_failed_batch(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let hook = d.join("pay.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nif [ -e '{0}/fail' ]; then echo 'the payment node is unreachable' >&2; exit 3; fi\ncat > '{0}/paid-'\"$ZKPOOL_BATCH\".csv\necho 'sending...'\necho \"tx-$ZKPOOL_BATCH-$ZKPOOL_BATCH_TOTAL\"\n",
+            d.display()
+        ),
+    )?;
+    std::fs::write(d.join("fail"), "")?;
+    let cfg = d.join("pool.toml");
+    std::fs::write(
+        &cfg,
+        test_config_with(
+            &d.join("data"),
+            "",
+            &format!("admin_token = \"{ADMIN}\""),
+            "",
+            &format!(
+                "[payouts]\nthreshold = 1\nauto_interval_secs = 1\nhook = [\"/bin/sh\", {:?}]\n",
+                hook.display().to_string()
+            ),
+        ),
+    )?;
+    let log = d.join("pool.log");
+    let pool = PoolProcess::start(&cfg, None, &log)?;
+    let url = format!("http://{}", pool.http);
+    let operator = Api::new(&url).with_token(Some(ADMIN.into()));
+    let key = new_client(&operator, "acme", 10_000, "wire-1").await?;
+    let client = Api::new(&url).with_token(Some(key));
+    let mut job = batch_job(2);
+    job["reward"] = json!(10_000);
+    let id = client.post("/v1/jobs", &job).await?["id"]
+        .as_str()
+        .context("job id")?
+        .to_owned();
+    let _m = MinerProcess::start(
+        pool.stratum,
+        "alice.rig1",
+        1,
+        &d.join("cache"),
+        &d.join("miner.log"),
+    )?;
+    completed(&client, &id, Duration::from_secs(120)).await?;
+
+    // The failing hook: batch 1 planned, not confirmed, and the runs after it wait.
+    let batches = |v: &Value| v["batches"].as_array().cloned().unwrap_or_default();
+    let first = wait_for("batch 1 planned", Duration::from_secs(30), async || {
+        let v = operator.get("/v1/payouts").await?;
+        Ok(batches(&v).first().cloned())
+    })
+    .await?;
+    assert_eq!(first["state"], "planned", "{first}");
+    let due = first["total"].as_u64().context("total")?;
+    assert!(due > 0 && first["items"][0]["addr"] == "alice", "{first}");
+    wait_for(
+        "a later run to wait on batch 1",
+        Duration::from_secs(30),
+        async || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            Ok((text.contains("the payout hook did not confirm batch 1")
+                && text.contains("the payment node is unreachable")
+                && text.contains("automatic payouts wait: batch 1 is planned"))
+            .then_some(()))
+        },
+    )
+    .await?;
+    let v = operator.get("/v1/payouts").await?;
+    assert_eq!(
+        batches(&v).len(),
+        1,
+        "nothing new planned past a failed batch: {v}"
+    );
+    assert!(!d.join("paid-1.csv").exists());
+
+    // The operator checks, voids it and fixes the hook: the next run pays.
+    let (ok, out) = cli("zkpool", &url, &["payouts", "void", "1"]);
+    assert!(ok, "{out}");
+    std::fs::remove_file(d.join("fail"))?;
+    let second = wait_for("batch 2 confirmed", Duration::from_secs(30), async || {
+        let v = operator.get("/v1/payouts").await?;
+        Ok(batches(&v)
+            .into_iter()
+            .find(|b| b["id"] == 2 && b["state"] == "confirmed"))
+    })
+    .await?;
+    assert_eq!(second["tx"], format!("tx-2-{due}"), "{second}");
+    assert_eq!(second["total"], due);
+    assert_eq!(
+        std::fs::read_to_string(d.join("paid-2.csv"))?,
+        format!("batch,addr,amount\n2,alice,{due}\n"),
+        "the hook got the batch as CSV"
+    );
+    let alice = operator.get("/v1/workers/alice").await?;
+    assert_eq!(
+        (alice["balance"].as_u64(), alice["paid"].as_u64()),
+        (Some(0), Some(due)),
+        "{alice}"
+    );
+    let (ok, out) = cli("zkpool", &url, &["ledger"]);
+    assert!(ok && out.contains("balanced: yes"), "{out}");
+    Ok(())
+}
