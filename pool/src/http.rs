@@ -383,7 +383,11 @@ async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
             "scheme": s.config().payouts.scheme,
             "fee_bps": s.config().payouts.fee_bps,
             "threshold": s.config().payouts.threshold,
+            "unit": s.config().payouts.unit,
+            "decimals": s.config().payouts.decimals,
         },
+        // What a miner needs to join (the dashboard's "how to connect" box).
+        "connect": connect(&s),
         "protocol": stratum::PROTOCOL_VERSION,
         "aggregation": crate::aggregation::Aggregation::describe(s.aggregation()),
         "sessions": sessions,
@@ -412,6 +416,23 @@ async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
             "queued": s.verifier().queued(),
         },
     })))
+}
+
+/// How to point a rig at this pool: the stratum URL, the terms, and the
+/// `zkminer` command line (ADDR.RIG stands for the miner's own account and rig).
+fn connect(s: &Pool) -> Value {
+    let p = &s.config().payouts;
+    json!({
+        "stratum_url": s.stratum_url(),
+        "fee_bps": p.fee_bps,
+        "fee_percent": format!("{}", crate::config::format_amount(u64::from(p.fee_bps), 2)),
+        "scheme": p.scheme,
+        "payout_threshold": p.threshold,
+        "unit": p.unit,
+        "decimals": p.decimals,
+        "worker_token_required": s.config().stratum.require_worker_token,
+        "command": format!("zkminer --pool {} --worker ADDR.RIG", s.stratum_url()),
+    })
 }
 
 /// Prometheus text format; current-state gauges are read now. Amounts of money
