@@ -1095,6 +1095,31 @@ async fn get_worker(State(s): State<Arc<Pool>>, Path(name): Path<String>) -> Api
         .miner_funds(payouts::worker_addr(&name))
         .await
         .map_err(unavailable)?;
+    let rejected = s.shares().rejected(&name);
+    let online = s.dispatch().online(&name);
+    // A name the pool has never seen is most often a typo: say so instead of a
+    // page of zeros. A rig is known when it is online now, was ever credited, or
+    // had a submit rejected since start; an account also when it has money on
+    // the books (credited, pending or paid) or a worker token.
+    let mut known = !online.is_empty() || sum.shares > 0 || !rigs.is_empty() || rejected > 0;
+    if !known && !name.contains('.') {
+        known = funds.balance > 0
+            || funds.pending > 0
+            || funds.paid > 0
+            || s.store()
+                .check_worker_token(&name, None)
+                .await
+                .map_err(unavailable)?
+                .is_some();
+    }
+    if !known {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no worker or account {name:?}: the pool has never seen it. Check the spelling (ADDR, or ADDR.RIG as the rig passes to zkminer --worker); a worker appears once its rig first connects"
+            ),
+        ));
+    }
     let recent: Vec<Value> = ledger
         .recent_shares(&name, 50, 20_000)
         .await
@@ -1113,8 +1138,6 @@ async fn get_worker(State(s): State<Arc<Pool>>, Path(name): Path<String>) -> Api
             (amount > 0).then(|| json!({"batch": b.id, "amount": amount, "state": b.state, "planned_ms": b.planned_ms}))
         })
         .collect();
-    let rejected = s.shares().rejected(&name);
-    let online = s.dispatch().online(&name);
     Ok(Json(json!({
         "worker": name,
         "work": sum.work,
