@@ -425,7 +425,7 @@ fn connect(s: &Pool) -> Value {
     json!({
         "stratum_url": s.stratum_url(),
         "fee_bps": p.fee_bps,
-        "fee_percent": format!("{}", crate::config::format_amount(u64::from(p.fee_bps), 2)),
+        "fee_percent": crate::config::format_amount(u64::from(p.fee_bps), 2),
         "scheme": p.scheme,
         "payout_threshold": p.threshold,
         "unit": p.unit,
