@@ -435,3 +435,20 @@ fn url_host(url: &str) -> Option<&str> {
     };
     (!host.is_empty()).then_some(host)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::url_host;
+
+    #[test]
+    fn the_host_of_a_public_url_is_found_with_or_without_port_and_path() {
+        assert_eq!(url_host("https://pool.example:8443/"), Some("pool.example"));
+        assert_eq!(url_host("http://pool.example"), Some("pool.example"));
+        assert_eq!(
+            url_host("http://[2001:db8::1]:8080/x"),
+            Some("[2001:db8::1]")
+        );
+        assert_eq!(url_host("http://:8080"), None);
+        assert_eq!(url_host("pool.example"), None);
+    }
+}
