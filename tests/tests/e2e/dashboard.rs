@@ -580,6 +580,22 @@ async fn miners_and_operators_use_the_dashboard_while_a_job_runs() -> anyhow::Re
         page.as_str().unwrap_or_default().contains(&total_shown),
         "{total_shown} on the operator page"
     );
+    // With every balance paid, planning says there is nothing to plan, in the unit.
+    let nothing = blocking(|| {
+        b.click("#op-plan")?;
+        b.wait_for(
+            "the nothing-to-plan answer",
+            minute,
+            "(t => t && t.includes('nothing planned') ? t : null)(document.getElementById('op-msg')?.textContent)",
+        )
+    })?;
+    assert!(
+        nothing
+            .as_str()
+            .unwrap_or_default()
+            .contains("threshold (0.0001 TZK)"),
+        "{nothing}"
+    );
 
     // A worker the pool has never seen: the page says so, not a page of zeros.
     let unknown = blocking(|| -> anyhow::Result<Value> {
