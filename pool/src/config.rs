@@ -190,6 +190,13 @@ pub struct PayoutsConfig {
     pub hook: Vec<String>,
     /// Seconds the hook may run before it is stopped (and its batch left planned).
     pub hook_timeout_secs: u64,
+    /// What an amount is counted in, shown after every amount on the dashboard
+    /// and in the CLI's tables (1-12 letters, digits, `-` or `_`). Display only:
+    /// the books keep integers in the smallest unit. Default `ZKP`.
+    pub unit: String,
+    /// How many decimals the unit has: an amount of 1,500,000 with 6 decimals is
+    /// shown as `1.500000 ZKP`. At most 18. Default 6.
+    pub decimals: u32,
 }
 
 impl Default for PayoutsConfig {
@@ -206,11 +213,19 @@ impl Default for PayoutsConfig {
             auto_interval_secs: 0,
             hook: vec![],
             hook_timeout_secs: 300,
+            unit: "ZKP".into(),
+            decimals: 6,
         }
     }
 }
 
 impl PayoutsConfig {
+    /// An amount in the smallest unit as a person reads it, with the unit's
+    /// decimals and name: `1.500000 ZKP` (see [`format_amount`]).
+    pub fn show(&self, amount: u64) -> String {
+        format!("{} {}", format_amount(amount, self.decimals), self.unit)
+    }
+
     /// The price a job must pay for its work to join PPS or PPLNS.
     pub fn min_price(&self) -> u64 {
         self.min_price_per_mwork.unwrap_or(self.pps_price_per_mwork)
@@ -224,6 +239,20 @@ impl PayoutsConfig {
             pplns_window_work: self.pplns_window_work,
         }
     }
+}
+
+/// An integer amount in the smallest unit written with `decimals` decimals, by
+/// integer arithmetic only (no float rounds it): `format_amount(1_500_000, 6)` is
+/// `1.500000`, `format_amount(7, 0)` is `7`.
+pub fn format_amount(amount: u64, decimals: u32) -> String {
+    let digits = amount.to_string();
+    let d = decimals as usize;
+    if d == 0 {
+        return digits;
+    }
+    let padded = format!("{digits:0>width$}", width = d + 1);
+    let (whole, frac) = padded.split_at(padded.len() - d);
+    format!("{whole}.{frac}")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -327,6 +356,12 @@ pub struct StratumConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// The stratum URL miners are told to use (the dashboard's "how to connect"
+    /// box), e.g. `stratum+tcp://pool.example:3333`. Default: `stratum+ssl://`
+    /// with TLS, else `stratum+tcp://`, then the host of `http.public_url` when it
+    /// is set, else the listen address (127.0.0.1 if it listens on all
+    /// addresses), and the port the stratum server listens on.
+    pub public_url: Option<String>,
 }
 
 impl Default for StratumConfig {
@@ -343,6 +378,7 @@ impl Default for StratumConfig {
             resume_grace_secs: 10,
             tls_cert: None,
             tls_key: None,
+            public_url: None,
         }
     }
 }
@@ -660,6 +696,42 @@ impl Config {
             });
         }
         nonzero("payouts.threshold", self.payouts.threshold)?;
+        let unit = &self.payouts.unit;
+        if unit.is_empty()
+            || unit.len() > 12
+            || !unit
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Invalid {
+                key: "payouts.unit",
+                problem: format!(
+                    "must be 1-12 letters, digits, '-' or '_' (a name such as \"ZKP\"), got {unit:?}"
+                ),
+            });
+        }
+        if self.payouts.decimals > 18 {
+            return Err(ConfigError::Invalid {
+                key: "payouts.decimals",
+                problem: format!(
+                    "must be at most 18 (amounts are 64-bit integers), got {}",
+                    self.payouts.decimals
+                ),
+            });
+        }
+        if let Some(url) = &self.stratum.public_url {
+            let rest = url
+                .strip_prefix("stratum+tcp://")
+                .or_else(|| url.strip_prefix("stratum+ssl://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains('/')) {
+                return Err(ConfigError::Invalid {
+                    key: "stratum.public_url",
+                    problem: format!(
+                        "{url:?} must be stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT, as miners pass it to zkminer --pool"
+                    ),
+                });
+            }
+        }
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 key: "http.tls_cert",
@@ -820,6 +892,40 @@ mod tests {
             redact_url("postgres://pool@db/zkpool"),
             "postgres://pool@db/zkpool"
         );
+    }
+
+    #[test]
+    fn amounts_are_written_with_the_units_decimals_exactly() {
+        assert_eq!(format_amount(1_500_000, 6), "1.500000");
+        assert_eq!(format_amount(7, 6), "0.000007");
+        assert_eq!(format_amount(0, 6), "0.000000");
+        assert_eq!(format_amount(7, 0), "7");
+        assert_eq!(format_amount(u64::MAX, 18), "18.446744073709551615");
+        assert_eq!(format_amount(u64::MAX, 2), "184467440737095516.15");
+        let c = Config::from_toml("", "empty").unwrap();
+        assert_eq!(c.payouts.show(1_000_000), "1.000000 ZKP");
+    }
+
+    #[test]
+    fn unit_decimals_and_the_stratum_url_are_checked() {
+        for (toml, key) in [
+            ("[payouts]\nunit = \"\"\n", "payouts.unit"),
+            ("[payouts]\nunit = \"Z K\"\n", "payouts.unit"),
+            ("[payouts]\ndecimals = 19\n", "payouts.decimals"),
+            (
+                "[stratum]\npublic_url = \"http://x:3333\"\n",
+                "stratum.public_url",
+            ),
+        ] {
+            let e = Config::from_toml(toml, "t.toml").unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+        let c = Config::from_toml(
+            "[payouts]\nunit = \"USDC\"\ndecimals = 2\n[stratum]\npublic_url = \"stratum+ssl://pool.example:443\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.payouts.show(12_345), "123.45 USDC");
     }
 
     #[test]

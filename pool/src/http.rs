@@ -383,7 +383,11 @@ async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
             "scheme": s.config().payouts.scheme,
             "fee_bps": s.config().payouts.fee_bps,
             "threshold": s.config().payouts.threshold,
+            "unit": s.config().payouts.unit,
+            "decimals": s.config().payouts.decimals,
         },
+        // What a miner needs to join (the dashboard's "how to connect" box).
+        "connect": connect(&s),
         "protocol": stratum::PROTOCOL_VERSION,
         "aggregation": crate::aggregation::Aggregation::describe(s.aggregation()),
         "sessions": sessions,
@@ -412,6 +416,23 @@ async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
             "queued": s.verifier().queued(),
         },
     })))
+}
+
+/// How to point a rig at this pool: the stratum URL, the terms, and the
+/// `zkminer` command line (ADDR.RIG stands for the miner's own account and rig).
+fn connect(s: &Pool) -> Value {
+    let p = &s.config().payouts;
+    json!({
+        "stratum_url": s.stratum_url(),
+        "fee_bps": p.fee_bps,
+        "fee_percent": crate::config::format_amount(u64::from(p.fee_bps), 2),
+        "scheme": p.scheme,
+        "payout_threshold": p.threshold,
+        "unit": p.unit,
+        "decimals": p.decimals,
+        "worker_token_required": s.config().stratum.require_worker_token,
+        "command": format!("zkminer --pool {} --worker ADDR.RIG", s.stratum_url()),
+    })
 }
 
 /// Prometheus text format; current-state gauges are read now. Amounts of money
@@ -1074,6 +1095,31 @@ async fn get_worker(State(s): State<Arc<Pool>>, Path(name): Path<String>) -> Api
         .miner_funds(payouts::worker_addr(&name))
         .await
         .map_err(unavailable)?;
+    let rejected = s.shares().rejected(&name);
+    let online = s.dispatch().online(&name);
+    // A name the pool has never seen is most often a typo: say so instead of a
+    // page of zeros. A rig is known when it is online now, was ever credited, or
+    // had a submit rejected since start; an account also when it has money on
+    // the books (credited, pending or paid) or a worker token.
+    let mut known = !online.is_empty() || sum.shares > 0 || !rigs.is_empty() || rejected > 0;
+    if !known && !name.contains('.') {
+        known = funds.balance > 0
+            || funds.pending > 0
+            || funds.paid > 0
+            || s.store()
+                .check_worker_token(&name, None)
+                .await
+                .map_err(unavailable)?
+                .is_some();
+    }
+    if !known {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no worker or account {name:?}: the pool has never seen it. Check the spelling (ADDR, or ADDR.RIG as the rig passes to zkminer --worker); a worker appears once its rig first connects"
+            ),
+        ));
+    }
     let recent: Vec<Value> = ledger
         .recent_shares(&name, 50, 20_000)
         .await
@@ -1092,8 +1138,6 @@ async fn get_worker(State(s): State<Arc<Pool>>, Path(name): Path<String>) -> Api
             (amount > 0).then(|| json!({"batch": b.id, "amount": amount, "state": b.state, "planned_ms": b.planned_ms}))
         })
         .collect();
-    let rejected = s.shares().rejected(&name);
-    let online = s.dispatch().online(&name);
     Ok(Json(json!({
         "worker": name,
         "work": sum.work,

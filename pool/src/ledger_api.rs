@@ -467,7 +467,10 @@ async fn plan_payouts(
             StatusCode::OK,
             Json(json!({
                 "batch": null,
-                "message": format!("no miner balance reaches the threshold ({threshold}); nothing planned"),
+                "message": format!(
+                    "no miner balance reaches the threshold ({}); nothing planned",
+                    s.config().payouts.show(threshold)
+                ),
             })),
         )),
     }

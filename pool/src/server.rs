@@ -55,6 +55,8 @@ pub struct Pool {
     metrics: Arc<Metrics>,
     /// Base URL of the HTTP API as miners reach it.
     public_url: String,
+    /// The stratum URL miners are told to connect to (`zkminer --pool`).
+    stratum_url: String,
     shutdown: CancellationToken,
     /// The stratum port's TLS acceptor, when `stratum.tls_cert` is set.
     tls: Option<stratum::tls::TlsAcceptor>,
@@ -108,6 +110,10 @@ impl Pool {
     }
     pub fn public_url(&self) -> &str {
         &self.public_url
+    }
+    /// `stratum.public_url`, or the address the stratum server listens on.
+    pub fn stratum_url(&self) -> &str {
+        &self.stratum_url
     }
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
@@ -309,6 +315,25 @@ pub async fn start(
             };
             format!("{scheme}://{ip}:{}", http_addr.port())
         });
+    let stratum_url = config.stratum.public_url.clone().unwrap_or_else(|| {
+        let scheme = if tls.is_some() {
+            "stratum+ssl"
+        } else {
+            "stratum+tcp"
+        };
+        // Miners reach the stratum port at the host they reach the API at.
+        match config.http.public_url.as_deref().and_then(url_host) {
+            Some(host) => format!("{scheme}://{host}:{}", stratum_addr.port()),
+            None => {
+                let ip = if stratum_addr.ip().is_unspecified() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    stratum_addr.ip()
+                };
+                format!("{scheme}://{}", SocketAddr::new(ip, stratum_addr.port()))
+            }
+        }
+    });
     let sched = SchedConfig {
         target_task: Duration::from_secs_f64(config.scheduler.target_task_secs),
         lease_min: Duration::from_secs_f64(config.scheduler.lease_min_secs),
@@ -342,6 +367,7 @@ pub async fn start(
         limits: Limits::new(&config.limits, config.preparing()),
         metrics,
         public_url,
+        stratum_url,
         shutdown: CancellationToken::new(),
         tls,
         http_tls,
@@ -410,5 +436,35 @@ async fn sweep(pool: Arc<Pool>) {
         lifecycle::expire_due(&pool).await;
         pool.limits.forget_idle();
         pool.dispatch.dispatch();
+    }
+}
+
+/// The host of an `http(s)://HOST[:PORT][/...]` URL (an IPv6 host keeps its
+/// brackets): `None` when there is no host.
+fn url_host(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let host = if authority.starts_with('[') {
+        &authority[..=authority.find(']')?]
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host;
+
+    #[test]
+    fn the_host_of_a_public_url_is_found_with_or_without_port_and_path() {
+        assert_eq!(url_host("https://pool.example:8443/"), Some("pool.example"));
+        assert_eq!(url_host("http://pool.example"), Some("pool.example"));
+        assert_eq!(
+            url_host("http://[2001:db8::1]:8080/x"),
+            Some("[2001:db8::1]")
+        );
+        assert_eq!(url_host("http://:8080"), None);
+        assert_eq!(url_host("pool.example"), None);
     }
 }

@@ -19,6 +19,7 @@ use tokio::{
 
 pub use pool::api::Client as Api;
 
+pub mod browser;
 pub mod pg;
 pub mod tools;
 

@@ -151,6 +151,7 @@ pub async fn run(url: &str, key: Option<String>, cmd: ClientCommand) -> anyhow::
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(ExitCode::SUCCESS);
             }
+            let unit = show::Unit::of(&api).await?;
             let mut t =
                 show::Table::new(&["job", "circuit", "state", ">verified", ">reward", "created"]);
             for j in v["jobs"].as_array().into_iter().flatten() {
@@ -159,7 +160,7 @@ pub async fn run(url: &str, key: Option<String>, cmd: ClientCommand) -> anyhow::
                     show::text(&j["circuit"]),
                     show::text(&j["state"]),
                     format!("{}/{}", j["verified"], j["statements"]),
-                    show::amount_of(&j["reward"]),
+                    unit.amount_of(&j["reward"]),
                     show::date_of(&j["created_ms"]),
                 ]);
             }

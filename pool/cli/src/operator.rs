@@ -378,6 +378,7 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
             amount,
             reference,
         } => {
+            let unit = show::Unit::of(&api).await?;
             let v = api
                 .post(
                     &format!("/v1/clients/{id}/deposits"),
@@ -391,8 +392,8 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
                 } else {
                     "already recorded:"
                 },
-                show::amount(amount),
-                show::amount_of(&v["balance"])
+                unit.amount(amount),
+                unit.amount_of(&v["balance"])
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -407,6 +408,7 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
                     &json!({ "amount": amount, "reference": reference }),
                 )
                 .await?;
+            let unit = show::Unit::of(&api).await?;
             println!(
                 "{} {} to {id} (reference {reference}); balance now {}",
                 if v["new"] == true {
@@ -414,8 +416,8 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
                 } else {
                     "already recorded: refunded"
                 },
-                show::amount(amount),
-                show::amount_of(&v["balance"])
+                unit.amount(amount),
+                unit.amount_of(&v["balance"])
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -424,18 +426,19 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
             if json {
                 return print_json(&v);
             }
+            let unit = show::Unit::of(&api).await?;
             println!(
-                "client {id}: balance {}, in escrow {} (amounts in the smallest unit)",
-                show::amount_of(&v["balance"]),
-                show::amount_of(&v["escrow"])
+                "client {id}: balance {}, in escrow {}",
+                unit.amount_of(&v["balance"]),
+                unit.amount_of(&v["escrow"])
             );
             let mut t = show::Table::new(&["job", "state", ">reward", ">escrow"]);
             for j in v["jobs"].as_array().into_iter().flatten() {
                 t.row(vec![
                     show::text(&j["id"]),
                     show::text(&j["state"]),
-                    show::amount_of(&j["reward"]),
-                    show::amount_of(&j["escrow"]),
+                    unit.amount_of(&j["reward"]),
+                    unit.amount_of(&j["escrow"]),
                 ]);
             }
             if t.is_empty() {
@@ -450,11 +453,12 @@ pub async fn clients(op: OperatorArgs, cmd: ClientsCommand) -> anyhow::Result<Ex
             if json {
                 return print_json(&v);
             }
+            let unit = show::Unit::of(&api).await?;
             let mut t = show::Table::new(&["client", ">balance", "created"]);
             for c in v["clients"].as_array().into_iter().flatten() {
                 t.row(vec![
                     show::text(&c["id"]),
-                    show::amount_of(&c["balance"]),
+                    unit.amount_of(&c["balance"]),
                     show::date_of(&c["created_ms"]),
                 ]);
             }
@@ -480,7 +484,7 @@ pub async fn funds(op: OperatorArgs, cmd: FundsCommand) -> anyhow::Result<ExitCo
                 .await?;
             println!(
                 "pool funds now {} (reference {reference})",
-                show::amount_of(&v["funds"])
+                show::Unit::of(&api).await?.amount_of(&v["funds"])
             );
         }
         FundsCommand::Withdraw {
@@ -494,6 +498,7 @@ pub async fn funds(op: OperatorArgs, cmd: FundsCommand) -> anyhow::Result<ExitCo
                     &json!({ "from": from, "amount": amount, "reference": reference }),
                 )
                 .await?;
+            let unit = show::Unit::of(&api).await?;
             println!(
                 "{} {} from pool {from} (reference {reference}); pool {from} now {}",
                 if v["new"] == true {
@@ -501,8 +506,8 @@ pub async fn funds(op: OperatorArgs, cmd: FundsCommand) -> anyhow::Result<ExitCo
                 } else {
                     "already recorded: withdrew"
                 },
-                show::amount(amount),
-                show::amount_of(&v["balance"])
+                unit.amount(amount),
+                unit.amount_of(&v["balance"])
             );
         }
     }
@@ -535,7 +540,7 @@ pub async fn payouts(op: OperatorArgs, cmd: PayoutsCommand) -> anyhow::Result<Ex
                     println!(
                         "batch {id} planned: {} payment(s), {} in total, reserved",
                         v["batch"]["items"].as_array().map_or(0, |a| a.len()),
-                        show::amount_of(&v["batch"]["total"])
+                        show::Unit::of(&api).await?.amount_of(&v["batch"]["total"])
                     );
                     println!("next: zkpool payouts export {id} --format csv, pay it, then zkpool payouts confirm {id} --tx REF");
                 }
@@ -548,7 +553,7 @@ pub async fn payouts(op: OperatorArgs, cmd: PayoutsCommand) -> anyhow::Result<Ex
             if json {
                 return print_json(&v);
             }
-            print!("{}", payouts_tables(&v));
+            print!("{}", payouts_tables(&v, &show::Unit::of(&api).await?));
             Ok(ExitCode::SUCCESS)
         }
         PayoutsCommand::Export { batch, format, out } => {
@@ -580,7 +585,7 @@ pub async fn payouts(op: OperatorArgs, cmd: PayoutsCommand) -> anyhow::Result<Ex
                 } else {
                     "was already confirmed"
                 },
-                show::amount_of(&v["batch"]["total"])
+                show::Unit::of(&api).await?.amount_of(&v["batch"]["total"])
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -610,7 +615,7 @@ pub async fn ledger(
             print_json(j)?;
         }
     } else {
-        print!("{}", ledger_tables(&v));
+        print!("{}", ledger_tables(&v, &show::Unit::of(&api).await?));
         if let Some(j) = &journal {
             // One entry a line: entries differ in shape, and a line each keeps
             // them greppable.
@@ -628,7 +633,7 @@ pub async fn ledger(
 }
 
 /// `zkpool ledger`: the audit's totals, whether they balance, and each account.
-fn ledger_tables(v: &Value) -> String {
+fn ledger_tables(v: &Value, unit: &show::Unit) -> String {
     let a = &v["audit"];
     let mut totals = show::Table::new(&["books", ">amount"]);
     for (label, key) in [
@@ -642,10 +647,10 @@ fn ledger_tables(v: &Value) -> String {
         ("pool fees", "fees"),
         ("pool funds", "funds"),
     ] {
-        totals.row(vec![label.to_owned(), show::amount_of(&a[key])]);
+        totals.row(vec![label.to_owned(), unit.amount_of(&a[key])]);
     }
     let mut out = format!(
-        "the books (payout scheme {}; amounts in the smallest unit; {} journal entries)
+        "the books (payout scheme {}; {} journal entries)
 ",
         show::text(&v["scheme"]),
         show::amount_of(&a["entries"])
@@ -658,7 +663,7 @@ fn ledger_tables(v: &Value) -> String {
     };
     let mut accounts = show::Table::new(&["account", ">balance"]);
     for (name, amount) in v["balances"].as_object().into_iter().flatten() {
-        accounts.row(vec![name.clone(), show::amount_of(amount)]);
+        accounts.row(vec![name.clone(), unit.amount_of(amount)]);
     }
     if !accounts.is_empty() {
         out += "\n";
@@ -668,16 +673,13 @@ fn ledger_tables(v: &Value) -> String {
 }
 
 /// `zkpool payouts list`: balances against the threshold, then every batch.
-fn payouts_tables(v: &Value) -> String {
-    let mut out = format!(
-        "balances (threshold {}; amounts in the smallest unit)\n",
-        show::amount_of(&v["threshold"])
-    );
+fn payouts_tables(v: &Value, unit: &show::Unit) -> String {
+    let mut out = format!("balances (threshold {})\n", unit.amount_of(&v["threshold"]));
     let mut balances = show::Table::new(&["account", ">balance", "due"]);
     for b in v["balances"].as_array().into_iter().flatten() {
         balances.row(vec![
             show::text(&b["addr"]),
-            show::amount_of(&b["balance"]),
+            unit.amount_of(&b["balance"]),
             if b["due"] == true { "yes" } else { "no" }.to_owned(),
         ]);
     }
@@ -709,7 +711,7 @@ fn payouts_tables(v: &Value) -> String {
             show::date_of(&b["planned_ms"]),
             show::text(&b["state"]),
             b["items"].as_array().map_or(0, Vec::len).to_string(),
-            show::amount_of(&b["total"]),
+            unit.amount_of(&b["total"]),
             detail,
         ]);
     }

@@ -1,13 +1,16 @@
 //! How the operator and client commands print what the API answers for a person:
-//! aligned tables, dates in UTC instead of epoch milliseconds, amounts with
-//! thousands separators. `--json` on those commands prints the API's answer as is.
+//! aligned tables, dates in UTC instead of epoch milliseconds, amounts in the
+//! pool's unit with its decimals and thousands separators. `--json` on those
+//! commands prints the API's answer as is (integers in the smallest unit).
 
 use serde_json::Value;
 
-/// An amount in the smallest unit, grouped by thousands: `5,000,000`. The pool's
-/// API does not say what a unit is worth, so amounts stay whole numbers.
+/// A whole number grouped by thousands: `5,000,000`.
 pub fn amount(v: u64) -> String {
-    let digits = v.to_string();
+    group(&v.to_string())
+}
+
+fn group(digits: &str) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
@@ -21,6 +24,52 @@ pub fn amount(v: u64) -> String {
 /// [`amount`] of a JSON number, `-` where there is none.
 pub fn amount_of(v: &Value) -> String {
     v.as_u64().map_or_else(|| "-".to_owned(), amount)
+}
+
+/// What the pool counts money in (`payouts.unit` and `payouts.decimals` in its
+/// config, as `GET /v1/status` says): amounts are shown as `1,234.500000 ZKP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub name: String,
+    pub decimals: u32,
+}
+
+impl Unit {
+    /// The pool's unit; a pool too old to say shows bare integers in "the
+    /// smallest unit".
+    pub async fn of(api: &pool::api::Client) -> anyhow::Result<Unit> {
+        let status = api.get("/v1/status").await?;
+        let p = &status["payouts"];
+        Ok(match (p["unit"].as_str(), p["decimals"].as_u64()) {
+            (Some(name), Some(d)) if d <= 18 => Unit {
+                name: name.to_owned(),
+                decimals: d as u32,
+            },
+            _ => Unit {
+                name: "(smallest unit)".to_owned(),
+                decimals: 0,
+            },
+        })
+    }
+
+    /// `amount` (in the smallest unit) with the unit's decimals and name, by
+    /// integer arithmetic: 1500000 with 6 decimals is `1.500000 ZKP`.
+    pub fn amount(&self, amount: u64) -> String {
+        let plain = pool::config::format_amount(amount, self.decimals);
+        let (whole, frac) = plain.split_once('.').unwrap_or((&plain, ""));
+        let mut out = group(whole);
+        if !frac.is_empty() {
+            out.push('.');
+            out.push_str(frac);
+        }
+        format!("{out} {}", self.name)
+    }
+
+    /// [`Unit::amount`] of a JSON number, `-` where there is none.
+    pub fn amount_of(&self, v: &Value) -> String {
+        v.as_u64()
+            .map_or_else(|| "-".to_owned(), |a| self.amount(a))
+    }
 }
 
 /// Milliseconds since the Unix epoch as `2026-05-01 12:34:56 UTC`.
@@ -132,6 +181,29 @@ mod tests {
         assert_eq!(amount(999_999), "999,999");
         assert_eq!(amount(5_000_000), "5,000,000");
         assert_eq!(amount(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn amounts_carry_the_units_decimals_and_name() {
+        let zkp = Unit {
+            name: "ZKP".into(),
+            decimals: 6,
+        };
+        assert_eq!(zkp.amount(0), "0.000000 ZKP");
+        assert_eq!(zkp.amount(7), "0.000007 ZKP");
+        assert_eq!(zkp.amount(1_500_000), "1.500000 ZKP");
+        assert_eq!(zkp.amount(1_234_567_890_123), "1,234,567.890123 ZKP");
+        assert_eq!(zkp.amount_of(&Value::Null), "-");
+        let whole = Unit {
+            name: "sat".into(),
+            decimals: 0,
+        };
+        assert_eq!(whole.amount(5_000_000), "5,000,000 sat");
+        let fine = Unit {
+            name: "WEI".into(),
+            decimals: 18,
+        };
+        assert_eq!(fine.amount(u64::MAX), "18.446744073709551615 WEI");
     }
 
     #[test]

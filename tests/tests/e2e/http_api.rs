@@ -130,3 +130,54 @@ async fn every_documented_route_is_served() -> anyhow::Result<()> {
     pool.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
+
+/// The stratum URL a new miner is told (`/v1/status` `connect`, the dashboard's
+/// "how to connect" box): `stratum.public_url` when set; else the host miners
+/// reach the API at (`http.public_url`) with the stratum port; the terms and the
+/// zkminer line go with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connect_terms_name_the_public_stratum_url() -> anyhow::Result<()> {
+    let (pool, _dir) = inproc_pool_with(
+        "public_url = \"stratum+ssl://pool.example:443\"",
+        "",
+        "",
+        "[payouts]\nfee_bps = 250\nscheme = \"pplns\"\nthreshold = 5000\n",
+    )
+    .await?;
+    let status = Api::new(&format!("http://{}", pool.http_addr))
+        .get("/v1/status")
+        .await?;
+    let c = &status["connect"];
+    assert_eq!(c["stratum_url"], "stratum+ssl://pool.example:443", "{c}");
+    assert_eq!(
+        c["command"], "zkminer --pool stratum+ssl://pool.example:443 --worker ADDR.RIG",
+        "{c}"
+    );
+    assert_eq!(
+        (&c["fee_percent"], &c["scheme"], &c["payout_threshold"]),
+        (&json!("2.50"), &json!("pplns"), &json!(5000)),
+        "{c}"
+    );
+    assert_eq!(
+        (&c["unit"], &c["decimals"]),
+        (&json!("ZKP"), &json!(6)),
+        "{c}"
+    );
+    pool.shutdown(Duration::from_secs(5)).await;
+
+    let (pool, _dir) =
+        inproc_pool_with("", "public_url = \"https://api.example:8443/\"", "", "").await?;
+    let status = Api::new(&format!("http://{}", pool.http_addr))
+        .get("/v1/status")
+        .await?;
+    assert_eq!(
+        status["connect"]["stratum_url"],
+        json!(format!(
+            "stratum+tcp://api.example:{}",
+            pool.stratum_addr.port()
+        )),
+        "{status}"
+    );
+    pool.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}

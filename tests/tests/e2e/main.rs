@@ -53,10 +53,14 @@ async fn refused_result(api: &Api, id: &str) -> anyhow::Result<String> {
     }
 }
 
+/// The work credited to `worker`: 0 for a worker the pool has never seen (404), such
+/// as a rig that could not connect at all.
 async fn worker_work(api: &Api, worker: &str) -> anyhow::Result<u64> {
-    Ok(api.get(&format!("/v1/workers/{worker}")).await?["work"]
-        .as_u64()
-        .unwrap_or(0))
+    match api.get(&format!("/v1/workers/{worker}")).await {
+        Ok(v) => Ok(v["work"].as_u64().unwrap_or(0)),
+        Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn err_code(v: &Value) -> i64 {

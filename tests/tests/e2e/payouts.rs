@@ -44,7 +44,7 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
             "wire-1",
         ],
     );
-    assert!(ok && out.contains("balance now 1,000,000"), "{out}");
+    assert!(ok && out.contains("balance now 1.000000 ZKP"), "{out}");
     let (ok, out) = cli(
         "zkpool",
         &url,
@@ -58,7 +58,7 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
         ],
     );
     assert!(
-        ok && out.contains("already recorded") && out.contains("balance now 1,000,000"),
+        ok && out.contains("already recorded") && out.contains("balance now 1.000000 ZKP"),
         "a retried deposit is recorded once: {out}"
     );
 
@@ -280,7 +280,8 @@ async fn two_miners_are_paid_exactly_their_work_and_can_audit_it() -> anyhow::Re
 
 /// The operator's commands as an operator meets them: a deposit without a
 /// reference is refused (a retry could credit twice); clients, payouts and the
-/// books print as tables with dates and grouped amounts, `--json` as the API's
+/// books print as tables with dates and amounts in the pool's unit (the default
+/// `ZKP` with 6 decimals), `--json` as the API's
 /// JSON; issuing a worker token twice is refused unless `--replace` (the first
 /// may be in use), and tokens can be listed and revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,12 +313,12 @@ async fn operator_commands_print_tables_and_refuse_what_could_double_or_lock_out
         "--reference",
         "wire-7",
     ]);
-    assert!(ok && out.contains("balance now 5,000,000"), "{out}");
+    assert!(ok && out.contains("balance now 5.000000 ZKP"), "{out}");
 
     let (ok, out) = zkpool(&["clients", "list"]);
     let row = out.lines().find(|l| l.starts_with("acme")).unwrap_or("");
     assert!(
-        ok && out.starts_with("client") && row.contains("5,000,000") && row.ends_with(" UTC"),
+        ok && out.starts_with("client") && row.contains("5.000000 ZKP") && row.ends_with(" UTC"),
         "{out}"
     );
     let (ok, out) = zkpool(&["clients", "list", "--json"]);
@@ -328,13 +329,13 @@ async fn operator_commands_print_tables_and_refuse_what_could_double_or_lock_out
     );
     let (ok, out) = zkpool(&["clients", "show", "acme"]);
     assert!(
-        ok && out.contains("client acme: balance 5,000,000, in escrow 0")
+        ok && out.contains("client acme: balance 5.000000 ZKP, in escrow 0.000000 ZKP")
             && out.contains("no jobs yet"),
         "{out}"
     );
     let (ok, out) = zkpool(&["payouts", "list"]);
     assert!(
-        ok && out.contains("threshold 1") && out.contains("no payout batches yet"),
+        ok && out.contains("threshold 0.000001 ZKP") && out.contains("no payout batches yet"),
         "{out}"
     );
     let (ok, out) = zkpool(&["ledger"]);
@@ -343,7 +344,7 @@ async fn operator_commands_print_tables_and_refuse_what_could_double_or_lock_out
         .find(|l| l.starts_with("deposited"))
         .unwrap_or("");
     assert!(
-        ok && deposited.ends_with(" 5,000,000")
+        ok && deposited.ends_with(" 5.000000 ZKP")
             && out.contains("balanced: yes")
             && out.contains("client:acme"),
         "{out}"
@@ -392,8 +393,8 @@ async fn operator_commands_print_tables_and_refuse_what_could_double_or_lock_out
         "refund-1",
     ]);
     assert!(
-        ok && out.starts_with("refunded 1,000,000 to acme")
-            && out.contains("balance now 4,000,000"),
+        ok && out.starts_with("refunded 1.000000 ZKP to acme")
+            && out.contains("balance now 4.000000 ZKP"),
         "{out}"
     );
     let (ok, out) = zkpool(&[
@@ -405,7 +406,7 @@ async fn operator_commands_print_tables_and_refuse_what_could_double_or_lock_out
         "refund-1",
     ]);
     assert!(
-        ok && out.starts_with("already recorded") && out.contains("balance now 4,000,000"),
+        ok && out.starts_with("already recorded") && out.contains("balance now 4.000000 ZKP"),
         "a retried refund pays once: {out}"
     );
     let (ok, out) = zkpool(&[
@@ -439,7 +440,7 @@ async fn operator_commands_print_tables_and_refuse_what_could_double_or_lock_out
         .find(|l| l.starts_with("withdrawn and refunded"))
         .unwrap_or("");
     assert!(
-        ok && withdrawn.ends_with(" 1,000,000") && out.contains("balanced: yes"),
+        ok && withdrawn.ends_with(" 1.000000 ZKP") && out.contains("balanced: yes"),
         "{out}"
     );
     Ok(())
