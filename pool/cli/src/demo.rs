@@ -313,5 +313,10 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         bail!("credited work {total} does not equal the jobs' work {expected}");
     }
     println!("done in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "next: run a pool that stays up: `zkpool serve` (stratum on port 3333, the dashboard at http://127.0.0.1:8080/),\n      \
+         point a rig at it: `zkminer --pool stratum+tcp://127.0.0.1:3333 --worker YOURNAME.rig1`,\n      \
+         and submit work: `zkpool client submit job.json --wait` (README: \"Run a pool and point miners at it\")"
+    );
     Ok(())
 }

@@ -266,7 +266,7 @@ async fn cached_proofs(cache: &Path, n: usize) -> anyhow::Result<Proofs> {
     if let Ok(text) = std::fs::read_to_string(&file) {
         let mut lines = text.lines();
         stored_hash = lines.next().unwrap_or_default().to_owned();
-        valid = lines.map(str::to_owned).collect();
+        valid = lines.filter(|l| !l.is_empty()).map(str::to_owned).collect();
     }
     // The key: from a pool started on a copy of the template.
     let scratch = tempfile::tempdir()?;
@@ -295,37 +295,49 @@ async fn cached_proofs(cache: &Path, n: usize) -> anyhow::Result<Proofs> {
             have
         );
         let started = Instant::now();
+        if have == 0 {
+            std::fs::write(&file, format!("{hash}\n"))?;
+        }
         let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
-        let made: Vec<Vec<String>> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads)
-                .map(|t| {
-                    let keys = keys.clone();
-                    s.spawn(move || {
-                        (have + t..n)
-                            .step_by(threads)
-                            .map(|i| keys.prove(&statement(i as u64)).map(|p| uncompressed(&p)))
-                            .collect::<Result<Vec<_>, _>>()
+        // In chunks appended as they are made, so a run stopped half-way keeps
+        // what it proved.
+        let mut next = have;
+        while next < n {
+            let end = (next + 1_000).min(n);
+            let made: Vec<Vec<String>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let keys = keys.clone();
+                        s.spawn(move || {
+                            (next + t..end)
+                                .step_by(threads)
+                                .map(|i| keys.prove(&statement(i as u64)).map(|p| uncompressed(&p)))
+                                .collect::<Result<Vec<_>, _>>()
+                        })
                     })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().expect("prover thread"))
-                .collect::<Result<_, _>>()
-        })?;
-        for i in 0..n - have {
-            valid.push(made[i % threads][i / threads].clone());
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().expect("prover thread"))
+                    .collect::<Result<_, _>>()
+            })?;
+            let mut text = String::new();
+            for i in 0..end - next {
+                let p = &made[i % threads][i / threads];
+                text.push_str(p);
+                text.push('\n');
+                valid.push(p.clone());
+            }
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&file)?
+                .write_all(text.as_bytes())?;
+            next = end;
+            println!(
+                "  {next} of {n} cached ({:.1} proofs/s)",
+                (next - have) as f64 / started.elapsed().as_secs_f64()
+            );
         }
-        let mut text = hash.clone();
-        for v in &valid {
-            text.push('\n');
-            text.push_str(v);
-        }
-        std::fs::write(&file, text)?;
-        println!(
-            "proved {} in {:.1} s",
-            n - have,
-            started.elapsed().as_secs_f64()
-        );
     }
     valid.truncate(n);
     let invalid = uncompressed(&keys.prove(&statement(u64::MAX))?);
