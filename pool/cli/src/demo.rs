@@ -294,13 +294,14 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
     }
     let books = operator.get("/v1/ledger").await?;
     println!(
-        "   books: deposited {} = client {} + escrow {} + miners {} + pending {} + paid {} + fees {} + funds {}: {}",
+        "   books: deposited {} = client {} + escrow {} + miners {} + pending {} + paid {} + withdrawn {} + fees {} + funds {}: {}",
         books["audit"]["deposited"],
         books["audit"]["clients"],
         books["audit"]["escrow"],
         books["audit"]["miners"],
         books["audit"]["pending"],
         books["audit"]["paid"],
+        books["audit"]["withdrawn"],
         books["audit"]["fees"],
         books["audit"]["funds"],
         if books["audit"]["balanced"] == true { "balanced" } else { "NOT BALANCED" }

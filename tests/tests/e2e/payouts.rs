@@ -434,6 +434,35 @@ async fn operator_commands_print_tables_and_refuse_what_could_double_or_lock_out
         !ok && out.contains("pool:fees holds 0"),
         "no fees yet: {out}"
     );
+    // Only the operator moves money out: no token, no refund or withdrawal; a
+    // stranger's attempt changes nothing.
+    let stranger = Api::new(&url);
+    for (path, body) in [
+        (
+            "/v1/clients/acme/refunds",
+            json!({"amount": 1, "reference": "x-1"}),
+        ),
+        (
+            "/v1/pool/withdrawals",
+            json!({"from": "funds", "amount": 1, "reference": "x-2"}),
+        ),
+    ] {
+        let e = stranger.post(path, &body).await.unwrap_err().to_string();
+        assert!(e.contains("401"), "{path}: {e}");
+    }
+    let e = Api::new(&url)
+        .with_token(Some(ADMIN.into()))
+        .post(
+            "/v1/pool/withdrawals",
+            &json!({"from": "miner:alice", "amount": 1, "reference": "x-3"}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("400") && e.contains("must be \"fees\"") && e.contains("refunds"),
+        "{e}"
+    );
     let (ok, out) = zkpool(&["ledger"]);
     let withdrawn = out
         .lines()
