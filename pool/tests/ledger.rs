@@ -799,6 +799,12 @@ mod pg_property {
         Void {
             pick: u8,
         },
+        /// From a client (0-2: a refund), the pool's fees (3) or its funds (4).
+        Withdraw {
+            from: u8,
+            amount: u64,
+            reference: u8,
+        },
         Restart,
     }
 
@@ -833,6 +839,11 @@ mod pg_property {
             (1u64..800).prop_map(|threshold| Op::Plan { threshold }),
             (0u8..4, 0u8..2).prop_map(|(pick, tx)| Op::Confirm { pick, tx }),
             (0u8..4).prop_map(|pick| Op::Void { pick }),
+            (0u8..5, 1u64..1_500, 0u8..6).prop_map(|(from, amount, reference)| Op::Withdraw {
+                from,
+                amount,
+                reference
+            }),
             Just(Op::Restart),
         ]
     }
@@ -860,6 +871,8 @@ mod pg_property {
         let mut credited: HashSet<(String, u64)> = HashSet::new();
         let mut confirmed: HashMap<u64, String> = HashMap::new();
         let mut fund_refs = 0;
+        let mut withdrawn = 0u64;
+        let mut withdrawals: HashMap<String, (Account, u64)> = HashMap::new();
         for op in ops {
             match op {
                 Op::Deposit {
@@ -1008,6 +1021,41 @@ mod pg_property {
                         Err(e) => return Err(format!("void: {e}")),
                     }
                 }
+                Op::Withdraw {
+                    from,
+                    amount,
+                    reference,
+                } => {
+                    let acct = match from {
+                        0..=2 => account::client(&format!("c{from}")),
+                        3 => account::FEES.clone(),
+                        _ => account::FUNDS.clone(),
+                    };
+                    let r = format!("wd{reference}");
+                    let have = l.balance(&acct).await.unwrap();
+                    match l.withdraw(&acct, amount, &r).await {
+                        Ok((_, true)) => {
+                            check!(have >= amount, "withdrew {amount} of {have}");
+                            check!(
+                                l.balance(&acct).await.unwrap() == have - amount,
+                                "a withdrawal moves exactly its amount"
+                            );
+                            withdrawn += amount;
+                            withdrawals.insert(r, (acct, amount));
+                        }
+                        Ok((_, false)) => {
+                            check!(withdrawals.get(&r) == Some(&(acct, amount)), "retry of {r}")
+                        }
+                        Err(LedgerError::Conflict { .. }) => {
+                            check!(withdrawals.contains_key(&r), "conflict {r}")
+                        }
+                        Err(LedgerError::Insufficient { .. }) => check!(
+                            have < amount && !withdrawals.contains_key(&r),
+                            "refused {amount} with {have}"
+                        ),
+                        Err(e) => return Err(format!("withdraw: {e}")),
+                    }
+                }
                 Op::Restart => {
                     let before = (
                         l.audit().await.unwrap(),
@@ -1026,6 +1074,11 @@ mod pg_property {
             }
             let a = l.audit().await.unwrap();
             check!(a.balanced, "books do not balance: {a:?}");
+            check!(
+                a.withdrawn == withdrawn,
+                "withdrawn {} != {withdrawn}",
+                a.withdrawn
+            );
             check!(
                 a.deposited == deposited,
                 "deposited {} != {deposited}",

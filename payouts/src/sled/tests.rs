@@ -384,7 +384,22 @@ enum Op {
     Void {
         pick: u8,
     },
+    /// From a client (0-2: a refund), the pool's fees (3) or its funds (4).
+    Withdraw {
+        from: u8,
+        amount: u64,
+        reference: u8,
+    },
     Restart,
+}
+
+/// The account a `Withdraw` op takes from.
+fn withdraw_from(from: u8) -> Account {
+    match from {
+        0..=2 => account::client(&format!("c{from}")),
+        3 => account::FEES.clone(),
+        _ => account::FUNDS.clone(),
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -410,6 +425,11 @@ fn op() -> impl Strategy<Value = Op> {
         (1u64..800).prop_map(|threshold| Op::Plan { threshold }),
         (0u8..4, 0u8..2).prop_map(|(pick, tx)| Op::Confirm { pick, tx }),
         (0u8..4).prop_map(|pick| Op::Void { pick }),
+        (0u8..5, 1u64..1_500, 0u8..6).prop_map(|(from, amount, reference)| Op::Withdraw {
+            from,
+            amount,
+            reference
+        }),
         Just(Op::Restart),
     ]
 }
@@ -440,6 +460,8 @@ proptest! {
         let mut credited: HashMap<(String, u64), String> = HashMap::new();
         let mut work: HashMap<String, u64> = HashMap::new();
         let mut confirmed: HashMap<u64, String> = HashMap::new();
+        let mut withdrawn = 0u64;
+        let mut withdrawals: HashMap<String, (Account, u64)> = HashMap::new();
         for op in ops {
             match op {
                 Op::Deposit { client, amount, reference } => {
@@ -534,6 +556,25 @@ proptest! {
                         Err(e) => prop_assert!(false, "void: {}", e),
                     }
                 }
+                Op::Withdraw { from, amount, reference } => {
+                    let (acct, r) = (withdraw_from(from), format!("wd{reference}"));
+                    let have = l.balance(&acct);
+                    match l.withdraw(&acct, amount, &r) {
+                        Ok((_, true)) => {
+                            prop_assert!(have >= amount, "withdrew {} of {}", amount, have);
+                            prop_assert_eq!(l.balance(&acct), have - amount);
+                            withdrawn += amount;
+                            withdrawals.insert(r, (acct, amount));
+                        }
+                        Ok((_, false)) => prop_assert_eq!(withdrawals.get(&r), Some(&(acct, amount))),
+                        Err(LedgerError::Conflict { .. }) => prop_assert!(withdrawals.contains_key(&r)),
+                        Err(LedgerError::Insufficient { have: h, need, .. }) => {
+                            prop_assert!(have < amount && !withdrawals.contains_key(&r));
+                            prop_assert_eq!((h, need), (have, amount));
+                        }
+                        Err(e) => prop_assert!(false, "withdraw: {}", e),
+                    }
+                }
                 Op::Restart => {
                     let before = (l.audit(), l.balances(), l.batches());
                     db.flush().unwrap();
@@ -547,6 +588,7 @@ proptest! {
             let a = l.audit();
             prop_assert!(a.balanced, "books do not balance: {:?}", a);
             prop_assert_eq!(a.deposited, deposited);
+            prop_assert_eq!(a.withdrawn, withdrawn);
         }
         for (w, units) in &work {
             prop_assert_eq!(l.totals(w).unwrap().0.work, *units);
