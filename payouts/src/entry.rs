@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{account::Account, receipt::ReceiptBody, split::Part};
+use crate::{account::Account, error::LedgerError, receipt::ReceiptBody, split::Part};
 
 /// One verified share: `proofs` proofs of a task, worth `work` units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +246,49 @@ pub struct Entry {
     pub at_ms: u64,
     #[serde(flatten)]
     pub body: Body,
+}
+
+impl Entry {
+    /// The entry under a key a ledger asked for, not holding the kind that key
+    /// names: the journal is corrupt.
+    fn wrong_kind(self, what: &str) -> LedgerError {
+        LedgerError::Corrupt {
+            key: self.key,
+            detail: format!("{what} key holds another kind of entry"),
+        }
+    }
+
+    /// A share's entry read back as what crediting it gave (`new`: recorded now).
+    pub fn into_credited(self, new: bool) -> Result<Credited, LedgerError> {
+        match self.body {
+            Body::Share {
+                credit,
+                position,
+                paid,
+            } => Ok(Credited {
+                receipt: ReceiptBody { credit, position },
+                new,
+                paid,
+            }),
+            _ => Err(self.wrong_kind("a share")),
+        }
+    }
+
+    /// A settlement's entry read back.
+    pub fn into_settlement(self) -> Result<Settlement, LedgerError> {
+        match self.body {
+            Body::Settle(s) => Ok(s),
+            _ => Err(self.wrong_kind("a settlement")),
+        }
+    }
+
+    /// A plan's entry read back as its batch number.
+    pub fn into_planned_batch(self) -> Result<u64, LedgerError> {
+        match self.body {
+            Body::Plan { batch, .. } => Ok(batch),
+            _ => Err(self.wrong_kind("a plan")),
+        }
+    }
 }
 
 /// One move of value; `from` is [`Account::Outside`] for value entering the books.

@@ -312,21 +312,7 @@ impl Ledger {
     pub fn credit(&self, c: &ShareCredit, policy: &Policy) -> Result<Credited, LedgerError> {
         let paid = state::pps_pay(c, policy)?;
         let (e, new) = self.append(|st| st.share(c, paid))?;
-        match e.body {
-            Body::Share {
-                credit,
-                position,
-                paid,
-            } => Ok(Credited {
-                receipt: ReceiptBody { credit, position },
-                new,
-                paid,
-            }),
-            _ => Err(LedgerError::Corrupt {
-                key: e.key,
-                detail: "a share key holds another kind of entry".into(),
-            }),
-        }
+        e.into_credited(new)
     }
 
     /// The job's credit list, in position order, as receipt bodies.
@@ -397,13 +383,7 @@ impl Ledger {
         };
         let (e, _) =
             self.append(|st| Body::Settle(st.settlement(&outcome, policy, &credits, &window)))?;
-        match e.body {
-            Body::Settle(s) => Ok(s),
-            _ => Err(LedgerError::Corrupt {
-                key: e.key,
-                detail: "a settlement key holds another kind of entry".into(),
-            }),
-        }
+        e.into_settlement()
     }
 
     /// The PPLNS window ([`state::pplns_window`]) over the journal's shares,
@@ -445,13 +425,7 @@ impl Ledger {
         // A plan is never a retry (a taken key is refused), so the entry is
         // this body.
         let (e, _) = self.append(|_| body)?;
-        match e.body {
-            Body::Plan { batch, .. } => Ok(self.batch(batch)),
-            _ => Err(LedgerError::Corrupt {
-                key: e.key,
-                detail: "a plan key holds another kind of entry".into(),
-            }),
-        }
+        Ok(self.batch(e.into_planned_batch()?))
     }
 
     /// Records that batch `id` was paid with transaction `tx`. At most once: a

@@ -90,12 +90,25 @@ pub async fn once(pool: &Pool) -> Result<Run, payouts::LedgerError> {
     .await
     {
         Ok(tx) => {
-            ledger.confirm(batch.id, &tx).await?;
-            ledger.flush().await?;
-            Ok(Run::Paid {
-                batch: batch.id,
-                tx,
-            })
+            // Paid: if the books cannot record it now, the batch stays planned
+            // (nothing is paid again) and the reference must reach the operator.
+            let recorded = match ledger.confirm(batch.id, &tx).await {
+                Ok(_) => ledger.flush().await,
+                Err(e) => Err(e),
+            };
+            match recorded {
+                Ok(()) => Ok(Run::Paid {
+                    batch: batch.id,
+                    tx,
+                }),
+                Err(e) => Ok(Run::Failed {
+                    batch: batch.id,
+                    why: format!(
+                        "the hook paid it with reference {tx:?}, but the books could not record that ({e}): confirm it with `zkpool payouts confirm {} --tx {tx}`",
+                        batch.id
+                    ),
+                }),
+            }
         }
         Err(why) => Ok(Run::Failed {
             batch: batch.id,

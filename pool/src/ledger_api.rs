@@ -234,33 +234,7 @@ async fn post_deposit(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Api<Json<Value>> {
-    admin(&s, &headers)?;
-    let m: Money = body(
-        &bytes,
-        r#"{"amount": 5000000, "reference": "wire-2026-11-24-001"}"#,
-    )?;
-    if s.store().client(&id).await.map_err(unavailable)?.is_none() {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no client {id:?}: add it first (`zkpool clients add {id}`)"),
-        ));
-    }
-    let (e, new) = s
-        .ledger()
-        .deposit(&account::client(&id), m.amount, &m.reference)
-        .await?;
-    flush(&s).await?;
-    if new {
-        info!(client = %id, amount = m.amount, reference = %m.reference, "deposit recorded");
-    }
-    Ok(Json(json!({
-        "client": id,
-        "amount": m.amount,
-        "reference": m.reference,
-        "entry": e.seq,
-        "new": new,
-        "balance": s.ledger().balance(&account::client(&id)).await?,
-    })))
+    client_money(&s, &headers, id, &bytes, Flow::Deposit).await
 }
 
 /// A client's balance paid back to it: out of the books, recorded once per
@@ -271,22 +245,49 @@ async fn post_refund(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Api<Json<Value>> {
-    admin(&s, &headers)?;
-    let m: Money = body(
-        &bytes,
-        r#"{"amount": 1000000, "reference": "refund-2026-11-26-001"}"#,
-    )?;
+    client_money(&s, &headers, id, &bytes, Flow::Refund).await
+}
+
+/// Which way money moves on a client's balance.
+#[derive(Clone, Copy)]
+enum Flow {
+    Deposit,
+    Refund,
+}
+
+/// A deposit to, or a refund from, client `id`'s balance (operator only):
+/// recorded once per reference; answers the entry and the balance after it.
+async fn client_money(
+    s: &Pool,
+    headers: &HeaderMap,
+    id: String,
+    bytes: &Bytes,
+    flow: Flow,
+) -> Api<Json<Value>> {
+    admin(s, headers)?;
+    let example = match flow {
+        Flow::Deposit => r#"{"amount": 5000000, "reference": "wire-2026-11-24-001"}"#,
+        Flow::Refund => r#"{"amount": 1000000, "reference": "refund-2026-11-26-001"}"#,
+    };
+    let m: Money = body(bytes, example)?;
     if s.store().client(&id).await.map_err(unavailable)?.is_none() {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
-            format!("no client {id:?}: `zkpool clients list` shows the clients"),
+            format!("no client {id:?}: add it first (`zkpool clients add {id}`), or see `zkpool clients list`"),
         ));
     }
     let acct = account::client(&id);
-    let (e, new) = s.ledger().withdraw(&acct, m.amount, &m.reference).await?;
-    flush(&s).await?;
+    let (e, new) = match flow {
+        Flow::Deposit => s.ledger().deposit(&acct, m.amount, &m.reference).await?,
+        Flow::Refund => s.ledger().withdraw(&acct, m.amount, &m.reference).await?,
+    };
+    flush(s).await?;
     if new {
-        info!(client = %id, amount = m.amount, reference = %m.reference, "refund recorded");
+        let what = match flow {
+            Flow::Deposit => "deposit recorded",
+            Flow::Refund => "refund recorded",
+        };
+        info!(client = %id, amount = m.amount, reference = %m.reference, "{what}");
     }
     Ok(Json(json!({
         "client": id,

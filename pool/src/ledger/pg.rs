@@ -94,19 +94,9 @@ struct CreditRequest {
     reply: oneshot::Sender<Result<Credited, LedgerError>>,
 }
 
-/// A database failure as a ledger storage fault, with its causes:
-/// tokio-postgres's own message is only "db error", the server's is its source.
+/// A database failure as a ledger storage fault, with its causes.
 fn storage(e: impl std::error::Error) -> LedgerError {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.ends_with(&text) {
-            message = format!("{message}: {text}");
-        }
-        source = cause.source();
-    }
-    LedgerError::Storage(format!("PostgreSQL: {message}").into())
+    LedgerError::Storage(format!("PostgreSQL: {}", crate::store::pg::with_causes(&e)).into())
 }
 
 /// `.db()?` on a driver or pool result.
@@ -298,25 +288,6 @@ async fn record(
     Ok((entry, true))
 }
 
-/// The receipt a share's entry gives.
-fn credited(e: Entry, new: bool) -> Result<Credited, LedgerError> {
-    match e.body {
-        Body::Share {
-            credit,
-            position,
-            paid,
-        } => Ok(Credited {
-            receipt: ReceiptBody { credit, position },
-            new,
-            paid,
-        }),
-        _ => Err(LedgerError::Corrupt {
-            key: e.key,
-            detail: "a share key holds another kind of entry".into(),
-        }),
-    }
-}
-
 impl Shared {
     /// The books, locked, re-read from the journal first when a transaction
     /// that changed them did not commit.
@@ -358,6 +329,12 @@ impl Shared {
                 Err(e)
             }
         }
+    }
+
+    /// Records `body` (checked against the state) in a transaction of its own.
+    async fn append_body(&self, body: Body) -> Result<(Entry, bool), LedgerError> {
+        let recorded = self.append(|_| Ok(Some(body))).await?;
+        Ok(recorded.expect("a request with a body always makes an entry"))
     }
 
     /// Records the entry `request` builds from the state (none: `None`) in a
@@ -421,7 +398,7 @@ impl Shared {
         for r in group {
             let body = books.state.share(&r.credit, r.paid);
             match record(&tx, &mut books.state, body, &mut earlier, &absent).await {
-                Ok((e, new)) => answers.push(credited(e, new)),
+                Ok((e, new)) => answers.push(e.into_credited(new)),
                 // The transaction is broken: nothing more can be written in it.
                 Err(e @ LedgerError::Storage(_)) => {
                     fault = Some(e);
@@ -661,8 +638,7 @@ impl Ledger for PgLedger {
         reference: &str,
     ) -> Result<(Entry, bool), LedgerError> {
         let body = state::deposit(account, amount, reference)?;
-        let recorded = self.shared.append(|_| Ok(Some(body))).await?;
-        Ok(recorded.expect("a deposit request always makes an entry"))
+        self.shared.append_body(body).await
     }
 
     async fn withdraw(
@@ -672,8 +648,7 @@ impl Ledger for PgLedger {
         reference: &str,
     ) -> Result<(Entry, bool), LedgerError> {
         let body = state::withdraw(account, amount, reference)?;
-        let recorded = self.shared.append(|_| Ok(Some(body))).await?;
-        Ok(recorded.expect("a withdrawal request always makes an entry"))
+        self.shared.append_body(body).await
     }
 
     async fn escrow(
@@ -683,8 +658,7 @@ impl Ledger for PgLedger {
         amount: u64,
     ) -> Result<(Entry, bool), LedgerError> {
         let body = state::escrow(job, client, amount);
-        let recorded = self.shared.append(|_| Ok(Some(body))).await?;
-        Ok(recorded.expect("an escrow request always makes an entry"))
+        self.shared.append_body(body).await
     }
 
     async fn credit(&self, c: &ShareCredit, policy: &Policy) -> Result<Credited, LedgerError> {
@@ -731,13 +705,7 @@ impl Ledger for PgLedger {
             })
             .await?;
         let (e, _) = recorded.expect("a settlement request always makes an entry");
-        match e.body {
-            Body::Settle(s) => Ok(s),
-            _ => Err(LedgerError::Corrupt {
-                key: e.key,
-                detail: "a settlement key holds another kind of entry".into(),
-            }),
-        }
+        e.into_settlement()
     }
 
     async fn settlement(&self, job: &str) -> Result<Option<Settlement>, LedgerError> {
@@ -782,27 +750,19 @@ impl Ledger for PgLedger {
     ) -> Result<(Entry, bool), LedgerError> {
         let window = self.pplns_window(policy.pplns_window_work).await?;
         let body = state::reward(amount, reference, policy, &window)?;
-        let recorded = self.shared.append(|_| Ok(Some(body))).await?;
-        Ok(recorded.expect("a reward request always makes an entry"))
+        self.shared.append_body(body).await
     }
 
     async fn plan_payouts(&self, threshold: u64) -> Result<Option<Batch>, LedgerError> {
         let Some((e, _)) = self.shared.append(|st| Ok(st.plan(threshold))).await? else {
             return Ok(None);
         };
-        match e.body {
-            Body::Plan { batch, .. } => self.batch(batch).await,
-            _ => Err(LedgerError::Corrupt {
-                key: e.key,
-                detail: "a plan key holds another kind of entry".into(),
-            }),
-        }
+        self.batch(e.into_planned_batch()?).await
     }
 
     async fn confirm(&self, id: u64, tx: &str) -> Result<(Batch, bool), LedgerError> {
         let body = state::confirm(id, tx)?;
-        let recorded = self.shared.append(|_| Ok(Some(body))).await?;
-        let (_, new) = recorded.expect("a confirm request always makes an entry");
+        let (_, new) = self.shared.append_body(body).await?;
         let batch = self.batch(id).await?;
         Ok((batch.ok_or(LedgerError::UnknownBatch(id))?, new))
     }

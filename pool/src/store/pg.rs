@@ -57,9 +57,9 @@ pub struct PgStore {
     pool: Pool,
 }
 
-/// A driver or pool error as a storage fault, with its causes: tokio-postgres's
-/// own message is only "db error", the server's message is its source.
-fn engine(e: impl std::error::Error) -> StoreError {
+/// An error's message followed by its causes: tokio-postgres's own message is
+/// only "db error", the server's message is its source.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -69,7 +69,12 @@ fn engine(e: impl std::error::Error) -> StoreError {
         }
         source = cause.source();
     }
-    StoreError::Engine(message)
+    message
+}
+
+/// A driver or pool error as a storage fault, with its causes.
+fn engine(e: impl std::error::Error) -> StoreError {
+    StoreError::Engine(with_causes(&e))
 }
 
 impl From<tokio_postgres::Error> for StoreError {
