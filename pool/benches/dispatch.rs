@@ -25,6 +25,7 @@ fn job(id: &str, circuit_name: &str, total: u64) -> JobEntry {
         max_per_task: 1000,
         client: "c".into(),
         allow: None,
+        shared: false,
     }
 }
 

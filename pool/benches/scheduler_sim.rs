@@ -109,6 +109,7 @@ fn main() {
             max_per_task: 256,
             client: format!("client{}", j % 7),
             allow: None,
+            shared: false,
         });
     }
     // Miners: speed log-uniform in [1, 10].

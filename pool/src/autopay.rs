@@ -41,6 +41,10 @@ pub async fn run(pool: Arc<Pool>) {
             _ = pool.shutdown().cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Several pool processes on one database: only the leader pays.
+        if pool.cluster().is_some_and(|c| !c.is_leader()) {
+            continue;
+        }
         match once(&pool).await {
             Ok(Run::Nothing) => {}
             Ok(Run::Waiting(batch)) => warn!(

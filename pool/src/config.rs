@@ -265,6 +265,10 @@ pub struct StorageConfig {
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`. Default: none, the
     /// embedded sled database in `data_dir`.
     pub url: Option<String>,
+    /// With `url`: how long a pool process's claims on statements outlive its
+    /// last lease renewal (it renews every second), so how soon the others
+    /// take over the work of one that died. Default 10 seconds.
+    pub node_lease_secs: f64,
 }
 
 impl Default for StorageConfig {
@@ -272,6 +276,7 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./zkpool-data"),
             url: None,
+            node_lease_secs: 10.0,
         }
     }
 }
@@ -766,6 +771,15 @@ impl Config {
                 key: "storage.url",
                 problem,
             })?;
+        }
+        let lease = self.storage.node_lease_secs;
+        if !(lease.is_finite() && (3.0..=3600.0).contains(&lease)) {
+            return Err(ConfigError::Invalid {
+                key: "storage.node_lease_secs",
+                problem: format!(
+                    "({lease}) must be between 3 and 3600 seconds: a process renews its lease every second, so a shorter one lapses on a slow database, and a longer one leaves a dead process's work waiting"
+                ),
+            });
         }
         if let Some(url) = &self.http.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

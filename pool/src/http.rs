@@ -390,6 +390,8 @@ async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
         "connect": connect(&s),
         "protocol": stratum::PROTOCOL_VERSION,
         "aggregation": crate::aggregation::Aggregation::describe(s.aggregation()),
+        // Several pool processes on one PostgreSQL: which one this is.
+        "cluster": s.cluster().map(|c| json!({"node": c.node(), "leader": c.is_leader()})),
         "sessions": sessions,
         "sessions_parked": parked,
         "tasks_leased": tasks,
@@ -447,6 +449,12 @@ async fn metrics(State(s): State<Arc<Pool>>, headers: axum::http::HeaderMap) -> 
     m.workers_online.set(s.dispatch().workers_online() as i64);
     m.jobs_running.set(s.jobs().running() as i64);
     m.bans_active.set(s.bans().active().len() as i64);
+    if let Some(commits) = s.ledger().commits() {
+        m.ledger_commits
+            .inc_by(commits.saturating_sub(m.ledger_commits.get()));
+    }
+    m.cluster_leader
+        .set(s.cluster().is_some_and(|c| c.is_leader()) as i64);
     s.verifier().queued();
     let with_amounts = admin(&s, &headers).is_ok();
     if let Err(e) = m
@@ -556,6 +564,16 @@ async fn view(s: &Pool, j: &JobRecord) -> Api<JobView> {
         (Some(p), _) => (p.done, p.leased),
         // Ended early: what was verified before.
         (None, JobState::Expired | JobState::Cancelled | JobState::Failed) => (
+            s.store()
+                .job_proofs(&j.id)
+                .await
+                .map_err(unavailable)?
+                .len() as u64,
+            0,
+        ),
+        // With several pool processes, a running job this one does not hold
+        // (not taken yet, or its result being assembled): what is stored.
+        (None, JobState::Running) if s.cluster().is_some() => (
             s.store()
                 .job_proofs(&j.id)
                 .await

@@ -18,6 +18,15 @@ use payouts::{
     Settlement, ShareCredit, WorkTotals,
 };
 
+/// What became of a share given with its proofs
+/// ([`Ledger::credit_with_proofs`]).
+#[derive(Debug)]
+pub enum ShareOutcome {
+    Credited(Credited),
+    /// These statements had a proof stored already: nothing was recorded.
+    Taken(Vec<u64>),
+}
+
 /// The pool's books. Every method may touch the disk or a database.
 #[async_trait]
 pub trait Ledger: Send + Sync {
@@ -46,8 +55,28 @@ pub trait Ledger: Send + Sync {
         client: &str,
         amount: u64,
     ) -> Result<(Entry, bool), LedgerError>;
+    /// Transactions committed since open, where the ledger counts them
+    /// (PostgreSQL); `None` for sled, whose writes share flushes instead.
+    fn commits(&self) -> Option<u64> {
+        None
+    }
     /// A verified share (idempotent on job and first statement).
     async fn credit(&self, c: &ShareCredit, policy: &Policy) -> Result<Credited, LedgerError>;
+    /// A verified share's credit and its proofs (`(statement, stored record)`)
+    /// in one transaction, where the ledger and the store share a database
+    /// (PostgreSQL): a proof is never stored without its credit, nor a credit
+    /// without its proofs, and when a proof of any of the statements is stored
+    /// already (another pool process proved it first) nothing is recorded and
+    /// those statements come back. `None`: this ledger cannot (sled); the
+    /// caller stores the proofs itself, then credits.
+    async fn credit_with_proofs(
+        &self,
+        _c: &ShareCredit,
+        _policy: &Policy,
+        _proofs: Vec<(u64, String)>,
+    ) -> Option<Result<ShareOutcome, LedgerError>> {
+        None
+    }
     /// Settles a finished job (idempotent).
     async fn settle(
         &self,

@@ -12,6 +12,7 @@ pub mod api;
 pub mod autopay;
 pub mod bans;
 pub mod circuits;
+pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod http;

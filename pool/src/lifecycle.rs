@@ -131,6 +131,9 @@ pub fn entry(config: &Config, job: &JobRecord, done: BTreeSet<u64>) -> JobEntry 
         max_per_task: max_per_task(config, job),
         client: job.client.clone(),
         allow: job.allow.as_ref().map(|a| a.iter().cloned().collect()),
+        // On PostgreSQL, pool processes share the database and its jobs: each
+        // proves the statements it claims (see `cluster`).
+        shared: config.storage.url.is_some(),
     }
 }
 
@@ -223,8 +226,102 @@ pub async fn submit(
     if !pool.dispatch().with(|s| s.add_job(entry)) {
         // Every statement was proven before: the result is ready now.
         finish(pool, &job.id).await;
+    } else if let Some(c) = pool.cluster() {
+        c.wake();
+        c.announce(crate::cluster::Event::Job(job.id.clone())).await;
     }
     Ok(job)
+}
+
+/// Takes a running job that another pool process stored into this one's queue
+/// (`done`: its statements with a stored proof); see `cluster`.
+pub async fn adopt(pool: &Arc<Pool>, job: JobRecord, done: BTreeSet<u64>) {
+    let entry = entry(pool.config(), &job, done);
+    let id = job.id.clone();
+    pool.jobs().insert(job);
+    if !pool.dispatch().with(|s| s.add_job(entry)) {
+        finish(pool, &id).await;
+    } else {
+        info!(job = %id, "took a job stored by another pool process");
+    }
+}
+
+/// Drops a job that ended on another pool process: its leases here are
+/// cancelled (`reason` tells the sessions why); nothing is stored.
+pub fn forget(pool: &Pool, id: &JobId, reason: &str) {
+    let cancelled = pool.dispatch().with(|s| s.remove_job(id));
+    pool.dispatch().send_cancels(&cancelled, reason);
+    if pool.jobs().active(id).is_some() {
+        pool.jobs().remove(id);
+        info!(job = %id, cancelled = cancelled.len(), "{reason}");
+    }
+}
+
+/// How long an escrow without a stored job, or a share's proofs without their
+/// credit, may be a submit or a share still in flight on another pool process
+/// (only then is it taken for a crash's leftover).
+const IN_FLIGHT_GRACE_MS: u64 = 120_000;
+
+/// The leader's sweep (see `cluster`): settles ended jobs a crash left
+/// unsettled and refunds escrows whose job was never stored.
+pub async fn leader_sweep(pool: &Arc<Pool>, unsettled: &[String]) {
+    let swept = async {
+        refund_orphan_escrows(pool, &[]).await?;
+        for id in unsettled {
+            if let Some(job) = pool.store().job(id).await? {
+                if job.state != JobState::Running {
+                    warn!(job = %id, "an ended job was not settled (its process died); settling it");
+                    settle(pool, &job).await;
+                }
+            }
+        }
+        Ok::<_, LifecycleError>(())
+    }
+    .await;
+    if let Err(e) = swept {
+        warn!(error = %e, "the leader's sweep failed; next sweep");
+    }
+}
+
+/// Refunds escrows whose job was never stored (a crash between the two). With
+/// several pool processes, only escrows older than [`IN_FLIGHT_GRACE_MS`]: a
+/// younger one may belong to a submit another process is storing now.
+async fn refund_orphan_escrows(pool: &Pool, jobs: &[JobRecord]) -> Result<(), LifecycleError> {
+    let ledger = pool.ledger();
+    let known: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    for (account, amount) in ledger.balances().await? {
+        let payouts::Account::Escrow(job) = &account else {
+            continue;
+        };
+        let job = job.as_str();
+        if known.contains(job) {
+            continue;
+        }
+        // Ended and settled jobs are not in `jobs`: only a job never stored
+        // is missing from the store.
+        if pool.store().job(job).await?.is_some() {
+            continue;
+        }
+        let escrow = ledger.journal_entry(&payouts::keys::escrow(job)).await?;
+        if pool.cluster().is_some()
+            && escrow
+                .as_ref()
+                .is_some_and(|e| now_ms().saturating_sub(e.at_ms) < IN_FLIGHT_GRACE_MS)
+        {
+            continue;
+        }
+        let client = escrow
+            .and_then(|e| match e.body {
+                payouts::Body::Escrow { client, .. } => Some(client),
+                _ => None,
+            })
+            .unwrap_or_default();
+        warn!(%job, amount, %client, "escrow without a stored job; refunding it");
+        ledger
+            .settle(job, &client, 1, false, &pool.config().payouts.policy())
+            .await?;
+    }
+    Ok(())
 }
 
 /// The statements of a new job that are proven already, with their proofs.
@@ -272,6 +369,11 @@ pub async fn finish(pool: &Arc<Pool>, job_id: &str) {
     let Some(job) = store.job(job_id).await.ok().flatten() else {
         return;
     };
+    if job.state != JobState::Running {
+        // Ended already (by another pool process, or an expiry).
+        pool.jobs().remove(job_id);
+        return;
+    }
     let Some(circuit) = pool.circuits().get(&job.circuit_id) else {
         error!(job = %job_id, "cannot assemble: circuit {} is not registered", job.circuit_id);
         return;
@@ -307,17 +409,30 @@ pub async fn finish(pool: &Arc<Pool>, job_id: &str) {
     job.state = JobState::Completed;
     job.completed_ms = Some(now_ms());
     let stored = async {
-        store.put_result(&job.id, &result).await?;
-        store.put_job(&job).await?;
-        store.flush().await
+        let ended = store.end_job(&job, Some(&result)).await?;
+        store.flush().await?;
+        Ok::<_, StoreError>(ended)
     }
     .await;
-    if let Err(e) = stored {
-        error!(job = %job_id, error = %e, "result not stored; retried at next start");
-        return;
+    match stored {
+        Ok(true) => {}
+        Ok(false) => {
+            // Another pool process completed it, or it expired meanwhile.
+            pool.jobs().remove(job_id);
+            return;
+        }
+        Err(e) => {
+            error!(job = %job_id, error = %e, "result not stored; retried at next start");
+            return;
+        }
     }
     settle(pool, &job).await;
     pool.jobs().remove(job_id);
+    if let Some(c) = pool.cluster() {
+        c.announce(crate::cluster::Event::Ended(job.id.clone()))
+            .await;
+        c.release_job(job_id).await;
+    }
     let m = pool.metrics();
     m.jobs_completed.inc();
     if let Some(done) = job.completed_ms {
@@ -359,8 +474,17 @@ pub async fn end(
             job.state = state;
             job.completed_ms = Some(now_ms());
             job.failure = failure;
-            store.put_job(&job).await?;
+            if !store.end_job(&job, None).await? {
+                // Another pool process ended it first.
+                pool.jobs().remove(id);
+                return Ok(None);
+            }
             store.flush().await?;
+            if let Some(c) = pool.cluster() {
+                c.announce(crate::cluster::Event::Ended(job.id.clone()))
+                    .await;
+                c.release_job(id).await;
+            }
             match state {
                 JobState::Expired => pool.metrics().jobs_expired.inc(),
                 JobState::Failed => pool.metrics().jobs_failed.inc(),
@@ -439,28 +563,7 @@ pub async fn recover(pool: &Arc<Pool>) -> Result<usize, LifecycleError> {
     let mut n = 0;
     let jobs = store.jobs().await?;
     // An escrow whose job was never stored (a crash between the two): refund it.
-    let known: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-    for (account, amount) in ledger.balances().await? {
-        let payouts::Account::Escrow(job) = &account else {
-            continue;
-        };
-        let job = job.as_str();
-        if known.contains(job) {
-            continue;
-        }
-        let client = ledger
-            .journal_entry(&payouts::keys::escrow(job))
-            .await?
-            .and_then(|e| match e.body {
-                payouts::Body::Escrow { client, .. } => Some(client),
-                _ => None,
-            })
-            .unwrap_or_default();
-        warn!(%job, amount, %client, "escrow without a stored job; refunding it");
-        ledger
-            .settle(job, &client, 1, false, &pool.config().payouts.policy())
-            .await?;
-    }
+    refund_orphan_escrows(pool, &jobs).await?;
     for job in &jobs {
         if job.state != JobState::Running {
             // Finished before a crash but perhaps not settled yet.
@@ -478,11 +581,14 @@ pub async fn recover(pool: &Arc<Pool>) -> Result<usize, LifecycleError> {
             .iter()
             .flat_map(|c| c.first_statement..c.first_statement + c.proofs)
             .collect();
+        // On PostgreSQL a share's proofs and credit are one transaction: a
+        // proof without its credit is a share another pool process is storing
+        // now, never a crash's leftover, and stays.
         let orphans: Vec<u64> = store
             .job_proofs(&job.id)
             .await?
             .into_iter()
-            .filter(|(i, p)| !p.cached && !covered.contains(i))
+            .filter(|(i, p)| !p.cached && !covered.contains(i) && pool.cluster().is_none())
             .map(|(i, _)| i)
             .collect();
         if !orphans.is_empty() {

@@ -44,6 +44,19 @@ pub struct Metrics {
     pub ledger_balanced: IntGauge,
     pub payout_batches_planned: IntGauge,
     pub payout_oldest_planned_seconds: IntGauge,
+    /// Time to store a verified share (its proofs, its credit, its proven
+    /// marks): the storage's latency as a miner feels it, on either backend.
+    pub share_store_seconds: Histogram,
+    /// Ledger transactions committed (PostgreSQL: several credits share one).
+    pub ledger_commits: IntCounter,
+    /// With several pool processes on PostgreSQL: 1 while this one leads.
+    pub cluster_leader: IntGauge,
+    /// Chunks of statements this process claimed for its sessions.
+    pub cluster_claims: IntCounter,
+    /// Events from the other processes applied here.
+    pub cluster_events: IntCounter,
+    /// Round trips of this process's cluster queries (lease, claims, polls).
+    pub db_seconds: Histogram,
     /// When this process started (ms since the epoch): the counters above count
     /// from here.
     started_ms: u64,
@@ -219,8 +232,34 @@ impl Metrics {
                 "zkpool_payout_oldest_planned_seconds",
                 "Age of the oldest planned payout batch (0 when none).",
             ),
-            registry,
             rates: crate::rates::Rates::default(),
+            share_store_seconds: histogram(
+                "zkpool_share_store_seconds",
+                "Time to store a verified share durably: its proofs, its credit (group-committed) and its proven marks.",
+                vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0],
+            ),
+            ledger_commits: counter(
+                "zkpool_ledger_commits_total",
+                "Ledger transactions committed by this process (PostgreSQL; several credits share one).",
+            ),
+            cluster_leader: gauge(
+                "zkpool_cluster_leader",
+                "1 while this process leads the pool processes on one database (settles left-over jobs, runs automatic payouts).",
+            ),
+            cluster_claims: counter(
+                "zkpool_cluster_claims_total",
+                "Chunks of statements this process claimed for its own sessions.",
+            ),
+            cluster_events: counter(
+                "zkpool_cluster_events_total",
+                "Events (jobs stored, ended, proofs stored) from the other pool processes applied here.",
+            ),
+            db_seconds: histogram(
+                "zkpool_db_seconds",
+                "Round trips of this process's cluster queries to PostgreSQL (lease renewal, claims, polls).",
+                vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0],
+            ),
+            registry,
             started_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),

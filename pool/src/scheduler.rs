@@ -122,12 +122,19 @@ pub struct JobEntry {
     /// Accounts allowed to prove it (sessions that authorized with that
     /// account's worker token); `None`: every session.
     pub allow: Option<BTreeSet<String>>,
+    /// The job is shared with other pool processes on one database: its
+    /// statements wait in `elsewhere` until this process claims them for its
+    /// own sessions ([`Scheduler::grant`], see `cluster`).
+    pub shared: bool,
 }
 
 #[derive(Debug)]
 struct JobQueue {
     entry: JobEntry,
     pending: BTreeSet<u64>,
+    /// Statements of a shared job this process has not claimed (another
+    /// process may be proving them): not leased here until granted.
+    elsewhere: BTreeSet<u64>,
     done: u64,
     /// Statement -> workers whose proof of it was invalid or whose lease ran out.
     avoid: HashMap<u64, HashSet<Worker>>,
@@ -277,11 +284,16 @@ impl Scheduler {
     /// Adds a job; its statements not in `entry.done` become ready. Returns false
     /// when every statement is already done (the caller assembles it).
     pub fn add_job(&mut self, entry: JobEntry) -> bool {
-        let pending: BTreeSet<u64> = (0..entry.total)
+        let mut pending: BTreeSet<u64> = (0..entry.total)
             .filter(|i| !entry.done.contains(i))
             .collect();
         let done = entry.total - pending.len() as u64;
         let open = !pending.is_empty();
+        let elsewhere = if entry.shared {
+            std::mem::take(&mut pending)
+        } else {
+            BTreeSet::new()
+        };
         self.epoch += 1;
         if open {
             self.jobs.insert(
@@ -289,6 +301,7 @@ impl Scheduler {
                 JobQueue {
                     entry,
                     pending,
+                    elsewhere,
                     done,
                     avoid: HashMap::new(),
                     attempts: HashMap::new(),
@@ -318,13 +331,102 @@ impl Scheduler {
     /// A job's progress (a lookup: any id or the string a request carries).
     pub fn progress(&self, job: &str) -> Option<JobProgress> {
         let q = self.jobs.get(job)?;
-        let pending = q.pending.len() as u64;
+        let pending = (q.pending.len() + q.elsewhere.len()) as u64;
         Some(JobProgress {
             total: q.entry.total,
             done: q.done,
             leased: q.entry.total - q.done - pending,
             pending,
         })
+    }
+
+    /// Makes statements of a shared job this process claimed ready here (those
+    /// still waiting elsewhere; others are left alone). Returns how many.
+    pub fn grant(&mut self, job: &str, indices: impl IntoIterator<Item = u64>) -> u64 {
+        let Some(q) = self.jobs.get_mut(job) else {
+            return 0;
+        };
+        let mut n = 0;
+        for i in indices {
+            if q.elsewhere.remove(&i) {
+                q.pending.insert(i);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.epoch += 1;
+        }
+        n
+    }
+
+    /// The shared jobs that want more statements claimed for this process's
+    /// sessions: each with how many chunks of `chunk` statements it wants, and
+    /// candidate chunks (those holding statements that wait elsewhere, in
+    /// order; more than wanted, since other processes hold some), at most
+    /// `max_chunks`. A job wants statements while its ready ones here are
+    /// fewer than its eligible sessions here take at once (each session's
+    /// measured task size times its task slots), and at least one chunk; a job
+    /// no session here can prove wants none.
+    pub fn wanted(&self, chunk: u64, max_chunks: usize) -> Vec<(JobId, usize, Vec<u64>)> {
+        let chunk = chunk.max(1);
+        let mut out = vec![];
+        for (id, q) in &self.jobs {
+            if q.elsewhere.is_empty() || q.exhausted {
+                continue;
+            }
+            let per_task = q.entry.max_per_task.min(self.cfg.max_per_task).max(1) as u64;
+            let mut target = 0u64;
+            let mut eligible = false;
+            for s in self.sessions.values() {
+                if s.parked || !s.supports(&q.entry) {
+                    continue;
+                }
+                eligible = true;
+                let size = match self
+                    .rates
+                    .get(&(s.worker.clone(), q.entry.circuit_id.clone()))
+                {
+                    Some(rate) => {
+                        (rate * self.cfg.target_task.as_secs_f64()).ceil().max(1.0) as u64
+                    }
+                    None => 1,
+                };
+                target = target
+                    .saturating_add(size.min(per_task) * self.cfg.tasks_per_session.max(1) as u64);
+            }
+            if !eligible {
+                continue;
+            }
+            let have = q.pending.len() as u64;
+            let target = target.max(chunk);
+            if have >= target {
+                continue;
+            }
+            let want = (target - have).div_ceil(chunk) as usize;
+            let limit = (want * 2 + 2).min(max_chunks.max(1));
+            let mut chunks: Vec<u64> = vec![];
+            for i in &q.elsewhere {
+                let c = i / chunk;
+                if chunks.last() != Some(&c) {
+                    chunks.push(c);
+                    if chunks.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            out.push((id.clone(), want, chunks));
+        }
+        out
+    }
+
+    /// The shared jobs this process holds, with their statements not yet done
+    /// here (for comparing with the database).
+    pub fn shared_jobs(&self) -> Vec<(JobId, u64)> {
+        self.jobs
+            .iter()
+            .filter(|(_, q)| q.entry.shared)
+            .map(|(id, q)| (id.clone(), q.done))
+            .collect()
     }
 
     /// Adds a session whose identity is its worker name (tests and benchmarks;
@@ -818,14 +920,14 @@ impl Scheduler {
     }
 
     /// Marks ready statements of a job done without a task (their proofs came
-    /// from statements proven before); statements not ready (leased, or done) are
-    /// left alone. Returns whether the job is now done (it is then removed).
+    /// from statements proven before, or another pool process proved them);
+    /// statements not ready (leased, or done) are left alone. Returns whether the job is now done (it is then removed).
     pub fn mark_done(&mut self, job: &JobId, indices: &[u64]) -> bool {
         let Some(q) = self.jobs.get_mut(job) else {
             return false;
         };
         for i in indices {
-            if q.pending.remove(i) {
+            if q.pending.remove(i) || q.elsewhere.remove(i) {
                 q.done += 1;
             }
         }
@@ -998,6 +1100,7 @@ mod tests {
             max_per_task: 1000,
             client: "c".into(),
             allow: None,
+            shared: false,
         }
     }
 
@@ -1037,6 +1140,52 @@ mod tests {
             s.progress("j").is_none(),
             "completed job leaves the scheduler"
         );
+    }
+
+    /// A job shared with other pool processes: nothing is leased here until
+    /// statements are granted (claimed); it wants claims only while a session
+    /// here can prove it, in chunks past its ready statements; statements
+    /// proven elsewhere are done here too, and the job completes on them.
+    #[test]
+    fn a_shared_job_leases_only_what_is_granted_and_completes_with_work_done_elsewhere() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        let mut j = job("j", 40, 10);
+        j.shared = true;
+        assert!(s.add_job(j));
+        assert_eq!(s.progress("j").unwrap().pending, 40);
+        assert!(s.wanted(16, 64).is_empty(), "no session here: no claims");
+        s.add_session(1, w("w.r1"), None);
+        assert!(s.poll_assignments(t0).is_empty(), "nothing granted yet");
+        let wanted = s.wanted(16, 64);
+        assert_eq!(wanted.len(), 1);
+        let (id, want, chunks) = &wanted[0];
+        assert_eq!((id.as_str(), *want), ("j", 1));
+        assert_eq!(chunks, &[0, 1, 2], "candidates: every chunk with work left");
+        // Chunk 1 granted here; chunks 0 and 2 proven by other processes.
+        assert_eq!(s.grant("j", 16..32), 16);
+        assert_eq!(s.grant("j", 16..32), 0, "granted once");
+        assert!(s.wanted(16, 64).is_empty(), "16 ready: enough for one rig");
+        let mut leased = vec![];
+        let mut now = t0;
+        let mut done = false;
+        for _ in 0..100 {
+            for t in s.poll_assignments(now) {
+                assert!(t.indices().all(|i| (16..32).contains(&i)), "{t:?}");
+                leased.extend(t.indices());
+                done |= s.complete(t.session, &t.id, now).unwrap().job_done;
+            }
+            now += Duration::from_millis(100);
+            if leased.len() == 16 {
+                break;
+            }
+        }
+        assert_eq!(leased.len(), 16);
+        assert!(!done, "24 statements are still elsewhere");
+        assert!(!s.mark_done(&"j".into(), &(0..16).collect::<Vec<_>>()));
+        assert_eq!(s.progress("j").unwrap().done, 32);
+        assert!(s.mark_done(&"j".into(), &(32..40).collect::<Vec<_>>()));
+        assert!(s.progress("j").is_none(), "completed");
     }
 
     #[test]
@@ -1410,6 +1559,7 @@ mod tests {
         let big = JobEntry {
             client: "big".into(),
             allow: None,
+            shared: false,
             ..job("big-job", 100, 10)
         };
         s.add_job(big);
@@ -1420,6 +1570,7 @@ mod tests {
         let small = JobEntry {
             client: "small".into(),
             allow: None,
+            shared: false,
             ..job("small-job", 4, 20)
         };
         s.add_job(small);
@@ -1436,6 +1587,7 @@ mod tests {
         let rush = JobEntry {
             client: "big".into(),
             allow: None,
+            shared: false,
             ..job("rush-job", 2, 5)
         };
         s.add_job(rush);

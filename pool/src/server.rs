@@ -58,6 +58,8 @@ pub struct Pool {
     /// The stratum URL miners are told to connect to (`zkminer --pool`).
     stratum_url: String,
     shutdown: CancellationToken,
+    /// This process as a node of a cluster on PostgreSQL (`storage.url`).
+    cluster: Option<crate::cluster::Cluster>,
     /// The stratum port's TLS acceptor, when `stratum.tls_cert` is set.
     tls: Option<stratum::tls::TlsAcceptor>,
     /// The HTTP API's TLS acceptor, when `http.tls_cert` is set.
@@ -117,6 +119,10 @@ impl Pool {
     }
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
+    }
+    /// `None` on sled; on PostgreSQL, this process's part in the cluster.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.cluster.as_ref()
     }
     pub fn tls(&self) -> Option<&stratum::tls::TlsAcceptor> {
         self.tls.as_ref()
@@ -275,7 +281,12 @@ pub async fn start(
         detail,
     };
     std::fs::create_dir_all(&data).map_err(|e| storage(e.to_string()))?;
-    let (store, ledger) = open_store(&config).await?.with_ledger(&config).await?;
+    let opened = open_store(&config).await?;
+    let shared_db = match &opened {
+        crate::storage::OpenStore::Pg(s) => Some(s.pool().clone()),
+        crate::storage::OpenStore::Sled(_) => None,
+    };
+    let (store, ledger) = opened.with_ledger(&config).await?;
     let tls = match (&config.stratum.tls_cert, &config.stratum.tls_key) {
         (Some(cert), Some(key)) => Some(stratum::tls::acceptor(cert, key)?),
         _ => None,
@@ -343,6 +354,24 @@ pub async fn start(
         backup_after: Duration::from_secs_f64(config.scheduler.backup_after_secs.max(0.0)),
     };
     let metrics = Arc::new(Metrics::new());
+    let cluster = match (shared_db, &config.storage.url) {
+        (Some(db), Some(url)) => Some(
+            crate::cluster::Cluster::join(
+                db,
+                url,
+                Duration::from_secs_f64(config.storage.node_lease_secs),
+                &stratum_url,
+                &public_url,
+                metrics.clone(),
+            )
+            .await
+            .map_err(|e| StartError::Database {
+                url: crate::config::redact_url(url),
+                detail: format!("joining the cluster: {e}"),
+            })?,
+        ),
+        _ => None,
+    };
     let (verifier, verifier_task) =
         Verifier::new(config.verifier_threads(), MAX_BATCH_PROOFS, metrics.clone());
     let verifier_task = if config.verifier.batch {
@@ -369,6 +398,7 @@ pub async fn start(
         public_url,
         stratum_url,
         shutdown: CancellationToken::new(),
+        cluster,
         tls,
         http_tls,
         config,
@@ -381,6 +411,9 @@ pub async fn start(
     }
 
     let tasks = TaskTracker::new();
+    if pool.cluster.is_some() {
+        tasks.spawn(crate::cluster::run(pool.clone()));
+    }
     let sweeper = tasks.spawn(sweep(pool.clone()));
     let http_task = tasks.spawn(crate::http::serve(pool.clone(), http));
     let accept = tasks.spawn(crate::session::accept_loop(

@@ -23,6 +23,7 @@ use crate::{
     bans::{Strike, Target},
     circuits::now_ms,
     jobs::{JobRecord, StoredProof},
+    ledger::ShareOutcome,
     lifecycle, metrics,
     scheduler::{Scheduler, SessionKey, Task, TaskReject},
     server::Pool,
@@ -361,14 +362,47 @@ pub async fn record(
         at_ms,
         escrow_only: !job.pooled,
     };
-    let credited = match persist(pool, &job, &stored, &credit, &keys).await {
+    let timer = pool.metrics().share_store_seconds.start_timer();
+    let persisted = persist(pool, &job, &stored, &credit, &keys).await;
+    timer.observe_duration();
+    let credited = match persisted {
         Ok(c) => c,
-        Err(why) => {
-            for k in &keys {
-                let _ = store.unmark_proven(k).await;
+        Err(NotStored::Taken(taken)) => {
+            // Another pool process stored proofs of these statements first
+            // (it claimed them after this one's claim had lapsed): they are
+            // done, the rest of the task is proven again, nothing is credited.
+            drop(claim);
+            let done = store
+                .job_proofs(&job.id)
+                .await
+                .map(|v| v.into_iter().map(|(i, _)| i).collect())
+                .unwrap_or_default();
+            let entry = lifecycle::entry(pool.config(), &job, done);
+            let job_done = pool.dispatch().with(|s| {
+                s.reopen(&task, Some(entry));
+                s.mark_done(&job.id, &taken)
+            });
+            if job_done {
+                let (pool, id) = (pool.clone(), job.id.clone());
+                tokio::spawn(async move { lifecycle::finish(&pool, &id).await });
             }
-            let indices: Vec<u64> = task.indices().collect();
-            let _ = store.remove_proofs(&job.id, &indices).await;
+            info!(task = %task.id, statements = ?taken, "statements proven on another pool process first; not credited");
+            return Err(Rejection::AlreadyProven(format!(
+                "statement(s) {taken:?} of task {} were proven on another of this pool's processes first (this one's claim on them had lapsed): a statement is paid once; nothing is credited and the task is withdrawn",
+                task.id
+            )));
+        }
+        Err(NotStored::Failed(why)) => {
+            // On PostgreSQL nothing of the share was stored (its proofs and
+            // credit are one transaction, and the marks come after it); what
+            // is stored under these statements is another process's.
+            if pool.cluster().is_none() {
+                for k in &keys {
+                    let _ = store.unmark_proven(k).await;
+                }
+                let indices: Vec<u64> = task.indices().collect();
+                let _ = store.remove_proofs(&job.id, &indices).await;
+            }
             let done = store
                 .job_proofs(&job.id)
                 .await
@@ -387,6 +421,14 @@ pub async fn record(
             "its twin lease (a backup) finished first",
         );
     }
+    if let Some(c) = pool.cluster() {
+        c.announce(crate::cluster::Event::Proofs {
+            job: job.id.clone(),
+            first: task.first,
+            count: task.count,
+        })
+        .await;
+    }
     pool.metrics().proofs_credited.inc_by(task.count);
     pool.metrics().work_credited.inc_by(work);
     pool.metrics()
@@ -404,6 +446,20 @@ pub async fn record(
     })
 }
 
+/// Why a verified share was not stored.
+enum NotStored {
+    /// Another pool process stored proofs of these statements first.
+    Taken(Vec<u64>),
+    /// A storage fault; the message for the miner.
+    Failed(String),
+}
+
+impl From<String> for NotStored {
+    fn from(why: String) -> Self {
+        NotStored::Failed(why)
+    }
+}
+
 /// Stores a share: its proofs, then its credit, then its statements' proven
 /// marks, then one flush. sled recovers a prefix of its log, so a credit that
 /// survives a crash always has its proofs (see `lifecycle::recover`), and a
@@ -415,36 +471,64 @@ async fn persist(
     stored: &[(u64, StoredProof)],
     credit: &ShareCredit,
     keys: &[String],
-) -> Result<payouts::Credited, String> {
+) -> Result<payouts::Credited, NotStored> {
     let stored_msg =
         "the pool could not store this share; the task was re-queued, nothing is credited";
     let store = pool.store();
-    store.put_proofs(&job.id, stored).await.map_err(|e| {
-        error!(error = %e, task = %credit.task, "could not store a verified share; statements re-queued");
-        stored_msg.to_owned()
-    })?;
-    let credited = pool
+    let policy = lifecycle::policy_for(pool.config(), job);
+    let refused = |e: LedgerError| match e {
+        LedgerError::Insufficient { have, need, .. } => {
+            error!(task = %credit.task, have, need, "PPS funds cannot pay a verified share; add funds with `zkpool funds add`");
+            format!("the pool's PPS funds ({have}) cannot pay this share ({need}); the task was re-queued and nothing is credited: tell the operator")
+        }
+        e => {
+            error!(error = %e, task = %credit.task, "could not credit a verified share; statements re-queued");
+            stored_msg.to_owned()
+        }
+    };
+    // On PostgreSQL the proofs and the credit are one transaction; on sled
+    // the proofs go first (see the function's doc).
+    let records = stored
+        .iter()
+        .map(|(i, p)| (*i, serde_json::to_string(p).expect("proofs serialise")))
+        .collect();
+    let together = pool
         .ledger()
-        .credit(credit, &lifecycle::policy_for(pool.config(), job))
-        .await
-        .map_err(|e| match e {
-            LedgerError::Insufficient { have, need, .. } => {
-                error!(task = %credit.task, have, need, "PPS funds cannot pay a verified share; add funds with `zkpool funds add`");
-                format!("the pool's PPS funds ({have}) cannot pay this share ({need}); the task was re-queued and nothing is credited: tell the operator")
-            }
-            e => {
-                error!(error = %e, task = %credit.task, "could not credit a verified share; statements re-queued");
+        .credit_with_proofs(credit, &policy, records)
+        .await;
+    let atomic = together.is_some();
+    let credited = match together {
+        Some(Ok(ShareOutcome::Credited(c))) => c,
+        Some(Ok(ShareOutcome::Taken(taken))) => return Err(NotStored::Taken(taken)),
+        Some(Err(e)) => return Err(NotStored::Failed(refused(e))),
+        None => {
+            let taken = store.claim_proofs(&job.id, stored).await.map_err(|e| {
+                error!(error = %e, task = %credit.task, "could not store a verified share; statements re-queued");
                 stored_msg.to_owned()
+            })?;
+            if !taken.is_empty() {
+                return Err(NotStored::Taken(taken));
             }
-        })?;
+            pool.ledger()
+                .credit(credit, &policy)
+                .await
+                .map_err(refused)?
+        }
+    };
     if !credited.new {
         warn!(job = %job.id, first = credit.first_statement, "share was already in the ledger; not credited twice");
     }
     for (k, (_, p)) in keys.iter().zip(stored) {
-        store.mark_proven(k, &p.proof).await.map_err(|e| {
+        if let Err(e) = store.mark_proven(k, &p.proof).await {
+            if atomic {
+                // The share and its proofs are committed: it stands. The mark
+                // is written again when the pool next starts (`recover`).
+                warn!(error = %e, task = %credit.task, "could not mark a credited statement proven; marked at the next start");
+                break;
+            }
             error!(error = %e, task = %credit.task, "could not mark statements proven");
-            stored_msg.to_owned()
-        })?;
+            return Err(NotStored::Failed(stored_msg.to_owned()));
+        }
     }
     store.flush().await.map_err(|e| {
         error!(error = %e, task = %credit.task, "could not flush a share; statements re-queued");
@@ -518,6 +602,7 @@ mod tests {
             max_per_task: 8,
             client: "c".into(),
             allow: None,
+            shared: false,
         });
         s.add_session(1, stratum::Worker::parse("alice.rig1").unwrap(), None);
         let task = s.poll_assignments(Instant::now()).remove(0);

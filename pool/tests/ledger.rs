@@ -1112,3 +1112,118 @@ mod pg_property {
         }
     }
 }
+
+/// Two pool processes on one database (issue 14), as two ledgers opened on
+/// it: each writes deposits, escrows, credits and settlements at once, and
+/// every entry lands once, in one gapless journal; each sees the other's
+/// entries and balances; the overdraft rule holds across both (a client's
+/// balance is spent once, whichever process asks); a job credited on both is
+/// settled once, paying the credits of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_two_processes_share_one_journal_and_its_rules() {
+    let url = fresh_database("pg_two_processes");
+    let (a, _sa) = pg_ledger(&url).await;
+    let (b, _sb) = pg_ledger(&url).await;
+    let (a, b): (Arc<dyn Ledger>, Arc<dyn Ledger>) = (Arc::new(a), Arc::new(b));
+    let acme = account::client("acme");
+    a.deposit(&acme, 1_000, "wire-a").await.unwrap();
+    // B sees A's deposit at once and may spend it.
+    assert_eq!(b.balance(&acme).await.unwrap(), 1_000);
+    // Both escrow 600 from the 1,000 at the same time: one is refused whole.
+    let (ea, eb) = tokio::join!(a.escrow("ja", "acme", 600), b.escrow("jb", "acme", 600));
+    assert_eq!(
+        [ea.is_ok(), eb.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "one escrow of 600 from 1,000: {ea:?} {eb:?}"
+    );
+    let job = if ea.is_ok() { "ja" } else { "jb" };
+    // 100 credits of that job from each process, interleaved.
+    let tasks: Vec<_> = (0..200u64)
+        .map(|i| {
+            let l = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let job = job.to_owned();
+            tokio::spawn(async move {
+                l.credit(
+                    &credit(&format!("m{}.r", i % 2), &job, i, 1),
+                    &Policy::default(),
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().expect("the credit commits").new);
+    }
+    // Both settle it: one settlement, the same answer to both, paying both.
+    let policy = Policy::default();
+    let (sa, sb) = tokio::join!(
+        a.settle(job, "acme", 200 * 100, true, &policy),
+        b.settle(job, "acme", 200 * 100, true, &policy)
+    );
+    let (sa, sb) = (sa.unwrap(), sb.unwrap());
+    assert_eq!(sa, sb);
+    assert_eq!((sa.credited_work, sa.earned, sa.refund), (20_000, 600, 0));
+    assert_eq!(sa.parts.len(), 2, "{sa:?}");
+    let settles = a
+        .journal(0, usize::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.key.starts_with("settle/"))
+        .count();
+    assert_eq!(settles, 1);
+    for l in [&a, &b] {
+        assert_eq!(l.job_credits(job).await.unwrap().len(), 200);
+        books_match_the_journal(&**l).await;
+    }
+    assert_eq!(a.audit().await.unwrap(), b.audit().await.unwrap());
+}
+
+/// A share given with its proofs (PostgreSQL: one transaction) stores both or
+/// neither: a statement with a proof stored already makes the whole share
+/// "taken", and neither its credit nor any of its proofs is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_share_and_its_proofs_commit_together_or_not_at_all() {
+    use pool::ledger::ShareOutcome;
+    let url = fresh_database("pg_share_proofs");
+    let (l, _store) = pg_ledger(&url).await;
+    let rec = |w: &str| format!("{{\"worker\":\"{w}\"}}");
+    let first = l
+        .credit_with_proofs(
+            &credit("m.r", "j", 0, 2),
+            &Policy::default(),
+            vec![(0, rec("m.r")), (1, rec("m.r"))],
+        )
+        .await
+        .expect("PostgreSQL stores proofs with credits");
+    assert!(
+        matches!(first, Ok(ShareOutcome::Credited(ref c)) if c.new),
+        "{first:?}"
+    );
+    // Another process's share over statements 1 and 2: 1 is taken.
+    let second = l
+        .credit_with_proofs(
+            &credit("n.r", "j", 1, 2),
+            &Policy::default(),
+            vec![(1, rec("n.r")), (2, rec("n.r"))],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(second, Ok(ShareOutcome::Taken(ref t)) if t == &[1]),
+        "{second:?}"
+    );
+    let db = sql(&url).await;
+    let rows: Vec<(i64, String)> = db
+        .query(
+            "SELECT idx, record FROM proofs WHERE job = 'j' ORDER BY idx",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, [(0, rec("m.r")), (1, rec("m.r"))]);
+    assert_eq!(l.job_credits("j").await.unwrap().len(), 1);
+}

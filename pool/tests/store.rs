@@ -71,7 +71,7 @@ macro_rules! on_both_stores {
 
 on_both_stores!(
     jobs_round_trip_count_by_state_and_page_newest_first,
-    proofs_are_kept_per_job_and_index_replaced_and_removed,
+    proofs_are_kept_per_job_and_index_first_one_standing_and_removed,
     a_statement_is_claimed_once_however_many_race_for_it,
     clients_are_added_once_and_found_by_their_key,
     worker_tokens_are_set_checked_listed_and_removed,
@@ -204,7 +204,7 @@ fn proof_list(proofs: &[(u64, StoredProof)]) -> Vec<(u64, String, Vec<u8>)> {
         .collect()
 }
 
-async fn proofs_are_kept_per_job_and_index_replaced_and_removed(store: &dyn Store) {
+async fn proofs_are_kept_per_job_and_index_first_one_standing_and_removed(store: &dyn Store) {
     store
         .put_proofs(
             "j",
@@ -229,7 +229,8 @@ async fn proofs_are_kept_per_job_and_index_replaced_and_removed(store: &dyn Stor
             (10, "w10".into(), vec![10; 4]),
         ]
     );
-    // Stored again under the same index: replaced.
+    // Stored again under the same index: the first proof stands (a proof
+    // filled in later never replaces the share that proved the statement).
     store
         .put_proofs("j", &[(2, proof("w2b", 22))])
         .await
@@ -237,7 +238,18 @@ async fn proofs_are_kept_per_job_and_index_replaced_and_removed(store: &dyn Stor
     store.remove_proofs("j", &[0, 10, 99]).await.unwrap();
     assert_eq!(
         proof_list(&store.job_proofs("j").await.unwrap()),
-        [(2, "w2b".into(), vec![22; 4])]
+        [(2, "w2".into(), vec![2; 4])]
+    );
+    // A share's proofs are stored all or none: one statement proven already
+    // (by another pool process) and none of them goes in.
+    let taken = store
+        .claim_proofs("j", &[(3, proof("w3", 3)), (2, proof("w2c", 23))])
+        .await
+        .unwrap();
+    assert_eq!(taken, [2]);
+    assert_eq!(
+        proof_list(&store.job_proofs("j").await.unwrap()),
+        [(2, "w2".into(), vec![2; 4])]
     );
     assert_eq!(
         proof_list(&store.job_proofs("j1").await.unwrap()),

@@ -24,11 +24,14 @@
 //! share one commit (one fsync), as the sled path shares one flush. A credit's
 //! call returns only after the commit that holds it.
 //!
-//! What this is not (yet): a ledger for several pool processes on one database.
-//! The state is this process's; a second writer makes this one's writes fail
-//! (their sequence numbers or balances no longer match) rather than corrupt the
-//! books, and a restart re-reads the journal. Claims, LISTEN/NOTIFY and a
-//! settlement leader are issue 14's next part.
+//! Several pool processes on one database (issue 14) write this ledger
+//! together. Every write transaction first takes one transaction-scoped
+//! advisory lock ([`LEDGER_LOCK`]), then reads the journal entries other
+//! processes committed since this process last looked and applies them to its
+//! state, and only then decides and writes its own entries: the writers of all
+//! processes are serialised, each decision is made on the whole journal, and
+//! sequence numbers stay gapless. Readers catch up on the same tail (without the
+//! lock: entries commit in sequence order, so a reader always sees a prefix).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -49,7 +52,7 @@ use payouts::{
 use tokio::sync::{mpsc, oneshot, Mutex, MutexGuard};
 use tracing::warn;
 
-use super::Ledger;
+use super::{Ledger, ShareOutcome};
 
 /// Credits waiting for the committer. Full means the crediting session waits
 /// for room: shares wait (backpressure reaches the miner), they are never
@@ -59,6 +62,14 @@ const CREDIT_QUEUE: usize = 1024;
 /// Credits one transaction records at most: a bound on how long the books stay
 /// locked for one commit.
 pub const MAX_GROUP: usize = 256;
+
+/// The advisory lock every ledger write transaction holds, in every process on
+/// the database ("zkledgr" in ASCII; the store's migration lock is another).
+const LEDGER_LOCK: i64 = 0x007a_6b6c_6564_6772;
+
+/// Times a settlement re-reads its job's credits because another process
+/// credited the job meanwhile, before it gives up (and is retried later).
+const SETTLE_TRIES: usize = 8;
 
 /// Shares read per query when walking the journal back (the PPLNS window,
 /// recent shares).
@@ -91,7 +102,10 @@ struct Books {
 struct CreditRequest {
     credit: ShareCredit,
     paid: u64,
-    reply: oneshot::Sender<Result<Credited, LedgerError>>,
+    /// The share's proofs (statement, the store's record), stored in the same
+    /// transaction (`proofs` table, `crate::store::PgStore`).
+    proofs: Vec<(u64, String)>,
+    reply: oneshot::Sender<Result<ShareOutcome, LedgerError>>,
 }
 
 /// A database failure as a ledger storage fault, with its causes.
@@ -158,6 +172,14 @@ fn kind(body: &Body) -> &'static str {
 /// and that every entry is one the rules accept.
 async fn replay(db: &impl GenericClient) -> Result<State, LedgerError> {
     let mut st = State::default();
+    catch_up(db, &mut st).await?;
+    Ok(st)
+}
+
+/// Applies to `st` the entries recorded after it (by this process before a
+/// restart, or by other processes on the database), checking that they follow
+/// on without a gap and that the rules accept each.
+async fn catch_up(db: &impl GenericClient, st: &mut State) -> Result<(), LedgerError> {
     // In pages, so a long journal is not held in memory twice.
     loop {
         let rows = db
@@ -168,7 +190,7 @@ async fn replay(db: &impl GenericClient) -> Result<State, LedgerError> {
             .await
             .db()?;
         if rows.is_empty() {
-            return Ok(st);
+            return Ok(());
         }
         for row in rows {
             let key: String = row.get(0);
@@ -186,6 +208,22 @@ async fn replay(db: &impl GenericClient) -> Result<State, LedgerError> {
             st.apply(&e, touched);
         }
     }
+}
+
+/// Begins a write: takes the ledger's advisory lock for the transaction (every
+/// process's writers queue here) and brings the books up to the journal.
+async fn begin_write(tx: &Transaction<'_>, books: &mut Books) -> Result<(), LedgerError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEDGER_LOCK])
+        .await
+        .db()?;
+    if books.stale {
+        books.state = replay(tx).await?;
+        books.stale = false;
+    } else if let Err(e) = catch_up(tx, &mut books.state).await {
+        books.stale = true;
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// The entry recorded under idempotency key `key`.
@@ -275,9 +313,9 @@ async fn record(
             return Err(LedgerError::Storage(
                 format!(
                     "the database holds a balance of {account} that is not the journal's \
-                     ({got} after this entry, the journal gives {new}): another process writes \
-                     this ledger, which is not supported yet (one zkpool per database); nothing \
-                     was recorded, restart the pool to re-read the journal"
+                     ({got} after this entry, the journal gives {new}): ledger_balances was \
+                     changed outside the pool; nothing was recorded, restart the pool to \
+                     correct the balances from the journal"
                 )
                 .into(),
             ));
@@ -289,14 +327,19 @@ async fn record(
 }
 
 impl Shared {
-    /// The books, locked, re-read from the journal first when a transaction
-    /// that changed them did not commit.
+    /// The books, locked and brought up to the journal (re-read whole when a
+    /// transaction that changed them did not commit; else the entries other
+    /// processes committed since, applied). For reading: a write takes the
+    /// ledger's lock first ([`begin_write`]).
     async fn books(&self) -> Result<MutexGuard<'_, Books>, LedgerError> {
         let mut books = self.books.lock().await;
+        let conn = self.pool.get().await.db()?;
         if books.stale {
-            let conn = self.pool.get().await.db()?;
             books.state = replay(&conn).await?;
             books.stale = false;
+        } else if let Err(e) = catch_up(&conn, &mut books.state).await {
+            books.stale = true;
+            return Err(e);
         }
         Ok(books)
     }
@@ -343,12 +386,15 @@ impl Shared {
         &self,
         request: impl FnOnce(&State) -> Result<Option<Body>, LedgerError>,
     ) -> Result<Option<(Entry, bool)>, LedgerError> {
-        let mut books = self.books().await?;
+        let mut books = self.books.lock().await;
+        let mut conn = self.pool.get().await.db()?;
+        let tx = conn.transaction().await.db()?;
+        begin_write(&tx, &mut books).await?;
+        // Nothing to record: dropping the transaction rolls it back and lets
+        // the lock go.
         let Some(body) = request(&books.state)? else {
             return Ok(None);
         };
-        let mut conn = self.pool.get().await.db()?;
-        let tx = conn.transaction().await.db()?;
         let before = books.state.next_seq();
         let outcome = record(
             &tx,
@@ -368,9 +414,10 @@ impl Shared {
         &self,
         group: &[CreditRequest],
         books: &mut Books,
-    ) -> Result<Vec<Result<Credited, LedgerError>>, LedgerError> {
+    ) -> Result<Vec<Result<ShareOutcome, LedgerError>>, LedgerError> {
         let mut conn = self.pool.get().await.db()?;
         let tx = conn.transaction().await.db()?;
+        begin_write(&tx, books).await?;
         let before = books.state.next_seq();
         // Every key of the group looked up in one query, not one each: most
         // credits are new, and the lookup is a round trip under the lock.
@@ -396,15 +443,38 @@ impl Shared {
         let mut answers = Vec::with_capacity(group.len());
         let mut fault = None;
         for r in group {
+            // The proofs first: the ledger's lock orders every credit, so a
+            // conflict is with a committed proof, and this share is not
+            // recorded (the rows it did insert are taken out again).
+            if !r.proofs.is_empty() {
+                match store_proofs(&tx, &r.credit.job, &r.proofs).await {
+                    Ok(taken) if taken.is_empty() => {}
+                    Ok(taken) => {
+                        answers.push(Ok(ShareOutcome::Taken(taken)));
+                        continue;
+                    }
+                    Err(e) => {
+                        fault = Some(e);
+                        break;
+                    }
+                }
+            }
             let body = books.state.share(&r.credit, r.paid);
             match record(&tx, &mut books.state, body, &mut earlier, &absent).await {
-                Ok((e, new)) => answers.push(e.into_credited(new)),
+                Ok((e, new)) => answers.push(e.into_credited(new).map(ShareOutcome::Credited)),
                 // The transaction is broken: nothing more can be written in it.
                 Err(e @ LedgerError::Storage(_)) => {
                     fault = Some(e);
                     break;
                 }
-                Err(e) => answers.push(Err(e)),
+                Err(e) => {
+                    // Refused (PPS funds short): its proofs go out again.
+                    if let Err(e) = unstore_proofs(&tx, &r.credit.job, &r.proofs).await {
+                        fault = Some(e);
+                        break;
+                    }
+                    answers.push(Err(e))
+                }
             }
         }
         let outcome = match fault {
@@ -415,11 +485,69 @@ impl Shared {
     }
 }
 
+/// Inserts a share's proofs; the statements that had one already (then the
+/// rows this call inserted are deleted again, and nothing of it stays).
+async fn store_proofs(
+    tx: &Transaction<'_>,
+    job: &str,
+    proofs: &[(u64, String)],
+) -> Result<Vec<u64>, LedgerError> {
+    let indices: Vec<i64> = proofs
+        .iter()
+        .map(|(i, _)| bigint("a statement index", *i))
+        .collect::<Result<_, _>>()?;
+    let records: Vec<&str> = proofs.iter().map(|(_, r)| r.as_str()).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO proofs (job, idx, record)
+             SELECT $1, i, r FROM unnest($2::BIGINT[], $3::TEXT[]) AS t(i, r)
+             ON CONFLICT (job, idx) DO NOTHING
+             RETURNING idx",
+            &[&job, &indices, &records],
+        )
+        .await
+        .db()?;
+    if rows.len() == proofs.len() {
+        return Ok(vec![]);
+    }
+    let inserted: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    tx.execute(
+        "DELETE FROM proofs WHERE job = $1 AND idx = ANY($2)",
+        &[&job, &inserted],
+    )
+    .await
+    .db()?;
+    Ok(indices
+        .into_iter()
+        .filter(|i| !inserted.contains(i))
+        .map(|i| i as u64)
+        .collect())
+}
+
+/// Deletes the proofs [`store_proofs`] inserted in this transaction.
+async fn unstore_proofs(
+    tx: &Transaction<'_>,
+    job: &str,
+    proofs: &[(u64, String)],
+) -> Result<(), LedgerError> {
+    if proofs.is_empty() {
+        return Ok(());
+    }
+    let indices: Vec<i64> = proofs.iter().map(|(i, _)| *i as i64).collect();
+    tx.execute(
+        "DELETE FROM proofs WHERE job = $1 AND idx = ANY($2)",
+        &[&job, &indices],
+    )
+    .await
+    .db()?;
+    Ok(())
+}
+
 /// The committer: takes the credits waiting, records them in one transaction,
 /// answers each once it has committed. Ends when the ledger is dropped.
 async fn commit_credits(shared: Arc<Shared>, mut queue: mpsc::Receiver<CreditRequest>) {
     while let Some(first) = queue.recv().await {
-        let books = shared.books().await;
+        let mut books = shared.books.lock().await;
         // Credits that arrived while the books were busy join this group.
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -428,10 +556,8 @@ async fn commit_credits(shared: Arc<Shared>, mut queue: mpsc::Receiver<CreditReq
                 Err(_) => break,
             }
         }
-        let answers = match books {
-            Ok(mut books) => shared.credit_group(&group, &mut books).await,
-            Err(e) => Err(e),
-        };
+        let answers = shared.credit_group(&group, &mut books).await;
+        drop(books);
         match answers {
             Ok(answers) => {
                 for (r, a) in group.into_iter().zip(answers) {
@@ -479,6 +605,29 @@ impl PgLedger {
         Ok(ledger)
     }
 
+    /// Hands a credit (and its proofs) to the committer and waits for its
+    /// commit.
+    async fn send_credit(
+        &self,
+        c: &ShareCredit,
+        policy: &Policy,
+        proofs: Vec<(u64, String)>,
+    ) -> Result<ShareOutcome, LedgerError> {
+        let paid = state::pps_pay(c, policy)?;
+        let (reply, answer) = oneshot::channel();
+        let stopped = || LedgerError::Storage("the ledger's committer has stopped".into());
+        self.credits
+            .send(CreditRequest {
+                credit: c.clone(),
+                paid,
+                proofs,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
     /// How many transactions recorded something and committed since open: fewer
     /// than the entries recorded when credits shared commits (for tests and
     /// benchmarks).
@@ -493,6 +642,11 @@ impl PgLedger {
         let mut books = self.shared.books.lock().await;
         let mut conn = self.shared.pool.get().await.db()?;
         let tx = conn.transaction().await.db()?;
+        // Under the writers' lock: another process's commit between the replay
+        // and the balances read would otherwise look like a wrong balance.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEDGER_LOCK])
+            .await
+            .db()?;
         let st = replay(&tx).await?;
         let mut want: HashMap<String, i64> = HashMap::new();
         for (account, v) in st.accounts() {
@@ -625,6 +779,10 @@ impl PgLedger {
 
 #[async_trait]
 impl Ledger for PgLedger {
+    fn commits(&self) -> Option<u64> {
+        Some(PgLedger::commits(self))
+    }
+
     /// Nothing to do: every entry committed before its call returned, and
     /// PostgreSQL's commit is durable (with its default `synchronous_commit`).
     async fn flush(&self) -> Result<(), LedgerError> {
@@ -662,18 +820,19 @@ impl Ledger for PgLedger {
     }
 
     async fn credit(&self, c: &ShareCredit, policy: &Policy) -> Result<Credited, LedgerError> {
-        let paid = state::pps_pay(c, policy)?;
-        let (reply, answer) = oneshot::channel();
-        let stopped = || LedgerError::Storage("the ledger's committer has stopped".into());
-        self.credits
-            .send(CreditRequest {
-                credit: c.clone(),
-                paid,
-                reply,
-            })
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        match self.send_credit(c, policy, vec![]).await? {
+            ShareOutcome::Credited(c) => Ok(c),
+            ShareOutcome::Taken(_) => unreachable!("a credit without proofs takes none"),
+        }
+    }
+
+    async fn credit_with_proofs(
+        &self,
+        c: &ShareCredit,
+        policy: &Policy,
+        proofs: Vec<(u64, String)>,
+    ) -> Option<Result<ShareOutcome, LedgerError>> {
+        Some(self.send_credit(c, policy, proofs).await)
     }
 
     async fn settle(
@@ -684,7 +843,6 @@ impl Ledger for PgLedger {
         completed: bool,
         policy: &Policy,
     ) -> Result<Settlement, LedgerError> {
-        let credits = self.job_credits(job).await?;
         let window = if policy.scheme == Scheme::Pplns {
             self.pplns_window(policy.pplns_window_work).await?
         } else {
@@ -696,16 +854,37 @@ impl Ledger for PgLedger {
             total_work,
             completed,
         };
-        let recorded = self
-            .shared
-            .append(|st| {
-                Ok(Some(Body::Settle(
-                    st.settlement(&outcome, policy, &credits, &window),
-                )))
-            })
-            .await?;
-        let (e, _) = recorded.expect("a settlement request always makes an entry");
-        e.into_settlement()
+        // The credits are read before the ledger's lock is taken; another
+        // process may credit the job in between. The state, caught up under
+        // the lock, knows how many credits the job has: if that is not how
+        // many were read, they are read again.
+        for _ in 0..SETTLE_TRIES {
+            if let Some(settled) = self.settlement(job).await? {
+                return Ok(settled);
+            }
+            let credits = self.job_credits(job).await?;
+            let recorded = self
+                .shared
+                .append(|st| {
+                    if st.next_position(job) != credits.len() as u64 {
+                        return Ok(None);
+                    }
+                    Ok(Some(Body::Settle(
+                        st.settlement(&outcome, policy, &credits, &window),
+                    )))
+                })
+                .await?;
+            if let Some((e, _)) = recorded {
+                return e.into_settlement();
+            }
+        }
+        Err(LedgerError::Storage(
+            format!(
+                "job {job} kept being credited while it was settled ({SETTLE_TRIES} tries); \
+                 settled again at the next sweep"
+            )
+            .into(),
+        ))
     }
 
     async fn settlement(&self, job: &str) -> Result<Option<Settlement>, LedgerError> {

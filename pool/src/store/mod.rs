@@ -102,6 +102,15 @@ pub trait Store: Send + Sync {
 
     /// Stores a job (new or changed), with whatever lists and counts it feeds.
     async fn put_job(&self, j: &JobRecord) -> Result<(), StoreError>;
+    /// Stores `j`, a job that has ended (completed, with its `result`; or
+    /// expired, cancelled, failed), unless the stored job has ended already:
+    /// true when this call ended it. A job ends once, whichever of several
+    /// pool processes (or of a completion and an expiry) gets there first.
+    async fn end_job(
+        &self,
+        j: &JobRecord,
+        result: Option<&zk::JobResult>,
+    ) -> Result<bool, StoreError>;
     async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
     /// Every job that has not ended (what a restart puts back in the queue), and
     /// every ended job not yet settled or whose stored result is of an old
@@ -120,6 +129,19 @@ pub trait Store: Send + Sync {
 
     /// Stores verified proofs of a job's statements (durable after a flush).
     async fn put_proofs(&self, job: &str, proofs: &[(u64, StoredProof)]) -> Result<(), StoreError>;
+    /// Stores the verified proofs of a share, unless a proof of any of those
+    /// statements is stored already (by another pool process on the same
+    /// database, which proved them under a lease this one thought had run out):
+    /// then nothing is stored and those statements are returned. A statement is
+    /// credited once because only one share can store its proof.
+    async fn claim_proofs(
+        &self,
+        job: &str,
+        proofs: &[(u64, StoredProof)],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.put_proofs(job, proofs).await?;
+        Ok(vec![])
+    }
     /// Removes proofs again (their credit could not be stored).
     async fn remove_proofs(&self, job: &str, indices: &[u64]) -> Result<(), StoreError>;
     /// Every stored proof of a job, by statement index.

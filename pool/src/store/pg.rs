@@ -38,6 +38,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_ledger",
         include_str!("../../migrations/0002_ledger.sql"),
     ),
+    (
+        "0003_cluster",
+        include_str!("../../migrations/0003_cluster.sql"),
+    ),
 ];
 
 /// The advisory lock held (for one transaction) while migrations are applied, so
@@ -318,6 +322,40 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn end_job(
+        &self,
+        j: &JobRecord,
+        result: Option<&zk::JobResult>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        let ended = tx
+            .execute(
+                "UPDATE jobs SET state = $2, record = $3 WHERE id = $1 AND state = $4",
+                &[
+                    &j.id.as_str(),
+                    &state_name(j.state),
+                    &json(j),
+                    &state_name(crate::jobs::JobState::Running),
+                ],
+            )
+            .await?;
+        if ended == 0 {
+            // Dropping the transaction rolls it back.
+            return Ok(false);
+        }
+        if let Some(r) = result {
+            tx.execute(
+                "INSERT INTO results (job, record) VALUES ($1, $2)
+                 ON CONFLICT (job) DO UPDATE SET record = EXCLUDED.record",
+                &[&j.id.as_str(), &json(r)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         self.one("jobs", "id", id).await
     }
@@ -395,10 +433,12 @@ impl Store for PgStore {
     async fn put_proofs(&self, job: &str, proofs: &[(u64, StoredProof)]) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await?;
+        // A statement's first stored proof stands: a proof filled in from an
+        // earlier job never replaces the share that proved it here.
         let insert = tx
             .prepare(
                 "INSERT INTO proofs (job, idx, record) VALUES ($1, $2, $3)
-                 ON CONFLICT (job, idx) DO UPDATE SET record = EXCLUDED.record",
+                 ON CONFLICT (job, idx) DO NOTHING",
             )
             .await?;
         for (index, p) in proofs {
@@ -410,6 +450,42 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// One statement for the whole share: the rows that went in come back;
+    /// when some did not (their statements have a proof already), the
+    /// transaction is rolled back and those statements are returned.
+    async fn claim_proofs(
+        &self,
+        job: &str,
+        proofs: &[(u64, StoredProof)],
+    ) -> Result<Vec<u64>, StoreError> {
+        let indices: Vec<i64> = proofs
+            .iter()
+            .map(|(i, _)| bigint("statement index", *i))
+            .collect::<Result<_, _>>()?;
+        let records: Vec<String> = proofs.iter().map(|(_, p)| json(p)).collect();
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        let rows = tx
+            .query(
+                "INSERT INTO proofs (job, idx, record)
+                 SELECT $1, i, r FROM unnest($2::BIGINT[], $3::TEXT[]) AS t(i, r)
+                 ON CONFLICT (job, idx) DO NOTHING
+                 RETURNING idx",
+                &[&job, &indices, &records],
+            )
+            .await?;
+        if rows.len() == proofs.len() {
+            tx.commit().await?;
+            return Ok(vec![]);
+        }
+        let stored: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(proofs
+            .iter()
+            .map(|(i, _)| *i)
+            .filter(|i| !stored.contains(&(*i as i64)))
+            .collect())
     }
 
     async fn remove_proofs(&self, job: &str, indices: &[u64]) -> Result<(), StoreError> {

@@ -35,6 +35,8 @@ pub struct SledStore {
     job_index: sled::Tree,
     /// Jobs per state, counted once at open and kept up to date by `put_job`.
     job_states: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+    /// Held by `end_job` from its check to its write.
+    ending: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn state_name(s: crate::jobs::JobState) -> String {
@@ -61,6 +63,7 @@ impl SledStore {
             proven: db.open_tree("proven")?,
             job_index: db.open_tree("job-index")?,
             job_states: Default::default(),
+            ending: Default::default(),
             flusher: payouts::GroupFlush::new(&db),
             db,
         };
@@ -268,6 +271,24 @@ impl Store for SledStore {
         Ok(())
     }
 
+    async fn end_job(
+        &self,
+        j: &JobRecord,
+        result: Option<&zk::JobResult>,
+    ) -> Result<bool, StoreError> {
+        // One lock from the check to the write: ending is once.
+        let _ending = self.ending.lock().await;
+        let stored: Option<JobRecord> = Self::get(&self.jobs, "jobs", &j.id)?;
+        if stored.is_none_or(|s| s.state != crate::jobs::JobState::Running) {
+            return Ok(false);
+        }
+        if let Some(r) = result {
+            Self::put(&self.results, &j.id, r)?;
+        }
+        self.put_job(j).await?;
+        Ok(true)
+    }
+
     async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         Self::get(&self.jobs, "jobs", id)
     }
@@ -277,16 +298,41 @@ impl Store for SledStore {
     }
 
     /// Stores verified proofs of a job's statements (not yet durable: flush).
+    /// A statement that has a proof keeps it: the first stored proof stands.
     async fn put_proofs(&self, job: &str, proofs: &[(u64, StoredProof)]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
         for (index, p) in proofs {
-            batch.insert(
+            // Err(_) inside: the key holds a proof already, which stays.
+            let _kept = self.proofs.compare_and_swap(
                 proof_key(job, *index).as_bytes(),
-                serde_json::to_vec(p).expect("proofs serialise"),
-            );
+                None as Option<&[u8]>,
+                Some(serde_json::to_vec(p).expect("proofs serialise")),
+            )?;
         }
-        self.proofs.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// All or none: when a statement has a proof already, nothing is stored
+    /// (one process owns the sled database, and the share path's claims keep
+    /// two of its submits off one statement: this is the same rule as
+    /// PostgreSQL's, checked the simple way).
+    async fn claim_proofs(
+        &self,
+        job: &str,
+        proofs: &[(u64, StoredProof)],
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut taken = vec![];
+        for (index, _) in proofs {
+            if self
+                .proofs
+                .contains_key(proof_key(job, *index).as_bytes())?
+            {
+                taken.push(*index);
+            }
+        }
+        if taken.is_empty() {
+            self.put_proofs(job, proofs).await?;
+        }
+        Ok(taken)
     }
 
     /// Removes proofs again (when crediting them failed, so the statements are redone).

@@ -384,16 +384,20 @@ async fn crash_loop(postgres: bool, iterations: usize) -> anyhow::Result<()> {
 }
 
 #[derive(Default, Clone, Debug)]
-struct Acked {
-    deposits: u64,
+pub(super) struct Acked {
+    pub(super) deposits: u64,
     /// Batches the pool answered "confirmed" for, with the transaction.
-    confirmed: std::collections::BTreeMap<u64, String>,
-    voided: std::collections::BTreeSet<u64>,
+    pub(super) confirmed: std::collections::BTreeMap<u64, String>,
+    pub(super) voided: std::collections::BTreeSet<u64>,
 }
 
 /// Plans a batch, then confirms or voids it, in a loop, recording what the pool
 /// acknowledged. Errors (the pool being killed) end the loop.
-async fn payout_ops(api: Api, acked: std::sync::Arc<std::sync::Mutex<Acked>>, seed: u64) {
+pub(super) async fn payout_ops(
+    api: Api,
+    acked: std::sync::Arc<std::sync::Mutex<Acked>>,
+    seed: u64,
+) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     loop {
@@ -426,7 +430,7 @@ async fn payout_ops(api: Api, acked: std::sync::Arc<std::sync::Mutex<Acked>>, se
 
 /// After a restart: the books balance; every acknowledged deposit, confirmation and
 /// void is there; no batch was confirmed twice.
-async fn check_books(api: &Api, acked: &Acked) -> anyhow::Result<()> {
+pub(super) async fn check_books(api: &Api, acked: &Acked) -> anyhow::Result<()> {
     let books = api.get("/v1/ledger").await?;
     let audit = &books["audit"];
     anyhow::ensure!(audit["balanced"] == true, "books do not balance: {audit}");

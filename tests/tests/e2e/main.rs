@@ -7,6 +7,7 @@ mod adversary;
 mod aggregation;
 mod circom;
 mod client_cli;
+mod cluster;
 mod dashboard;
 mod faults;
 mod http_api;

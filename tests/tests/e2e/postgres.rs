@@ -39,14 +39,15 @@ async fn migrate_applies_the_schema_once_and_says_so() -> anyhow::Result<()> {
     assert!(
         out.contains("applied 0001_store")
             && out.contains("applied 0002_ledger")
-            && out.contains("now at schema version 2"),
+            && out.contains("applied 0003_cluster")
+            && out.contains("now at schema version 3"),
         "{out}"
     );
     // Again, through the environment: nothing left to do.
     let (ok, out) = zkpool(&["migrate"], &[("ZKPOOL_STORAGE_URL", &url)]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("nothing to apply") && out.contains("schema version 2"),
+        out.contains("nothing to apply") && out.contains("schema version 3"),
         "{out}"
     );
     assert!(!out.contains("applied"), "{out}");

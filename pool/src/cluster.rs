@@ -1,0 +1,657 @@
+//! Several pool processes on one PostgreSQL database (issue 14). Each
+//! `zkpool serve` with `storage.url` set is a **node**: it has its own stratum
+//! and HTTP listeners and miners, and shares the jobs, proofs and ledger with
+//! the others through the database.
+//!
+//! - **Leases.** A node is a row of `nodes` whose lease (`until`, in the
+//!   database's clock) it renews every second; it lasts `node_lease_secs`.
+//! - **Claims.** A shared job's statements wait in the scheduler's `elsewhere`
+//!   until this node claims them for its own sessions: chunks of [`CHUNK`]
+//!   statements, claimed by inserting `(job, chunk)` into `claims`. A claim
+//!   counts while its node's lease does, so a dead node's chunks are claimed by
+//!   the others once its lease runs out. Claims only spread the work: a
+//!   statement is credited once because its proof is stored under the primary
+//!   key of `proofs` (`Store::claim_proofs`), whoever proved it.
+//! - **Events.** A job stored, a job ended and a share's proofs stored are
+//!   announced on the channel `zkpool` (`NOTIFY`); every node applies the
+//!   others' (adopts the job, drops it, marks the statements done). A poll
+//!   every [`POLL`] compares this node's jobs and progress with the database:
+//!   the safety net for a notification lost while the listening connection was
+//!   down.
+//! - **The leader.** One node holds the advisory lock [`LEADER_LOCK`] on its
+//!   listening connection: it runs automatic payouts and the sweep that
+//!   settles ended jobs a crash left unsettled. When it dies its connection
+//!   closes, the lock goes, and another node takes it within a second.
+//!
+//! Ending a job is once (`Store::end_job`, a compare-and-set on its state);
+//! settling is once (the ledger's idempotency key `settle/JOB`).
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use deadpool_postgres::Pool as PgPool;
+use futures::StreamExt;
+use stratum::JobId;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_postgres::{AsyncMessage, NoTls};
+use tracing::{debug, info, warn};
+
+use crate::{lifecycle, metrics::Metrics, server::Pool, store::StoreError};
+
+/// Statements per claim.
+pub const CHUNK: u64 = 16;
+
+/// Chunks one claim round looks at per job at most.
+const MAX_CHUNKS: usize = 64;
+
+/// How often the claimer looks for jobs that want statements (it is also
+/// woken by events: a job adopted, a session added, a task finished).
+const TICK: Duration = Duration::from_millis(200);
+
+/// How often the node's lease is renewed.
+const RENEW: Duration = Duration::from_secs(1);
+
+/// How often this node's jobs and progress are compared with the database.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// How often the leader sweeps for ended jobs left unsettled.
+const LEADER_SWEEP: Duration = Duration::from_secs(10);
+
+/// The notification channel.
+const CHANNEL: &str = "zkpool";
+
+/// The advisory lock the leader holds for as long as its listening connection
+/// lives ("zkleadr" in ASCII).
+pub const LEADER_LOCK: i64 = 0x007a_6b6c_6561_6472;
+
+/// This process as a node of the cluster.
+pub struct Cluster {
+    node: String,
+    url: String,
+    db: PgPool,
+    lease: Duration,
+    leader: AtomicBool,
+    wake: Notify,
+    metrics: Arc<Metrics>,
+    /// When this node joined (for logs).
+    started: Instant,
+}
+
+/// An event one node tells the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A job was stored and is running.
+    Job(JobId),
+    /// A job ended (completed, expired, cancelled, failed).
+    Ended(JobId),
+    /// A share's proofs of statements `first .. first + count` were stored.
+    Proofs { job: JobId, first: u64, count: u64 },
+}
+
+impl Event {
+    fn encode(&self, node: &str) -> String {
+        match self {
+            Event::Job(j) => format!("{node} job {j}"),
+            Event::Ended(j) => format!("{node} end {j}"),
+            Event::Proofs { job, first, count } => format!("{node} proofs {job} {first} {count}"),
+        }
+    }
+
+    /// The node that sent a payload and its event; `None` for a payload that
+    /// is not one (ignored: anyone with the database's credentials can NOTIFY).
+    fn decode(payload: &str) -> Option<(&str, Event)> {
+        let mut words = payload.split(' ');
+        let node = words.next()?;
+        let kind = words.next()?;
+        let job = JobId(words.next()?.to_owned());
+        let event = match kind {
+            "job" => Event::Job(job),
+            "end" => Event::Ended(job),
+            "proofs" => Event::Proofs {
+                job,
+                first: words.next()?.parse().ok()?,
+                count: words.next()?.parse().ok()?,
+            },
+            _ => return None,
+        };
+        words.next().is_none().then_some((node, event))
+    }
+}
+
+fn engine(e: impl std::error::Error) -> StoreError {
+    StoreError::Engine(crate::store::pg::with_causes(&e))
+}
+
+impl Cluster {
+    /// Joins the cluster on the database `db` (at `url`, for the listening
+    /// connection) as a new node, announcing the addresses its miners and
+    /// clients reach it at.
+    pub async fn join(
+        db: PgPool,
+        url: &str,
+        lease: Duration,
+        stratum: &str,
+        http: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let node = format!("n{}", hex::encode(rand::random::<[u8; 6]>()));
+        let c = Cluster {
+            node,
+            url: url.to_owned(),
+            db,
+            lease,
+            leader: AtomicBool::new(false),
+            wake: Notify::new(),
+            metrics,
+            started: Instant::now(),
+        };
+        let conn = c.db.get().await.map_err(engine)?;
+        conn.execute(
+            "INSERT INTO nodes (id, stratum, http, started_ms, until)
+             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+            &[
+                &c.node,
+                &stratum,
+                &http,
+                &(crate::circuits::now_ms() as i64),
+                &lease.as_secs_f64(),
+            ],
+        )
+        .await?;
+        info!(node = %c.node, "joined the pool's cluster on PostgreSQL");
+        Ok(c)
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether this node holds the leader lock now.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
+    }
+
+    /// Makes the claimer look for wanted statements now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Tells the other nodes (a failure is logged: the poll is the safety net).
+    pub async fn announce(&self, event: Event) {
+        let payload = event.encode(&self.node);
+        let sent = async {
+            let conn = self.db.get().await.map_err(engine)?;
+            conn.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = sent {
+            warn!(error = %e, event = %payload, "could not announce to the other pool processes; they see it at their next poll");
+        }
+    }
+
+    async fn renew(&self) -> Result<(), StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        let n = conn
+            .execute(
+                "UPDATE nodes SET until = now() + make_interval(secs => $2) WHERE id = $1",
+                &[&self.node, &self.lease.as_secs_f64()],
+            )
+            .await?;
+        if n == 0 {
+            // Removed as dead (the lease ran out while the database was away):
+            // back in, with the claims it had lost gone to others.
+            conn.execute(
+                "INSERT INTO nodes (id, stratum, http, started_ms, until)
+                 VALUES ($1, '', '', $2, now() + make_interval(secs => $3))
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &self.node,
+                    &(crate::circuits::now_ms() as i64),
+                    &self.lease.as_secs_f64(),
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the cluster: this node's claims go back at once.
+    async fn leave(&self) {
+        let left = async {
+            let conn = self.db.get().await.map_err(engine)?;
+            conn.execute("DELETE FROM claims WHERE node = $1", &[&self.node])
+                .await?;
+            conn.execute("DELETE FROM nodes WHERE id = $1", &[&self.node])
+                .await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = left {
+            warn!(error = %e, "could not leave the cluster; this node's claims go back when its lease runs out");
+        }
+    }
+
+    /// Forgets an ended job's claims (the node that ended it).
+    pub async fn release_job(&self, job: &str) {
+        if let Ok(conn) = self.db.get().await {
+            if let Err(e) = conn
+                .execute("DELETE FROM claims WHERE job = $1", &[&job])
+                .await
+            {
+                debug!(error = %e, %job, "could not remove an ended job's claims");
+            }
+        }
+    }
+
+    /// Claims up to `want` of `candidates` (chunks of `job`) that no live node
+    /// holds; returns the chunks now held by this node.
+    async fn claim(
+        &self,
+        job: &str,
+        want: usize,
+        candidates: &[u64],
+    ) -> Result<Vec<u64>, StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        let candidates: Vec<i64> = candidates.iter().map(|&c| c as i64).collect();
+        let held: BTreeSet<i64> = conn
+            .query(
+                "SELECT c.chunk FROM claims c JOIN nodes n ON n.id = c.node
+                 WHERE c.job = $1 AND c.chunk = ANY($2) AND c.node <> $3 AND n.until > now()",
+                &[&job, &candidates, &self.node],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let free: Vec<i64> = candidates
+            .into_iter()
+            .filter(|c| !held.contains(c))
+            .take(want)
+            .collect();
+        if free.is_empty() {
+            return Ok(vec![]);
+        }
+        // Taken only where no live node holds it (another node may have taken
+        // it since the read above); a chunk this node held before is its own.
+        let rows = conn
+            .query(
+                "INSERT INTO claims (job, chunk, node) SELECT $1, c, $2 FROM unnest($3::BIGINT[]) AS c
+                 ON CONFLICT (job, chunk) DO UPDATE SET node = EXCLUDED.node
+                 WHERE claims.node = EXCLUDED.node OR NOT EXISTS (
+                     SELECT 1 FROM nodes n WHERE n.id = claims.node AND n.until > now())
+                 RETURNING chunk",
+                &[&job, &self.node, &free],
+            )
+            .await?;
+        let claimed: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
+        self.metrics.cluster_claims.inc_by(claimed.len() as u64);
+        Ok(claimed)
+    }
+
+    /// The statements of `chunks` of `job` that have a stored proof.
+    async fn proven_in(&self, job: &str, chunks: &[u64]) -> Result<Vec<u64>, StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        let chunks: Vec<i64> = chunks.iter().map(|&c| c as i64).collect();
+        let rows = conn
+            .query(
+                "SELECT idx FROM proofs WHERE job = $1 AND idx / $2 = ANY($3)",
+                &[&job, &(CHUNK as i64), &chunks],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+
+    /// How many proofs each of `jobs` has stored.
+    async fn proof_counts(&self, jobs: &[&str]) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        let rows = conn
+            .query(
+                "SELECT job, count(*) FROM proofs WHERE job = ANY($1) GROUP BY job",
+                &[&jobs],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    /// The ids of the running jobs.
+    async fn running_jobs(&self) -> Result<BTreeSet<String>, StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        let rows = conn
+            .query("SELECT id FROM jobs WHERE state = 'running'", &[])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The ids of ended jobs the ledger has no settlement of (a process died
+    /// between ending one and settling it).
+    async fn unsettled_jobs(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        let rows = conn
+            .query(
+                "SELECT j.id FROM jobs j WHERE j.state <> 'running' AND NOT EXISTS (
+                     SELECT 1 FROM ledger_journal l WHERE l.key = 'settle/' || j.id)",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Every statement of `job` with a stored proof.
+    async fn proven_of(&self, job: &str) -> Result<Vec<u64>, StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        let rows = conn
+            .query("SELECT idx FROM proofs WHERE job = $1", &[&job])
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+}
+
+/// Runs this node until shutdown: the lease, the claimer, the events, the
+/// poll and (while it leads) the leader's sweep.
+pub async fn run(pool: Arc<Pool>) {
+    let Some(c) = pool.cluster() else { return };
+    let (events, mut incoming) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(listen(pool.clone(), events));
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut renewed, mut polled, mut swept) = (Instant::now(), Instant::now(), Instant::now());
+    loop {
+        let mut payloads = vec![];
+        tokio::select! {
+            _ = pool.shutdown().cancelled() => {
+                c.leave().await;
+                return;
+            }
+            _ = tick.tick() => {}
+            _ = c.wake.notified() => {}
+            Some(p) = incoming.recv() => payloads.push(p),
+        }
+        while let Ok(p) = incoming.try_recv() {
+            payloads.push(p);
+        }
+        let mut resync = false;
+        for p in payloads {
+            if p == RESYNC {
+                resync = true;
+                continue;
+            }
+            match Event::decode(&p) {
+                Some((node, _)) if node == c.node => {}
+                Some((_, event)) => {
+                    c.metrics.cluster_events.inc();
+                    apply(&pool, event).await;
+                }
+                None => debug!(payload = %p, "not a zkpool event; ignored"),
+            }
+        }
+        if renewed.elapsed() >= RENEW {
+            renewed = Instant::now();
+            let timer = c.metrics.db_seconds.start_timer();
+            let outcome = c.renew().await;
+            timer.observe_duration();
+            if let Err(e) = outcome {
+                warn!(error = %e, "could not renew this node's lease; its claims go to other processes if this lasts");
+            }
+        }
+        if resync || polled.elapsed() >= POLL {
+            polled = Instant::now();
+            if let Err(e) = poll(&pool).await {
+                warn!(error = %e, "could not compare this node's jobs with the database; next poll");
+            }
+        }
+        if c.is_leader() && swept.elapsed() >= LEADER_SWEEP {
+            swept = Instant::now();
+            match c.unsettled_jobs().await {
+                Ok(unsettled) => lifecycle::leader_sweep(&pool, &unsettled).await,
+                Err(e) => {
+                    warn!(error = %e, "the leader could not look for unsettled jobs; next sweep")
+                }
+            }
+        }
+        claim_wanted(&pool).await;
+    }
+}
+
+/// What the listener sends after it (re)connects: events may have been missed.
+const RESYNC: &str = "";
+
+/// Applies another node's event.
+async fn apply(pool: &Arc<Pool>, event: Event) {
+    match event {
+        Event::Job(id) => {
+            if let Err(e) = adopt(pool, &id).await {
+                warn!(job = %id, error = %e, "could not adopt a job another process stored; next poll");
+            }
+        }
+        Event::Ended(id) => lifecycle::forget(pool, &id, "the job ended on another pool process"),
+        Event::Proofs { job, first, count } => {
+            let indices: Vec<u64> = (first..first.saturating_add(count)).collect();
+            let done = pool.dispatch().with(|s| s.mark_done(&job, &indices));
+            if done {
+                let pool = pool.clone();
+                tokio::spawn(async move { lifecycle::finish(&pool, &job).await });
+            }
+        }
+    }
+}
+
+/// Takes a running job stored by another node into this node's queue.
+async fn adopt(pool: &Arc<Pool>, id: &str) -> Result<(), StoreError> {
+    if pool.jobs().active(id).is_some() {
+        return Ok(());
+    }
+    let Some(job) = pool.store().job(id).await? else {
+        return Ok(());
+    };
+    if job.state != crate::jobs::JobState::Running {
+        return Ok(());
+    }
+    let c = pool.cluster().expect("adopting is a cluster's");
+    let done: BTreeSet<u64> = c.proven_of(id).await?.into_iter().collect();
+    lifecycle::adopt(pool, job, done).await;
+    c.wake();
+    Ok(())
+}
+
+/// The safety net: adopts running jobs this node missed, drops jobs that
+/// ended elsewhere, and marks statements done that other nodes proved.
+async fn poll(pool: &Arc<Pool>) -> Result<(), StoreError> {
+    let c = pool.cluster().expect("polling is a cluster's");
+    // This node's jobs first: one it adds after this read is stored before it
+    // is added, so it is never taken for a job that ended elsewhere.
+    let shared = pool.dispatch().read(|s| s.shared_jobs());
+    let running = c.running_jobs().await?;
+    for id in &running {
+        if pool.jobs().active(id).is_none() {
+            adopt(pool, id).await?;
+        }
+    }
+    for (id, _) in &shared {
+        if !running.contains(id.as_str()) {
+            lifecycle::forget(pool, id, "the job ended on another pool process");
+        }
+    }
+    let ids: Vec<&str> = shared
+        .iter()
+        .filter(|(id, _)| running.contains(id.as_str()))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    for (job, stored) in c.proof_counts(&ids).await? {
+        let here = shared
+            .iter()
+            .find(|(id, _)| id.as_str() == job)
+            .map(|(_, d)| *d)
+            .unwrap_or(0);
+        if stored > here {
+            let proven = c.proven_of(&job).await?;
+            let done = pool
+                .dispatch()
+                .with(|s| s.mark_done(&JobId(job.clone()), &proven));
+            if done {
+                lifecycle::finish(pool, &job).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Claims chunks for the shared jobs this node's sessions want more of, and
+/// makes their unproven statements ready here.
+async fn claim_wanted(pool: &Arc<Pool>) {
+    let c = pool.cluster().expect("claiming is a cluster's");
+    let wanted = pool.dispatch().read(|s| s.wanted(CHUNK, MAX_CHUNKS));
+    for (job, want, candidates) in wanted {
+        let timer = c.metrics.db_seconds.start_timer();
+        let claim = c.claim(&job, want, &candidates).await;
+        timer.observe_duration();
+        let claimed = match claim {
+            Ok(v) if v.is_empty() => continue,
+            Ok(v) => v,
+            Err(e) => {
+                warn!(%job, error = %e, "could not claim statements; next round");
+                continue;
+            }
+        };
+        let proven = match c.proven_in(&job, &claimed).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(%job, error = %e, "could not read a claimed chunk's proofs; next round");
+                continue;
+            }
+        };
+        let proven_set: BTreeSet<u64> = proven.iter().copied().collect();
+        let ready: Vec<u64> = claimed
+            .iter()
+            .flat_map(|ch| ch * CHUNK..(ch + 1) * CHUNK)
+            .filter(|i| !proven_set.contains(i))
+            .collect();
+        debug!(%job, chunks = claimed.len(), statements = ready.len(), "claimed");
+        let done = pool.dispatch().with(|s| {
+            let done = !proven.is_empty() && s.mark_done(&job, &proven);
+            s.grant(&job, ready);
+            done
+        });
+        if done {
+            lifecycle::finish(pool, &job).await;
+        }
+    }
+}
+
+/// The listening connection: forwards the other nodes' events to the node
+/// and holds the leader lock while it can. Reconnects when the connection is
+/// lost (the lock goes with it, and leadership is given up at once).
+async fn listen(pool: Arc<Pool>, events: mpsc::UnboundedSender<String>) {
+    let c = pool.cluster().expect("listening is a cluster's");
+    loop {
+        match tokio_postgres::connect(&c.url, NoTls).await {
+            Ok((client, mut connection)) => {
+                let (lost, mut gone) = oneshot::channel::<()>();
+                let forward = events.clone();
+                tokio::spawn(async move {
+                    let mut messages =
+                        futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(m) = messages.next().await {
+                        match m {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                let _ = forward.send(n.payload().to_owned());
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                warn!(error = %e, "the listening connection to PostgreSQL failed");
+                                break;
+                            }
+                        }
+                    }
+                    let _ = lost.send(());
+                });
+                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    Ok(()) => {
+                        let _ = events.send(RESYNC.to_owned());
+                        loop {
+                            if !c.is_leader() {
+                                match client
+                                    .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+                                    .await
+                                {
+                                    Ok(row) if row.get::<_, bool>(0) => {
+                                        c.leader.store(true, Ordering::Relaxed);
+                                        info!(node = %c.node, after_secs = c.started.elapsed().as_secs(), "this process leads the cluster: it settles left-over jobs and runs automatic payouts");
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => {
+                                        warn!(error = %e, "could not ask for the leader lock");
+                                        break;
+                                    }
+                                }
+                            }
+                            tokio::select! {
+                                _ = pool.shutdown().cancelled() => {
+                                    c.leader.store(false, Ordering::Relaxed);
+                                    return;
+                                }
+                                _ = &mut gone => break,
+                                _ = tokio::time::sleep(RENEW) => {}
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "could not LISTEN for the other pool processes"),
+                }
+                if c.leader.swap(false, Ordering::Relaxed) {
+                    warn!(node = %c.node, "lost the listening connection: no longer the leader");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot open the listening connection to PostgreSQL; retrying");
+            }
+        }
+        tokio::select! {
+            _ = pool.shutdown().cancelled() => return,
+            _ = tokio::time::sleep(RENEW) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_foreign_payloads_are_refused() {
+        let events = [
+            Event::Job(JobId("j1".into())),
+            Event::Ended(JobId("j2".into())),
+            Event::Proofs {
+                job: JobId("j3".into()),
+                first: 16,
+                count: 4,
+            },
+        ];
+        for e in events {
+            let text = e.encode("nabc");
+            assert_eq!(Event::decode(&text), Some(("nabc", e)));
+        }
+        for bad in [
+            "",
+            "n1",
+            "n1 job",
+            "n1 sing j1",
+            "n1 proofs j1 x 4",
+            "n1 proofs j1 1",
+            "n1 job j1 extra",
+        ] {
+            assert_eq!(Event::decode(bad), None, "{bad:?}");
+        }
+    }
+}
