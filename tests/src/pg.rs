@@ -107,6 +107,58 @@ impl Server {
     }
 }
 
+/// A throw-away cluster of the caller's own, not shared with other tests, that
+/// it may stop and start ([`Server::crash`], [`Server::restart`]): PostgreSQL
+/// going away under a running pool. `ZKPOOL_TEST_PG_URL` does not apply.
+pub fn own_server() -> Result<Server, String> {
+    start_cluster()
+}
+
+impl Server {
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`: every
+    /// connection is cut, nothing is checkpointed) and returns once it no longer
+    /// accepts connections. Only for an [`own_server`].
+    pub fn crash(&self) -> Result<(), String> {
+        self.order("stop", false)
+    }
+
+    /// Starts the server again (it recovers from its WAL) and returns once it
+    /// accepts connections.
+    pub fn restart(&self) -> Result<(), String> {
+        self.order("start", true)
+    }
+
+    fn order(&self, order: &str, up: bool) -> Result<(), String> {
+        use std::io::Write;
+        let cluster = self
+            ._cluster
+            .as_ref()
+            .ok_or("not a cluster of this process: it cannot be stopped or started")?;
+        {
+            let mut guard = cluster.lock().map_err(|e| e.to_string())?;
+            writeln!(guard.1, "{order}").map_err(|e| format!("cannot order {order}: {e}"))?;
+        }
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("no port in {}", self.url))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let accepting = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if accepting == up {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("the server did not {order} within 60 s"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 /// `url` with its database replaced by `name`: the path after the host, before
 /// any `?` parameters.
 pub fn with_database(url: &str, name: &str) -> String {
@@ -181,15 +233,21 @@ trap '' PIPE
 if ! "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$dir/initdb.log" 2>&1; then
     cat "$dir/initdb.log" >&2; rm -rf "$dir"; exit 1
 fi
-if ! "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null 2>&1; then
+opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+if ! "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start >/dev/null 2>&1; then
     cat "$dir/server.log" >&2; "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1; rm -rf "$dir"; exit 1
 fi
 echo ready
 # The test process may be gone from here on: write nowhere it would read.
 exec >/dev/null 2>&1
-# Until the test process ends (its end of the pipe closes).
-while read -r _; do :; done
+# Until the test process ends (its end of the pipe closes): its orders to stop
+# the server as a crash would, and to start it again.
+while read -r order; do
+    case "$order" in
+        stop) "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop ;;
+        start) "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start ;;
+    esac
+done
 "$bin/pg_ctl" -D "$dir/data" -m fast -w stop
 rm -rf "$dir"
 "#;

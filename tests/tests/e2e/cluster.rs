@@ -409,3 +409,123 @@ async fn crash_loop_over_two_processes_loses_nothing_and_credits_or_pays_nothing
     );
     Ok(())
 }
+
+/// A free loopback port (for a miner's status API).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// PostgreSQL itself goes away mid-job (stopped as a crash, every connection
+/// cut) under two pool processes with a miner each, and comes back: the miners
+/// keep their sessions throughout (each connected once); shares that arrive
+/// while it is down are refused and proven again, never acknowledged; the job
+/// completes once it is back, every statement credited exactly once, and what
+/// the miners were acknowledged is exactly what the books credit them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_job_loses_nothing_and_the_job_finishes() -> anyhow::Result<()> {
+    let server = pg::own_server().map_err(anyhow::Error::msg)?;
+    let db = server
+        .fresh_database("e2e_pg_restart")
+        .map_err(anyhow::Error::msg)?;
+    let dir = tempfile::tempdir()?;
+    let cfg = paying_pool_config(dir.path())?;
+    let text = std::fs::read_to_string(&cfg)?;
+    std::fs::write(
+        &cfg,
+        text.replacen("[storage]\n", &format!("[storage]\nurl = \"{db}\"\n"), 1),
+    )?;
+    let a = PoolProcess::start(&cfg, None, &dir.path().join("a.log"))?;
+    let b = PoolProcess::start(&cfg, None, &dir.path().join("b.log"))?;
+    let op = Api::new(&a.base).with_token(Some(ADMIN.into()));
+    let key = new_client(&op, "acme", 1_000_000, "wire-1").await?;
+    let client = Api::new(&b.base).with_token(Some(key.clone()));
+    let mut status = vec![];
+    let mut miners = vec![];
+    for (name, pool) in [("alice", a.stratum), ("bob", b.stratum)] {
+        let port = free_port()?;
+        status.push(Api::new(&format!("http://127.0.0.1:{port}")));
+        miners.push(MinerProcess::spawn(
+            &[
+                "--pool",
+                &format!("stratum+tcp://{pool}"),
+                "--worker",
+                &format!("{name}.rig1"),
+                "--threads",
+                "1",
+                "--http",
+                &format!("127.0.0.1:{port}"),
+                "--cache-dir",
+                dir.path()
+                    .join(format!("cache-{name}"))
+                    .to_str()
+                    .context("utf-8")?,
+            ],
+            name,
+            &dir.path().join(format!("{name}.log")),
+        )?);
+    }
+    let statements = 400;
+    let id = submit(&client, &batch(500_000, statements, 800_000)).await?;
+    wait_for("progress", Duration::from_secs(120), async || {
+        let v = client.get(&format!("/v1/jobs/{id}")).await?;
+        Ok((v["verified"].as_u64().unwrap_or(0) >= 32).then_some(()))
+    })
+    .await?;
+    server.crash().map_err(anyhow::Error::msg)?;
+    // Down until shares have been refused for it on both processes.
+    for pool in [&a, &b] {
+        wait_for(
+            "a share refused while the database is down",
+            Duration::from_secs(60),
+            async || {
+                let m = pool.api.get_text("/metrics").await?;
+                let refused = m
+                    .lines()
+                    .find(|l| l.starts_with("zkpool_shares_total{verdict=\"internal\"}"))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                Ok((refused > 0.0).then_some(()))
+            },
+        )
+        .await?;
+    }
+    server.restart().map_err(anyhow::Error::msg)?;
+    completed(&client, &id, Duration::from_secs(300)).await?;
+    let credits = settled(&op, &id).await?;
+    let by_statement = statements_credited(&credits)?;
+    assert_eq!(by_statement.len() as u64, statements, "{credits}");
+    let (ok, out) = cli(
+        "zkpool",
+        &a.base,
+        &["client", "--api-key", &key, "verify", &id],
+    );
+    assert!(
+        ok && out.contains(&format!("OK: {statements} proofs verified")),
+        "{out}"
+    );
+    let (ok, books) = cli("zkpool", &b.base, &["ledger"]);
+    assert!(ok && books.contains("balanced: yes"), "{books}");
+    // What each miner was told was accepted is what the books credit it.
+    for (n, name) in ["alice", "bob"].iter().enumerate() {
+        let summary = status[n].get("/v1/summary").await?;
+        let acknowledged = summary["accepted_proofs"]
+            .as_u64()
+            .context("accepted_proofs")?;
+        let credited = by_statement
+            .values()
+            .filter(|w| w.as_str() == format!("{name}.rig1"))
+            .count() as u64;
+        assert_eq!(acknowledged, credited, "{name}: {summary}");
+        let log = std::fs::read_to_string(dir.path().join(format!("{name}.log")))?;
+        assert_eq!(
+            log.matches("connected and authorized").count(),
+            1,
+            "{name} kept its session while the database was away:\n{log}"
+        );
+    }
+    drop(miners);
+    Ok(())
+}
