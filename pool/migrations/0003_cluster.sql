@@ -11,7 +11,11 @@ CREATE TABLE nodes (
     stratum    TEXT NOT NULL,
     http       TEXT NOT NULL,
     started_ms BIGINT NOT NULL,
-    until      TIMESTAMPTZ NOT NULL
+    until      TIMESTAMPTZ NOT NULL,
+    -- Its authorized sessions and distinct workers at its last renewal (the
+    -- dashboard's totals over every process).
+    sessions   BIGINT NOT NULL DEFAULT 0,
+    workers    BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE claims (

@@ -197,46 +197,57 @@ impl Registry {
             reg.insert(record)?;
         }
         for r in stored {
-            if reg.by_id.contains_key(r.id.as_str()) {
-                continue;
-            }
-            // A name stored by an older version that breaks today's rule, or that a
-            // built-in took: the circuit stays reachable by its id only.
-            if !valid_name(&r.name) || reg.by_name.contains_key(&r.name) {
-                tracing::warn!(circuit = %r.id, name = %r.name, "a stored circuit's name is invalid or taken; it is reachable by its id only");
-            }
-            if let CircuitSpec::VerifyOnly { .. } = r.spec {
-                reg.insert(r)?;
-                continue;
-            }
-            if reg.by_id.contains_key(r.id.as_str()) || !reg.key_path(&r.proving_key_hash).exists()
-            {
-                continue;
-            }
-            if let CircuitSpec::Circom { .. } = r.spec {
-                let path = reg.key_path(&r.proving_key_hash);
-                let loaded = std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        zk::circom::CircomCircuit::from_bundle(&b).map_err(|e| e.to_string())
-                    });
-                match loaded {
-                    Ok((mut c, _pk)) => {
-                        if let Some(limits) = r.witness_limits {
-                            c.generator.set_limits(limits);
-                        }
-                        reg.insert_with(r, Some(Arc::new(c)))?
-                    }
-                    Err(e) => {
-                        tracing::error!(circuit = %r.id, name = %r.name, path = %path.display(), error = %e,
-                        "cannot load this circom circuit's bundle; its jobs wait until it is registered again")
-                    }
-                }
-                continue;
-            }
-            reg.insert(r)?;
+            reg.load(r)?;
         }
         Ok((reg, created))
+    }
+
+    /// Adds a stored circuit this registry does not hold yet (at open; or one
+    /// another pool process registered, see `cluster`), loading its key file
+    /// from the keys directory. Returns whether it is held now; a circuit
+    /// whose key file is missing or unreadable is left out (logged), and its
+    /// jobs wait until it is registered again. File reads and decoding: run it
+    /// off the async workers.
+    pub fn load(&self, r: CircuitRecord) -> Result<bool, RegistryError> {
+        if self.by_id.contains_key(r.id.as_str()) {
+            return Ok(true);
+        }
+        // A name stored by an older version that breaks today's rule, or that a
+        // built-in took: the circuit stays reachable by its id only.
+        if !valid_name(&r.name) || self.by_name.contains_key(&r.name) {
+            tracing::warn!(circuit = %r.id, name = %r.name, "a stored circuit's name is invalid or taken; it is reachable by its id only");
+        }
+        if let CircuitSpec::VerifyOnly { .. } = r.spec {
+            self.insert(r)?;
+            return Ok(true);
+        }
+        let path = self.key_path(&r.proving_key_hash);
+        if !path.exists() {
+            return Ok(false);
+        }
+        if let CircuitSpec::Circom { .. } = r.spec {
+            let loaded = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    zk::circom::CircomCircuit::from_bundle(&b).map_err(|e| e.to_string())
+                });
+            return match loaded {
+                Ok((mut c, _pk)) => {
+                    if let Some(limits) = r.witness_limits {
+                        c.generator.set_limits(limits);
+                    }
+                    self.insert_with(r, Some(Arc::new(c)))?;
+                    Ok(true)
+                }
+                Err(e) => {
+                    tracing::error!(circuit = %r.id, name = %r.name, path = %path.display(), error = %e,
+                        "cannot load this circom circuit's bundle; its jobs wait until it is registered again");
+                    Ok(false)
+                }
+            };
+        }
+        self.insert(r)?;
+        Ok(true)
     }
 
     /// Prepares a verify-only circuit from a snarkjs `verification_key.json`:

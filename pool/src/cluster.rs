@@ -48,7 +48,7 @@ use crate::{lifecycle, metrics::Metrics, server::Pool, store::StoreError};
 pub const CHUNK: u64 = 16;
 
 /// Chunks one claim round looks at per job at most.
-const MAX_CHUNKS: usize = 64;
+const MAX_CHUNKS: usize = 1024;
 
 /// How often the claimer looks for jobs that want statements (it is also
 /// woken by events: a job adopted, a session added, a task finished).
@@ -79,8 +79,32 @@ pub struct Cluster {
     leader: AtomicBool,
     wake: Notify,
     metrics: Arc<Metrics>,
+    /// Events for the other nodes, to the sending task ([`send_events`]).
+    outbox: mpsc::UnboundedSender<String>,
+    outbox_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Jobs completed by other processes' proofs, and since when (see
+    /// [`completed_elsewhere`]).
+    awaiting: std::sync::Mutex<std::collections::HashMap<JobId, Instant>>,
+    /// Circuits other processes registered whose key files are not here
+    /// (warned about once).
+    unloadable: std::sync::Mutex<std::collections::HashSet<String>>,
     /// When this node joined (for logs).
     started: Instant,
+}
+
+/// A live node as `/v1/status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeView {
+    pub id: String,
+    /// The stratum URL its miners use.
+    pub stratum: String,
+    /// Its HTTP API's public URL.
+    pub http: String,
+    pub started_ms: u64,
+    /// Authorized sessions and distinct workers at its last renewal (a second
+    /// ago at most).
+    pub sessions: u64,
+    pub workers: u64,
 }
 
 /// An event one node tells the others.
@@ -141,7 +165,10 @@ impl Cluster {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let node = format!("n{}", hex::encode(rand::random::<[u8; 6]>()));
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let c = Cluster {
+            outbox,
+            outbox_rx: std::sync::Mutex::new(Some(outbox_rx)),
             node,
             url: url.to_owned(),
             db,
@@ -149,6 +176,8 @@ impl Cluster {
             leader: AtomicBool::new(false),
             wake: Notify::new(),
             metrics,
+            unloadable: Default::default(),
+            awaiting: Default::default(),
             started: Instant::now(),
         };
         let conn = c.db.get().await.map_err(engine)?;
@@ -183,27 +212,26 @@ impl Cluster {
         self.wake.notify_one();
     }
 
-    /// Tells the other nodes (a failure is logged: the poll is the safety net).
+    /// Tells the other nodes, without waiting: events are queued and sent by
+    /// one task, those that queued together in one notification (a failure is
+    /// logged: the poll is the safety net).
     pub async fn announce(&self, event: Event) {
-        let payload = event.encode(&self.node);
-        let sent = async {
-            let conn = self.db.get().await.map_err(engine)?;
-            conn.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-                .await?;
-            Ok::<_, StoreError>(())
-        }
-        .await;
-        if let Err(e) = sent {
-            warn!(error = %e, event = %payload, "could not announce to the other pool processes; they see it at their next poll");
-        }
+        let _ = self.outbox.send(event.encode(&self.node));
     }
 
-    async fn renew(&self) -> Result<(), StoreError> {
+    /// Renews this node's lease, and records its sessions and workers online.
+    async fn renew(&self, sessions: u64, workers: u64) -> Result<(), StoreError> {
         let conn = self.db.get().await.map_err(engine)?;
         let n = conn
             .execute(
-                "UPDATE nodes SET until = now() + make_interval(secs => $2) WHERE id = $1",
-                &[&self.node, &self.lease.as_secs_f64()],
+                "UPDATE nodes SET until = now() + make_interval(secs => $2), sessions = $3,
+                 workers = $4 WHERE id = $1",
+                &[
+                    &self.node,
+                    &self.lease.as_secs_f64(),
+                    &(sessions as i64),
+                    &(workers as i64),
+                ],
             )
             .await?;
         if n == 0 {
@@ -222,6 +250,30 @@ impl Cluster {
             .await?;
         }
         Ok(())
+    }
+
+    /// Every node whose lease is live: what `/v1/status` shows under
+    /// `cluster.nodes` (ordered by start).
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        let rows = conn
+            .query(
+                "SELECT id, stratum, http, started_ms, sessions, workers FROM nodes
+                 WHERE until > now() ORDER BY started_ms, id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeView {
+                id: r.get(0),
+                stratum: r.get(1),
+                http: r.get(2),
+                started_ms: r.get::<_, i64>(3) as u64,
+                sessions: r.get::<_, i64>(4) as u64,
+                workers: r.get::<_, i64>(5) as u64,
+            })
+            .collect())
     }
 
     /// Leaves the cluster: this node's claims go back at once.
@@ -364,9 +416,13 @@ pub async fn run(pool: Arc<Pool>) {
     let Some(c) = pool.cluster() else { return };
     let (events, mut incoming) = mpsc::unbounded_channel::<String>();
     tokio::spawn(listen(pool.clone(), events));
+    if let Some(outbox) = c.outbox_rx.lock().expect("never poisoned").take() {
+        tokio::spawn(send_events(pool.clone(), outbox));
+    }
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut renewed, mut polled, mut swept) = (Instant::now(), Instant::now(), Instant::now());
+    let mut failing = false;
     loop {
         let mut payloads = vec![];
         tokio::select! {
@@ -382,12 +438,12 @@ pub async fn run(pool: Arc<Pool>) {
             payloads.push(p);
         }
         let mut resync = false;
-        for p in payloads {
+        for p in payloads.iter().flat_map(|p| p.split('\n')) {
             if p == RESYNC {
                 resync = true;
                 continue;
             }
-            match Event::decode(&p) {
+            match Event::decode(p) {
                 Some((node, _)) if node == c.node => {}
                 Some((_, event)) => {
                     c.metrics.cluster_events.inc();
@@ -396,31 +452,82 @@ pub async fn run(pool: Arc<Pool>) {
                 None => debug!(payload = %p, "not a zkpool event; ignored"),
             }
         }
+        // Each round's database work; a failure is told once, and its end.
+        let mut round: Result<(), StoreError> = Ok(());
+        let mut lease_renewed = false;
         if renewed.elapsed() >= RENEW {
             renewed = Instant::now();
+            let (sessions, workers) = (
+                pool.dispatch().read(|s| s.sessions()) as u64,
+                pool.dispatch().workers_online() as u64,
+            );
             let timer = c.metrics.db_seconds.start_timer();
-            let outcome = c.renew().await;
+            round = round.and(c.renew(sessions, workers).await);
             timer.observe_duration();
-            if let Err(e) = outcome {
-                warn!(error = %e, "could not renew this node's lease; its claims go to other processes if this lasts");
-            }
+            lease_renewed = round.is_ok();
         }
         if resync || polled.elapsed() >= POLL {
             polled = Instant::now();
-            if let Err(e) = poll(&pool).await {
-                warn!(error = %e, "could not compare this node's jobs with the database; next poll");
-            }
+            round = round.and(poll(&pool).await);
         }
         if c.is_leader() && swept.elapsed() >= LEADER_SWEEP {
             swept = Instant::now();
-            match c.unsettled_jobs().await {
-                Ok(unsettled) => lifecycle::leader_sweep(&pool, &unsettled).await,
-                Err(e) => {
-                    warn!(error = %e, "the leader could not look for unsettled jobs; next sweep")
+            match tokio::try_join!(c.running_jobs(), c.unsettled_jobs()) {
+                Ok((running, unsettled)) => {
+                    let running: std::collections::HashSet<String> = running.into_iter().collect();
+                    lifecycle::leader_sweep(&pool, &running, &unsettled).await
                 }
+                Err(e) => round = Err(e),
             }
         }
-        claim_wanted(&pool).await;
+        if round.is_ok() {
+            round = claim_wanted(&pool).await;
+        }
+        match (round, failing) {
+            (Err(e), false) => {
+                warn!(error = %e, "the cluster's database work fails (lease, claims, polls): this process keeps its miners and goes on trying; its claims go to other processes if its lease runs out");
+                failing = true;
+            }
+            (Ok(()), true) if lease_renewed => {
+                info!("the cluster's database work succeeds again");
+                failing = false;
+            }
+            _ => {}
+        }
+        finish_overdue(&pool).await;
+    }
+}
+
+/// Most bytes of one notification's payload (PostgreSQL's limit is 8,000).
+const PAYLOAD: usize = 7_000;
+
+/// Sends the queued events: whatever queued while the last notification was
+/// sent goes in the next, one event a line.
+async fn send_events(pool: Arc<Pool>, mut outbox: mpsc::UnboundedReceiver<String>) {
+    let c = pool.cluster().expect("sending is a cluster's");
+    while let Some(first) = outbox.recv().await {
+        let mut payloads = vec![first];
+        while let Ok(next) = outbox.try_recv() {
+            let last = payloads.last_mut().expect("one at least");
+            if last.len() + 1 + next.len() <= PAYLOAD {
+                last.push('\n');
+                last.push_str(&next);
+            } else {
+                payloads.push(next);
+            }
+        }
+        let sent = async {
+            let conn = c.db.get().await.map_err(engine)?;
+            for p in &payloads {
+                conn.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, p])
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = sent {
+            warn!(error = %e, "could not tell the other pool processes; they see it at their next poll");
+        }
     }
 }
 
@@ -440,10 +547,47 @@ async fn apply(pool: &Arc<Pool>, event: Event) {
             let indices: Vec<u64> = (first..first.saturating_add(count)).collect();
             let done = pool.dispatch().with(|s| s.mark_done(&job, &indices));
             if done {
-                let pool = pool.clone();
-                tokio::spawn(async move { lifecycle::finish(&pool, &job).await });
+                completed_elsewhere(pool, job);
             }
         }
+    }
+}
+
+/// How long a job whose last statements another process proved is left to that
+/// process to finish (assemble, store, settle) before this one does it.
+const FINISH_GRACE: Duration = Duration::from_secs(5);
+
+/// A job every statement of which is proven, the last ones by other processes:
+/// the process whose share completed it finishes it (assembling and
+/// aggregating once, not on every process). Should that process die first,
+/// this one finishes it after [`FINISH_GRACE`] (ending a job is once either way).
+fn completed_elsewhere(pool: &Pool, job: JobId) {
+    let c = pool.cluster().expect("a cluster's");
+    c.awaiting
+        .lock()
+        .expect("never poisoned")
+        .entry(job)
+        .or_insert_with(Instant::now);
+}
+
+/// Finishes the jobs [`completed_elsewhere`] whose grace ran out (a job the
+/// other process finished meanwhile is only dropped here).
+async fn finish_overdue(pool: &Arc<Pool>) {
+    let c = pool.cluster().expect("a cluster's");
+    let due: Vec<JobId> = {
+        let mut awaiting = c.awaiting.lock().expect("never poisoned");
+        let due: Vec<JobId> = awaiting
+            .iter()
+            .filter(|(_, since)| since.elapsed() >= FINISH_GRACE)
+            .map(|(j, _)| j.clone())
+            .collect();
+        for j in &due {
+            awaiting.remove(j);
+        }
+        due
+    };
+    for job in due {
+        lifecycle::finish(pool, &job).await;
     }
 }
 
@@ -458,10 +602,63 @@ async fn adopt(pool: &Arc<Pool>, id: &str) -> Result<(), StoreError> {
     if job.state != crate::jobs::JobState::Running {
         return Ok(());
     }
+    if pool.circuits().get(&job.circuit_id).is_none() {
+        sync_circuits(pool).await?;
+    }
     let c = pool.cluster().expect("adopting is a cluster's");
     let done: BTreeSet<u64> = c.proven_of(id).await?.into_iter().collect();
-    lifecycle::adopt(pool, job, done).await;
-    c.wake();
+    let id = job.id.clone();
+    if lifecycle::adopt(pool, job, done) {
+        c.wake();
+    } else {
+        completed_elsewhere(pool, id);
+    }
+    Ok(())
+}
+
+/// Loads the circuits other processes registered since this one started
+/// (their key files are in the shared keys directory).
+async fn sync_circuits(pool: &Arc<Pool>) -> Result<(), StoreError> {
+    let stored = pool.store().circuits().await?;
+    let new: Vec<_> = stored
+        .into_iter()
+        .filter(|r| pool.circuits().get(&r.id).is_none())
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let p = pool.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        new.into_iter()
+            .map(|r| {
+                let (id, name) = (r.id.clone(), r.name.clone());
+                (id, name, p.circuits().load(r))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("loading circuits does not panic");
+    for (id, name, outcome) in loaded {
+        match outcome {
+            Ok(true) => {
+                info!(circuit = %id, %name, "loaded a circuit another pool process registered")
+            }
+            Ok(false) => {
+                let mut told = pool
+                    .cluster()
+                    .expect("syncing is a cluster's")
+                    .unloadable
+                    .lock()
+                    .expect("never poisoned");
+                if told.insert(id.to_string()) {
+                    warn!(circuit = %id, %name, "a circuit another pool process registered has no key file here: give every process the same storage.data_dir (a shared volume); its jobs wait for it");
+                }
+            }
+            Err(e) => {
+                warn!(circuit = %id, %name, error = %e, "cannot load a circuit another pool process registered")
+            }
+        }
+    }
     Ok(())
 }
 
@@ -471,6 +668,7 @@ async fn poll(pool: &Arc<Pool>) -> Result<(), StoreError> {
     let c = pool.cluster().expect("polling is a cluster's");
     // This node's jobs first: one it adds after this read is stored before it
     // is added, so it is never taken for a job that ended elsewhere.
+    sync_circuits(pool).await?;
     let shared = pool.dispatch().read(|s| s.shared_jobs());
     let running = c.running_jobs().await?;
     for id in &running {
@@ -496,11 +694,10 @@ async fn poll(pool: &Arc<Pool>) -> Result<(), StoreError> {
             .unwrap_or(0);
         if stored > here {
             let proven = c.proven_of(&job).await?;
-            let done = pool
-                .dispatch()
-                .with(|s| s.mark_done(&JobId(job.clone()), &proven));
+            let job = JobId(job);
+            let done = pool.dispatch().with(|s| s.mark_done(&job, &proven));
             if done {
-                lifecycle::finish(pool, &job).await;
+                completed_elsewhere(pool, job);
             }
         }
     }
@@ -509,28 +706,20 @@ async fn poll(pool: &Arc<Pool>) -> Result<(), StoreError> {
 
 /// Claims chunks for the shared jobs this node's sessions want more of, and
 /// makes their unproven statements ready here.
-async fn claim_wanted(pool: &Arc<Pool>) {
+async fn claim_wanted(pool: &Arc<Pool>) -> Result<(), StoreError> {
     let c = pool.cluster().expect("claiming is a cluster's");
     let wanted = pool.dispatch().read(|s| s.wanted(CHUNK, MAX_CHUNKS));
     for (job, want, candidates) in wanted {
         let timer = c.metrics.db_seconds.start_timer();
-        let claim = c.claim(&job, want, &candidates).await;
+        let claimed = c.claim(&job, want, &candidates).await;
         timer.observe_duration();
-        let claimed = match claim {
-            Ok(v) if v.is_empty() => continue,
-            Ok(v) => v,
-            Err(e) => {
-                warn!(%job, error = %e, "could not claim statements; next round");
-                continue;
-            }
-        };
-        let proven = match c.proven_in(&job, &claimed).await {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(%job, error = %e, "could not read a claimed chunk's proofs; next round");
-                continue;
-            }
-        };
+        let claimed = claimed?;
+        if claimed.is_empty() {
+            continue;
+        }
+        // A chunk claimed here but not granted (this read failed) is claimed
+        // again next round: a node's own claim is its own.
+        let proven = c.proven_in(&job, &claimed).await?;
         let proven_set: BTreeSet<u64> = proven.iter().copied().collect();
         let ready: Vec<u64> = claimed
             .iter()
@@ -544,9 +733,10 @@ async fn claim_wanted(pool: &Arc<Pool>) {
             done
         });
         if done {
-            lifecycle::finish(pool, &job).await;
+            completed_elsewhere(pool, job);
         }
     }
+    Ok(())
 }
 
 /// The listening connection: forwards the other nodes' events to the node

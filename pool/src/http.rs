@@ -376,6 +376,19 @@ async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
     let (sessions, tasks, parked) = s
         .dispatch()
         .read(|sched| (sched.sessions(), sched.live_tasks(), sched.parked()));
+    let cluster = match s.cluster() {
+        Some(c) => {
+            let nodes = c.nodes().await.map_err(unavailable)?;
+            json!({
+                "node": c.node(),
+                "leader": c.is_leader(),
+                "sessions": nodes.iter().map(|n| n.sessions).sum::<u64>(),
+                "workers_online": nodes.iter().map(|n| n.workers).sum::<u64>(),
+                "nodes": nodes,
+            })
+        }
+        None => Value::Null,
+    };
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "receipt_public_key": s.signer().public_hex(),
@@ -390,8 +403,9 @@ async fn status(State(s): State<Arc<Pool>>) -> Api<Json<Value>> {
         "connect": connect(&s),
         "protocol": stratum::PROTOCOL_VERSION,
         "aggregation": crate::aggregation::Aggregation::describe(s.aggregation()),
-        // Several pool processes on one PostgreSQL: which one this is.
-        "cluster": s.cluster().map(|c| json!({"node": c.node(), "leader": c.is_leader()})),
+        // Several pool processes on one PostgreSQL: which one this is, and every
+        // live one with its sessions (their sums are the pool's).
+        "cluster": cluster,
         "sessions": sessions,
         "sessions_parked": parked,
         "tasks_leased": tasks,

@@ -62,18 +62,20 @@ pub trait Ledger: Send + Sync {
     }
     /// A verified share (idempotent on job and first statement).
     async fn credit(&self, c: &ShareCredit, policy: &Policy) -> Result<Credited, LedgerError>;
-    /// A verified share's credit and its proofs (`(statement, stored record)`)
-    /// in one transaction, where the ledger and the store share a database
-    /// (PostgreSQL): a proof is never stored without its credit, nor a credit
-    /// without its proofs, and when a proof of any of the statements is stored
-    /// already (another pool process proved it first) nothing is recorded and
-    /// those statements come back. `None`: this ledger cannot (sled); the
-    /// caller stores the proofs itself, then credits.
+    /// A verified share's credit, its proofs (`(statement, stored record)`)
+    /// and its statements' proven marks (`(statement key, proof)`, see
+    /// `Store::mark_proven`) in one transaction, where the ledger and the store
+    /// share a database (PostgreSQL): a proof is never stored without its
+    /// credit, nor a credit without its proofs, and when a proof of any of the
+    /// statements is stored already (another pool process proved it first)
+    /// nothing is recorded and those statements come back. `None`: this ledger
+    /// cannot (sled); the caller stores the proofs itself, then credits.
     async fn credit_with_proofs(
         &self,
         _c: &ShareCredit,
         _policy: &Policy,
         _proofs: Vec<(u64, String)>,
+        _marks: Vec<(String, Vec<u8>)>,
     ) -> Option<Result<ShareOutcome, LedgerError>> {
         None
     }

@@ -234,16 +234,18 @@ pub async fn submit(
 }
 
 /// Takes a running job that another pool process stored into this one's queue
-/// (`done`: its statements with a stored proof); see `cluster`.
-pub async fn adopt(pool: &Arc<Pool>, job: JobRecord, done: BTreeSet<u64>) {
+/// (`done`: its statements with a stored proof); see `cluster`. False when
+/// every statement is proven already (its result is the finishing process's
+/// to assemble).
+pub fn adopt(pool: &Pool, job: JobRecord, done: BTreeSet<u64>) -> bool {
     let entry = entry(pool.config(), &job, done);
     let id = job.id.clone();
     pool.jobs().insert(job);
-    if !pool.dispatch().with(|s| s.add_job(entry)) {
-        finish(pool, &id).await;
-    } else {
+    let open = pool.dispatch().with(|s| s.add_job(entry));
+    if open {
         info!(job = %id, "took a job stored by another pool process");
     }
+    open
 }
 
 /// Drops a job that ended on another pool process: its leases here are
@@ -264,9 +266,11 @@ const IN_FLIGHT_GRACE_MS: u64 = 120_000;
 
 /// The leader's sweep (see `cluster`): settles ended jobs a crash left
 /// unsettled and refunds escrows whose job was never stored.
-pub async fn leader_sweep(pool: &Arc<Pool>, unsettled: &[String]) {
+pub async fn leader_sweep(pool: &Arc<Pool>, running: &HashSet<String>, unsettled: &[String]) {
     let swept = async {
-        refund_orphan_escrows(pool, &[]).await?;
+        let mut known: HashSet<&str> = running.iter().map(String::as_str).collect();
+        known.extend(unsettled.iter().map(String::as_str));
+        refund_orphan_escrows(pool, &known).await?;
         for id in unsettled {
             if let Some(job) = pool.store().job(id).await? {
                 if job.state != JobState::Running {
@@ -283,12 +287,12 @@ pub async fn leader_sweep(pool: &Arc<Pool>, unsettled: &[String]) {
     }
 }
 
-/// Refunds escrows whose job was never stored (a crash between the two). With
+/// Refunds escrows whose job was never stored (a crash between the two):
+/// escrows of jobs not in `known` (jobs looked up already) are looked up. With
 /// several pool processes, only escrows older than [`IN_FLIGHT_GRACE_MS`]: a
 /// younger one may belong to a submit another process is storing now.
-async fn refund_orphan_escrows(pool: &Pool, jobs: &[JobRecord]) -> Result<(), LifecycleError> {
+async fn refund_orphan_escrows(pool: &Pool, known: &HashSet<&str>) -> Result<(), LifecycleError> {
     let ledger = pool.ledger();
-    let known: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     for (account, amount) in ledger.balances().await? {
         let payouts::Account::Escrow(job) = &account else {
             continue;
@@ -563,7 +567,7 @@ pub async fn recover(pool: &Arc<Pool>) -> Result<usize, LifecycleError> {
     let mut n = 0;
     let jobs = store.jobs().await?;
     // An escrow whose job was never stored (a crash between the two): refund it.
-    refund_orphan_escrows(pool, &jobs).await?;
+    refund_orphan_escrows(pool, &jobs.iter().map(|j| j.id.as_str()).collect()).await?;
     for job in &jobs {
         if job.state != JobState::Running {
             // Finished before a crash but perhaps not settled yet.

@@ -313,6 +313,12 @@ impl Scheduler {
         open
     }
 
+    /// Numbers the next tasks from `n`: pool processes sharing a database each
+    /// start at a random point, so no two hand out the same task id.
+    pub fn number_tasks_from(&mut self, n: u64) {
+        self.next_task = n;
+    }
+
     /// Marks a job urgent (its deadline is near) or not; see the module doc.
     pub fn set_urgent(&mut self, job: &JobId, urgent: bool) {
         if let Some(q) = self.jobs.get_mut(job) {
@@ -370,11 +376,13 @@ impl Scheduler {
     pub fn wanted(&self, chunk: u64, max_chunks: usize) -> Vec<(JobId, usize, Vec<u64>)> {
         let chunk = chunk.max(1);
         let mut out = vec![];
-        for (id, q) in &self.jobs {
-            if q.elsewhere.is_empty() || q.exhausted {
-                continue;
-            }
-            let per_task = q.entry.max_per_task.min(self.cfg.max_per_task).max(1) as u64;
+        if self.sessions.is_empty() {
+            return out;
+        }
+        // What the eligible sessions take at once: for jobs without an allow
+        // list the same for every job of a circuit (and per-task cap), so a pass
+        // costs O(sessions x circuits), not O(sessions x jobs).
+        let takes = |q: &JobQueue, per_task: u64| {
             let mut target = 0u64;
             let mut eligible = false;
             for s in self.sessions.values() {
@@ -394,9 +402,23 @@ impl Scheduler {
                 target = target
                     .saturating_add(size.min(per_task) * self.cfg.tasks_per_session.max(1) as u64);
             }
-            if !eligible {
+            eligible.then_some(target)
+        };
+        let mut by_circuit: HashMap<(CircuitId, u64), Option<u64>> = HashMap::new();
+        for (id, q) in &self.jobs {
+            if q.elsewhere.is_empty() || q.exhausted {
                 continue;
             }
+            let per_task = q.entry.max_per_task.min(self.cfg.max_per_task).max(1) as u64;
+            let target = match q.entry.allow {
+                Some(_) => takes(q, per_task),
+                None => *by_circuit
+                    .entry((q.entry.circuit_id.clone(), per_task))
+                    .or_insert_with(|| takes(q, per_task)),
+            };
+            let Some(target) = target else {
+                continue;
+            };
             let have = q.pending.len() as u64;
             let target = target.max(chunk);
             if have >= target {

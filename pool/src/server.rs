@@ -403,6 +403,12 @@ pub async fn start(
         http_tls,
         config,
     });
+    if pool.cluster.is_some() {
+        // Task ids are the job's and a number: each process numbers from its own
+        // random point, so a task id names one lease across all of them.
+        let from = rand::random::<u64>() >> 16;
+        pool.dispatch.with(|s| s.number_tasks_from(from));
+    }
     let recovered = lifecycle::recover(&pool)
         .await
         .map_err(|e| storage(e.to_string()))?;

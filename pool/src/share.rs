@@ -315,17 +315,20 @@ pub async fn record(
         .collect();
     let mut claim = pool.shares().begin();
     let mut taken = vec![];
+    let proven = match store.proven_among(&keys).await {
+        Ok(p) => p,
+        Err(e) => {
+            pool.dispatch().with(|s| s.release(session, &task.id));
+            error!(error = %e, task = %task.id, "cannot read proven statements; statements re-queued");
+            return Err(Rejection::Storage(
+                "the pool could not store this share; the task was re-queued, nothing is credited"
+                    .into(),
+            ));
+        }
+    };
     for (k, (i, _)) in keys.iter().zip(&proofs) {
-        match store.proven(k).await {
-            Ok(None) if claim.take(k) => {}
-            Ok(_) => taken.push(*i),
-            Err(e) => {
-                pool.dispatch().with(|s| s.release(session, &task.id));
-                error!(error = %e, task = %task.id, "cannot read proven statements; statements re-queued");
-                return Err(Rejection::Storage(
-                    "the pool could not store this share; the task was re-queued, nothing is credited".into(),
-                ));
-            }
+        if proven.contains(k) || !claim.take(k) {
+            taken.push(*i);
         }
     }
     if !taken.is_empty() {
@@ -492,9 +495,14 @@ async fn persist(
         .iter()
         .map(|(i, p)| (*i, serde_json::to_string(p).expect("proofs serialise")))
         .collect();
+    let marks = keys
+        .iter()
+        .zip(stored)
+        .map(|(k, (_, p))| (k.clone(), p.proof.0.clone()))
+        .collect();
     let together = pool
         .ledger()
-        .credit_with_proofs(credit, &policy, records)
+        .credit_with_proofs(credit, &policy, records, marks)
         .await;
     let atomic = together.is_some();
     let credited = match together {
@@ -518,16 +526,13 @@ async fn persist(
     if !credited.new {
         warn!(job = %job.id, first = credit.first_statement, "share was already in the ledger; not credited twice");
     }
-    for (k, (_, p)) in keys.iter().zip(stored) {
-        if let Err(e) = store.mark_proven(k, &p.proof).await {
-            if atomic {
-                // The share and its proofs are committed: it stands. The mark
-                // is written again when the pool next starts (`recover`).
-                warn!(error = %e, task = %credit.task, "could not mark a credited statement proven; marked at the next start");
-                break;
-            }
-            error!(error = %e, task = %credit.task, "could not mark statements proven");
-            return Err(NotStored::Failed(stored_msg.to_owned()));
+    // On PostgreSQL the marks went in with the credit.
+    if !atomic {
+        for (k, (_, p)) in keys.iter().zip(stored) {
+            store.mark_proven(k, &p.proof).await.map_err(|e| {
+                error!(error = %e, task = %credit.task, "could not mark statements proven");
+                stored_msg.to_owned()
+            })?;
         }
     }
     store.flush().await.map_err(|e| {

@@ -205,23 +205,54 @@ fn prometheus_loads_the_alert_rules_and_their_unit_tests_pass() {
     assert!(ok, "promtool test rules:\n{out}");
 }
 
-/// The Prometheus config as the compose file mounts it (rules under
-/// /etc/prometheus) is valid once its rule file is where it says.
+/// The Prometheus configs as the compose files mount them (rules under
+/// /etc/prometheus) are valid once their rule file is where they say: one pool
+/// (`docker-compose.yml`), and two pool processes on one database
+/// (`docker-compose.cluster.yml`, which scrapes both).
 #[test]
-fn prometheus_accepts_the_scrape_config() {
+fn prometheus_accepts_the_scrape_configs() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = deploy("prometheus/prometheus.yml").replace(
-        "/etc/prometheus/alerts.yml",
-        &deploy_path("prometheus/alerts.yml"),
-    );
-    assert!(
-        config.contains(&deploy_path("prometheus/alerts.yml")),
-        "{config}"
-    );
-    let path = dir.path().join("prometheus.yml");
-    std::fs::write(&path, config).expect("write config");
-    let (ok, out) = promtool(&["check", "config", &path.display().to_string()], None);
-    assert!(ok, "promtool check config:\n{out}");
+    for (file, targets) in [
+        ("prometheus/prometheus.yml", r#"["pool:8080"]"#),
+        (
+            "prometheus/prometheus-cluster.yml",
+            r#"["pool-a:8080", "pool-b:8080"]"#,
+        ),
+    ] {
+        let config = deploy(file).replace(
+            "/etc/prometheus/alerts.yml",
+            &deploy_path("prometheus/alerts.yml"),
+        );
+        assert!(
+            config.contains(&deploy_path("prometheus/alerts.yml")) && config.contains(targets),
+            "{file}: {config}"
+        );
+        let path = dir.path().join("prometheus.yml");
+        std::fs::write(&path, config).expect("write config");
+        let (ok, out) = promtool(&["check", "config", &path.display().to_string()], None);
+        assert!(ok, "promtool check config {file}:\n{out}");
+    }
+    // The cluster's compose file runs the two processes it scrapes, on the
+    // config it mounts, after the one-off setup.
+    let compose = deploy("docker-compose.cluster.yml");
+    for needed in [
+        "pool-a:",
+        "pool-b:",
+        "./pool-cluster.toml:/etc/zkpool/pool-cluster.toml:ro",
+        "./prometheus/prometheus-cluster.yml:/etc/prometheus/prometheus.yml:ro",
+        "service_completed_successfully",
+    ] {
+        assert!(
+            compose.contains(needed),
+            "docker-compose.cluster.yml lacks {needed}"
+        );
+    }
+    let cluster = pool::Config::from_toml(&deploy("pool-cluster.toml"), "pool-cluster.toml")
+        .expect("deploy/pool-cluster.toml is a valid config");
+    assert!(cluster.storage.url.is_some());
+    let defaults = pool::Config::from_toml(&deploy("pool.toml"), "pool.toml")
+        .expect("deploy/pool.toml is a valid config");
+    assert_eq!(defaults.storage.node_lease_secs, 10.0);
 }
 
 /// Alertmanager accepts the routing the compose file mounts.

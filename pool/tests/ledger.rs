@@ -1193,6 +1193,7 @@ async fn pg_a_share_and_its_proofs_commit_together_or_not_at_all() {
             &credit("m.r", "j", 0, 2),
             &Policy::default(),
             vec![(0, rec("m.r")), (1, rec("m.r"))],
+            vec![("c/0".into(), vec![0]), ("c/1".into(), vec![1])],
         )
         .await
         .expect("PostgreSQL stores proofs with credits");
@@ -1206,6 +1207,7 @@ async fn pg_a_share_and_its_proofs_commit_together_or_not_at_all() {
             &credit("n.r", "j", 1, 2),
             &Policy::default(),
             vec![(1, rec("n.r")), (2, rec("n.r"))],
+            vec![("c/1".into(), vec![11]), ("c/2".into(), vec![12])],
         )
         .await
         .unwrap();
@@ -1226,4 +1228,17 @@ async fn pg_a_share_and_its_proofs_commit_together_or_not_at_all() {
         .collect();
     assert_eq!(rows, [(0, rec("m.r")), (1, rec("m.r"))]);
     assert_eq!(l.job_credits("j").await.unwrap().len(), 1);
+    // The marks came with the first share only: c/2 was never marked, and c/1
+    // keeps the first share's proof.
+    let marks: Vec<(String, Vec<u8>)> = db
+        .query("SELECT key, proof FROM proven ORDER BY key", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        marks,
+        [("c/0".to_owned(), vec![0]), ("c/1".to_owned(), vec![1])]
+    );
 }

@@ -57,6 +57,9 @@ async fn run() -> anyhow::Result<()> {
         "bench",
     )?;
     config.scheduler.target_task_secs = 10.0;
+    // A 2^18 circuit's upload (r1cs, wasm and zkey, base64) is about 350 MB.
+    config.limits.circuit_upload_bytes = 1 << 30;
+    config.http.max_body_bytes = 1 << 30;
     let s = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let h = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let pool = pool::start(config, s, h).await?;
@@ -70,7 +73,7 @@ async fn run() -> anyhow::Result<()> {
     let circuit = api
         .post(
             "/v1/circuits",
-            &json!({"name": "bench", "r1cs": b64("chain.r1cs")?, "wasm": b64("chain_js/chain.wasm")?, "zkey": b64("chain.zkey")?}),
+            &json!({"name": "bench", "r1cs": b64("chain.r1cs")?, "wasm": b64("chain_js/chain.wasm")?, "zkey": b64("chain.zkey")?, "sample": {"x": "1"}}),
         )
         .await?;
     println!("registered in {:.1} s", t.elapsed().as_secs_f64());

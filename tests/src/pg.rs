@@ -123,7 +123,7 @@ impl Server {
     }
 
     /// Starts the server again (it recovers from its WAL) and returns once it
-    /// accepts connections.
+    /// accepts connections (`pg_isready`).
     pub fn restart(&self) -> Result<(), String> {
         self.order("start", true)
     }
@@ -145,9 +145,15 @@ impl Server {
             .and_then(|p| p.split('/').next())
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| format!("no port in {}", self.url))?;
+        let isready = bin_dir()?.join("pg_isready");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let accepting = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            // Accepting connections, not only listening: a server recovering
+            // from its WAL listens and refuses ("not yet accepting").
+            let accepting = Command::new(&isready)
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
             if accepting == up {
                 return Ok(());
             }

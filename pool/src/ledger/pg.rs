@@ -105,6 +105,9 @@ struct CreditRequest {
     /// The share's proofs (statement, the store's record), stored in the same
     /// transaction (`proofs` table, `crate::store::PgStore`).
     proofs: Vec<(u64, String)>,
+    /// Its statements' proven marks (statement key, proof): the `proven`
+    /// table, written with the credit.
+    marks: Vec<(String, Vec<u8>)>,
     reply: oneshot::Sender<Result<ShareOutcome, LedgerError>>,
 }
 
@@ -461,7 +464,13 @@ impl Shared {
             }
             let body = books.state.share(&r.credit, r.paid);
             match record(&tx, &mut books.state, body, &mut earlier, &absent).await {
-                Ok((e, new)) => answers.push(e.into_credited(new).map(ShareOutcome::Credited)),
+                Ok((e, new)) => {
+                    if let Err(e) = mark_proven(&tx, &r.marks).await {
+                        fault = Some(e);
+                        break;
+                    }
+                    answers.push(e.into_credited(new).map(ShareOutcome::Credited))
+                }
                 // The transaction is broken: nothing more can be written in it.
                 Err(e @ LedgerError::Storage(_)) => {
                     fault = Some(e);
@@ -522,6 +531,24 @@ async fn store_proofs(
         .filter(|i| !inserted.contains(i))
         .map(|i| i as u64)
         .collect())
+}
+
+/// Marks a share's statements proven (those not marked already keep their
+/// first proof).
+async fn mark_proven(tx: &Transaction<'_>, marks: &[(String, Vec<u8>)]) -> Result<(), LedgerError> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = marks.iter().map(|(k, _)| k.as_str()).collect();
+    let proofs: Vec<&[u8]> = marks.iter().map(|(_, p)| p.as_slice()).collect();
+    tx.execute(
+        "INSERT INTO proven (key, proof) SELECT * FROM unnest($1::TEXT[], $2::BYTEA[])
+         ON CONFLICT (key) DO NOTHING",
+        &[&keys, &proofs],
+    )
+    .await
+    .db()?;
+    Ok(())
 }
 
 /// Deletes the proofs [`store_proofs`] inserted in this transaction.
@@ -612,6 +639,7 @@ impl PgLedger {
         c: &ShareCredit,
         policy: &Policy,
         proofs: Vec<(u64, String)>,
+        marks: Vec<(String, Vec<u8>)>,
     ) -> Result<ShareOutcome, LedgerError> {
         let paid = state::pps_pay(c, policy)?;
         let (reply, answer) = oneshot::channel();
@@ -621,6 +649,7 @@ impl PgLedger {
                 credit: c.clone(),
                 paid,
                 proofs,
+                marks,
                 reply,
             })
             .await
@@ -820,7 +849,7 @@ impl Ledger for PgLedger {
     }
 
     async fn credit(&self, c: &ShareCredit, policy: &Policy) -> Result<Credited, LedgerError> {
-        match self.send_credit(c, policy, vec![]).await? {
+        match self.send_credit(c, policy, vec![], vec![]).await? {
             ShareOutcome::Credited(c) => Ok(c),
             ShareOutcome::Taken(_) => unreachable!("a credit without proofs takes none"),
         }
@@ -831,8 +860,9 @@ impl Ledger for PgLedger {
         c: &ShareCredit,
         policy: &Policy,
         proofs: Vec<(u64, String)>,
+        marks: Vec<(String, Vec<u8>)>,
     ) -> Option<Result<ShareOutcome, LedgerError>> {
-        Some(self.send_credit(c, policy, proofs).await)
+        Some(self.send_credit(c, policy, proofs, marks).await)
     }
 
     async fn settle(

@@ -152,6 +152,19 @@ pub trait Store: Send + Sync {
 
     /// The proof of a statement proven before, on any job.
     async fn proven(&self, key: &str) -> Result<Option<ProofBytes>, StoreError>;
+    /// Which of `keys` are proven statements (one query where the store can).
+    async fn proven_among(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut out = std::collections::HashSet::new();
+        for k in keys {
+            if self.proven(k).await?.is_some() {
+                out.insert(k.clone());
+            }
+        }
+        Ok(out)
+    }
     /// Marks a statement proven unless it already is; true when this call did.
     async fn mark_proven(&self, key: &str, proof: &ProofBytes) -> Result<bool, StoreError>;
     /// Takes a mark back (the share it came with could not be stored).

@@ -545,6 +545,17 @@ impl Store for PgStore {
 
     /// Claims a statement: true when this call inserted it. The primary key
     /// makes the claim once, across every process on the database.
+    async fn proven_among(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query("SELECT key FROM proven WHERE key = ANY($1)", &[&keys])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn mark_proven(&self, key: &str, proof: &ProofBytes) -> Result<bool, StoreError> {
         let conn = self.pool.get().await?;
         let inserted = conn

@@ -17,6 +17,14 @@
 //! on a pool that verifies proof by proof (`verifier.batch = false`), and the
 //! ratio is reported.
 //!
+//!
+//! With `--storage-url postgres://USER@HOST:PORT/DB` (a role that may create
+//! databases): phase 2 runs `--rounds` times on sled and on PostgreSQL,
+//! alternating, each pool on a fresh database holding the template's circuits,
+//! and reports the ratio of the medians; and phase 1 becomes the cluster's
+//! notify latency: its sessions on one pool process, its jobs posted to another
+//! on the same database (how long a job posted on A takes to reach a miner on B).
+//!
 //! It stops by itself: bounded in sessions, seconds and statements. It raises its
 //! open-file limit, as `zkpool serve` does.
 //!
@@ -72,6 +80,13 @@ struct Args {
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// A PostgreSQL server (a role that may create databases): phase 2 on sled
+    /// and on PostgreSQL, alternating; phase 1 across two pool processes.
+    #[arg(long)]
+    storage_url: Option<String>,
+    /// Rounds of phase 2 on each storage with `--storage-url`.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Internal: run as the bare socket writer of phase 1's floor measurement.
     #[arg(long, hide = true)]
     bare_writer: Option<usize>,
@@ -136,26 +151,71 @@ fn start_pool_with(
     max_sessions: usize,
     bans: &str,
 ) -> anyhow::Result<PoolProcess> {
+    start_pool_on(dir, batch, max_sessions, bans, None)
+}
+
+/// A pool on PostgreSQL database `url` (see [`postgres_database`]), or on sled.
+fn start_pool_on(
+    dir: &Path,
+    batch: bool,
+    max_sessions: usize,
+    bans: &str,
+    url: Option<&str>,
+) -> anyhow::Result<PoolProcess> {
     std::fs::create_dir_all(dir)?;
     if let Some(t) = TEMPLATE.get() {
         copy_dir(&t.join("data"), &dir.join("data"))?;
     }
     let cfg = dir.join("pool.toml");
-    std::fs::write(
-        &cfg,
-        test_config_with(
-            &dir.join("data"),
-            &format!(
-                "max_sessions = {}\nmax_sessions_per_ip = {}\nidle_timeout_secs = 600\nhandshake_timeout_secs = 60",
-                max_sessions + 100,
-                max_sessions + 100
-            ),
-            "max_body_bytes = 536870912\nmax_job_statements = 2000000",
-            "max_statements_per_task = 64",
-            &format!("[verifier]\nbatch = {batch}\n{bans}"),
+    let config = test_config_with(
+        &dir.join("data"),
+        &format!(
+            "max_sessions = {}\nmax_sessions_per_ip = {}\nidle_timeout_secs = 600\nhandshake_timeout_secs = 60",
+            max_sessions + 100,
+            max_sessions + 100
         ),
-    )?;
+        "max_body_bytes = 536870912\nmax_job_statements = 2000000",
+        "max_statements_per_task = 64",
+        &format!("[verifier]\nbatch = {batch}\n{bans}"),
+    );
+    let config = match url {
+        Some(url) => config.replacen("[storage]\n", &format!("[storage]\nurl = \"{url}\"\n"), 1),
+        None => config,
+    };
+    std::fs::write(&cfg, config)?;
     PoolProcess::start(&cfg, None, &dir.join("pool.log"))
+}
+
+/// A new database on the PostgreSQL server at `server` (its URL's database is
+/// where `CREATE DATABASE` runs), its schema applied and the template pool's
+/// circuits stored in it, so a pool on it has the keys the cached proofs were
+/// made with. Returns its URL.
+async fn postgres_database(server: &str, label: &str) -> anyhow::Result<String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "bench_{label}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Relaxed)
+    );
+    let (client, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .with_context(|| format!("CREATE DATABASE on {server}"))?;
+    let url = zkpool_tests::pg::with_database(server, &name);
+    let template = TEMPLATE
+        .get()
+        .context("the template pool is set up first")?;
+    let circuits = {
+        let sled = pool::store::SledStore::open(&template.join("data").join("db"))?;
+        pool::store::Store::circuits(&sled).await?
+    };
+    let pg = pool::store::PgStore::open(&url).await?;
+    for c in &circuits {
+        pool::store::Store::put_circuit(&pg, c).await?;
+    }
+    Ok(url)
 }
 
 /// One raw session: subscribe and authorize; returns the line reader and writer.
@@ -426,7 +486,11 @@ fn spread(times: &[Instant], from: Instant) -> (f64, f64, f64) {
 /// of one task per session at once, and a steady stream of small jobs at a rate
 /// far above what the rigs free slots at; last, the same burst written by a bare
 /// writer on plain loopback sockets (the floor for the machine and this harness).
-async fn phase_sessions(n: usize, pool: &PoolProcess) -> anyhow::Result<Value> {
+async fn phase_sessions(
+    n: usize,
+    pool: &PoolProcess,
+    post_to: &zkpool_tests::Api,
+) -> anyhow::Result<Value> {
     let pid = pool.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss0 = rss_kib(pid)?;
@@ -471,7 +535,7 @@ async fn phase_sessions(n: usize, pool: &PoolProcess) -> anyhow::Result<Value> {
     // The burst: one statement per session, all ready at once. CPU of the pool
     // and of this harness is sampled at the first notify and at the last.
     let before_post = Instant::now();
-    let burst_job = post_job(&pool.api, &unproven(0, n)).await?;
+    let burst_job = post_job(post_to, &unproven(0, n)).await?;
     let post_ms = before_post.elapsed().as_secs_f64() * 1000.0;
     let mut cpu_first = None;
     let arrived = collect_notifies(&mut rx, n, Some(&burst_job), || {
@@ -508,7 +572,7 @@ async fn phase_sessions(n: usize, pool: &PoolProcess) -> anyhow::Result<Value> {
         tokio::select! {
             _ = tick.tick(), if sent < jobs => {
                 let t = Instant::now();
-                let id = post_job(&pool.api, &unproven(((1 + sent) * per_job) as u64 * 1_000, per_job)).await?;
+                let id = post_job(post_to, &unproven(((1 + sent) * per_job) as u64 * 1_000, per_job)).await?;
                 posted.insert(id, t);
                 sent += 1;
             }
@@ -756,6 +820,7 @@ async fn phase_throughput_with(
     // report says so when it did not: `job_exhausted`).
     let job = post_job(&pool.api, &proofs.statements).await?;
     let accepted = Arc::new(AtomicU64::new(0));
+    let shares = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let lat: Arc<Mutex<Vec<f64>>> = Arc::default();
     let stop = Instant::now() + Duration::from_secs(secs) + Duration::from_secs(2);
@@ -763,10 +828,11 @@ async fn phase_throughput_with(
     let cpu0 = Arc::new(Mutex::new(None::<(f64, Instant, u64)>));
     let mut hs = vec![];
     for i in 0..miners {
-        let (addr, proofs, accepted, rejected, lat) = (
+        let (addr, proofs, accepted, shares, rejected, lat) = (
             pool.stratum,
             proofs.clone(),
             accepted.clone(),
+            shares.clone(),
             rejected.clone(),
             lat.clone(),
         );
@@ -815,6 +881,7 @@ async fn phase_throughput_with(
                             match v["result"]["accepted"].as_u64() {
                                 Some(n) => {
                                     accepted.fetch_add(n, Relaxed);
+                                    shares.fetch_add(1, Relaxed);
                                 }
                                 None => {
                                     if rejected.fetch_add(1, Relaxed) == 0 {
@@ -844,6 +911,7 @@ async fn phase_throughput_with(
     // Mark the measuring window's start: CPU and the counters.
     tokio::time::sleep_until(window_start.into()).await;
     *cpu0.lock().unwrap() = Some((cpu_secs(pid)?, Instant::now(), accepted.load(Relaxed)));
+    let shares0 = shares.load(Relaxed);
     for h in hs {
         h.await??;
     }
@@ -875,6 +943,8 @@ async fn phase_throughput_with(
         "window_secs": elapsed,
         "verified_proofs": proofs_ok,
         "verified_proofs_per_s": proofs_ok as f64 / elapsed,
+        "credited_shares": shares.load(Relaxed) - shares0,
+        "credited_shares_per_s": (shares.load(Relaxed) - shares0) as f64 / elapsed,
         "rejected_submits": rejected.load(Relaxed),
         "submit_ms_p50": pct(&mut l, 0.5),
         "submit_ms_p99": pct(&mut l, 0.99),
@@ -922,13 +992,93 @@ async fn main() -> anyhow::Result<()> {
     }
     let proofs = Arc::new(cached_proofs(&args.cache, args.proofs).await?);
     if args.sessions > 0 {
-        let pool = start_pool(&dir.path().join("batch"), true, args.sessions)?;
-        println!("phase 1: {} idle sessions...", args.sessions);
-        let r = phase_sessions(args.sessions, &pool).await?;
-        println!("{}", serde_json::to_string_pretty(&r)?);
-        report["sessions"] = r;
+        match &args.storage_url {
+            None => {
+                let pool = start_pool(&dir.path().join("batch"), true, args.sessions)?;
+                println!("phase 1: {} idle sessions...", args.sessions);
+                let r = phase_sessions(args.sessions, &pool, &pool.api).await?;
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                report["sessions"] = r;
+            }
+            Some(server) => {
+                let url = postgres_database(server, "cluster").await?;
+                let none = "[bans]\ninvalid_threshold = 1000000000\nper_ip = false\n";
+                let a =
+                    start_pool_on(&dir.path().join("a"), true, args.sessions, none, Some(&url))?;
+                let b =
+                    start_pool_on(&dir.path().join("b"), true, args.sessions, none, Some(&url))?;
+                println!(
+                    "phase 1 (two pool processes on PostgreSQL): {} idle sessions on B, jobs posted to A...",
+                    args.sessions
+                );
+                let r = phase_sessions(args.sessions, &b, &a.api).await?;
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                report["cluster_sessions"] = r;
+            }
+        }
     }
     if args.miners > 0 {
+        if let Some(server) = &args.storage_url {
+            let none = "[bans]\ninvalid_threshold = 1000000000\nper_ip = false\n";
+            let (mut sled_rates, mut pg_rates) = (vec![], vec![]);
+            for round in 0..args.rounds {
+                for on_pg in [false, true] {
+                    let name = if on_pg { "postgres" } else { "sled" };
+                    let url = match on_pg {
+                        true => Some(postgres_database(server, "throughput").await?),
+                        false => None,
+                    };
+                    let pool = start_pool_on(
+                        &dir.path().join(format!("{name}-{round}")),
+                        true,
+                        args.miners,
+                        none,
+                        url.as_deref(),
+                    )?;
+                    println!(
+                        "phase 2 ({name}, round {round}): {} submitting sessions for {} s...",
+                        args.miners, args.seconds
+                    );
+                    let r = phase_throughput(
+                        args.miners,
+                        args.seconds,
+                        args.invalid,
+                        proofs.clone(),
+                        &pool,
+                    )
+                    .await?;
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    let rate = (
+                        r["verified_proofs_per_s"].as_f64().unwrap_or(0.0),
+                        r["credited_shares_per_s"].as_f64().unwrap_or(0.0),
+                    );
+                    if on_pg {
+                        pg_rates.push(rate);
+                    } else {
+                        sled_rates.push(rate);
+                    }
+                    report[format!("{name}_{round}")] = r;
+                }
+            }
+            let median = |v: &[(f64, f64)], k: usize| {
+                let mut x: Vec<f64> = v.iter().map(|r| if k == 0 { r.0 } else { r.1 }).collect();
+                pct(&mut x, 0.5)
+            };
+            let (sp, ss) = (median(&sled_rates, 0), median(&sled_rates, 1));
+            let (pp, ps) = (median(&pg_rates, 0), median(&pg_rates, 1));
+            report["storage"] = json!({
+                "rounds": args.rounds,
+                "sled_verified_proofs_per_s": sp,
+                "postgres_verified_proofs_per_s": pp,
+                "sled_credited_shares_per_s": ss,
+                "postgres_credited_shares_per_s": ps,
+                "postgres_over_sled_proofs": pp / sp.max(1e-9),
+                "postgres_over_sled_shares": ps / ss.max(1e-9),
+            });
+            println!("{}", serde_json::to_string_pretty(&report["storage"])?);
+        }
+    }
+    if args.miners > 0 && args.storage_url.is_none() {
         let modes: &[bool] = if args.baseline {
             &[true, false]
         } else {

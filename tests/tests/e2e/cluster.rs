@@ -493,6 +493,13 @@ async fn postgres_restarted_mid_job_loses_nothing_and_the_job_finishes() -> anyh
         .await?;
     }
     server.restart().map_err(anyhow::Error::msg)?;
+    // The pools answer 503 "try again" until their connections are back.
+    wait_for(
+        "the pool to answer again",
+        Duration::from_secs(60),
+        async || Ok(client.get(&format!("/v1/jobs/{id}")).await.ok().map(|_| ())),
+    )
+    .await?;
     completed(&client, &id, Duration::from_secs(300)).await?;
     let credits = settled(&op, &id).await?;
     let by_statement = statements_credited(&credits)?;
