@@ -375,12 +375,7 @@ pub async fn record(
             // (it claimed them after this one's claim had lapsed): they are
             // done, the rest of the task is proven again, nothing is credited.
             drop(claim);
-            let done = store
-                .job_proofs(&job.id)
-                .await
-                .map(|v| v.into_iter().map(|(i, _)| i).collect())
-                .unwrap_or_default();
-            let entry = lifecycle::entry(pool.config(), &job, done);
+            let entry = entry_as_stored(pool, &job).await;
             let job_done = pool.dispatch().with(|s| {
                 s.reopen(&task, Some(entry));
                 s.mark_done(&job.id, &taken)
@@ -406,12 +401,7 @@ pub async fn record(
                 let indices: Vec<u64> = task.indices().collect();
                 let _ = store.remove_proofs(&job.id, &indices).await;
             }
-            let done = store
-                .job_proofs(&job.id)
-                .await
-                .map(|v| v.into_iter().map(|(i, _)| i).collect())
-                .unwrap_or_default();
-            let entry = lifecycle::entry(pool.config(), &job, done);
+            let entry = entry_as_stored(pool, &job).await;
             pool.dispatch().with(|s| s.reopen(&task, Some(entry)));
             return Err(Rejection::Storage(why));
         }
@@ -447,6 +437,18 @@ pub async fn record(
         work,
         receipt: Some(serde_json::to_value(&receipt).expect("receipts serialise")),
     })
+}
+
+/// The job as the scheduler takes it back when a completed task's share was
+/// not stored (`Scheduler::reopen`): what is stored is done.
+async fn entry_as_stored(pool: &Pool, job: &JobRecord) -> crate::scheduler::JobEntry {
+    let done = pool
+        .store()
+        .job_proofs(&job.id)
+        .await
+        .map(|v| v.into_iter().map(|(i, _)| i).collect())
+        .unwrap_or_default();
+    lifecycle::entry(pool.config(), job, done)
 }
 
 /// Why a verified share was not stored.

@@ -450,7 +450,11 @@ impl Shared {
             // conflict is with a committed proof, and this share is not
             // recorded (the rows it did insert are taken out again).
             if !r.proofs.is_empty() {
-                match store_proofs(&tx, &r.credit.job, &r.proofs).await {
+                let stored =
+                    crate::store::pg::insert_proofs_all_or_none(&tx, &r.credit.job, &r.proofs)
+                        .await
+                        .map_err(|e| LedgerError::Storage(format!("PostgreSQL: {e}").into()));
+                match stored {
                     Ok(taken) if taken.is_empty() => {}
                     Ok(taken) => {
                         answers.push(Ok(ShareOutcome::Taken(taken)));
@@ -494,45 +498,6 @@ impl Shared {
     }
 }
 
-/// Inserts a share's proofs; the statements that had one already (then the
-/// rows this call inserted are deleted again, and nothing of it stays).
-async fn store_proofs(
-    tx: &Transaction<'_>,
-    job: &str,
-    proofs: &[(u64, String)],
-) -> Result<Vec<u64>, LedgerError> {
-    let indices: Vec<i64> = proofs
-        .iter()
-        .map(|(i, _)| bigint("a statement index", *i))
-        .collect::<Result<_, _>>()?;
-    let records: Vec<&str> = proofs.iter().map(|(_, r)| r.as_str()).collect();
-    let rows = tx
-        .query(
-            "INSERT INTO proofs (job, idx, record)
-             SELECT $1, i, r FROM unnest($2::BIGINT[], $3::TEXT[]) AS t(i, r)
-             ON CONFLICT (job, idx) DO NOTHING
-             RETURNING idx",
-            &[&job, &indices, &records],
-        )
-        .await
-        .db()?;
-    if rows.len() == proofs.len() {
-        return Ok(vec![]);
-    }
-    let inserted: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    tx.execute(
-        "DELETE FROM proofs WHERE job = $1 AND idx = ANY($2)",
-        &[&job, &inserted],
-    )
-    .await
-    .db()?;
-    Ok(indices
-        .into_iter()
-        .filter(|i| !inserted.contains(i))
-        .map(|i| i as u64)
-        .collect())
-}
-
 /// Marks a share's statements proven (those not marked already keep their
 /// first proof).
 async fn mark_proven(tx: &Transaction<'_>, marks: &[(String, Vec<u8>)]) -> Result<(), LedgerError> {
@@ -551,7 +516,7 @@ async fn mark_proven(tx: &Transaction<'_>, marks: &[(String, Vec<u8>)]) -> Resul
     Ok(())
 }
 
-/// Deletes the proofs [`store_proofs`] inserted in this transaction.
+/// Deletes the proofs a share inserted in this transaction.
 async fn unstore_proofs(
     tx: &Transaction<'_>,
     job: &str,

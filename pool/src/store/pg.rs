@@ -109,6 +109,46 @@ fn decode<T: DeserializeOwned>(
     })
 }
 
+/// Inserts a share's proofs (statement, stored record) in `tx`, all or none:
+/// when some statement has a proof already, the rows this call inserted are
+/// deleted again (in the same transaction) and those statements are returned.
+/// Shared by the store and the ledger (which stores a share's proofs with its
+/// credit).
+pub(crate) async fn insert_proofs_all_or_none(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job: &str,
+    proofs: &[(u64, String)],
+) -> Result<Vec<u64>, StoreError> {
+    let indices: Vec<i64> = proofs
+        .iter()
+        .map(|(i, _)| bigint("statement index", *i))
+        .collect::<Result<_, _>>()?;
+    let records: Vec<&str> = proofs.iter().map(|(_, r)| r.as_str()).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO proofs (job, idx, record)
+             SELECT $1, i, r FROM unnest($2::BIGINT[], $3::TEXT[]) AS t(i, r)
+             ON CONFLICT (job, idx) DO NOTHING
+             RETURNING idx",
+            &[&job, &indices, &records],
+        )
+        .await?;
+    if rows.len() == proofs.len() {
+        return Ok(vec![]);
+    }
+    let inserted: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    tx.execute(
+        "DELETE FROM proofs WHERE job = $1 AND idx = ANY($2)",
+        &[&job, &inserted],
+    )
+    .await?;
+    Ok(indices
+        .into_iter()
+        .filter(|i| !inserted.contains(i))
+        .map(|i| i as u64)
+        .collect())
+}
+
 /// A u64 the pool counts in, as the BIGINT PostgreSQL stores.
 fn bigint(what: &'static str, v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Engine(format!("{what} {v} does not fit a BIGINT")))
@@ -452,40 +492,20 @@ impl Store for PgStore {
         Ok(())
     }
 
-    /// One statement for the whole share: the rows that went in come back;
-    /// when some did not (their statements have a proof already), the
-    /// transaction is rolled back and those statements are returned.
+    /// All or none, in one transaction ([`insert_proofs_all_or_none`]). The pool
+    /// stores a share's proofs with its credit instead (`PgLedger`); this is
+    /// the same rule for a caller of the store alone.
     async fn claim_proofs(
         &self,
         job: &str,
         proofs: &[(u64, StoredProof)],
     ) -> Result<Vec<u64>, StoreError> {
-        let indices: Vec<i64> = proofs
-            .iter()
-            .map(|(i, _)| bigint("statement index", *i))
-            .collect::<Result<_, _>>()?;
-        let records: Vec<String> = proofs.iter().map(|(_, p)| json(p)).collect();
+        let records: Vec<(u64, String)> = proofs.iter().map(|(i, p)| (*i, json(p))).collect();
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await?;
-        let rows = tx
-            .query(
-                "INSERT INTO proofs (job, idx, record)
-                 SELECT $1, i, r FROM unnest($2::BIGINT[], $3::TEXT[]) AS t(i, r)
-                 ON CONFLICT (job, idx) DO NOTHING
-                 RETURNING idx",
-                &[&job, &indices, &records],
-            )
-            .await?;
-        if rows.len() == proofs.len() {
-            tx.commit().await?;
-            return Ok(vec![]);
-        }
-        let stored: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-        Ok(proofs
-            .iter()
-            .map(|(i, _)| *i)
-            .filter(|i| !stored.contains(&(*i as i64)))
-            .collect())
+        let taken = insert_proofs_all_or_none(&tx, job, &records).await?;
+        tx.commit().await?;
+        Ok(taken)
     }
 
     async fn remove_proofs(&self, job: &str, indices: &[u64]) -> Result<(), StoreError> {
