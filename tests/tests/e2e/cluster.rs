@@ -101,6 +101,26 @@ async fn two_pool_processes_share_one_database_and_credit_every_statement_once(
         &dir.path().join("bob.log"),
     )?;
 
+    // Either process lists both, with their rigs (each renews its count every
+    // second), and exactly one of them leads.
+    let mut leaders = 0;
+    for op in [&op_a, &op_b] {
+        let cluster = wait_for(
+            "both processes and their rigs",
+            Duration::from_secs(30),
+            async || {
+                let c = op.get("/v1/status").await?["cluster"].clone();
+                let both = c["nodes"].as_array().map(Vec::len) == Some(2)
+                    && c["sessions"].as_u64() == Some(2)
+                    && c["workers_online"].as_u64() == Some(2);
+                Ok(both.then_some(c))
+            },
+        )
+        .await?;
+        leaders += usize::from(cluster["leader"] == true);
+    }
+    assert_eq!(leaders, 1, "one leader between the two");
+
     // Two jobs through each process, 48 statements (three claims) each.
     let mut ids = vec![];
     for (n, api) in [&client_a, &client_b, &client_a, &client_b]
