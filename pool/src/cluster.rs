@@ -29,7 +29,7 @@
 use std::{
     collections::BTreeSet,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -46,6 +46,11 @@ use crate::{lifecycle, metrics::Metrics, server::Pool, store::StoreError};
 
 /// Statements per claim.
 pub const CHUNK: u64 = 16;
+
+/// Events queued to send to the other nodes, and received from them, at most
+/// (each a line of about 60 bytes); past it an event is dropped and the poll
+/// repairs what it said.
+const EVENT_QUEUE: usize = 4096;
 
 /// Chunks one claim round looks at per job at most.
 const MAX_CHUNKS: usize = 1024;
@@ -80,8 +85,13 @@ pub struct Cluster {
     wake: Notify,
     metrics: Arc<Metrics>,
     /// Events for the other nodes, to the sending task ([`send_events`]).
-    outbox: mpsc::UnboundedSender<String>,
-    outbox_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    outbox: mpsc::Sender<String>,
+    outbox_rx: std::sync::Mutex<Option<mpsc::Receiver<String>>>,
+    /// Events dropped because the outbox was full, since the last sent.
+    dropped: AtomicU64,
+    /// Set when other nodes' events may have been missed (the inbox was full,
+    /// or the listening connection was re-made): the next round polls.
+    missed: AtomicBool,
     /// Jobs completed by other processes' proofs, and since when (see
     /// [`completed_elsewhere`]).
     awaiting: std::sync::Mutex<std::collections::HashMap<JobId, Instant>>,
@@ -165,10 +175,12 @@ impl Cluster {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let node = format!("n{}", hex::encode(rand::random::<[u8; 6]>()));
-        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let (outbox, outbox_rx) = mpsc::channel(EVENT_QUEUE);
         let c = Cluster {
             outbox,
             outbox_rx: std::sync::Mutex::new(Some(outbox_rx)),
+            dropped: AtomicU64::new(0),
+            missed: AtomicBool::new(false),
             node,
             url: url.to_owned(),
             db,
@@ -213,10 +225,15 @@ impl Cluster {
     }
 
     /// Tells the other nodes, without waiting: events are queued and sent by
-    /// one task, those that queued together in one notification (a failure is
-    /// logged: the poll is the safety net).
+    /// one task, those that queued together in one notification. When the
+    /// queue is full (the database is slow or away) the event is dropped: the
+    /// others' poll finds what it said within [`POLL`]. A failure is logged.
     pub async fn announce(&self, event: Event) {
-        let _ = self.outbox.send(event.encode(&self.node));
+        if self.outbox.try_send(event.encode(&self.node)).is_err()
+            && self.dropped.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            warn!("the queue of news for the other pool processes is full; they learn it from their poll instead");
+        }
     }
 
     /// Renews this node's lease, and records its sessions and workers online.
@@ -414,7 +431,7 @@ impl Cluster {
 /// poll and (while it leads) the leader's sweep.
 pub async fn run(pool: Arc<Pool>) {
     let Some(c) = pool.cluster() else { return };
-    let (events, mut incoming) = mpsc::unbounded_channel::<String>();
+    let (events, mut incoming) = mpsc::channel::<String>(EVENT_QUEUE);
     tokio::spawn(listen(pool.clone(), events));
     if let Some(outbox) = c.outbox_rx.lock().expect("never poisoned").take() {
         tokio::spawn(send_events(pool.clone(), outbox));
@@ -437,12 +454,8 @@ pub async fn run(pool: Arc<Pool>) {
         while let Ok(p) = incoming.try_recv() {
             payloads.push(p);
         }
-        let mut resync = false;
+        let resync = c.missed.swap(false, Ordering::Relaxed);
         for p in payloads.iter().flat_map(|p| p.split('\n')) {
-            if p == RESYNC {
-                resync = true;
-                continue;
-            }
             match Event::decode(p) {
                 Some((node, _)) if node == c.node => {}
                 Some((_, event)) => {
@@ -503,7 +516,7 @@ const PAYLOAD: usize = 7_000;
 
 /// Sends the queued events: whatever queued while the last notification was
 /// sent goes in the next, one event a line.
-async fn send_events(pool: Arc<Pool>, mut outbox: mpsc::UnboundedReceiver<String>) {
+async fn send_events(pool: Arc<Pool>, mut outbox: mpsc::Receiver<String>) {
     let c = pool.cluster().expect("sending is a cluster's");
     while let Some(first) = outbox.recv().await {
         let mut payloads = vec![first];
@@ -525,14 +538,19 @@ async fn send_events(pool: Arc<Pool>, mut outbox: mpsc::UnboundedReceiver<String
             Ok::<_, StoreError>(())
         }
         .await;
-        if let Err(e) = sent {
-            warn!(error = %e, "could not tell the other pool processes; they see it at their next poll");
+        match sent {
+            Ok(()) => {
+                let dropped = c.dropped.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    info!(dropped, "news for the other pool processes flows again; what was dropped they found by polling");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "could not tell the other pool processes; they see it at their next poll")
+            }
         }
     }
 }
-
-/// What the listener sends after it (re)connects: events may have been missed.
-const RESYNC: &str = "";
 
 /// Applies another node's event.
 async fn apply(pool: &Arc<Pool>, event: Event) {
@@ -742,20 +760,29 @@ async fn claim_wanted(pool: &Arc<Pool>) -> Result<(), StoreError> {
 /// The listening connection: forwards the other nodes' events to the node
 /// and holds the leader lock while it can. Reconnects when the connection is
 /// lost (the lock goes with it, and leadership is given up at once).
-async fn listen(pool: Arc<Pool>, events: mpsc::UnboundedSender<String>) {
+async fn listen(pool: Arc<Pool>, events: mpsc::Sender<String>) {
     let c = pool.cluster().expect("listening is a cluster's");
     loop {
         match tokio_postgres::connect(&c.url, NoTls).await {
             Ok((client, mut connection)) => {
                 let (lost, mut gone) = oneshot::channel::<()>();
                 let forward = events.clone();
+                let c2 = pool.clone();
                 tokio::spawn(async move {
                     let mut messages =
                         futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                     while let Some(m) = messages.next().await {
                         match m {
                             Ok(AsyncMessage::Notification(n)) => {
-                                let _ = forward.send(n.payload().to_owned());
+                                // Never wait here: the connection is read only
+                                // while this loop runs. A full inbox means the
+                                // node is behind; it polls instead.
+                                if forward.try_send(n.payload().to_owned()).is_err() {
+                                    if let Some(c) = c2.cluster() {
+                                        c.missed.store(true, Ordering::Relaxed);
+                                        c.wake();
+                                    }
+                                }
                             }
                             Ok(_) => {}
                             Err(e) => {
@@ -768,7 +795,9 @@ async fn listen(pool: Arc<Pool>, events: mpsc::UnboundedSender<String>) {
                 });
                 match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     Ok(()) => {
-                        let _ = events.send(RESYNC.to_owned());
+                        // Events sent while this node was not listening.
+                        c.missed.store(true, Ordering::Relaxed);
+                        c.wake();
                         loop {
                             if !c.is_leader() {
                                 match client
