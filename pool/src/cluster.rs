@@ -42,7 +42,12 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tracing::{debug, info, warn};
 
-use crate::{lifecycle, metrics::Metrics, server::Pool, store::StoreError};
+use crate::{
+    lifecycle,
+    metrics::Metrics,
+    server::Pool,
+    store::{pg::engine, StoreError},
+};
 
 /// Statements per claim.
 pub const CHUNK: u64 = 16;
@@ -79,6 +84,9 @@ pub const LEADER_LOCK: i64 = 0x007a_6b6c_6561_6472;
 pub struct Cluster {
     node: String,
     url: String,
+    /// The addresses its miners and clients reach it at (`/v1/status`).
+    stratum: String,
+    http: String,
     db: PgPool,
     lease: Duration,
     leader: AtomicBool,
@@ -98,8 +106,9 @@ pub struct Cluster {
     /// Circuits other processes registered whose key files are not here
     /// (warned about once).
     unloadable: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// When this node joined (for logs).
+    /// When this node joined (for logs, and its row).
     started: Instant,
+    started_ms: u64,
 }
 
 /// A live node as `/v1/status` shows it.
@@ -158,10 +167,6 @@ impl Event {
     }
 }
 
-fn engine(e: impl std::error::Error) -> StoreError {
-    StoreError::Engine(crate::store::pg::with_causes(&e))
-}
-
 impl Cluster {
     /// Joins the cluster on the database `db` (at `url`, for the listening
     /// connection) as a new node, announcing the addresses its miners and
@@ -182,6 +187,8 @@ impl Cluster {
             dropped: AtomicU64::new(0),
             missed: AtomicBool::new(false),
             node,
+            stratum: stratum.to_owned(),
+            http: http.to_owned(),
             url: url.to_owned(),
             db,
             lease,
@@ -191,20 +198,9 @@ impl Cluster {
             unloadable: Default::default(),
             awaiting: Default::default(),
             started: Instant::now(),
+            started_ms: crate::circuits::now_ms(),
         };
-        let conn = c.db.get().await.map_err(engine)?;
-        conn.execute(
-            "INSERT INTO nodes (id, stratum, http, started_ms, until)
-             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
-            &[
-                &c.node,
-                &stratum,
-                &http,
-                &(crate::circuits::now_ms() as i64),
-                &lease.as_secs_f64(),
-            ],
-        )
-        .await?;
+        c.register().await?;
         info!(node = %c.node, "joined the pool's cluster on PostgreSQL");
         Ok(c)
     }
@@ -252,20 +248,48 @@ impl Cluster {
             )
             .await?;
         if n == 0 {
-            // Removed as dead (the lease ran out while the database was away):
-            // back in, with the claims it had lost gone to others.
-            conn.execute(
-                "INSERT INTO nodes (id, stratum, http, started_ms, until)
-                 VALUES ($1, '', '', $2, now() + make_interval(secs => $3))
-                 ON CONFLICT (id) DO NOTHING",
-                &[
-                    &self.node,
-                    &(crate::circuits::now_ms() as i64),
-                    &self.lease.as_secs_f64(),
-                ],
-            )
-            .await?;
+            // Removed as dead (the lease ran out while the database was away,
+            // and the leader cleared it): back in, with the claims it had lost
+            // gone to others.
+            self.register().await?;
         }
+        Ok(())
+    }
+
+    /// Adds this node's row (or renews it), with a fresh lease.
+    async fn register(&self) -> Result<(), StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        conn.execute(
+            "INSERT INTO nodes (id, stratum, http, started_ms, until)
+             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+             ON CONFLICT (id) DO UPDATE SET until = EXCLUDED.until",
+            &[
+                &self.node,
+                &self.stratum,
+                &self.http,
+                &(self.started_ms as i64),
+                &self.lease.as_secs_f64(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes nodes whose lease ran out an hour ago and whatever claims they
+    /// still hold (each restart is a new node: without this the table grows).
+    async fn forget_dead_nodes(&self) -> Result<(), StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        conn.execute(
+            "DELETE FROM claims WHERE node IN (
+                 SELECT id FROM nodes WHERE until < now() - interval '1 hour')",
+            &[],
+        )
+        .await?;
+        conn.execute(
+            "DELETE FROM nodes WHERE until < now() - interval '1 hour'",
+            &[],
+        )
+        .await?;
         Ok(())
     }
 
@@ -485,8 +509,8 @@ pub async fn run(pool: Arc<Pool>) {
         }
         if c.is_leader() && swept.elapsed() >= LEADER_SWEEP {
             swept = Instant::now();
-            match tokio::try_join!(c.running_jobs(), c.unsettled_jobs()) {
-                Ok((running, unsettled)) => {
+            match tokio::try_join!(c.running_jobs(), c.unsettled_jobs(), c.forget_dead_nodes()) {
+                Ok((running, unsettled, ())) => {
                     let running: std::collections::HashSet<String> = running.into_iter().collect();
                     lifecycle::leader_sweep(&pool, &running, &unsettled).await
                 }

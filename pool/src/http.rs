@@ -576,25 +576,15 @@ async fn view(s: &Pool, j: &JobRecord) -> Api<JobView> {
     let progress = s.dispatch().read(|sched| sched.progress(&j.id));
     let (verified, leased) = match (progress, j.state) {
         (Some(p), _) => (p.done, p.leased),
-        // Ended early: what was verified before.
-        (None, JobState::Expired | JobState::Cancelled | JobState::Failed) => (
-            s.store()
-                .job_proofs(&j.id)
-                .await
-                .map_err(unavailable)?
-                .len() as u64,
-            0,
-        ),
-        // With several pool processes, a running job this one does not hold
-        // (not taken yet, or its result being assembled): what is stored.
-        (None, JobState::Running) if s.cluster().is_some() => (
-            s.store()
-                .job_proofs(&j.id)
-                .await
-                .map_err(unavailable)?
-                .len() as u64,
-            0,
-        ),
+        // Ended early: what was verified before; with several pool processes,
+        // a running job this one does not hold (not taken yet, or its result
+        // being assembled): what is stored.
+        (None, JobState::Expired | JobState::Cancelled | JobState::Failed) => {
+            (s.store().proof_count(&j.id).await.map_err(unavailable)?, 0)
+        }
+        (None, JobState::Running) if s.cluster().is_some() => {
+            (s.store().proof_count(&j.id).await.map_err(unavailable)?, 0)
+        }
         // Completed, or every statement verified and the result being assembled.
         (None, _) => (total, 0),
     };

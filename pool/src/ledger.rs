@@ -62,6 +62,12 @@ pub trait Ledger: Send + Sync {
     }
     /// A verified share (idempotent on job and first statement).
     async fn credit(&self, c: &ShareCredit, policy: &Policy) -> Result<Credited, LedgerError>;
+    /// Whether [`Ledger::credit_with_proofs`] stores a share's proofs and
+    /// marks with its credit (PostgreSQL: the ledger and the store share the
+    /// database). False for sled: the caller stores them itself.
+    fn stores_proofs(&self) -> bool {
+        false
+    }
     /// A verified share's credit, its proofs (`(statement, stored record)`)
     /// and its statements' proven marks (`(statement key, proof)`, see
     /// `Store::mark_proven`) in one transaction, where the ledger and the store

@@ -259,9 +259,17 @@ pub fn forget(pool: &Pool, id: &JobId, reason: &str) {
     }
 }
 
-/// How long an escrow without a stored job, or a share's proofs without their
-/// credit, may be a submit or a share still in flight on another pool process
-/// (only then is it taken for a crash's leftover).
+/// With several pool processes: tells the others that this one ended job `id`,
+/// and frees its claims.
+async fn ended_here(pool: &Pool, id: &JobId) {
+    if let Some(c) = pool.cluster() {
+        c.announce(crate::cluster::Event::Ended(id.clone())).await;
+        c.release_job(id).await;
+    }
+}
+
+/// How long an escrow without a stored job may be a submit still in flight on
+/// another pool process (only then is it taken for a crash's leftover).
 const IN_FLIGHT_GRACE_MS: u64 = 120_000;
 
 /// The leader's sweep (see `cluster`): settles ended jobs a crash left
@@ -443,11 +451,7 @@ pub async fn finish(pool: &Arc<Pool>, job_id: &str) {
     }
     settle(pool, &job).await;
     pool.jobs().remove(job_id);
-    if let Some(c) = pool.cluster() {
-        c.announce(crate::cluster::Event::Ended(job.id.clone()))
-            .await;
-        c.release_job(job_id).await;
-    }
+    ended_here(pool, &job.id).await;
     let m = pool.metrics();
     m.jobs_completed.inc();
     if let Some(done) = job.completed_ms {
@@ -495,11 +499,7 @@ pub async fn end(
                 return Ok(None);
             }
             store.flush().await?;
-            if let Some(c) = pool.cluster() {
-                c.announce(crate::cluster::Event::Ended(job.id.clone()))
-                    .await;
-                c.release_job(id).await;
-            }
+            ended_here(pool, id).await;
             match state {
                 JobState::Expired => pool.metrics().jobs_expired.inc(),
                 JobState::Failed => pool.metrics().jobs_failed.inc(),
@@ -588,37 +588,13 @@ pub async fn recover(pool: &Arc<Pool>) -> Result<usize, LifecycleError> {
             upgrade_result(pool, job).await?;
             continue;
         }
-        // A proof stored without its credit (the crash hit between the two, and
-        // neither was acknowledged): the statement is proven again.
-        let covered: HashSet<u64> = ledger
-            .job_credits(&job.id)
-            .await?
-            .iter()
-            .flat_map(|c| c.first_statement..c.first_statement + c.proofs)
-            .collect();
-        // On PostgreSQL a share's proofs and credit are one transaction: a
-        // proof without its credit is a share another pool process is storing
-        // now, never a crash's leftover, and stays.
-        let orphans: Vec<u64> = store
-            .job_proofs(&job.id)
-            .await?
-            .into_iter()
-            .filter(|(i, p)| !p.cached && !covered.contains(i) && pool.cluster().is_none())
-            .map(|(i, _)| i)
-            .collect();
-        if !orphans.is_empty() {
-            warn!(job = %job.id, statements = orphans.len(), "proofs stored without a credit; proving them again");
-            store.remove_proofs(&job.id, &orphans).await?;
+        // On sled a share's proofs, credit and proven marks are written one
+        // after the other, and a crash can cut between them. On PostgreSQL
+        // they are one transaction: nothing to mend.
+        if !ledger.stores_proofs() {
+            mend_cut_share(pool, job).await?;
         }
         let proofs = store.job_proofs(&job.id).await?;
-        // Credited proofs whose proven mark a crash cut off get it back.
-        for (i, p) in &proofs {
-            if let Some(s) = job.statements.get(*i as usize) {
-                store
-                    .mark_proven(&statement_key(&job.circuit_id, &s.public), &p.proof)
-                    .await?;
-            }
-        }
         let done: BTreeSet<u64> = proofs.into_iter().map(|(i, _)| i).collect();
         let entry = entry(pool.config(), job, done);
         pool.jobs().insert(job.clone());
@@ -630,6 +606,39 @@ pub async fn recover(pool: &Arc<Pool>) -> Result<usize, LifecycleError> {
     ledger.flush().await?;
     store.flush().await?;
     Ok(n)
+}
+
+/// What a crash between a share's writes left on sled: a proof stored without
+/// its credit (neither was acknowledged) is removed, and the statement proven
+/// again; a credited proof whose proven mark was cut off gets it back.
+async fn mend_cut_share(pool: &Pool, job: &JobRecord) -> Result<(), LifecycleError> {
+    let store = pool.store();
+    let covered: HashSet<u64> = pool
+        .ledger()
+        .job_credits(&job.id)
+        .await?
+        .iter()
+        .flat_map(|c| c.first_statement..c.first_statement + c.proofs)
+        .collect();
+    let orphans: Vec<u64> = store
+        .job_proofs(&job.id)
+        .await?
+        .into_iter()
+        .filter(|(i, p)| !p.cached && !covered.contains(i))
+        .map(|(i, _)| i)
+        .collect();
+    if !orphans.is_empty() {
+        warn!(job = %job.id, statements = orphans.len(), "proofs stored without a credit; proving them again");
+        store.remove_proofs(&job.id, &orphans).await?;
+    }
+    for (i, p) in store.job_proofs(&job.id).await? {
+        if let Some(s) = job.statements.get(i as usize) {
+            store
+                .mark_proven(&statement_key(&job.circuit_id, &s.public), &p.proof)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites a completed job's stored result in today's format (results of older

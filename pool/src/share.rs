@@ -391,10 +391,10 @@ pub async fn record(
             )));
         }
         Err(NotStored::Failed(why)) => {
-            // On PostgreSQL nothing of the share was stored (its proofs and
-            // credit are one transaction, and the marks come after it); what
-            // is stored under these statements is another process's.
-            if pool.cluster().is_none() {
+            // On PostgreSQL nothing of the share was stored (its proofs,
+            // credit and marks are one transaction); what is stored under
+            // these statements is another process's.
+            if !pool.ledger().stores_proofs() {
                 for k in &keys {
                     let _ = store.unmark_proven(k).await;
                 }
@@ -491,39 +491,41 @@ async fn persist(
             stored_msg.to_owned()
         }
     };
-    // On PostgreSQL the proofs and the credit are one transaction; on sled
-    // the proofs go first (see the function's doc).
-    let records = stored
-        .iter()
-        .map(|(i, p)| (*i, serde_json::to_string(p).expect("proofs serialise")))
-        .collect();
-    let marks = keys
-        .iter()
-        .zip(stored)
-        .map(|(k, (_, p))| (k.clone(), p.proof.0.clone()))
-        .collect();
-    let together = pool
-        .ledger()
-        .credit_with_proofs(credit, &policy, records, marks)
-        .await;
-    let atomic = together.is_some();
-    let credited = match together {
-        Some(Ok(ShareOutcome::Credited(c))) => c,
-        Some(Ok(ShareOutcome::Taken(taken))) => return Err(NotStored::Taken(taken)),
-        Some(Err(e)) => return Err(NotStored::Failed(refused(e))),
-        None => {
-            let taken = store.claim_proofs(&job.id, stored).await.map_err(|e| {
-                error!(error = %e, task = %credit.task, "could not store a verified share; statements re-queued");
-                stored_msg.to_owned()
-            })?;
-            if !taken.is_empty() {
-                return Err(NotStored::Taken(taken));
-            }
-            pool.ledger()
-                .credit(credit, &policy)
-                .await
-                .map_err(refused)?
+    // On PostgreSQL the proofs, the credit and the marks are one transaction;
+    // on sled the proofs go first (see the function's doc).
+    let atomic = pool.ledger().stores_proofs();
+    let credited = if atomic {
+        let records = stored
+            .iter()
+            .map(|(i, p)| (*i, serde_json::to_string(p).expect("proofs serialise")))
+            .collect();
+        let marks = keys
+            .iter()
+            .zip(stored)
+            .map(|(k, (_, p))| (k.clone(), p.proof.0.clone()))
+            .collect();
+        match pool
+            .ledger()
+            .credit_with_proofs(credit, &policy, records, marks)
+            .await
+        {
+            Some(Ok(ShareOutcome::Credited(c))) => c,
+            Some(Ok(ShareOutcome::Taken(taken))) => return Err(NotStored::Taken(taken)),
+            Some(Err(e)) => return Err(NotStored::Failed(refused(e))),
+            None => unreachable!("a ledger that stores proofs takes them with the credit"),
         }
+    } else {
+        let taken = store.claim_proofs(&job.id, stored).await.map_err(|e| {
+            error!(error = %e, task = %credit.task, "could not store a verified share; statements re-queued");
+            stored_msg.to_owned()
+        })?;
+        if !taken.is_empty() {
+            return Err(NotStored::Taken(taken));
+        }
+        pool.ledger()
+            .credit(credit, &policy)
+            .await
+            .map_err(refused)?
     };
     if !credited.new {
         warn!(job = %job.id, first = credit.first_statement, "share was already in the ledger; not credited twice");

@@ -256,6 +256,10 @@ async fn proofs_are_kept_per_job_and_index_first_one_standing_and_removed(store:
         [(0, "other".into(), vec![9; 4])]
     );
     assert!(store.job_proofs("nope").await.unwrap().is_empty());
+    // Counted without reading them, as many as are stored.
+    assert_eq!(store.proof_count("j").await.unwrap(), 1);
+    assert_eq!(store.proof_count("j1").await.unwrap(), 1);
+    assert_eq!(store.proof_count("nope").await.unwrap(), 0);
 }
 
 async fn a_statement_is_claimed_once_however_many_race_for_it(store: &dyn Store) {

@@ -777,6 +777,10 @@ impl Ledger for PgLedger {
         Some(PgLedger::commits(self))
     }
 
+    fn stores_proofs(&self) -> bool {
+        true
+    }
+
     /// Nothing to do: every entry committed before its call returned, and
     /// PostgreSQL's commit is durable (with its default `synchronous_commit`).
     async fn flush(&self) -> Result<(), LedgerError> {

@@ -144,6 +144,10 @@ pub trait Store: Send + Sync {
     }
     /// Removes proofs again (their credit could not be stored).
     async fn remove_proofs(&self, job: &str, indices: &[u64]) -> Result<(), StoreError>;
+    /// How many proofs of a job are stored (without reading them).
+    async fn proof_count(&self, job: &str) -> Result<u64, StoreError> {
+        Ok(self.job_proofs(job).await?.len() as u64)
+    }
     /// Every stored proof of a job, by statement index.
     async fn job_proofs(&self, job: &str) -> Result<Vec<(u64, StoredProof)>, StoreError>;
 

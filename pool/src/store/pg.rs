@@ -77,7 +77,7 @@ pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 /// A driver or pool error as a storage fault, with its causes.
-fn engine(e: impl std::error::Error) -> StoreError {
+pub(crate) fn engine(e: impl std::error::Error) -> StoreError {
     StoreError::Engine(with_causes(&e))
 }
 
@@ -523,6 +523,15 @@ impl Store for PgStore {
     }
 
     /// Every stored proof of a job, by statement index.
+    async fn proof_count(&self, job: &str) -> Result<u64, StoreError> {
+        let conn = self.pool.get().await?;
+        let n: i64 = conn
+            .query_one("SELECT count(*) FROM proofs WHERE job = $1", &[&job])
+            .await?
+            .get(0);
+        Ok(n as u64)
+    }
+
     async fn job_proofs(&self, job: &str) -> Result<Vec<(u64, StoredProof)>, StoreError> {
         let conn = self.pool.get().await?;
         let rows = conn

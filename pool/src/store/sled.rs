@@ -346,6 +346,15 @@ impl Store for SledStore {
     }
 
     /// Every stored proof of a job, by statement index.
+    async fn proof_count(&self, job: &str) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for key in self.proofs.scan_prefix(format!("{job}/").as_bytes()).keys() {
+            key?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     async fn job_proofs(&self, job: &str) -> Result<Vec<(u64, StoredProof)>, StoreError> {
         self.proofs
             .scan_prefix(format!("{job}/").as_bytes())
