@@ -240,8 +240,7 @@ async fn two_pool_processes_share_one_database_and_credit_every_statement_once(
 async fn crash_loop_over_two_processes_loses_nothing_and_credits_or_pays_nothing_twice(
 ) -> anyhow::Result<()> {
     use super::{
-        chain_job,
-        faults::{check_books, payout_ops, Acked},
+        faults::{check_books, fund_and_submit, payout_ops, Acked},
         job_result, worker_work,
     };
     use rand::{Rng, SeedableRng};
@@ -323,21 +322,7 @@ async fn crash_loop_over_two_processes_loses_nothing_and_credits_or_pays_nothing
             None
         };
         let p = leader.unwrap_or_else(|| rng.gen_range(0..2));
-        let reference = format!("d{i}");
-        let d = ops[p]
-            .post(
-                "/v1/clients/crashco/deposits",
-                &json!({"amount": 100_000, "reference": reference}),
-            )
-            .await?;
-        assert_eq!(d["new"], true);
-        acked.lock().unwrap().deposits += 100_000;
-        let mut job = chain_job(rng.gen_range(1..=3));
-        job["chain"]["seed"] = json!((1000 + i).to_string());
-        let reward = rng.gen_range(1_000..=100_000u64);
-        job["reward"] = json!(reward);
-        let job = clients[p].post("/v1/jobs", &job).await?;
-        let id = job["id"].as_str().context("job id")?.to_owned();
+        let (id, reward) = fund_and_submit(&ops[p], &clients[p], &mut rng, i, &acked).await?;
         accepted.push((id.clone(), reward));
         let payouts = tokio::spawn(payout_ops(
             Api::new(&urls[leader.unwrap_or_else(|| rng.gen_range(0..2))])

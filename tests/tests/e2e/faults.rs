@@ -298,25 +298,8 @@ async fn crash_loop(postgres: bool, iterations: usize) -> anyhow::Result<()> {
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Acked::default()));
     let mut accepted: Vec<(String, u64)> = vec![];
     for i in 0..iterations {
-        {
-            // A new job every life; one accepted before a kill must survive it.
-            let reference = format!("d{i}");
-            let d = operator
-                .post(
-                    "/v1/clients/crashco/deposits",
-                    &json!({"amount": 100_000, "reference": reference}),
-                )
-                .await?;
-            assert_eq!(d["new"], true);
-            acked.lock().unwrap().deposits += 100_000;
-            let mut job = chain_job(rng.gen_range(1..=3));
-            // A chain of its own: a statement proven before is not paid again.
-            job["chain"]["seed"] = json!((1000 + i).to_string());
-            let reward = rng.gen_range(1_000..=100_000u64);
-            job["reward"] = json!(reward);
-            let job = client.post("/v1/jobs", &job).await?;
-            accepted.push((job["id"].as_str().unwrap().to_owned(), reward));
-        }
+        // A new job every life; one accepted before a kill must survive it.
+        accepted.push(fund_and_submit(&operator, &client, &mut rng, i, &acked).await?);
         // The operator pays out while the pool lives; the kill lands wherever it lands.
         let ops = tokio::spawn(payout_ops(
             Api::new(&url).with_token(Some(ADMIN.into())),
@@ -381,6 +364,34 @@ async fn crash_loop(postgres: bool, iterations: usize) -> anyhow::Result<()> {
         acked.voided.len()
     );
     Ok(())
+}
+
+/// One life of a crash loop's work: client `crashco` deposits 100,000 through
+/// `operator` (acknowledged into `acked`), then submits through `client` a
+/// chain job of its own (seed from `life`: a statement proven before is not
+/// paid again) with a random reward. Returns the job's id and reward.
+pub(super) async fn fund_and_submit(
+    operator: &Api,
+    client: &Api,
+    rng: &mut impl rand::Rng,
+    life: usize,
+    acked: &std::sync::Mutex<Acked>,
+) -> anyhow::Result<(String, u64)> {
+    let reference = format!("d{life}");
+    let d = operator
+        .post(
+            "/v1/clients/crashco/deposits",
+            &json!({"amount": 100_000, "reference": reference}),
+        )
+        .await?;
+    assert_eq!(d["new"], true);
+    acked.lock().unwrap().deposits += 100_000;
+    let mut job = chain_job(rng.gen_range(1..=3));
+    job["chain"]["seed"] = json!((1000 + life).to_string());
+    let reward = rng.gen_range(1_000..=100_000u64);
+    job["reward"] = json!(reward);
+    let job = client.post("/v1/jobs", &job).await?;
+    Ok((job["id"].as_str().context("a job id")?.to_owned(), reward))
 }
 
 #[derive(Default, Clone, Debug)]
