@@ -127,16 +127,15 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The `[bans]` of a pool measured for throughput: nothing the harness sends
+/// bans anyone (its invalid proofs are part of what is measured).
+const NO_BANS: &str = "[bans]\ninvalid_threshold = 1000000000\nper_ip = false\n";
+
 /// The set-up data directory every pool starts from (its keys fit the cached proofs).
 static TEMPLATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 fn start_pool(dir: &Path, batch: bool, max_sessions: usize) -> anyhow::Result<PoolProcess> {
-    start_pool_with(
-        dir,
-        batch,
-        max_sessions,
-        "[bans]\ninvalid_threshold = 1000000000\nper_ip = false\n",
-    )
+    start_pool_with(dir, batch, max_sessions, NO_BANS)
 }
 
 /// A pool with the default ban policy: 5 invalid submits in 10 minutes ban the
@@ -1002,11 +1001,20 @@ async fn main() -> anyhow::Result<()> {
             }
             Some(server) => {
                 let url = postgres_database(server, "cluster").await?;
-                let none = "[bans]\ninvalid_threshold = 1000000000\nper_ip = false\n";
-                let a =
-                    start_pool_on(&dir.path().join("a"), true, args.sessions, none, Some(&url))?;
-                let b =
-                    start_pool_on(&dir.path().join("b"), true, args.sessions, none, Some(&url))?;
+                let a = start_pool_on(
+                    &dir.path().join("a"),
+                    true,
+                    args.sessions,
+                    NO_BANS,
+                    Some(&url),
+                )?;
+                let b = start_pool_on(
+                    &dir.path().join("b"),
+                    true,
+                    args.sessions,
+                    NO_BANS,
+                    Some(&url),
+                )?;
                 println!(
                     "phase 1 (two pool processes on PostgreSQL): {} idle sessions on B, jobs posted to A...",
                     args.sessions
@@ -1019,7 +1027,6 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.miners > 0 {
         if let Some(server) = &args.storage_url {
-            let none = "[bans]\ninvalid_threshold = 1000000000\nper_ip = false\n";
             let (mut sled_rates, mut pg_rates) = (vec![], vec![]);
             for round in 0..args.rounds {
                 for on_pg in [false, true] {
@@ -1032,7 +1039,7 @@ async fn main() -> anyhow::Result<()> {
                         &dir.path().join(format!("{name}-{round}")),
                         true,
                         args.miners,
-                        none,
+                        NO_BANS,
                         url.as_deref(),
                     )?;
                     println!(
