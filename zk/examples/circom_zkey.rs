@@ -21,7 +21,7 @@ use ark_groth16::{Groth16, ProvingKey};
 use ark_relations::gr1cs::{
     ConstraintSynthesizer, ConstraintSystemRef, LinearCombination, SynthesisError, Variable,
 };
-use ark_snark::SNARK;
+use ark_std::UniformRand;
 use rand::{rngs::StdRng, SeedableRng};
 use zk::circom::{qap::CircomReduction, R1cs};
 
@@ -42,8 +42,9 @@ impl ConstraintSynthesizer<Fr> for Replay<'_> {
         let lc = |row: &[(Fr, usize)]| {
             LinearCombination(row.iter().map(|(c, w)| (*c, vars[*w])).collect())
         };
+        let c = r.c.as_ref().ok_or(SynthesisError::AssignmentMissing)?;
         for i in 0..r.constraints() {
-            cs.enforce_r1cs_constraint(|| lc(&r.a()[i]), || lc(&r.b()[i]), || lc(&r.c[i]))?;
+            cs.enforce_r1cs_constraint(|| lc(&r.a()[i]), || lc(&r.b()[i]), || lc(&c[i]))?;
         }
         Ok(())
     }
@@ -166,10 +167,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seed: u64 = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(1);
     let r1cs = R1cs::parse(&std::fs::read(&args[1])?)?;
     let t = std::time::Instant::now();
-    let (pk, vk) = Groth16::<Bn254, CircomReduction>::circuit_specific_setup(
+    // arkworks' own setup draws random generators; a zkey's points are over
+    // the standard ones (snarkjs, rapidsnark and the pool's key check assume
+    // them: with random ones the pool refuses the key, its beta in G1 not
+    // being its beta in G2).
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut scalar = || Fr::rand(&mut rng);
+    let (alpha, beta, gamma, delta) = (scalar(), scalar(), scalar(), scalar());
+    let pk = Groth16::<Bn254, CircomReduction>::generate_parameters_with_qap(
         Replay(&r1cs),
-        &mut StdRng::seed_from_u64(seed),
+        alpha,
+        beta,
+        gamma,
+        delta,
+        G1Affine::generator().into_group(),
+        G2Affine::generator().into_group(),
+        &mut StdRng::seed_from_u64(seed.wrapping_add(1)),
     )?;
+    let vk = pk.vk.clone();
     eprintln!(
         "setup: {} constraints, {} wires, {:.1} s",
         r1cs.constraints(),
