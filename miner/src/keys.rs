@@ -144,8 +144,8 @@ impl KeyCache {
             return Ok(k.clone());
         }
         let path = self.dir.join(format!("{}.pk", key.hash));
-        if let Ok(bytes) = tokio::fs::read(&path).await {
-            match decode(spec, bytes, &key.hash).await {
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            match decode(spec, path.clone(), &key.hash).await {
                 Ok(k) => {
                     self.prepare(&k, &key.hash).await;
                     loaded.insert(key.hash.clone(), k.clone());
@@ -171,31 +171,49 @@ impl KeyCache {
         if !resp.status().is_success() {
             return Err(download(format!("HTTP {}", resp.status())));
         }
-        // Read no more than the announced size: a pool that sends more is lying
-        // about the key, and would otherwise fill the rig's memory.
-        let mut bytes = Vec::with_capacity(key.size.min(64 << 20) as usize);
-        while let Some(chunk) = resp.chunk().await.map_err(|e| download(e.to_string()))? {
-            if bytes.len() as u64 + chunk.len() as u64 > key.size {
-                return Err(download(format!(
-                    "the pool sent more than the {} bytes it announced",
-                    key.size
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let keys = decode(spec, bytes.clone(), &key.hash)
-            .await
-            .map_err(|source| KeyFetchError::Bad {
-                url: key.url.clone(),
-                source,
-            })?;
+        // Straight to a file, never whole in memory (a large circuit's bundle
+        // is hundreds of MB, more than it decodes to), and no more than the
+        // announced size: a pool that sends more is lying about the key, and
+        // would otherwise fill the rig's disk.
         let tmp = path.with_extension("partial");
-        tokio::fs::write(&tmp, &bytes)
-            .await
-            .map_err(|source| KeyFetchError::Io {
-                path: tmp.clone(),
-                source,
-            })?;
+        let io = |source: std::io::Error| KeyFetchError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        let written = async {
+            use tokio::io::AsyncWriteExt;
+            let mut out = tokio::fs::File::create(&tmp).await.map_err(io)?;
+            let mut got = 0u64;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| download(e.to_string()))? {
+                got += chunk.len() as u64;
+                if got > key.size {
+                    return Err(download(format!(
+                        "the pool sent more than the {} bytes it announced",
+                        key.size
+                    )));
+                }
+                out.write_all(&chunk).await.map_err(io)?;
+            }
+            out.flush().await.map_err(io)?;
+            Ok(())
+        }
+        .await;
+        let keys = match written {
+            Ok(()) => decode(spec, tmp.clone(), &key.hash)
+                .await
+                .map_err(|source| KeyFetchError::Bad {
+                    url: key.url.clone(),
+                    source,
+                }),
+            Err(e) => Err(e),
+        };
+        let keys = match keys {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
         tokio::fs::rename(&tmp, &path)
             .await
             .map_err(|source| KeyFetchError::Io {
@@ -210,16 +228,14 @@ impl KeyCache {
 
 async fn decode(
     spec: CircuitSpec,
-    bytes: Vec<u8>,
+    path: PathBuf,
     hash: &str,
 ) -> Result<Arc<CircuitKeys>, KeyError> {
     let hash = hash.to_owned();
-    tokio::task::spawn_blocking(move || {
-        CircuitKeys::from_pk_bytes(spec, &bytes, &hash).map(Arc::new)
-    })
-    .await
-    .map_err(|e| KeyError::Decode {
-        what: "proving key",
-        detail: e.to_string(),
-    })?
+    tokio::task::spawn_blocking(move || CircuitKeys::from_pk_file(spec, &path, &hash).map(Arc::new))
+        .await
+        .map_err(|e| KeyError::Decode {
+            what: "proving key",
+            detail: e.to_string(),
+        })?
 }

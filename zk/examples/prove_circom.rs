@@ -11,16 +11,16 @@
 //! before issue 17), `engine` (zkpool's prover without tables), `tables:MiB`
 //! (with tables within that budget, read from or written to the tables file).
 //! It also times the witness (circom's wasm in wasmi) and checks every proof.
-//! With `PHASES=1` it then times each phase of the prover alone.
+//! With `PHASES=1` it then times each phase of the prover alone; with `MEM=1`
+//! it prints the resident memory after each loading step.
 
 use std::time::Instant;
 
 use ark_groth16::Groth16;
 use ark_std::UniformRand;
 use zk::{
-    circom::{qap::CircomReduction, Bundle},
-    prover::Tables,
-    Bn254, CircuitKeys, CircuitSpec, Fr, ProofBytes, Statement,
+    circom::qap::CircomReduction, prover::Tables, Bn254, CircuitKeys, CircuitSpec, Fr, ProofBytes,
+    Statement,
 };
 
 /// The steps ark-groth16's prover takes (`create_proof_with_assignment`), timed
@@ -105,27 +105,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .stack_size(16 << 20)
         .build()?;
     let t = Instant::now();
-    let (r1cs, wasm, zkey) = (
-        std::fs::read(&a[1])?,
-        std::fs::read(&a[2])?,
-        std::fs::read(&a[3])?,
-    );
-    let bundle = Bundle {
-        r1cs: &r1cs,
-        wasm: &wasm,
-        zkey: &zkey,
-    }
-    .encode();
-    drop((r1cs, wasm, zkey));
-    let hash = zk::sha256_hex(&bundle);
-    let (circuit, _) = zk::circom::CircomCircuit::from_bundle(&bundle)?;
-    let spec = CircuitSpec::Circom {
-        constraints: circuit.constraints(),
-        public: circuit.public_inputs() as u32,
+    // The three files as one bundle on disk, loaded as a rig loads its cached
+    // bundle (section by section, never whole in memory).
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("circuit.pk");
+    let hash = {
+        use sha2::{Digest, Sha256};
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        let mut hasher = Sha256::new();
+        {
+            let mut put = |b: &[u8]| -> std::io::Result<()> {
+                hasher.update(b);
+                out.write_all(b)
+            };
+            put(b"zkpc")?;
+            put(&1u32.to_le_bytes())?;
+            for f in &a[1..4] {
+                put(&std::fs::metadata(f)?.len().to_le_bytes())?;
+                let mut r = std::fs::File::open(f)?;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = std::io::Read::read(&mut r, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    put(&buf[..n])?;
+                }
+            }
+        }
+        out.flush()?;
+        hex::encode(hasher.finalize())
     };
-    drop(circuit);
-    let keys = pool.install(|| CircuitKeys::from_pk_bytes(spec, &bundle, &hash))?;
-    drop(bundle);
+    mem("bundle written");
+    let (constraints, public) = zk::circom::R1cs::counts_from_file(a[1].as_ref())?;
+    let spec = CircuitSpec::Circom {
+        constraints: constraints as u64,
+        public: public as u32,
+    };
+    let keys = pool.install(|| CircuitKeys::from_pk_file(spec, &path, &hash))?;
+    mem("from_pk_file");
     eprintln!("load {:.2} s", t.elapsed().as_secs_f64());
 
     let input: serde_json::Value = serde_json::from_slice(&std::fs::read(&a[4])?)?;
@@ -139,6 +158,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     let full = c.witness(&input)?;
+    mem("witness");
     let statement = Statement {
         public: c.public_signals(&full),
         private: vec![],
@@ -241,4 +261,17 @@ fn peak_kib() -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn mem(at: &str) {
+    if std::env::var_os("MEM").is_some() {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let f = |k: &str| {
+            s.lines()
+                .find(|l| l.starts_with(k))
+                .unwrap_or("")
+                .to_owned()
+        };
+        eprintln!("{at}: {} {}", f("VmRSS"), f("VmHWM"));
+    }
 }

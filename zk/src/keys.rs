@@ -232,6 +232,14 @@ impl CircuitKeys {
                 })?;
             (pk, None)
         };
+        Self::assemble(spec, pk, circom)
+    }
+
+    fn assemble(
+        spec: CircuitSpec,
+        pk: ProvingKey<Bn254>,
+        circom: Option<std::sync::Arc<crate::circom::CircomCircuit>>,
+    ) -> Result<Self, KeyError> {
         let verifier = VerifierKey::new(pk.vk.clone())?;
         if verifier.public_inputs() != spec.public_inputs() {
             return Err(KeyError::Arity {
@@ -246,6 +254,64 @@ impl CircuitKeys {
             circom,
             engine: Default::default(),
         })
+    }
+
+    /// [`Self::from_pk_bytes`] from a file, as a rig loads its cached keys: the
+    /// file is hashed as it is read, and decoded without holding its bytes (a
+    /// circom bundle section by section, [`crate::circom::CircomCircuit::for_proving`];
+    /// a built-in key through a buffered reader). A 2^18-constraint circom
+    /// circuit's bundle is 255 MB, more than what it decodes to.
+    pub fn from_pk_file(
+        spec: CircuitSpec,
+        path: &std::path::Path,
+        expected_hash: &str,
+    ) -> Result<Self, KeyError> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let io = |e: std::io::Error| KeyError::Decode {
+            what: "proving key file",
+            detail: format!("{}: {e}", path.display()),
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let actual = hex::encode(hasher.finalize());
+        if actual != expected_hash {
+            return Err(KeyError::HashMismatch {
+                expected: expected_hash.to_owned(),
+                actual,
+            });
+        }
+        let (pk, circom) = if let CircuitSpec::Circom { .. } = spec {
+            let (circuit, pk) = crate::circom::CircomCircuit::for_proving(path)?;
+            if circuit.constraints() != spec.constraints() {
+                return Err(KeyError::Decode {
+                    what: "circom bundle",
+                    detail: format!(
+                        "its r1cs has {} constraints, the pool announced {}",
+                        circuit.constraints(),
+                        spec.constraints()
+                    ),
+                });
+            }
+            (pk, Some(std::sync::Arc::new(circuit)))
+        } else {
+            let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+            let pk = ProvingKey::<Bn254>::deserialize_with_mode(file, Compress::No, Validate::No)
+                .map_err(|e| KeyError::Decode {
+                what: "proving key",
+                detail: e.to_string(),
+            })?;
+            (pk, None)
+        };
+        Self::assemble(spec, pk, circom)
     }
 
     /// A circom statement's full witness (for an external prover), checked against

@@ -11,10 +11,22 @@ use ark_ff::{BigInt, PrimeField, Zero};
 use super::CircomError;
 
 /// The sections of one file, by type. A type that appears twice is refused.
+///
+/// The file is either in memory ([`Sections::parse`]) or on disk
+/// ([`Sections::open`]): then only the section table is read, and each
+/// section's bytes are read when asked for ([`Sections::body`]), so a rig
+/// loading a large key holds one section's bytes at a time, not the file.
 pub(crate) struct Sections<'a> {
     pub file: &'static str,
     pub version: u32,
-    by_type: HashMap<u32, &'a [u8]>,
+    by_type: HashMap<u32, Body<'a>>,
+    disk: Option<std::sync::Mutex<std::fs::File>>,
+}
+
+enum Body<'a> {
+    Memory(&'a [u8]),
+    /// Absolute offset in the file, and length.
+    Disk(u64, u64),
 }
 
 impl<'a> Sections<'a> {
@@ -50,32 +62,140 @@ impl<'a> Sections<'a> {
                 ));
             }
             let body = r.bytes(len as usize)?;
-            if by_type.insert(kind, body).is_some() {
-                return Err(CircomError::format(
-                    file,
-                    format!("section {kind} appears twice"),
-                ));
+            if by_type.insert(kind, Body::Memory(body)).is_some() {
+                return Err(twice(file, kind));
             }
         }
         Ok(Sections {
             file,
             version,
             by_type,
+            disk: None,
         })
     }
 
-    /// A reader over section `kind`, which must be present.
+    /// The sections of the file held in `file` from byte `start`, `len` bytes
+    /// long (a part of a bundle): reads the section table only.
+    pub fn open(
+        file_name: &'static str,
+        magic: &[u8; 4],
+        mut file: std::fs::File,
+        start: u64,
+        len: u64,
+    ) -> Result<Sections<'static>, CircomError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |e: std::io::Error| CircomError::format(file_name, format!("reading it: {e}"));
+        let truncated = |at: u64| {
+            CircomError::format(
+                file_name,
+                format!("truncated: its section table runs past its {len} bytes (at byte {at})"),
+            )
+        };
+        let mut head = [0u8; 12];
+        if len < 12 {
+            return Err(truncated(0));
+        }
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        file.read_exact(&mut head).map_err(io)?;
+        // The magic, version and count are checked by the in-memory parser.
+        let mut r = Reader::new(file_name, &head);
+        let got = r.bytes(4)?;
+        if got != magic {
+            return Err(Sections::parse(file_name, magic, &head)
+                .err()
+                .unwrap_or_else(|| truncated(0)));
+        }
+        let version = r.u32()?;
+        let count = r.u32()?;
+        let mut by_type = HashMap::new();
+        let mut at = 12u64;
+        for _ in 0..count {
+            if len - at < 12 {
+                return Err(truncated(at));
+            }
+            let mut entry = [0u8; 12];
+            file.read_exact(&mut entry).map_err(io)?;
+            let mut e = Reader::new(file_name, &entry);
+            let (kind, body) = (e.u32()?, e.u64()?);
+            at += 12;
+            let left = len - at;
+            if body > left {
+                return Err(CircomError::format(
+                    file_name,
+                    format!("truncated: section {kind} says {body} bytes, {left} remain"),
+                ));
+            }
+            if by_type.insert(kind, Body::Disk(start + at, body)).is_some() {
+                return Err(twice(file_name, kind));
+            }
+            at += body;
+            file.seek(SeekFrom::Start(start + at)).map_err(io)?;
+        }
+        Ok(Sections {
+            file: file_name,
+            version,
+            by_type,
+            disk: Some(std::sync::Mutex::new(file)),
+        })
+    }
+
+    /// Section `kind`'s bytes, which must be present: borrowed from memory, or
+    /// read from disk.
+    pub fn body(&self, kind: u32, what: &str) -> Result<std::borrow::Cow<'a, [u8]>, CircomError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let missing =
+            || CircomError::format(self.file, format!("section {kind} ({what}) is missing"));
+        match self.by_type.get(&kind).ok_or_else(missing)? {
+            Body::Memory(b) => Ok((*b).into()),
+            Body::Disk(at, len) => {
+                let io = |e: std::io::Error| {
+                    CircomError::format(self.file, format!("reading section {kind} ({what}): {e}"))
+                };
+                let mut file = self
+                    .disk
+                    .as_ref()
+                    .expect("disk sections come with their file")
+                    .lock()
+                    .expect("the file lock is never poisoned");
+                file.seek(SeekFrom::Start(*at)).map_err(io)?;
+                let len = usize::try_from(*len).map_err(|_| missing())?;
+                let mut out = Vec::new();
+                out.try_reserve_exact(len)
+                    .map_err(|_| io(std::io::ErrorKind::OutOfMemory.into()))?;
+                (&mut *file)
+                    .take(len as u64)
+                    .read_to_end(&mut out)
+                    .map_err(io)?;
+                if out.len() != len {
+                    return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(out.into())
+            }
+        }
+    }
+
+    /// A reader over section `kind` of a file in memory, which must be present.
     pub fn section(&self, kind: u32, what: &str) -> Result<Reader<'a>, CircomError> {
-        self.by_type
-            .get(&kind)
-            .map(|b| Reader::new(self.file, b))
-            .ok_or_else(|| {
-                CircomError::format(self.file, format!("section {kind} ({what}) is missing"))
-            })
+        match self.by_type.get(&kind) {
+            Some(Body::Memory(b)) => Ok(Reader::new(self.file, b)),
+            Some(Body::Disk(..)) => Err(CircomError::format(
+                self.file,
+                format!("section {kind} ({what}) is on disk: read it with Sections::body"),
+            )),
+            None => Err(CircomError::format(
+                self.file,
+                format!("section {kind} ({what}) is missing"),
+            )),
+        }
     }
 }
 
+fn twice(file: &'static str, kind: u32) -> CircomError {
+    CircomError::format(file, format!("section {kind} appears twice"))
+}
+
 /// A bounds-checked little-endian reader; running past the end is a format error.
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     file: &'static str,
     buf: &'a [u8],

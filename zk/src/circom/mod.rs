@@ -93,6 +93,102 @@ impl CircomCircuit {
         Ok((CircomCircuit { r1cs, generator }, zkey.pk))
     }
 
+    /// What a rig proves with, read from a [`Bundle`] file section by section
+    /// (the rig's loading peak is the proving key plus one section, not the
+    /// files): the r1cs's header (not its constraints), the witness generator,
+    /// and the zkey's proving key with A and B rebuilt from its coefficients.
+    /// The bundle is trusted as far as its hash (the pool checked the zkey
+    /// against the r1cs when the circuit was registered); everything read is
+    /// still bounds-checked, and the counts must agree.
+    pub fn for_proving(path: &std::path::Path) -> Result<(Self, ProvingKey<Bn254>), CircomError> {
+        use std::io::{Read, Seek, SeekFrom};
+        const FILE: &str = "circuit bundle";
+        let io = |e: std::io::Error| CircomError::format(FILE, format!("{}: {e}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let total = file.metadata().map_err(io)?.len();
+        let mut head = [0u8; 16];
+        file.read_exact(&mut head)
+            .map_err(|_| CircomError::format(FILE, "truncated: no bundle header"))?;
+        let mut r = binfile::Reader::new(FILE, &head);
+        if r.bytes(4)? != b"zkpc" || r.u32()? != 1 {
+            return Err(CircomError::format(
+                FILE,
+                "not a zkpool circom bundle (version 1)",
+            ));
+        }
+        let part = |at: u64, len: u64| -> Result<(u64, u64), CircomError> {
+            match at.checked_add(len) {
+                Some(end) if end <= total => Ok((at, len)),
+                _ => Err(CircomError::format(
+                    FILE,
+                    format!(
+                        "truncated: a part of {len} bytes at byte {at} runs past its {total} bytes"
+                    ),
+                )),
+            }
+        };
+        let mut len_at = |at: u64| -> Result<u64, CircomError> {
+            let mut b = [0u8; 8];
+            file.seek(SeekFrom::Start(at)).map_err(io)?;
+            file.read_exact(&mut b)
+                .map_err(|_| CircomError::format(FILE, "truncated: a part's length is missing"))?;
+            Ok(u64::from_le_bytes(b))
+        };
+        let r1cs_part = part(16, r.u64()?)?;
+        let wasm_at = r1cs_part.0 + r1cs_part.1;
+        let wasm_part = part(wasm_at + 8, len_at(wasm_at)?)?;
+        let zkey_at = wasm_part.0 + wasm_part.1;
+        let zkey_part = part(zkey_at + 8, len_at(zkey_at)?)?;
+        if zkey_part.0 + zkey_part.1 != total {
+            return Err(CircomError::format(
+                FILE,
+                "it has bytes after its three parts",
+            ));
+        }
+        let wasm = {
+            file.seek(SeekFrom::Start(wasm_part.0)).map_err(io)?;
+            let mut w = Vec::new();
+            (&mut file)
+                .take(wasm_part.1)
+                .read_to_end(&mut w)
+                .map_err(io)?;
+            w
+        };
+        let clone = || file.try_clone().map_err(io);
+        let header = {
+            let s = binfile::Sections::open("r1cs", b"r1cs", clone()?, r1cs_part.0, r1cs_part.1)?;
+            R1cs::header(&s)?
+        };
+        let s = binfile::Sections::open("zkey", b"zkey", clone()?, zkey_part.0, zkey_part.1)?;
+        let (counts, pk, ab) = zkey::read_for_proving(&s, header.constraints)?;
+        drop(s);
+        let public = header.public_outputs + header.public_inputs;
+        if counts.vars != header.wires || counts.public != public {
+            return Err(CircomError::Mismatch(format!(
+                "the zkey has {} signals ({} public), the r1cs {} wires ({public} public)",
+                counts.vars, counts.public, header.wires
+            )));
+        }
+        let mut generator = WitnessGenerator::new(&wasm)?;
+        if generator.witness_size() != header.wires {
+            return Err(CircomError::Wasm(format!(
+                "it computes {} signals, the r1cs has {} wires: upload the .wasm compiled together with this .r1cs",
+                generator.witness_size(),
+                header.wires
+            )));
+        }
+        generator.set_limits(witness::Limits::for_size(header.constraints, header.wires));
+        let r1cs = R1cs {
+            wires: header.wires,
+            public_outputs: header.public_outputs,
+            public_inputs: header.public_inputs,
+            private_inputs: header.private_inputs,
+            ab,
+            c: None,
+        };
+        Ok((CircomCircuit { r1cs, generator }, pk))
+    }
+
     /// Checks a zkey's proving key against its own verifying key, as far as that
     /// can be done without the setup's trapdoor, with the caller's randomness:
     /// the verifying key is not degenerate ([`crate::keys::check_vk`]); beta and
@@ -202,7 +298,8 @@ impl CircomCircuit {
         self.r1cs.public()
     }
 
-    /// The full witness for a circom input object, checked against every constraint.
+    /// The full witness for a circom input object, checked against every
+    /// constraint where C is held (in the pool; a rig checks each proof instead).
     pub fn witness(&self, input: &Value) -> Result<Vec<Fr>, CircomError> {
         let w = self.generator.calculate(input)?;
         if let Some(i) = self.r1cs.unsatisfied(&w) {
@@ -392,6 +489,67 @@ mod tests {
         }
         .encode();
         CircomCircuit::from_bundle(&bundle).unwrap()
+    }
+
+    /// A rig reads its bundle from disk section by section: the same A and B
+    /// as the r1cs's (rebuilt from the zkey), the same key, no C; its proofs
+    /// verify; a damaged bundle is refused with the problem named.
+    #[test]
+    fn a_rig_proves_from_the_bundle_file_without_the_r1cs_constraints() {
+        let (full, pk) = circuit();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pk");
+        let bundle = Bundle {
+            r1cs: R1CS,
+            wasm: WASM,
+            zkey: ZKEY,
+        }
+        .encode();
+        std::fs::write(&path, &bundle).unwrap();
+        let (rig, rig_pk) = CircomCircuit::for_proving(&path).unwrap();
+        assert_eq!(rig.r1cs.ab, full.r1cs.ab);
+        assert!(rig.r1cs.c.is_none() && full.r1cs.c.is_some());
+        assert_eq!(rig_pk, pk);
+        assert_eq!(rig.constraints(), full.constraints());
+        assert_eq!(rig.public_inputs(), full.public_inputs());
+        let w = rig.witness(&fixture_json("mul.input.json")).unwrap();
+        assert_eq!(w, full.witness(&fixture_json("mul.input.json")).unwrap());
+        let proof = rig.prove(&rig_pk, &w).unwrap();
+        crate::VerifierKey::new(pk.vk.clone())
+            .unwrap()
+            .verify(&rig.public_signals(&w), &proof)
+            .unwrap();
+        assert_eq!(
+            R1cs::counts_from_file(&{
+                let p = dir.path().join("c.r1cs");
+                std::fs::write(&p, R1CS).unwrap();
+                p
+            })
+            .unwrap(),
+            (5, 2)
+        );
+
+        let refused = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            CircomCircuit::for_proving(&path).err().unwrap().to_string()
+        };
+        let e = refused(&bundle[..bundle.len() - 1]);
+        assert!(e.contains("truncated"), "{e}");
+        let e = refused(&[&bundle[..], b"x"].concat());
+        assert!(e.contains("bytes after its three parts"), "{e}");
+        let e = refused(b"zkpc\x02\0\0\0");
+        assert!(e.contains("truncated: no bundle header"), "{e}");
+        // A coefficient naming a signal past the key's: refused, not a panic
+        // while proving. The zkey's coefficients section: a count, then
+        // entries of matrix, constraint, signal (u32 each) and a value.
+        let zkey_at = bundle.len() - ZKEY.len();
+        let s = binfile::Sections::parse("zkey", b"zkey", ZKEY).unwrap();
+        let section = s.body(4, "coefficients").unwrap();
+        let at = zkey_at + (section.as_ptr() as usize - ZKEY.as_ptr() as usize);
+        let mut bent = bundle.clone();
+        bent[at + 4 + 8..at + 4 + 12].copy_from_slice(&1000u32.to_le_bytes());
+        let e = refused(&bent);
+        assert!(e.contains("signal 1000 is out of range"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use ark_bn254::Fr;
 use ark_relations::gr1cs::Matrix;
 
 use super::{
-    binfile::{modulus_le, name_prime, Sections},
+    binfile::{modulus_le, name_prime, Reader, Sections},
     CircomError,
 };
 
@@ -26,48 +26,32 @@ pub struct R1cs {
     /// each row a list of (coefficient, wire). A and B sit side by side because
     /// that is how ark-groth16 takes them (`&[Matrix]`): proving borrows them.
     pub ab: [Matrix<Fr>; 2],
-    pub c: Matrix<Fr>,
+    /// `None` on a rig ([`super::CircomCircuit::for_proving`]): proving needs A
+    /// and B only (snarkjs's reduction), which the zkey holds, and C is most of
+    /// a Poseidon circuit's terms. Without it witnesses are not checked against
+    /// the constraints here; each proof is checked instead.
+    pub c: Option<Matrix<Fr>>,
+}
+
+/// The counts in an r1cs header.
+pub(crate) struct Header {
+    pub wires: usize,
+    pub public_outputs: usize,
+    pub public_inputs: usize,
+    pub private_inputs: usize,
+    pub constraints: usize,
 }
 
 impl R1cs {
     pub fn parse(bytes: &[u8]) -> Result<Self, CircomError> {
         let s = Sections::parse(FILE, b"r1cs", bytes)?;
-        if s.version != 1 {
-            return Err(CircomError::format(
-                FILE,
-                format!(
-                    "version {} is not supported (circom 2 writes version 1)",
-                    s.version
-                ),
-            ));
-        }
-        let mut h = s.section(1, "header")?;
-        let n8 = h.u32()? as usize;
-        let prime = h.bytes(n8)?;
-        if n8 != 32 || prime != modulus_le::<Fr>() {
-            return Err(CircomError::Curve {
-                file: FILE,
-                detail: format!(
-                    "its prime is {}; compile with circom's default prime (--prime bn128)",
-                    name_prime(prime)
-                ),
-            });
-        }
-        let wires = h.u32()? as usize;
-        let public_outputs = h.u32()? as usize;
-        let public_inputs = h.u32()? as usize;
-        let private_inputs = h.u32()? as usize;
-        let _labels = h.u64()?;
-        let constraints = h.u32()? as usize;
-        if 1 + public_outputs + public_inputs + private_inputs > wires {
-            return Err(CircomError::format(
-                FILE,
-                format!(
-                    "the header lists {} input and output signals but only {wires} wires",
-                    public_outputs + public_inputs + private_inputs
-                ),
-            ));
-        }
+        let Header {
+            wires,
+            public_outputs,
+            public_inputs,
+            private_inputs,
+            constraints,
+        } = Self::header(&s)?;
         let mut r = s.section(2, "constraints")?;
         // Each constraint takes at least 12 bytes (three empty terms lists): bound the
         // allocation by what the file can hold, not by what its header claims.
@@ -116,7 +100,64 @@ impl R1cs {
             public_inputs,
             private_inputs,
             ab: [a, b],
-            c,
+            c: Some(c),
+        })
+    }
+
+    /// An r1cs file's constraints and public signals, from its header alone.
+    pub fn counts_from_file(path: &std::path::Path) -> Result<(usize, usize), CircomError> {
+        let io = |e: std::io::Error| CircomError::format(FILE, format!("{}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let h = Self::header(&Sections::open(FILE, b"r1cs", file, 0, len)?)?;
+        Ok((h.constraints, h.public_outputs + h.public_inputs))
+    }
+
+    /// The header's counts, checked against each other.
+    pub(crate) fn header(s: &Sections<'_>) -> Result<Header, CircomError> {
+        if s.version != 1 {
+            return Err(CircomError::format(
+                FILE,
+                format!(
+                    "version {} is not supported (circom 2 writes version 1)",
+                    s.version
+                ),
+            ));
+        }
+        let body = s.body(1, "header")?;
+        let mut h = Reader::new(FILE, &body);
+        let n8 = h.u32()? as usize;
+        let prime = h.bytes(n8)?;
+        if n8 != 32 || prime != modulus_le::<Fr>() {
+            return Err(CircomError::Curve {
+                file: FILE,
+                detail: format!(
+                    "its prime is {}; compile with circom's default prime (--prime bn128)",
+                    name_prime(prime)
+                ),
+            });
+        }
+        let wires = h.u32()? as usize;
+        let public_outputs = h.u32()? as usize;
+        let public_inputs = h.u32()? as usize;
+        let private_inputs = h.u32()? as usize;
+        let _labels = h.u64()?;
+        let constraints = h.u32()? as usize;
+        if 1 + public_outputs + public_inputs + private_inputs > wires {
+            return Err(CircomError::format(
+                FILE,
+                format!(
+                    "the header lists {} input and output signals but only {wires} wires",
+                    public_outputs + public_inputs + private_inputs
+                ),
+            ));
+        }
+        Ok(Header {
+            wires,
+            public_outputs,
+            public_inputs,
+            private_inputs,
+            constraints,
         })
     }
 
@@ -137,10 +178,11 @@ impl R1cs {
         self.public_outputs + self.public_inputs
     }
 
-    /// The first constraint `witness` does not satisfy, if any.
+    /// The first constraint `witness` does not satisfy, if any; `None` too
+    /// when C is not held (see [`R1cs::c`]).
     pub fn unsatisfied(&self, witness: &[Fr]) -> Option<usize> {
+        let c = self.c.as_ref()?;
         let eval = |row: &[(Fr, usize)]| -> Fr { row.iter().map(|(c, w)| *c * witness[*w]).sum() };
-        (0..self.constraints())
-            .find(|&i| eval(&self.a()[i]) * eval(&self.b()[i]) != eval(&self.c[i]))
+        (0..self.constraints()).find(|&i| eval(&self.a()[i]) * eval(&self.b()[i]) != eval(&c[i]))
     }
 }

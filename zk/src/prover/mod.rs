@@ -468,12 +468,27 @@ impl CircuitKeys {
         }
         // Ours does not verify. An unsatisfied witness makes no valid proof with
         // any prover (the doc of `CircuitKeys::prove`); otherwise it is ours.
-        if !self.satisfied(&full) {
-            return Ok(ProofBytes::encode(&proof));
+        match self.satisfied(&full) {
+            Some(false) => Ok(ProofBytes::encode(&proof)),
+            Some(true) => {
+                self.engine_failed();
+                self.prove_arkworks(w, r, s)
+            }
+            // A rig's circom circuit without C: arkworks decides. Its proof
+            // verifying means the witness is good and ours was wrong.
+            None => {
+                let theirs = self.prove_arkworks(w, r, s)?;
+                if self.verifier.verify(&w.public, &theirs).is_ok() {
+                    self.engine_failed();
+                }
+                Ok(theirs)
+            }
         }
+    }
+
+    fn engine_failed(&self) {
         self.engine.failures.fetch_add(1, Ordering::Relaxed);
         self.use_arkworks();
-        self.prove_arkworks(w, r, s)
     }
 
     /// The witness's full assignment, synthesising a built-in statement when
@@ -490,13 +505,15 @@ impl CircuitKeys {
         }
     }
 
-    /// Whether `full` satisfies every constraint.
-    fn satisfied(&self, full: &[Fr]) -> bool {
+    /// Whether `full` satisfies every constraint; `None` when that cannot be
+    /// told here (a rig's circom circuit, which does not hold C).
+    fn satisfied(&self, full: &[Fr]) -> Option<bool> {
         if let Some(c) = &self.circom {
-            return full.len() == c.r1cs.wires && c.r1cs.unsatisfied(full).is_none();
+            c.r1cs.c.as_ref()?;
+            return Some(full.len() == c.r1cs.wires && c.r1cs.unsatisfied(full).is_none());
         }
         let Some(Ok(r1cs)) = self.engine.builtin.get() else {
-            return false;
+            return Some(false);
         };
         let eval = |row: &[(Fr, usize)]| -> Option<Fr> {
             row.iter()
@@ -504,11 +521,11 @@ impl CircuitKeys {
                 .sum::<Option<Fr>>()
         };
         let [a, b, c] = &r1cs.matrices[..] else {
-            return false;
+            return Some(false);
         };
-        a.iter().zip(b).zip(c).all(|((a, b), c)| {
+        Some(a.iter().zip(b).zip(c).all(|((a, b), c)| {
             matches!((eval(a), eval(b), eval(c)), (Some(a), Some(b), Some(c)) if a * b == c)
-        })
+        }))
     }
 
     /// Where this prover's time goes for `w`, phase by phase (see the

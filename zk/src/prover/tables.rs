@@ -302,6 +302,19 @@ pub struct Tables {
     tables: Vec<(TableSpec, Table)>,
 }
 
+#[cfg(test)]
+impl Tables {
+    /// Replaces every point of the first table with the generator: a table
+    /// that no longer belongs to its key.
+    pub(crate) fn corrupt_for_test(&mut self) {
+        use ark_ec::AffineRepr;
+        match &mut self.tables[0].1 {
+            Table::G1(t) => t.iter_mut().for_each(|p| *p = G1Affine::generator()),
+            Table::G2(t) => t.iter_mut().for_each(|p| *p = G2Affine::generator()),
+        }
+    }
+}
+
 /// Why a tables file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {

@@ -442,3 +442,56 @@ fn tables_files_round_trip_and_refuse_damage() {
         .to_string();
     assert!(e.contains("does not match the proving key"), "{e}");
 }
+
+/// A rig's circom key (read from its bundle file, without C) cannot check a
+/// witness against the constraints, so when a proof of ours does not verify
+/// arkworks proves it again and decides: its proof verifying means ours was
+/// wrong (counted, back to arkworks); not verifying means the witness was.
+#[test]
+fn a_rig_without_c_tells_a_wrong_table_from_a_wrong_witness() {
+    let bundle = crate::circom::Bundle {
+        r1cs: include_bytes!("../../tests/fixtures/circom/mul.r1cs"),
+        wasm: include_bytes!("../../tests/fixtures/circom/mul.wasm"),
+        zkey: include_bytes!("../../tests/fixtures/circom/mul.zkey"),
+    }
+    .encode();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mul.pk");
+    std::fs::write(&path, &bundle).unwrap();
+    let spec = CircuitSpec::Circom {
+        constraints: 5,
+        public: 2,
+    };
+    let load = || CircuitKeys::from_pk_file(spec, &path, &crate::sha256_hex(&bundle)).unwrap();
+    let keys = load();
+    assert!(keys.circom.as_ref().unwrap().r1cs.c.is_none());
+    let e = CircuitKeys::from_pk_file(spec, &path, &"0".repeat(64))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("hash"), "{e}");
+    let st = mul_statement();
+
+    // A wrong witness: the engine is not blamed, the proof does not verify.
+    keys.use_engine(None);
+    let good = keys.witness(&st).unwrap();
+    let mut full = good.full.clone().unwrap();
+    *full.last_mut().unwrap() += Fr::one();
+    let bad = Witness {
+        public: good.public.clone(),
+        full: Some(full),
+        statement: None,
+    };
+    let p = keys.prove_witness(&bad).unwrap();
+    assert!(keys.verifier.verify(&st.public, &p).is_err());
+    assert_eq!((keys.engine_failures(), keys.engine()), (0, Some(0)));
+
+    // A wrong table: caught, the proof made again verifies, arkworks from now on.
+    let mut tampered = Tables::build(&keys.pk, "k", &keys.table_plan(u64::MAX)).unwrap();
+    tampered.corrupt_for_test();
+    let keys = load();
+    keys.use_engine(Some(Arc::new(tampered)));
+    let p = keys.prove_witness(&good).unwrap();
+    keys.verifier.verify(&st.public, &p).unwrap();
+    assert_eq!((keys.engine_failures(), keys.engine()), (1, None));
+}
