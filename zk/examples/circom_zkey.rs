@@ -43,8 +43,8 @@ impl ConstraintSynthesizer<Fr> for Replay<'_> {
             LinearCombination(row.iter().map(|(c, w)| (*c, vars[*w])).collect())
         };
         let c = r.c.as_ref().ok_or(SynthesisError::AssignmentMissing)?;
-        for i in 0..r.constraints() {
-            cs.enforce_r1cs_constraint(|| lc(&r.a()[i]), || lc(&r.b()[i]), || lc(&c[i]))?;
+        for ((a, b), c) in r.a().iter().zip(r.b()).zip(c) {
+            cs.enforce_r1cs_constraint(|| lc(a), || lc(b), || lc(c))?;
         }
         Ok(())
     }
