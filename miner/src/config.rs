@@ -27,6 +27,8 @@ pub struct MinerFile {
     pub prover_cmd: Option<String>,
     /// MiB of precomputed prover tables; 0 turns precomputation off.
     pub precompute_mem_mib: Option<u64>,
+    /// `compiled` (default) or `interpreted`: where circom witnesses run.
+    pub witness_engine: Option<String>,
     /// The monitoring API's address (`--http`); off when absent.
     pub http: Option<std::net::SocketAddr>,
     /// Let `http` be an address other than loopback (`--http-allow-remote`).

@@ -58,6 +58,7 @@ pub struct KeyCache {
     /// One lock for the map: concurrent requests for one key download it once.
     loaded: Mutex<HashMap<String, Arc<CircuitKeys>>>,
     precompute: Option<Precompute>,
+    witness: zk::circom::witness::Engine,
 }
 
 /// The prover tables' memory budget and the threads that build them.
@@ -79,7 +80,14 @@ impl KeyCache {
             http,
             loaded: Mutex::new(HashMap::new()),
             precompute: None,
+            witness: Default::default(),
         }
+    }
+
+    /// Computes circom witnesses in `engine` (default: compiled).
+    pub fn with_witness_engine(mut self, engine: zk::circom::witness::Engine) -> Self {
+        self.witness = engine;
+        self
     }
 
     /// Gives loaded keys zkpool's prover with tables within `budget` bytes in
@@ -145,7 +153,7 @@ impl KeyCache {
         }
         let path = self.dir.join(format!("{}.pk", key.hash));
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            match decode(spec, path.clone(), &key.hash).await {
+            match decode(spec, path.clone(), &key.hash, self.witness).await {
                 Ok(k) => {
                     self.prepare(&k, &key.hash).await;
                     loaded.insert(key.hash.clone(), k.clone());
@@ -199,7 +207,7 @@ impl KeyCache {
         }
         .await;
         let keys = match written {
-            Ok(()) => decode(spec, tmp.clone(), &key.hash)
+            Ok(()) => decode(spec, tmp.clone(), &key.hash, self.witness)
                 .await
                 .map_err(|source| KeyFetchError::Bad {
                     url: key.url.clone(),
@@ -230,12 +238,15 @@ async fn decode(
     spec: CircuitSpec,
     path: PathBuf,
     hash: &str,
+    witness: zk::circom::witness::Engine,
 ) -> Result<Arc<CircuitKeys>, KeyError> {
     let hash = hash.to_owned();
-    tokio::task::spawn_blocking(move || CircuitKeys::from_pk_file(spec, &path, &hash).map(Arc::new))
-        .await
-        .map_err(|e| KeyError::Decode {
-            what: "proving key",
-            detail: e.to_string(),
-        })?
+    tokio::task::spawn_blocking(move || {
+        CircuitKeys::from_pk_file(spec, &path, &hash, witness).map(Arc::new)
+    })
+    .await
+    .map_err(|e| KeyError::Decode {
+        what: "proving key",
+        detail: e.to_string(),
+    })?
 }

@@ -117,6 +117,9 @@ pub struct MinerConfig {
     /// Bytes of precomputed prover tables the rig may hold (see [`tables`]);
     /// zero: precomputation off, arkworks proves as before tables existed.
     pub precompute_mem: u64,
+    /// Where circom witnesses are computed: compiled (fast) or interpreted
+    /// (less memory).
+    pub witness_engine: zk::circom::witness::Engine,
 }
 
 /// Counters callers read, and the monitor the status line and the monitoring
@@ -206,7 +209,8 @@ pub async fn run(
     );
     let keys = Arc::new(
         keys::KeyCache::with_http(cfg.cache_dir.clone(), http)
-            .with_precompute(cfg.precompute_mem, prover.clone()),
+            .with_precompute(cfg.precompute_mem, prover.clone())
+            .with_witness_engine(cfg.witness_engine),
     );
     if !cfg.status_interval.is_zero() {
         tokio::spawn(status_loop(

@@ -95,6 +95,7 @@ async fn run() -> anyhow::Result<()> {
         tls_ca: None,
         prover_cmd: None,
         precompute_mem: precompute,
+        witness_engine: Default::default(),
     };
     let m = tokio::spawn(miner::run(
         miner_cfg,

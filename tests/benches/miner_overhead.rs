@@ -65,6 +65,7 @@ async fn run() -> anyhow::Result<()> {
         tls_ca: None,
         prover_cmd: None,
         precompute_mem: PRECOMPUTE_MIB << 20,
+        witness_engine: Default::default(),
     };
     let m = tokio::spawn(miner::run(
         miner_cfg,

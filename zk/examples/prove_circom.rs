@@ -10,7 +10,8 @@
 //! `arkworks-copy` (the same, copying the matrices per proof as zkpool did
 //! before issue 17), `engine` (zkpool's prover without tables), `tables:MiB`
 //! (with tables within that budget, read from or written to the tables file).
-//! It also times the witness (circom's wasm in wasmi) and checks every proof.
+//! It also times the witness (circom's wasm compiled, as a rig runs it) and
+//! checks every proof.
 //! With `PHASES=1` it then times each phase of the prover alone; with `MEM=1`
 //! it prints the resident memory after each loading step.
 
@@ -98,6 +99,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if a.len() < 6 {
         return Err("usage: prove_circom C.r1cs C.wasm C.zkey input.json MODE [threads] [rounds] [tables file]".into());
     }
+    // WITNESS=interpreted: the rig's low-memory choice.
+    let witness_engine: zk::circom::witness::Engine = std::env::var("WITNESS")
+        .unwrap_or_else(|_| "compiled".into())
+        .parse()?;
     let threads: usize = a.get(6).map(|s| s.parse()).transpose()?.unwrap_or(2);
     let rounds: usize = a.get(7).map(|s| s.parse()).transpose()?.unwrap_or(5);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -143,22 +148,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         constraints: constraints as u64,
         public: public as u32,
     };
-    let keys = pool.install(|| CircuitKeys::from_pk_file(spec, &path, &hash))?;
+    let keys = pool.install(|| CircuitKeys::from_pk_file(spec, &path, &hash, witness_engine))?;
     mem("from_pk_file");
     eprintln!("load {:.2} s", t.elapsed().as_secs_f64());
 
     let input: serde_json::Value = serde_json::from_slice(&std::fs::read(&a[4])?)?;
     let c = keys.circom.clone().expect("a circom key");
     eprintln!(
-        "witness generator: field arithmetic {}",
+        "witness generator: {:?}, field arithmetic {}",
+        c.generator.engine(),
         if c.generator.native_field_ops() {
             "native"
         } else {
-            "interpreted"
+            "in wasm"
         }
     );
-    let full = c.witness(&input)?;
+    let (full, used) = c.generator.calculate_metered(&input)?;
     mem("witness");
+    eprintln!(
+        "witness used {} fuel of {}",
+        used.fuel,
+        c.generator.limits().fuel
+    );
     let statement = Statement {
         public: c.public_signals(&full),
         private: vec![],
@@ -272,6 +283,13 @@ fn mem(at: &str) {
                 .unwrap_or("")
                 .to_owned()
         };
-        eprintln!("{at}: {} {}", f("VmRSS"), f("VmHWM"));
+        eprintln!(
+            "{at}: {} {} ({} {} {})",
+            f("VmRSS"),
+            f("VmHWM"),
+            f("RssAnon"),
+            f("RssFile"),
+            f("RssShmem")
+        );
     }
 }

@@ -256,7 +256,8 @@ impl CircuitKeys {
         })
     }
 
-    /// [`Self::from_pk_bytes`] from a file, as a rig loads its cached keys: the
+    /// [`Self::from_pk_bytes`] from a file, as a rig loads its cached keys (a
+    /// circom circuit's witnesses computed in `witness`): the
     /// file is hashed as it is read, and decoded without holding its bytes (a
     /// circom bundle section by section, [`crate::circom::CircomCircuit::for_proving`];
     /// a built-in key through a buffered reader). A 2^18-constraint circom
@@ -265,6 +266,7 @@ impl CircuitKeys {
         spec: CircuitSpec,
         path: &std::path::Path,
         expected_hash: &str,
+        witness: crate::circom::witness::Engine,
     ) -> Result<Self, KeyError> {
         use sha2::{Digest, Sha256};
         use std::io::Read;
@@ -290,7 +292,7 @@ impl CircuitKeys {
             });
         }
         let (pk, circom) = if let CircuitSpec::Circom { .. } = spec {
-            let (circuit, pk) = crate::circom::CircomCircuit::for_proving(path)?;
+            let (circuit, pk) = crate::circom::CircomCircuit::for_proving(path, witness)?;
             if circuit.constraints() != spec.constraints() {
                 return Err(KeyError::Decode {
                     what: "circom bundle",

@@ -77,6 +77,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
             tls_ca: None,
             prover_cmd: None,
             precompute_mem: 0,
+            witness_engine: Default::default(),
         };
         let s = Arc::new(miner::Stats::default());
         stats.push((worker, s.clone()));

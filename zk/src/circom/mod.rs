@@ -95,12 +95,16 @@ impl CircomCircuit {
 
     /// What a rig proves with, read from a [`Bundle`] file section by section
     /// (the rig's loading peak is the proving key plus one section, not the
-    /// files): the r1cs's header (not its constraints), the witness generator,
-    /// and the zkey's proving key with A and B rebuilt from its coefficients.
+    /// files): the r1cs's header (not its constraints), the witness generator
+    /// in `engine`, and the zkey's proving key with A and B rebuilt from its
+    /// coefficients.
     /// The bundle is trusted as far as its hash (the pool checked the zkey
     /// against the r1cs when the circuit was registered); everything read is
     /// still bounds-checked, and the counts must agree.
-    pub fn for_proving(path: &std::path::Path) -> Result<(Self, ProvingKey<Bn254>), CircomError> {
+    pub fn for_proving(
+        path: &std::path::Path,
+        engine: witness::Engine,
+    ) -> Result<(Self, ProvingKey<Bn254>), CircomError> {
         use std::io::{Read, Seek, SeekFrom};
         const FILE: &str = "circuit bundle";
         let io = |e: std::io::Error| CircomError::format(FILE, format!("{}: {e}", path.display()));
@@ -169,7 +173,7 @@ impl CircomCircuit {
                 counts.vars, counts.public, header.wires
             )));
         }
-        let mut generator = WitnessGenerator::new(&wasm)?;
+        let mut generator = WitnessGenerator::with_engine(&wasm, engine)?;
         if generator.witness_size() != header.wires {
             return Err(CircomError::Wasm(format!(
                 "it computes {} signals, the r1cs has {} wires: upload the .wasm compiled together with this .r1cs",
@@ -506,7 +510,7 @@ mod tests {
         }
         .encode();
         std::fs::write(&path, &bundle).unwrap();
-        let (rig, rig_pk) = CircomCircuit::for_proving(&path).unwrap();
+        let (rig, rig_pk) = CircomCircuit::for_proving(&path, witness::Engine::Compiled).unwrap();
         assert_eq!(rig.r1cs.ab, full.r1cs.ab);
         assert!(rig.r1cs.c.is_none() && full.r1cs.c.is_some());
         assert_eq!(rig_pk, pk);
@@ -531,7 +535,10 @@ mod tests {
 
         let refused = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
-            CircomCircuit::for_proving(&path).err().unwrap().to_string()
+            CircomCircuit::for_proving(&path, witness::Engine::Compiled)
+                .err()
+                .unwrap()
+                .to_string()
         };
         let e = refused(&bundle[..bundle.len() - 1]);
         assert!(e.contains("truncated"), "{e}");
@@ -648,6 +655,95 @@ mod tests {
             });
             assert!(g.calculate(&input).is_err());
         }
+    }
+
+    /// The compiled engine (a rig's) computes the interpreter's witness, is
+    /// held to its fuel and memory bounds, and names bad inputs and failed
+    /// asserts as the interpreter does.
+    #[test]
+    fn the_compiled_engine_computes_the_same_witness_within_its_bounds() {
+        use witness::Engine;
+        let interpreted = WitnessGenerator::with_engine(WASM, Engine::Interpreter).unwrap();
+        let mut compiled = WitnessGenerator::with_engine(WASM, Engine::Compiled).unwrap();
+        assert_eq!(compiled.engine(), Engine::Compiled);
+        assert!(compiled.native_field_ops());
+        assert_eq!(compiled.witness_size(), interpreted.witness_size());
+        let snarkjs_w = wtns::read(include_bytes!("../../tests/fixtures/circom/mul.wtns")).unwrap();
+        assert_eq!(
+            compiled.calculate(&fixture_json("mul.input.json")).unwrap(),
+            snarkjs_w
+        );
+        for (a, b) in [("0", "5"), ("-1", "123456789123456789123456789")] {
+            let input = serde_json::json!({"a": a, "b": b});
+            assert_eq!(
+                compiled.calculate(&input).unwrap(),
+                interpreted.calculate(&input).unwrap(),
+                "a = {a}, b = {b}"
+            );
+        }
+        let e = compiled
+            .calculate(&serde_json::json!({"a": "3", "b": "1", "c": "2"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no input signal `c`"), "{e}");
+        let e = compiled
+            .calculate(&serde_json::json!({"a": "3"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only 1 of the circuit's 2 input values"), "{e}");
+
+        // Bounds: what a run needs passes; less fuel or memory stops it.
+        let input = serde_json::json!({"a": "-1", "b": "7"});
+        let (_, used) = compiled.calculate_metered(&input).unwrap();
+        assert!(used.fuel > 0 && used.memory > 0, "{used:?}");
+        compiled.set_limits(used_limits(used));
+        compiled.calculate(&input).unwrap();
+        for k in [1, 8, 16, 31] {
+            compiled.set_limits(witness::Limits {
+                fuel: used.fuel * k / 32,
+                memory: used.memory,
+            });
+            let e = compiled.calculate(&input).unwrap_err().to_string();
+            assert!(e.contains("ran out of fuel"), "{k}/32: {e}");
+        }
+        compiled.set_limits(witness::Limits {
+            fuel: used.fuel * 2,
+            memory: used.memory / 2,
+        });
+        assert!(compiled.calculate(&input).is_err());
+    }
+
+    fn used_limits(used: witness::Usage) -> witness::Limits {
+        witness::Limits {
+            fuel: used.fuel,
+            memory: used.memory,
+        }
+    }
+
+    /// A module that loops forever is stopped by its fuel in the compiled
+    /// engine too: a pool cannot hand a rig a module that takes its CPU.
+    #[test]
+    fn the_compiled_engine_stops_an_endless_loop() {
+        // A 32-byte module whose start function loops forever.
+        let looping: &[u8] = &[
+            0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+            0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: () -> ()
+            0x03, 0x02, 0x01, 0x00, // one function of it
+            0x08, 0x01, 0x00, // start: function 0
+            0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop br 0 end
+        ];
+        let t = std::time::Instant::now();
+        let e = WitnessGenerator::with_engine(looping, witness::Engine::Compiled)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("fuel"), "{e}");
+        // Its bound before the circuit's size is known is small.
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

@@ -11,10 +11,6 @@ use ark_bn254::Fr;
 use ark_ff::{BigInt, PrimeField};
 use num_bigint::BigUint;
 use serde_json::Value;
-use wasmi::{
-    Caller, Config, Engine, Extern, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
-    TypedFunc,
-};
 
 use super::{
     binfile::le_bigint,
@@ -86,9 +82,48 @@ impl Limits {
     }
 }
 
+/// Which engine runs a generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// wasmi, an interpreter: what the pool runs client modules in. Its fuel
+    /// is deterministic and is what a circuit's stored bounds and the pool's
+    /// witness budget per job are counted in.
+    Interpreter,
+    /// wasmtime (Cranelift), compiled to machine code: what a rig runs, where
+    /// the witness competes with the proof for the CPU. Six to nine times
+    /// faster than the interpreter on the Poseidon chains BENCHMARKS.md uses.
+    /// Its fuel counts differently (one per wasm operator): a rig bounds it
+    /// by the circuit's size ([`Limits::for_size`]), not by the pool's
+    /// calibration. It costs memory: the compiler's, about 75 MB for a 2 MB
+    /// module (BENCHMARKS.md).
+    #[default]
+    Compiled,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "compiled" => Ok(Engine::Compiled),
+            "interpreted" => Ok(Engine::Interpreter),
+            other => Err(format!(
+                "unknown witness engine {other:?}: use `compiled` (the fastest witness) or `interpreted` (the least memory)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Compiled => "compiled",
+            Engine::Interpreter => "interpreted",
+        })
+    }
+}
+
 /// A compiled witness generator, checked to be for BN254's scalar field.
 pub struct WitnessGenerator {
-    engine: Engine,
     module: Module,
     /// 32-bit words per field element.
     n32: usize,
@@ -98,95 +133,27 @@ pub struct WitnessGenerator {
     limits: Limits,
 }
 
-struct Host {
-    limits: StoreLimits,
-    /// The fuel this run was given (for the message when it runs out).
-    fuel: u64,
-    /// Messages the module printed before trapping (circom's `log` and asserts).
-    errors: String,
-    /// The module's memory, found on the first native field operation.
-    memory: Option<wasmi::Memory>,
+enum Module {
+    Interpreter(interp::Compiled),
+    Compiled(jit::Compiled),
 }
 
-/// A field operation of a patched module, on its memory, charged the fuel
-/// circom's own function would have spent ([`Op::fuel`]): the run's fuel bound
-/// holds as it does for the unpatched module.
-fn field_op(
-    caller: &mut Caller<'_, Host>,
-    op: Op,
-    x: i32,
-    y: i32,
-    r: i32,
-) -> Result<(), wasmi::Error> {
-    let left = caller.get_fuel()?;
-    if left < op.fuel() {
-        caller.set_fuel(0)?;
-        return Err(wasmi::TrapCode::OutOfFuel.into());
-    }
-    caller.set_fuel(left - op.fuel())?;
-    let memory = match caller.data().memory {
-        Some(m) => m,
-        None => {
-            let Some(Extern::Memory(m)) = caller.get_export("memory") else {
-                return Err(wasmi::Error::new("the module exports no memory"));
-            };
-            caller.data_mut().memory = Some(m);
-            m
-        }
-    };
-    native_ops::run(op, memory.data_mut(caller), x, y, r)
-        .ok_or_else(|| wasmi::Error::new("a field operation's operand is out of bounds"))
-}
-
-struct Instance {
-    store: Store<Host>,
-    instance: wasmi::Instance,
-}
-
-impl Instance {
-    fn func<P: wasmi::WasmParams, R: wasmi::WasmResults>(
-        &self,
-        name: &str,
-    ) -> Result<TypedFunc<P, R>, CircomError> {
-        self.instance.get_typed_func::<P, R>(&self.store, name).map_err(|e| {
-            CircomError::Wasm(format!(
-                "export `{name}` is missing or has the wrong type ({e}); is this a witness generator from circom 2 (--wasm)?"
-            ))
-        })
-    }
-
-    fn call0(&mut self, name: &str) -> Result<i32, CircomError> {
-        let f = self.func::<(), i32>(name)?;
-        f.call(&mut self.store, ())
-            .map_err(|e| trap(name, e, &self.store))
-    }
-
-    fn read_shared(&mut self, n32: usize) -> Result<BigInt<4>, CircomError> {
-        let f = self.func::<i32, i32>("readSharedRWMemory")?;
-        let mut bytes = [0u8; 32];
-        for j in 0..n32.min(8) {
-            let w = f
-                .call(&mut self.store, j as i32)
-                .map_err(|e| trap("readSharedRWMemory", e, &self.store))?;
-            bytes[4 * j..4 * j + 4].copy_from_slice(&(w as u32).to_le_bytes());
-        }
-        Ok(le_bigint(&bytes))
-    }
-}
-
-fn trap(what: &str, e: wasmi::Error, store: &Store<Host>) -> CircomError {
-    let printed = store.data().errors.trim();
-    let mut msg = format!("{what}: {e}");
-    if let Some(wasmi::TrapCode::OutOfFuel) = e.as_trap_code() {
-        msg = format!(
-            "{what}: ran out of fuel after {} instructions, the bound for this circuit (an endless loop, or far more work than its size needs)",
-            store.data().fuel
-        );
-    }
-    if !printed.is_empty() {
-        msg.push_str(&format!(" (the circuit printed: {printed})"));
-    }
-    CircomError::Wasm(msg)
+/// A running instance of a generator, whichever the engine: the calls
+/// circom 2's interface needs.
+trait Run {
+    fn call0(&mut self, name: &'static str) -> Result<i32, CircomError>;
+    fn raw_prime(&mut self) -> Result<(), CircomError>;
+    fn read_shared(&mut self, j: i32) -> Result<i32, CircomError>;
+    fn init(&mut self) -> Result<(), CircomError>;
+    fn input_size(&mut self, msb: i32, lsb: i32) -> Result<i32, CircomError>;
+    fn write_shared(&mut self, j: i32, word: i32) -> Result<(), CircomError>;
+    fn set_input(&mut self, msb: i32, lsb: i32, i: i32, name: &str) -> Result<(), CircomError>;
+    /// Witness value `i`'s 32 bytes, when the module exports its memory and
+    /// the shared buffer's start (circom 2 does): `None` otherwise.
+    fn witness_direct(&mut self, i: i32) -> Result<Option<[u8; 32]>, CircomError>;
+    fn get_witness(&mut self, i: i32) -> Result<(), CircomError>;
+    fn fuel_left(&self) -> u64;
+    fn memory_size(&mut self) -> usize;
 }
 
 /// Why the generator stopped: circom's exception codes.
@@ -203,53 +170,472 @@ fn exception(code: i32) -> &'static str {
     }
 }
 
-/// Reads circom's message buffer through `getMessageChar`.
-fn message(caller: &mut Caller<'_, Host>) -> String {
-    let Some(Extern::Func(f)) = caller.get_export("getMessageChar") else {
-        return String::new();
+/// The glue between circom's runtime and one engine, written once for both:
+/// wasmi's API follows wasmtime's, so the same text compiles against either.
+/// `$vm` is the engine's crate, `$shim` a module with the few calls that
+/// differ (making an engine, errors and the out-of-fuel trap, instantiating).
+macro_rules! engine_glue {
+    ($name:ident, $vm:ident, $shim:ident) => {
+        mod $name {
+            use super::{
+                exception, native_ops, native_ops::Op, CircomError, Limits, Run, $shim as shim,
+            };
+            use $vm::{Caller, Extern, Linker, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
+
+            pub struct Compiled {
+                engine: $vm::Engine,
+                module: $vm::Module,
+            }
+
+            struct Host {
+                limits: StoreLimits,
+                /// The fuel this run was given (for the message when it runs out).
+                fuel: u64,
+                /// Messages the module printed before trapping (circom's `log` and asserts).
+                errors: String,
+                /// The module's memory, found on the first native field operation.
+                memory: Option<$vm::Memory>,
+            }
+
+            /// A field operation of a patched module, on its memory, charged the
+            /// fuel circom's own function would have spent in the interpreter
+            /// ([`Op::fuel`]).
+            fn field_op(
+                caller: &mut Caller<'_, Host>,
+                op: Op,
+                x: i32,
+                y: i32,
+                r: i32,
+            ) -> Result<(), $vm::Error> {
+                let left = caller.get_fuel()?;
+                if left < op.fuel() {
+                    caller.set_fuel(0)?;
+                    return Err(shim::out_of_fuel());
+                }
+                caller.set_fuel(left - op.fuel())?;
+                let memory = match caller.data().memory {
+                    Some(m) => m,
+                    None => {
+                        let Some(Extern::Memory(m)) = caller.get_export("memory") else {
+                            return Err(shim::error("the module exports no memory".into()));
+                        };
+                        caller.data_mut().memory = Some(m);
+                        m
+                    }
+                };
+                native_ops::run(op, memory.data_mut(caller), x, y, r).ok_or_else(|| {
+                    shim::error("a field operation's operand is out of bounds".into())
+                })
+            }
+
+            /// Reads circom's message buffer through `getMessageChar`.
+            fn message(caller: &mut Caller<'_, Host>) -> String {
+                let Some(Extern::Func(f)) = caller.get_export("getMessageChar") else {
+                    return String::new();
+                };
+                let Ok(f) = f.typed::<(), i32>(&caller) else {
+                    return String::new();
+                };
+                let mut out = String::new();
+                while out.len() < 4096 {
+                    match f.call(&mut *caller, ()) {
+                        Ok(0) | Err(_) => break,
+                        Ok(c) => out.push(char::from_u32(c as u32).unwrap_or('?')),
+                    }
+                }
+                out
+            }
+
+            fn trap(what: &str, e: $vm::Error, store: &Store<Host>) -> CircomError {
+                let printed = store.data().errors.trim();
+                let mut msg = format!("{what}: {e}");
+                if shim::is_out_of_fuel(&e) {
+                    msg = format!(
+                        "{what}: ran out of fuel after {} instructions, the bound for this circuit (an endless loop, or far more work than its size needs)",
+                        store.data().fuel
+                    );
+                }
+                if !printed.is_empty() {
+                    msg.push_str(&format!(" (the circuit printed: {printed})"));
+                }
+                CircomError::Wasm(msg)
+            }
+
+            impl Compiled {
+                pub fn new(wasm: &[u8]) -> Result<Self, CircomError> {
+                    let engine = shim::engine().map_err(CircomError::Wasm)?;
+                    let module = $vm::Module::new(&engine, wasm).map_err(|e| {
+                        CircomError::Wasm(format!(
+                            "not a valid WebAssembly module ({e}); upload the .wasm from circom's <circuit>_js directory, whole"
+                        ))
+                    })?;
+                    Ok(Compiled { engine, module })
+                }
+
+                pub fn instantiate(
+                    &self,
+                    limits: Limits,
+                    native: &[Op],
+                ) -> Result<Box<dyn Run>, CircomError> {
+                    let mut store = Store::new(
+                        &self.engine,
+                        Host {
+                            limits: StoreLimitsBuilder::new().memory_size(limits.memory).build(),
+                            fuel: limits.fuel,
+                            errors: String::new(),
+                            memory: None,
+                        },
+                    );
+                    store.limiter(|h| &mut h.limits);
+                    store
+                        .set_fuel(limits.fuel)
+                        .expect("fuel is enabled in the engine config");
+                    let mut linker = Linker::<Host>::new(&self.engine);
+                    let wrap =
+                        |e: &dyn std::fmt::Display| CircomError::Wasm(format!("linking the runtime: {e}"));
+                    linker
+                        .func_wrap(
+                            "runtime",
+                            "exceptionHandler",
+                            |caller: Caller<'_, Host>, code: i32| -> Result<(), $vm::Error> {
+                                let printed = caller.data().errors.trim().to_owned();
+                                let mut msg = exception(code).to_owned();
+                                if !printed.is_empty() {
+                                    msg.push_str(&format!(": {printed}"));
+                                }
+                                Err(shim::error(msg))
+                            },
+                        )
+                        .map_err(|e| wrap(&e))?;
+                    linker
+                        .func_wrap("runtime", "printErrorMessage", |mut caller: Caller<'_, Host>| {
+                            let m = message(&mut caller);
+                            let errors = &mut caller.data_mut().errors;
+                            if errors.len() < 4096 {
+                                errors.push_str(&m);
+                                errors.push(' ');
+                            }
+                        })
+                        .map_err(|e| wrap(&e))?;
+                    // circom's `log()` output: read and dropped (the JS runtime prints it).
+                    linker
+                        .func_wrap("runtime", "writeBufferMessage", |mut caller: Caller<'_, Host>| {
+                            message(&mut caller);
+                        })
+                        .map_err(|e| wrap(&e))?;
+                    linker
+                        .func_wrap("runtime", "showSharedRWMemory", |_: Caller<'_, Host>| {})
+                        .map_err(|e| wrap(&e))?;
+                    for &op in native {
+                        let linked = if op == Op::Square {
+                            linker
+                                .func_wrap(
+                                    native_ops::HOST_MODULE,
+                                    op.import_name(),
+                                    move |mut c: Caller<'_, Host>, x: i32, r: i32| {
+                                        field_op(&mut c, op, x, x, r)
+                                    },
+                                )
+                                .map(|_| ())
+                        } else {
+                            linker
+                                .func_wrap(
+                                    native_ops::HOST_MODULE,
+                                    op.import_name(),
+                                    move |mut c: Caller<'_, Host>, x: i32, y: i32, r: i32| {
+                                        field_op(&mut c, op, x, y, r)
+                                    },
+                                )
+                                .map(|_| ())
+                        };
+                        linked.map_err(|e| wrap(&e))?;
+                    }
+                    let instance = match shim::instantiate(&linker, &mut store, &self.module) {
+                        Ok(i) => i,
+                        // The start function ran out of fuel (it loops).
+                        Err(e) if shim::is_out_of_fuel(&e) => {
+                            return Err(trap("starting the module", e, &store))
+                        }
+                        Err(e) => {
+                            return Err(CircomError::Wasm(format!(
+                                "cannot instantiate ({e}); the module must import only circom 2's runtime functions"
+                            )))
+                        }
+                    };
+                    Ok(Box::new(Instance {
+                        store,
+                        instance,
+                        hot: None,
+                    }))
+                }
+            }
+
+            struct Instance {
+                store: Store<Host>,
+                instance: $vm::Instance,
+                /// The functions called once per value, looked up once.
+                hot: Option<Hot>,
+            }
+
+            struct Hot {
+                write: TypedFunc<(i32, i32), ()>,
+                set: TypedFunc<(i32, i32, i32), ()>,
+                get: TypedFunc<i32, ()>,
+                /// The module's memory and its shared buffer's start.
+                direct: Option<($vm::Memory, usize)>,
+            }
+
+            impl Instance {
+                fn func<P: $vm::WasmParams, R: $vm::WasmResults>(
+                    &mut self,
+                    name: &str,
+                ) -> Result<TypedFunc<P, R>, CircomError> {
+                    self.instance
+                        .get_typed_func::<P, R>(&mut self.store, name)
+                        .map_err(|e| {
+                            CircomError::Wasm(format!(
+                                "export `{name}` is missing or has the wrong type ({e}); is this a witness generator from circom 2 (--wasm)?"
+                            ))
+                        })
+                }
+
+                fn hot(&mut self) -> Result<&Hot, CircomError> {
+                    if self.hot.is_none() {
+                        let write = self.func("writeSharedRWMemory")?;
+                        let set = self.func("setInputSignal")?;
+                        let get = self.func("getWitness")?;
+                        // circom 2 exports its memory and where the shared buffer
+                        // starts: each witness value is read as 32 bytes at once
+                        // instead of through eight calls.
+                        let memory = self.instance.get_memory(&mut self.store, "memory");
+                        let start = self
+                            .instance
+                            .get_typed_func::<(), i32>(&mut self.store, "getSharedRWMemoryStart");
+                        let direct = match (memory, start) {
+                            (Some(memory), Ok(start)) => {
+                                let at = start
+                                    .call(&mut self.store, ())
+                                    .map_err(|e| trap("getSharedRWMemoryStart", e, &self.store))?;
+                                Some((memory, at as u32 as usize))
+                            }
+                            _ => None,
+                        };
+                        self.hot = Some(Hot {
+                            write,
+                            set,
+                            get,
+                            direct,
+                        });
+                    }
+                    Ok(self.hot.as_ref().expect("just set"))
+                }
+            }
+
+            impl Run for Instance {
+                fn call0(&mut self, name: &'static str) -> Result<i32, CircomError> {
+                    let f = self.func::<(), i32>(name)?;
+                    f.call(&mut self.store, ())
+                        .map_err(|e| trap(name, e, &self.store))
+                }
+
+                fn raw_prime(&mut self) -> Result<(), CircomError> {
+                    let f = self.func::<(), ()>("getRawPrime")?;
+                    f.call(&mut self.store, ())
+                        .map_err(|e| trap("getRawPrime", e, &self.store))
+                }
+
+                fn read_shared(&mut self, j: i32) -> Result<i32, CircomError> {
+                    let f = self.func::<i32, i32>("readSharedRWMemory")?;
+                    f.call(&mut self.store, j)
+                        .map_err(|e| trap("readSharedRWMemory", e, &self.store))
+                }
+
+                fn init(&mut self) -> Result<(), CircomError> {
+                    let f = self.func::<i32, ()>("init")?;
+                    f.call(&mut self.store, 1)
+                        .map_err(|e| trap("init", e, &self.store))
+                }
+
+                fn input_size(&mut self, msb: i32, lsb: i32) -> Result<i32, CircomError> {
+                    let f = self.func::<(i32, i32), i32>("getInputSignalSize")?;
+                    f.call(&mut self.store, (msb, lsb))
+                        .map_err(|e| trap("getInputSignalSize", e, &self.store))
+                }
+
+                fn write_shared(&mut self, j: i32, word: i32) -> Result<(), CircomError> {
+                    let f = self.hot()?.write.clone();
+                    f.call(&mut self.store, (j, word))
+                        .map_err(|e| trap("writeSharedRWMemory", e, &self.store))
+                }
+
+                fn set_input(
+                    &mut self,
+                    msb: i32,
+                    lsb: i32,
+                    i: i32,
+                    name: &str,
+                ) -> Result<(), CircomError> {
+                    let f = self.hot()?.set.clone();
+                    f.call(&mut self.store, (msb, lsb, i)).map_err(|e| {
+                        trap(
+                            &format!("computing the witness after `{name}`[{i}]"),
+                            e,
+                            &self.store,
+                        )
+                    })
+                }
+
+                fn get_witness(&mut self, i: i32) -> Result<(), CircomError> {
+                    let f = self.hot()?.get.clone();
+                    f.call(&mut self.store, i)
+                        .map_err(|e| trap("getWitness", e, &self.store))
+                }
+
+                fn witness_direct(&mut self, i: i32) -> Result<Option<[u8; 32]>, CircomError> {
+                    let Some((memory, at)) = self.hot()?.direct else {
+                        return Ok(None);
+                    };
+                    self.get_witness(i)?;
+                    let mut bytes = [0u8; 32];
+                    memory.read(&self.store, at, &mut bytes).map_err(|e| {
+                        CircomError::Wasm(format!("reading witness value {i}: {e}"))
+                    })?;
+                    Ok(Some(bytes))
+                }
+
+                fn fuel_left(&self) -> u64 {
+                    self.store.get_fuel().unwrap_or(0)
+                }
+
+                fn memory_size(&mut self) -> usize {
+                    match self.instance.get_export(&mut self.store, "memory") {
+                        Some(Extern::Memory(m)) => m.data_size(&self.store),
+                        _ => 0,
+                    }
+                }
+            }
+        }
     };
-    let Ok(f) = f.typed::<(), i32>(&caller) else {
-        return String::new();
-    };
-    let mut out = String::new();
-    while out.len() < 4096 {
-        match f.call(&mut *caller, ()) {
-            Ok(0) | Err(_) => break,
-            Ok(c) => out.push(char::from_u32(c as u32).unwrap_or('?')),
+}
+
+/// wasmi's side of [`engine_glue`].
+mod interp_shim {
+    pub fn engine() -> Result<wasmi::Engine, String> {
+        let mut config = wasmi::Config::default();
+        config.consume_fuel(true);
+        Ok(wasmi::Engine::new(&config))
+    }
+    pub fn error(msg: String) -> wasmi::Error {
+        wasmi::Error::new(msg)
+    }
+    pub fn out_of_fuel() -> wasmi::Error {
+        wasmi::TrapCode::OutOfFuel.into()
+    }
+    pub fn is_out_of_fuel(e: &wasmi::Error) -> bool {
+        matches!(e.as_trap_code(), Some(wasmi::TrapCode::OutOfFuel))
+    }
+    pub fn instantiate<T>(
+        linker: &wasmi::Linker<T>,
+        store: &mut wasmi::Store<T>,
+        module: &wasmi::Module,
+    ) -> Result<wasmi::Instance, wasmi::Error> {
+        linker.instantiate_and_start(store, module)
+    }
+}
+
+/// wasmtime's side of [`engine_glue`].
+mod jit_shim {
+    pub fn engine() -> Result<wasmtime::Engine, String> {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        // No map from machine code back to wasm offsets: only backtraces use
+        // it, and it is tens of MB for a large circuit's module.
+        config.generate_address_map(false);
+        // Errors are the trap or the host's message, without a backtrace
+        // (which would be of `<unknown>` functions anyway).
+        config.wasm_backtrace_max_frames(None);
+        wasmtime::Engine::new(&config).map_err(|e| format!("the wasm compiler: {e}"))
+    }
+    pub fn error(msg: String) -> wasmtime::Error {
+        wasmtime::Error::msg(msg)
+    }
+    pub fn out_of_fuel() -> wasmtime::Error {
+        wasmtime::Trap::OutOfFuel.into()
+    }
+    pub fn is_out_of_fuel(e: &wasmtime::Error) -> bool {
+        matches!(e.downcast_ref(), Some(wasmtime::Trap::OutOfFuel))
+    }
+    pub fn instantiate<T>(
+        linker: &wasmtime::Linker<T>,
+        store: &mut wasmtime::Store<T>,
+        module: &wasmtime::Module,
+    ) -> Result<wasmtime::Instance, wasmtime::Error> {
+        linker.instantiate(store, module)
+    }
+}
+
+engine_glue!(interp, wasmi, interp_shim);
+engine_glue!(jit, wasmtime, jit_shim);
+
+impl Module {
+    fn new(engine: Engine, wasm: &[u8]) -> Result<Self, CircomError> {
+        Ok(match engine {
+            Engine::Interpreter => Module::Interpreter(interp::Compiled::new(wasm)?),
+            Engine::Compiled => Module::Compiled(jit::Compiled::new(wasm)?),
+        })
+    }
+
+    fn engine(&self) -> Engine {
+        match self {
+            Module::Interpreter(_) => Engine::Interpreter,
+            Module::Compiled(_) => Engine::Compiled,
         }
     }
-    out
 }
 
 impl WitnessGenerator {
-    /// Compiles and checks a generator: it must be valid WebAssembly with circom 2's
-    /// exports, for BN254's scalar field.
+    /// Compiles and checks a generator for the interpreter (what the pool
+    /// runs): it must be valid WebAssembly with circom 2's exports, for BN254's
+    /// scalar field.
     pub fn new(wasm: &[u8]) -> Result<Self, CircomError> {
-        Self::with_native_ops(wasm, true)
+        Self::build(wasm, true, Engine::Interpreter)
+    }
+
+    /// [`Self::new`] for `engine`.
+    pub fn with_engine(wasm: &[u8], engine: Engine) -> Result<Self, CircomError> {
+        Self::build(wasm, true, engine)
     }
 
     /// [`Self::new`], with circom's field operations done natively when
     /// `native` and the module has them (see [`super::native_ops`]).
+    #[cfg(test)]
     pub(crate) fn with_native_ops(wasm: &[u8], native: bool) -> Result<Self, CircomError> {
-        let mut config = Config::default();
-        config.consume_fuel(true);
-        let engine = Engine::new(&config);
-        let module = Module::new(&engine, wasm).map_err(|e| {
-            CircomError::Wasm(format!(
-                "not a valid WebAssembly module ({e}); upload the .wasm from circom's <circuit>_js directory, whole"
-            ))
-        })?;
-        // The original module is checked first, so an upload is refused for what
-        // it is; the patched one replaces it only if it compiles too.
-        let (module, native) = match native.then(|| native_ops::patch(wasm)).flatten() {
-            Some((patched, ops)) => match Module::new(&engine, &patched[..]) {
+        Self::build(wasm, native, Engine::Interpreter)
+    }
+
+    fn build(wasm: &[u8], native: bool, engine: Engine) -> Result<Self, CircomError> {
+        let patched = native.then(|| native_ops::patch(wasm)).flatten();
+        let (module, native) = match (engine, patched) {
+            // A rig compiles the patched module alone (each compilation costs
+            // time and memory); the original only if that fails.
+            (Engine::Compiled, Some((patched, ops))) => match Module::new(engine, &patched[..]) {
                 Ok(m) => (m, ops),
-                Err(_) => (module, vec![]),
+                Err(_) => (Module::new(engine, wasm)?, vec![]),
             },
-            None => (module, vec![]),
+            // The pool checks the original first, so an upload is refused for
+            // what it is; the patched one replaces it only if it compiles too.
+            (_, patched) => {
+                let module = Module::new(engine, wasm)?;
+                match patched {
+                    Some((patched, ops)) => match Module::new(engine, &patched[..]) {
+                        Ok(m) => (m, ops),
+                        Err(_) => (module, vec![]),
+                    },
+                    None => (module, vec![]),
+                }
+            }
         };
         let mut gen = WitnessGenerator {
-            engine,
             module,
             n32: 0,
             witness_size: 0,
@@ -269,10 +655,8 @@ impl WitnessGenerator {
             )));
         }
         gen.n32 = n32 as usize;
-        inst.func::<(), ()>("getRawPrime")?
-            .call(&mut inst.store, ())
-            .map_err(|e| trap("getRawPrime", e, &inst.store))?;
-        let prime = inst.read_shared(gen.n32)?;
+        inst.raw_prime()?;
+        let prime = read_shared(&mut *inst, gen.n32)?;
         if n32 != 8 || prime != Fr::MODULUS {
             return Err(CircomError::Curve {
                 file: "wasm",
@@ -290,9 +674,14 @@ impl WitnessGenerator {
         self.witness_size
     }
 
-    /// Whether circom's field arithmetic runs natively instead of in wasmi.
+    /// Whether circom's field arithmetic runs natively instead of in wasm.
     pub fn native_field_ops(&self) -> bool {
         !self.native.is_empty()
+    }
+
+    /// The engine this generator runs in.
+    pub fn engine(&self) -> Engine {
+        self.module.engine()
     }
 
     /// The bounds each computation runs under.
@@ -308,92 +697,11 @@ impl WitnessGenerator {
         };
     }
 
-    fn instantiate(&self) -> Result<Instance, CircomError> {
-        let mut store = Store::new(
-            &self.engine,
-            Host {
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(self.limits.memory)
-                    .build(),
-                fuel: self.limits.fuel,
-                errors: String::new(),
-                memory: None,
-            },
-        );
-        store.limiter(|h| &mut h.limits);
-        store
-            .set_fuel(self.limits.fuel)
-            .expect("fuel is enabled in the engine config");
-        let mut linker = Linker::<Host>::new(&self.engine);
-        let wrap =
-            |e: wasmi::errors::LinkerError| CircomError::Wasm(format!("linking the runtime: {e}"));
-        linker
-            .func_wrap(
-                "runtime",
-                "exceptionHandler",
-                |caller: Caller<'_, Host>, code: i32| -> Result<(), wasmi::Error> {
-                    let printed = caller.data().errors.trim().to_owned();
-                    let mut msg = exception(code).to_owned();
-                    if !printed.is_empty() {
-                        msg.push_str(&format!(": {printed}"));
-                    }
-                    Err(wasmi::Error::new(msg))
-                },
-            )
-            .map_err(wrap)?;
-        linker
-            .func_wrap(
-                "runtime",
-                "printErrorMessage",
-                |mut caller: Caller<'_, Host>| {
-                    let m = message(&mut caller);
-                    let errors = &mut caller.data_mut().errors;
-                    if errors.len() < 4096 {
-                        errors.push_str(&m);
-                        errors.push(' ');
-                    }
-                },
-            )
-            .map_err(wrap)?;
-        // circom's `log()` output: read and dropped (the JS runtime prints it).
-        linker
-            .func_wrap(
-                "runtime",
-                "writeBufferMessage",
-                |mut caller: Caller<'_, Host>| {
-                    message(&mut caller);
-                },
-            )
-            .map_err(wrap)?;
-        linker
-            .func_wrap("runtime", "showSharedRWMemory", |_: Caller<'_, Host>| {})
-            .map_err(wrap)?;
-        for &op in &self.native {
-            let linked = if op == Op::Square {
-                linker.func_wrap(
-                    native_ops::HOST_MODULE,
-                    op.import_name(),
-                    move |mut c: Caller<'_, Host>, x: i32, r: i32| field_op(&mut c, op, x, x, r),
-                )
-            } else {
-                linker.func_wrap(
-                    native_ops::HOST_MODULE,
-                    op.import_name(),
-                    move |mut c: Caller<'_, Host>, x: i32, y: i32, r: i32| {
-                        field_op(&mut c, op, x, y, r)
-                    },
-                )
-            };
-            linked.map_err(wrap)?;
+    fn instantiate(&self) -> Result<Box<dyn Run>, CircomError> {
+        match &self.module {
+            Module::Interpreter(m) => m.instantiate(self.limits, &self.native),
+            Module::Compiled(m) => m.instantiate(self.limits, &self.native),
         }
-        let instance = linker
-            .instantiate_and_start(&mut store, &self.module)
-            .map_err(|e| {
-                CircomError::Wasm(format!(
-                "cannot instantiate ({e}); the module must import only circom 2's runtime functions"
-            ))
-            })?;
-        Ok(Instance { store, instance })
     }
 
     /// Computes the witness for a circom input JSON object (`{"a": "3", "b": ["1", "2"]}`).
@@ -415,21 +723,14 @@ impl WitnessGenerator {
         let mut signals = Vec::new();
         qualify("", input, &mut signals)?;
         let mut inst = self.instantiate()?;
-        inst.func::<i32, ()>("init")?
-            .call(&mut inst.store, 1)
-            .map_err(|e| trap("init", e, &inst.store))?;
-        let size_of = inst.func::<(i32, i32), i32>("getInputSignalSize")?;
-        let write = inst.func::<(i32, i32), ()>("writeSharedRWMemory")?;
-        let set = inst.func::<(i32, i32, i32), ()>("setInputSignal")?;
+        inst.init()?;
         let mut count = 0usize;
         for (name, value) in &signals {
             let h = fnv1a(name);
             let (msb, lsb) = ((h >> 32) as u32 as i32, h as u32 as i32);
             let mut values = Vec::new();
             flatten(name, value, &mut values)?;
-            let size = size_of
-                .call(&mut inst.store, (msb, lsb))
-                .map_err(|e| trap("getInputSignalSize", e, &inst.store))?;
+            let size = inst.input_size(msb, lsb)?;
             // circom 2.1 answers 0 (older versions -1) for a name it does not know.
             if size <= 0 {
                 return Err(CircomError::Input(format!(
@@ -446,18 +747,9 @@ impl WitnessGenerator {
                 let limbs = v.into_bigint().0;
                 for j in 0..self.n32 {
                     let word = (limbs[j / 2] >> (32 * (j % 2))) as u32;
-                    write
-                        .call(&mut inst.store, (j as i32, word as i32))
-                        .map_err(|e| trap("writeSharedRWMemory", e, &inst.store))?;
+                    inst.write_shared(j as i32, word as i32)?;
                 }
-                set.call(&mut inst.store, (msb, lsb, i as i32))
-                    .map_err(|e| {
-                        trap(
-                            &format!("computing the witness after `{name}`[{i}]"),
-                            e,
-                            &inst.store,
-                        )
-                    })?;
+                inst.set_input(msb, lsb, i as i32, name)?;
                 count += 1;
             }
         }
@@ -467,36 +759,14 @@ impl WitnessGenerator {
                 "only {count} of the circuit's {needed} input values are given"
             )));
         }
-        let get = inst.func::<i32, ()>("getWitness")?;
-        // circom 2 exports its memory and where the shared buffer starts: read
-        // each value's 32 bytes at once instead of through eight calls (a
-        // tenth of the witness time at 2^16 signals).
-        let direct = match (
-            inst.instance.get_memory(&inst.store, "memory"),
-            inst.instance
-                .get_typed_func::<(), i32>(&inst.store, "getSharedRWMemoryStart"),
-        ) {
-            (Some(memory), Ok(start)) => {
-                let at = start
-                    .call(&mut inst.store, ())
-                    .map_err(|e| trap("getSharedRWMemoryStart", e, &inst.store))?;
-                Some((memory, at as u32 as usize))
-            }
-            _ => None,
-        };
         let mut witness = Vec::with_capacity(self.witness_size);
         for i in 0..self.witness_size {
-            get.call(&mut inst.store, i as i32)
-                .map_err(|e| trap("getWitness", e, &inst.store))?;
-            let b = match &direct {
-                Some((memory, at)) => {
-                    let mut bytes = [0u8; 32];
-                    memory.read(&inst.store, *at, &mut bytes).map_err(|e| {
-                        CircomError::Wasm(format!("reading witness value {i}: {e}"))
-                    })?;
-                    le_bigint(&bytes)
+            let b = match inst.witness_direct(i as i32)? {
+                Some(bytes) => le_bigint(&bytes),
+                None => {
+                    inst.get_witness(i as i32)?;
+                    read_shared(&mut *inst, self.n32)?
                 }
-                None => inst.read_shared(self.n32)?,
             };
             witness.push(Fr::from_bigint(b).ok_or_else(|| {
                 CircomError::Wasm(format!("witness value {i} is not below the field modulus"))
@@ -507,16 +777,20 @@ impl WitnessGenerator {
                 "witness signal 0 is not the constant 1".into(),
             ));
         }
-        let fuel = self
-            .limits
-            .fuel
-            .saturating_sub(inst.store.get_fuel().unwrap_or(0));
-        let memory = match inst.instance.get_export(&inst.store, "memory") {
-            Some(Extern::Memory(m)) => m.data_size(&inst.store),
-            _ => 0,
-        };
+        let fuel = self.limits.fuel.saturating_sub(inst.fuel_left());
+        let memory = inst.memory_size();
         Ok((witness, Usage { fuel, memory }))
     }
+}
+
+/// The shared buffer's value, read a 32-bit word at a time.
+fn read_shared(inst: &mut dyn Run, n32: usize) -> Result<BigInt<4>, CircomError> {
+    let mut bytes = [0u8; 32];
+    for j in 0..n32.min(8) {
+        let w = inst.read_shared(j as i32)?;
+        bytes[4 * j..4 * j + 4].copy_from_slice(&(w as u32).to_le_bytes());
+    }
+    Ok(le_bigint(&bytes))
 }
 
 /// 64-bit FNV-1a, how circom names signals to its generator.

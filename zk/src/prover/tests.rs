@@ -462,13 +462,26 @@ fn a_rig_without_c_tells_a_wrong_table_from_a_wrong_witness() {
         constraints: 5,
         public: 2,
     };
-    let load = || CircuitKeys::from_pk_file(spec, &path, &crate::sha256_hex(&bundle)).unwrap();
+    let load = || {
+        CircuitKeys::from_pk_file(
+            spec,
+            &path,
+            &crate::sha256_hex(&bundle),
+            crate::circom::witness::Engine::Compiled,
+        )
+        .unwrap()
+    };
     let keys = load();
     assert!(keys.circom.as_ref().unwrap().r1cs.c.is_none());
-    let e = CircuitKeys::from_pk_file(spec, &path, &"0".repeat(64))
-        .err()
-        .unwrap()
-        .to_string();
+    let e = CircuitKeys::from_pk_file(
+        spec,
+        &path,
+        &"0".repeat(64),
+        crate::circom::witness::Engine::Compiled,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("hash"), "{e}");
     let st = mul_statement();
 
