@@ -161,6 +161,19 @@ async fn main() -> std::process::ExitCode {
         .or(file.precompute_mem_mib)
         .unwrap_or(DEFAULT_PRECOMPUTE_MIB)
         << 20;
+    let witness_engine: zk::circom::witness::Engine = match args
+        .witness_engine
+        .clone()
+        .or(file.witness_engine.clone())
+        .map(|e| e.parse())
+        .transpose()
+    {
+        Ok(e) => e.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("zkminer: --witness-engine: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     if args.benchmark {
         println!(
             "zkminer {} benchmark | Groth16/BN254 | {threads} threads | {} | precomputation budget {} MiB",
@@ -231,18 +244,6 @@ async fn main() -> std::process::ExitCode {
     }
     let shown: Vec<String> = pools.iter().map(ToString::to_string).collect();
     let prover_cmd = args.prover_cmd.or(file.prover_cmd);
-    let witness_engine: zk::circom::witness::Engine = match args
-        .witness_engine
-        .or(file.witness_engine)
-        .map(|e| e.parse())
-        .transpose()
-    {
-        Ok(e) => e.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("zkminer: --witness-engine: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
     let prover = if precompute_mem == 0 {
         "arkworks (Groth16/BN254)".to_owned()
     } else {

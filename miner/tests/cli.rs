@@ -89,3 +89,23 @@ fn the_sample_config_and_the_placeholder_account_are_refused_with_what_to_give()
         "{out}"
     );
 }
+
+/// An unknown witness engine is refused before anything runs, naming the two
+/// there are.
+#[test]
+fn an_unknown_witness_engine_is_refused_with_the_choices() {
+    let (code, out) = zkminer(&[
+        "--benchmark",
+        "--benchmark-secs",
+        "1",
+        "--witness-engine",
+        "jit",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("unknown witness engine \"jit\"")
+            && out.contains("`compiled`")
+            && out.contains("`interpreted`"),
+        "{out}"
+    );
+}

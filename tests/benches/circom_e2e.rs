@@ -108,16 +108,19 @@ async fn run() -> anyhow::Result<()> {
     let record = api.get(&format!("/v1/circuits/{id}")).await?;
     let spec: CircuitSpec = serde_json::from_value(record["spec"].clone())?;
     let hash = record["proving_key_hash"].as_str().unwrap().to_owned();
-    let key_url = format!("http://{}/v1/circuits/{id}/proving-key", pool.http_addr);
 
     // Warm-up: the miner downloads the key, builds its tables, gets measured.
     let job = |from: u64, n: usize| json!({"circuit": id, "statements": (0..n as u64).map(|i| json!({"input": {"x": (from + i).to_string()}})).collect::<Vec<_>>()});
     let warm = api.post("/v1/jobs", &job(1_000_000, 2)).await?;
     wait(&api, warm["id"].as_str().unwrap()).await?;
 
-    let bytes = reqwest::get(&key_url).await?.bytes().await?;
-    let keys = CircuitKeys::from_pk_bytes(spec, &bytes, &hash)?;
-    drop(bytes);
+    // From the miner's cache file, as the miner loaded it (witnesses compiled).
+    let keys = CircuitKeys::from_pk_file(
+        spec,
+        &data.path().join("cache").join(format!("{hash}.pk")),
+        &hash,
+        Default::default(),
+    )?;
     let prepared = prover
         .install(|| miner::tables::prepare(&keys, &hash, &data.path().join("cache"), precompute));
     println!("bare prover: {prepared:?}");
