@@ -60,6 +60,10 @@ async fn run() -> anyhow::Result<()> {
     // A 2^18 circuit's upload (r1cs, wasm and zkey, base64) is about 350 MB.
     config.limits.circuit_upload_bytes = 1 << 30;
     config.http.max_body_bytes = 1 << 30;
+    // The pool evaluates every statement at submission (in its interpreter):
+    // at 2^16 a statement's calibrated bound is about 2e9 instructions, so
+    // the default budget of 4e9 per job would allow two.
+    config.limits.job_witness_fuel = u64::MAX / 2;
     let s = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let h = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let pool = pool::start(config, s, h).await?;
