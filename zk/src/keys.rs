@@ -204,63 +204,19 @@ impl CircuitKeys {
         bytes: &[u8],
         expected_hash: &str,
     ) -> Result<Self, KeyError> {
-        let actual = sha256_hex(bytes);
-        if actual != expected_hash {
-            return Err(KeyError::HashMismatch {
-                expected: expected_hash.to_owned(),
-                actual,
-            });
+        check_hash(sha256_hex(bytes), expected_hash)?;
+        if let CircuitSpec::Circom { .. } = spec {
+            let circuit = crate::circom::CircomCircuit::from_bundle(bytes)?;
+            return Self::assemble_circom(spec, circuit);
         }
-        let (pk, circom) = if let CircuitSpec::Circom { .. } = spec {
-            let (circuit, pk) = crate::circom::CircomCircuit::from_bundle(bytes)?;
-            if circuit.constraints() != spec.constraints() {
-                return Err(KeyError::Decode {
-                    what: "circom bundle",
-                    detail: format!(
-                        "its r1cs has {} constraints, the pool announced {}",
-                        circuit.constraints(),
-                        spec.constraints()
-                    ),
-                });
-            }
-            (pk, Some(std::sync::Arc::new(circuit)))
-        } else {
-            let pk = ProvingKey::<Bn254>::deserialize_with_mode(bytes, Compress::No, Validate::No)
-                .map_err(|e| KeyError::Decode {
-                    what: "proving key",
-                    detail: e.to_string(),
-                })?;
-            (pk, None)
-        };
-        Self::assemble(spec, pk, circom)
-    }
-
-    fn assemble(
-        spec: CircuitSpec,
-        pk: ProvingKey<Bn254>,
-        circom: Option<std::sync::Arc<crate::circom::CircomCircuit>>,
-    ) -> Result<Self, KeyError> {
-        let verifier = VerifierKey::new(pk.vk.clone())?;
-        if verifier.public_inputs() != spec.public_inputs() {
-            return Err(KeyError::Arity {
-                expected: spec.public_inputs(),
-                got: verifier.public_inputs(),
-            });
-        }
-        Ok(CircuitKeys {
-            spec,
-            pk,
-            verifier,
-            circom,
-            engine: Default::default(),
-        })
+        Self::assemble(spec, read_builtin_pk(bytes)?, None)
     }
 
     /// [`Self::from_pk_bytes`] from a file, as a rig loads its cached keys (a
-    /// circom circuit's witnesses computed in `witness`): the
-    /// file is hashed as it is read, and decoded without holding its bytes (a
-    /// circom bundle section by section, [`crate::circom::CircomCircuit::for_proving`];
-    /// a built-in key through a buffered reader). A 2^18-constraint circom
+    /// circom circuit's witnesses computed in `witness`): the file is hashed
+    /// as it is read, and decoded without holding its bytes (a circom bundle
+    /// section by section, [`crate::circom::CircomCircuit::for_proving`]; a
+    /// built-in key through a buffered reader). A 2^18-constraint circom
     /// circuit's bundle is 255 MB, more than what it decodes to.
     pub fn from_pk_file(
         spec: CircuitSpec,
@@ -284,36 +240,52 @@ impl CircuitKeys {
             }
             hasher.update(&buf[..n]);
         }
-        let actual = hex::encode(hasher.finalize());
-        if actual != expected_hash {
-            return Err(KeyError::HashMismatch {
-                expected: expected_hash.to_owned(),
-                actual,
+        check_hash(hex::encode(hasher.finalize()), expected_hash)?;
+        if let CircuitSpec::Circom { .. } = spec {
+            let circuit = crate::circom::CircomCircuit::for_proving(path, witness)?;
+            return Self::assemble_circom(spec, circuit);
+        }
+        let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+        Self::assemble(spec, read_builtin_pk(file)?, None)
+    }
+
+    /// A circom circuit's keys, its r1cs holding the constraints the pool announced.
+    fn assemble_circom(
+        spec: CircuitSpec,
+        (circuit, pk): (crate::circom::CircomCircuit, ProvingKey<Bn254>),
+    ) -> Result<Self, KeyError> {
+        if circuit.constraints() != spec.constraints() {
+            return Err(KeyError::Decode {
+                what: "circom bundle",
+                detail: format!(
+                    "its r1cs has {} constraints, the pool announced {}",
+                    circuit.constraints(),
+                    spec.constraints()
+                ),
             });
         }
-        let (pk, circom) = if let CircuitSpec::Circom { .. } = spec {
-            let (circuit, pk) = crate::circom::CircomCircuit::for_proving(path, witness)?;
-            if circuit.constraints() != spec.constraints() {
-                return Err(KeyError::Decode {
-                    what: "circom bundle",
-                    detail: format!(
-                        "its r1cs has {} constraints, the pool announced {}",
-                        circuit.constraints(),
-                        spec.constraints()
-                    ),
-                });
-            }
-            (pk, Some(std::sync::Arc::new(circuit)))
-        } else {
-            let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
-            let pk = ProvingKey::<Bn254>::deserialize_with_mode(file, Compress::No, Validate::No)
-                .map_err(|e| KeyError::Decode {
-                what: "proving key",
-                detail: e.to_string(),
-            })?;
-            (pk, None)
-        };
-        Self::assemble(spec, pk, circom)
+        Self::assemble(spec, pk, Some(std::sync::Arc::new(circuit)))
+    }
+
+    fn assemble(
+        spec: CircuitSpec,
+        pk: ProvingKey<Bn254>,
+        circom: Option<std::sync::Arc<crate::circom::CircomCircuit>>,
+    ) -> Result<Self, KeyError> {
+        let verifier = VerifierKey::new(pk.vk.clone())?;
+        if verifier.public_inputs() != spec.public_inputs() {
+            return Err(KeyError::Arity {
+                expected: spec.public_inputs(),
+                got: verifier.public_inputs(),
+            });
+        }
+        Ok(CircuitKeys {
+            spec,
+            pk,
+            verifier,
+            circom,
+            engine: Default::default(),
+        })
     }
 
     /// A circom statement's full witness (for an external prover), checked against
@@ -340,4 +312,26 @@ impl CircuitKeys {
     pub fn prove(&self, s: &Statement) -> Result<ProofBytes, KeyError> {
         self.prove_witness(&self.witness(s)?)
     }
+}
+
+/// The key's bytes must hash to what was announced.
+fn check_hash(actual: String, expected: &str) -> Result<(), KeyError> {
+    if actual != expected {
+        return Err(KeyError::HashMismatch {
+            expected: expected.to_owned(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// A built-in circuit's proving key, uncompressed and, having matched its hash,
+/// unvalidated (the module doc says why).
+fn read_builtin_pk(reader: impl std::io::Read) -> Result<ProvingKey<Bn254>, KeyError> {
+    ProvingKey::<Bn254>::deserialize_with_mode(reader, Compress::No, Validate::No).map_err(|e| {
+        KeyError::Decode {
+            what: "proving key",
+            detail: e.to_string(),
+        }
+    })
 }

@@ -328,13 +328,7 @@ async fn cheap_requests_stay_cheap() -> anyhow::Result<()> {
     );
 
     // A 32-byte module whose start function loops forever.
-    let looping: &[u8] = &[
-        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-        0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: () -> ()
-        0x03, 0x02, 0x01, 0x00, // one function of it
-        0x08, 0x01, 0x00, // start: function 0
-        0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop br 0 end
-    ];
+    let looping: &[u8] = &std::fs::read(fixtures().join("loop.wasm"))?;
     let (zkey, _) = mul_files()?;
     let (cpu, t) = (cpu_secs(pid), Instant::now());
     let e = client

@@ -139,6 +139,14 @@ impl<'a> Sections<'a> {
         })
     }
 
+    /// Section `kind`'s length in bytes, if present (without reading it).
+    pub fn len(&self, kind: u32) -> Option<u64> {
+        self.by_type.get(&kind).map(|b| match b {
+            Body::Memory(b) => b.len() as u64,
+            Body::Disk(_, len) => *len,
+        })
+    }
+
     /// Section `kind`'s bytes, which must be present: borrowed from memory, or
     /// read from disk.
     pub fn body(&self, kind: u32, what: &str) -> Result<std::borrow::Cow<'a, [u8]>, CircomError> {

@@ -557,6 +557,15 @@ mod tests {
         bent[at + 4 + 8..at + 4 + 12].copy_from_slice(&1000u32.to_le_bytes());
         let e = refused(&bent);
         assert!(e.contains("signal 1000 is out of range"), "{e}");
+        // A header claiming a domain of 2^30 points: refused by the H section's
+        // size before a row is allocated for it.
+        let header = s.body(2, "Groth16 header").unwrap();
+        let at =
+            zkey_at + (header.as_ptr() as usize - ZKEY.as_ptr() as usize) + 4 + 32 + 4 + 32 + 8;
+        let mut bent = bundle.clone();
+        bent[at..at + 4].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        let e = refused(&bent);
+        assert!(e.contains("section H holds"), "{e}");
     }
 
     #[test]
@@ -720,30 +729,33 @@ mod tests {
         }
     }
 
-    /// A module that loops forever is stopped by its fuel in the compiled
-    /// engine too: a pool cannot hand a rig a module that takes its CPU.
+    /// A module that loops forever is stopped by its fuel, and one that
+    /// recurses forever by the engine's stack bound, in both engines (a trap,
+    /// not a crash): neither a client nor a pool can take a machine's CPU or
+    /// abort its process with a module.
     #[test]
-    fn the_compiled_engine_stops_an_endless_loop() {
-        // A 32-byte module whose start function loops forever.
-        let looping: &[u8] = &[
-            0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-            0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: () -> ()
-            0x03, 0x02, 0x01, 0x00, // one function of it
-            0x08, 0x01, 0x00, // start: function 0
-            0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop br 0 end
-        ];
-        let t = std::time::Instant::now();
-        let e = WitnessGenerator::with_engine(looping, witness::Engine::Compiled)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("fuel"), "{e}");
-        // Its bound before the circuit's size is known is small.
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(10),
-            "{:?}",
-            t.elapsed()
-        );
+    fn endless_modules_are_stopped_in_both_engines() {
+        let looping = include_bytes!("../../tests/fixtures/circom/loop.wasm");
+        let recursing = include_bytes!("../../tests/fixtures/circom/recurse.wasm");
+        for engine in [witness::Engine::Interpreter, witness::Engine::Compiled] {
+            let t = std::time::Instant::now();
+            let e = WitnessGenerator::with_engine(looping, engine)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains("fuel"), "{engine}: {e}");
+            // Its bound before the circuit's size is known is small.
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "{engine}: {:?}",
+                t.elapsed()
+            );
+            let e = WitnessGenerator::with_engine(recursing, engine)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.starts_with("wasm: "), "{engine}: {e}");
+        }
     }
 
     #[test]

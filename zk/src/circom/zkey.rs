@@ -216,6 +216,17 @@ fn read(
     let delta_g1 = h.g1("delta (G1)")?;
     let delta_g2 = h.g2("delta", true)?;
 
+    // The domain sizes what a rig allocates for the matrices' rows: hold it
+    // to the H section (64 bytes a point) before anything is allocated by it.
+    if s.len(9) != (domain_size as u64).checked_mul(64) {
+        return Err(CircomError::format(
+            FILE,
+            format!(
+                "section H holds {} bytes, {domain_size} entries of 64 bytes were expected",
+                s.len(9).unwrap_or(0)
+            ),
+        ));
+    }
     // The coefficients first: on a rig they become the matrices, and the
     // section's bytes are dropped before the points are read.
     {
