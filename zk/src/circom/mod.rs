@@ -163,6 +163,19 @@ impl CircomCircuit {
             let s = binfile::Sections::open("r1cs", b"r1cs", clone()?, r1cs_part.0, r1cs_part.1)?;
             R1cs::header(&s)?
         };
+        // The witness generator is compiled before the key is read: the
+        // compiler's working memory is then free again (and reused) when the
+        // key's points are allocated, instead of adding to them at the peak.
+        let mut generator = WitnessGenerator::with_engine(&wasm, engine)?;
+        drop(wasm);
+        if generator.witness_size() != header.wires {
+            return Err(CircomError::Wasm(format!(
+                "it computes {} signals, the r1cs has {} wires: upload the .wasm compiled together with this .r1cs",
+                generator.witness_size(),
+                header.wires
+            )));
+        }
+        generator.set_limits(witness::Limits::for_size(header.constraints, header.wires));
         let s = binfile::Sections::open("zkey", b"zkey", clone()?, zkey_part.0, zkey_part.1)?;
         let (counts, pk, ab) = zkey::read_for_proving(&s, header.constraints)?;
         drop(s);
@@ -173,15 +186,6 @@ impl CircomCircuit {
                 counts.vars, counts.public, header.wires
             )));
         }
-        let mut generator = WitnessGenerator::with_engine(&wasm, engine)?;
-        if generator.witness_size() != header.wires {
-            return Err(CircomError::Wasm(format!(
-                "it computes {} signals, the r1cs has {} wires: upload the .wasm compiled together with this .r1cs",
-                generator.witness_size(),
-                header.wires
-            )));
-        }
-        generator.set_limits(witness::Limits::for_size(header.constraints, header.wires));
         let r1cs = R1cs {
             wires: header.wires,
             public_outputs: header.public_outputs,
