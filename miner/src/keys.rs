@@ -229,6 +229,9 @@ impl KeyCache {
                 source,
             })?;
         self.prepare(&keys, &key.hash).await;
+        // Loading freed the file's sections and the witness compiler's
+        // working memory: give it back before the proofs' own comes on top.
+        crate::memory::give_back();
         loaded.insert(key.hash.clone(), keys.clone());
         Ok(keys)
     }

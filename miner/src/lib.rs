@@ -17,6 +17,7 @@ pub mod bench;
 pub mod config;
 pub mod external;
 pub mod keys;
+pub mod memory;
 pub mod pipeline;
 pub mod process;
 pub mod receipts;

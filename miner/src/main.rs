@@ -86,6 +86,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    miner::memory::return_freed_memory();
     miner::process::exit_quietly_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter({

@@ -3,7 +3,7 @@
 //! rapidsnark and snarkjs are measured on.
 //!
 //! ```text
-//! cargo run --release -p zkpool-zk --example prove_circom -- \
+//! cargo run --release -p zkpool-miner --example prove_circom -- \
 //!     C.r1cs C.wasm C.zkey input.json MODE [threads] [rounds] [tables file]
 //! ```
 //! MODE: `arkworks` (ark-groth16, as zkminer proves with precomputation off),
@@ -13,7 +13,9 @@
 //! It also times the witness (circom's wasm compiled, as a rig runs it) and
 //! checks every proof.
 //! With `PHASES=1` it then times each phase of the prover alone; with `MEM=1`
-//! it prints the resident memory after each loading step.
+//! it prints the resident memory after each loading step. It lives in the miner
+//! crate so that memory is measured with zkminer's allocator setting
+//! ([`miner::memory`]); `ALLOC=default` leaves glibc as it comes, to compare.
 
 use std::time::Instant;
 
@@ -96,6 +98,11 @@ fn prove_copying(keys: &CircuitKeys, full: &[Fr]) -> Result<ProofBytes, String> 
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().collect();
+    // As zkminer does first thing, unless ALLOC=default.
+    let tuned = std::env::var("ALLOC").map_or(true, |v| v != "default");
+    if tuned {
+        miner::memory::return_freed_memory();
+    }
     if a.len() < 6 {
         return Err("usage: prove_circom C.r1cs C.wasm C.zkey input.json MODE [threads] [rounds] [tables file]".into());
     }
@@ -149,6 +156,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         public: public as u32,
     };
     let keys = pool.install(|| CircuitKeys::from_pk_file(spec, &path, &hash, witness_engine))?;
+    if tuned {
+        // As the rig's key cache does after loading a key.
+        miner::memory::give_back();
+    }
     mem("from_pk_file");
     eprintln!("load {:.2} s", t.elapsed().as_secs_f64());
 
