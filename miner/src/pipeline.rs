@@ -21,13 +21,19 @@ impl Witnesses {
     /// dropped (a cancelled task).
     pub fn start(keys: Arc<CircuitKeys>, statements: Vec<Statement>) -> Self {
         let (tx, rx) = mpsc::channel(1);
-        tokio::task::spawn_blocking(move || {
-            for s in statements {
-                if tx.is_closed() || tx.blocking_send(keys.witness(&s)).is_err() {
-                    return;
+        // A thread named `witness` (not tokio's blocking pool), so `top -H`
+        // and the per-thread CPU a benchmark reads tell it from the prover's
+        // and the network's. If it cannot start, the channel closes at once
+        // and the first `next` is `None`: a failed witness, as documented.
+        let _ = std::thread::Builder::new()
+            .name("witness".into())
+            .spawn(move || {
+                for s in statements {
+                    if tx.is_closed() || tx.blocking_send(keys.witness(&s)).is_err() {
+                        return;
+                    }
                 }
-            }
-        });
+            });
         Witnesses { rx }
     }
 
