@@ -19,7 +19,8 @@
 //! time; the time the hypervisor gave other machines (steal) is shown beside it.
 //! Through the pool, the CPU is split by thread: the rig's (its `prover-*` and
 //! `witness` threads), which a rig with the pool on another machine spends, and
-//! the rest (the pool, both ends of the network, this bench's polling).
+//! the pool's (the pool and both ends of the network), and this bench's polling
+//! of the job (its main thread).
 
 use std::{
     sync::Arc,
@@ -178,13 +179,14 @@ async fn run() -> anyhow::Result<()> {
         let pct = |a: f64, b: f64| (a / b - 1.0) * 100.0;
         let rig = through.prover + through.witness;
         println!(
-            "round {round}: prove only {:.3}s, witness + prove {:.3}s, through the pool {:.3}s ({:+.1}% on prove only; the job's {statements} statements evaluated at submission in {accepted:.3}s)\n  CPU: prove only {:.2}s, witness + prove {:.2}s ({:+.1}%), through the pool {:.2}s ({:+.1}%): the rig's {:.2}s ({:+.1}%: prover {:.2}s, witness {:.2}s), the pool's and the network's {:.2}s; steal {:.2}s / {:.2}s / {:.2}s",
+            "round {round}: prove only {:.3}s, witness + prove {:.3}s, through the pool {:.3}s ({:+.1}% on prove only; the job's {statements} statements evaluated at submission in {accepted:.3}s)\n  CPU: prove only {:.2}s, witness + prove {:.2}s ({:+.1}%), through the pool {:.2}s ({:+.1}%): the rig's {:.2}s ({:+.1}%: prover {:.2}s, witness {:.2}s), the pool's and the network's {:.2}s, this bench's polling {:.2}s; steal {:.2}s / {:.2}s / {:.2}s",
             prove.wall, both.wall, through.wall,
             pct(through.wall, prove.wall),
             prove.cpu, both.cpu, pct(both.cpu, prove.cpu),
             through.cpu, pct(through.cpu, prove.cpu),
             rig, pct(rig, prove.cpu), through.prover, through.witness,
-            through.cpu - rig,
+            through.cpu - rig - through.main,
+            through.main,
             prove.steal, both.steal, through.steal,
         );
         best_prove = best_prove.min(prove.wall);
@@ -240,14 +242,16 @@ fn stat_cpu(stat: &str) -> f64 {
     (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
 }
 
-/// This process's CPU seconds: all of it, and its live `prover-*` threads
-/// (the miner's prover). The miner's `witness` threads end with each task, so
+/// This process's CPU seconds: all of it, its live `prover-*` threads (the
+/// miner's prover) and its main thread. The miner's `witness` threads end with each task, so
 /// their time is what the whole has beyond the live threads.
 #[derive(Clone, Copy, Default)]
 struct Cpu {
     all: f64,
     prover: f64,
     live: f64,
+    /// The main thread: this bench's own polling of the job (`block_on`).
+    main: f64,
 }
 
 fn cpu_now() -> Cpu {
@@ -255,6 +259,7 @@ fn cpu_now() -> Cpu {
         all: stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default()),
         ..Cpu::default()
     };
+    let pid = std::process::id().to_string();
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
@@ -267,6 +272,9 @@ fn cpu_now() -> Cpu {
             .and_then(|(_, r)| r.rsplit_once(')'))
             .map_or("", |(n, _)| n);
         cpu.live += secs;
+        if task.file_name().to_str() == Some(pid.as_str()) {
+            cpu.main += secs;
+        }
         if name.starts_with("prover-") {
             cpu.prover += secs;
         }
@@ -287,12 +295,14 @@ fn steal_secs() -> f64 {
 }
 
 /// What `f` took: wall seconds, and CPU seconds of the whole process, of the
-/// miner's prover threads, of its witness threads (ended ones), and steal.
+/// miner's prover threads, of its witness threads (ended ones), of this bench's
+/// main thread, and steal.
 struct Took {
     wall: f64,
     cpu: f64,
     prover: f64,
     witness: f64,
+    main: f64,
     steal: f64,
 }
 
@@ -306,6 +316,7 @@ async fn measure<F: std::future::Future<Output = anyhow::Result<()>>>(
         wall,
         cpu: d.all - c.all,
         prover: d.prover - c.prover,
+        main: d.main - c.main,
         // Ended threads' time: the whole's growth beyond the live threads'.
         witness: ((d.all - c.all) - (d.live - c.live)).max(0.0),
         steal,
