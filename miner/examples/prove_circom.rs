@@ -15,7 +15,8 @@
 //! With `PHASES=1` it then times each phase of the prover alone; with `MEM=1`
 //! it prints the resident memory after each loading step. It lives in the miner
 //! crate so that memory is measured with zkminer's allocator setting
-//! ([`miner::memory`]); `ALLOC=default` leaves glibc as it comes, to compare.
+//! ([`miner::memory`]: memory given back after loading); `ALLOC=default`
+//! leaves glibc as it comes, to compare.
 
 use std::time::Instant;
 
@@ -98,11 +99,7 @@ fn prove_copying(keys: &CircuitKeys, full: &[Fr]) -> Result<ProofBytes, String> 
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().collect();
-    // As zkminer does first thing, unless ALLOC=default.
     let tuned = std::env::var("ALLOC").map_or(true, |v| v != "default");
-    if tuned {
-        miner::memory::return_freed_memory();
-    }
     if a.len() < 6 {
         return Err("usage: prove_circom C.r1cs C.wasm C.zkey input.json MODE [threads] [rounds] [tables file]".into());
     }

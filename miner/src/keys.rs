@@ -102,8 +102,16 @@ impl KeyCache {
         self
     }
 
-    /// Prepares a freshly loaded key's prover: tables read or built.
+    /// Prepares a freshly loaded key's prover (tables read or built), then
+    /// gives the system back what loading freed: the file's sections and the
+    /// witness compiler's working memory, before the proofs' own comes on top.
+    /// On a blocking thread: the trim walks the whole heap.
     async fn prepare(&self, keys: &Arc<CircuitKeys>, hash: &str) {
+        self.prepare_tables(keys, hash).await;
+        let _ = tokio::task::spawn_blocking(crate::memory::give_back).await;
+    }
+
+    async fn prepare_tables(&self, keys: &Arc<CircuitKeys>, hash: &str) {
         let Some(p) = &self.precompute else {
             return;
         };
@@ -229,9 +237,6 @@ impl KeyCache {
                 source,
             })?;
         self.prepare(&keys, &key.hash).await;
-        // Loading freed the file's sections and the witness compiler's
-        // working memory: give it back before the proofs' own comes on top.
-        crate::memory::give_back();
         loaded.insert(key.hash.clone(), keys.clone());
         Ok(keys)
     }

@@ -86,7 +86,6 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    miner::memory::return_freed_memory();
     miner::process::exit_quietly_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter({
