@@ -23,9 +23,9 @@ impl Witnesses {
         let (tx, rx) = mpsc::channel(1);
         // A thread named `witness` (not tokio's blocking pool), so `top -H`
         // and the per-thread CPU a benchmark reads tell it from the prover's
-        // and the network's. If it cannot start, the channel closes at once
-        // and the first `next` is `None`: a failed witness, as documented.
-        let _ = std::thread::Builder::new()
+        // and the network's. If it cannot start, the channel closes at once,
+        // `next` is `None`, and the session computes each witness itself.
+        let started = std::thread::Builder::new()
             .name("witness".into())
             .spawn(move || {
                 for s in statements {
@@ -34,6 +34,9 @@ impl Witnesses {
                     }
                 }
             });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start a witness thread; computing witnesses before each proof");
+        }
         Witnesses { rx }
     }
 

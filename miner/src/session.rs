@@ -311,7 +311,9 @@ async fn prove_tasks(
         let external_proves = external
             .as_ref()
             .is_some_and(|e| e.active() && circuit.circom.is_some());
-        let mut ahead = (!external_proves).then(|| {
+        // Not for a task the pool already took back: each start is a thread
+        // that computes at least one witness.
+        let mut ahead = (!external_proves && !is_cancelled(&n.task)).then(|| {
             crate::pipeline::Witnesses::start(
                 circuit.clone(),
                 statements.iter().map(|(_, s)| s.clone()).collect(),
