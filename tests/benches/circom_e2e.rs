@@ -242,16 +242,12 @@ fn stat_cpu(stat: &str) -> f64 {
     (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
 }
 
-/// This process's CPU seconds: all of it, its live `prover-*` threads (the
-/// miner's prover) and its main thread. The miner's `witness` threads end with each task, so
-/// their time is what the whole has beyond the live threads.
-#[derive(Clone, Copy, Default)]
+/// This process's CPU seconds: all of it, and each live thread's (by thread
+/// id, with its name).
+#[derive(Clone, Default)]
 struct Cpu {
     all: f64,
-    prover: f64,
-    live: f64,
-    /// The main thread: this bench's own polling of the job (`block_on`).
-    main: f64,
+    threads: std::collections::HashMap<String, (String, f64)>,
 }
 
 fn cpu_now() -> Cpu {
@@ -259,25 +255,19 @@ fn cpu_now() -> Cpu {
         all: stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default()),
         ..Cpu::default()
     };
-    let pid = std::process::id().to_string();
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
         .flatten()
     {
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let secs = stat_cpu(&stat);
         let name = stat
             .split_once('(')
             .and_then(|(_, r)| r.rsplit_once(')'))
-            .map_or("", |(n, _)| n);
-        cpu.live += secs;
-        if task.file_name().to_str() == Some(pid.as_str()) {
-            cpu.main += secs;
-        }
-        if name.starts_with("prover-") {
-            cpu.prover += secs;
-        }
+            .map_or("", |(n, _)| n)
+            .to_owned();
+        let tid = task.file_name().to_string_lossy().into_owned();
+        cpu.threads.insert(tid, (name, stat_cpu(&stat)));
     }
     cpu
 }
@@ -312,13 +302,28 @@ async fn measure<F: std::future::Future<Output = anyhow::Result<()>>>(
     let (t, c, s) = (Instant::now(), cpu_now(), steal_secs());
     f.await?;
     let (wall, d, steal) = (t.elapsed().as_secs_f64(), cpu_now(), steal_secs() - s);
+    let main = std::process::id().to_string();
+    let (mut prover, mut main_cpu, mut alive) = (0.0, 0.0, 0.0);
+    for (tid, (name, secs)) in &d.threads {
+        // Each thread alive at the end, from the start (or its birth).
+        let grew = secs - c.threads.get(tid).map_or(0.0, |(_, s)| *s);
+        alive += grew;
+        if name.starts_with("prover-") {
+            prover += grew;
+        }
+        if *tid == main {
+            main_cpu += grew;
+        }
+    }
     Ok(Took {
         wall,
         cpu: d.all - c.all,
-        prover: d.prover - c.prover,
-        main: d.main - c.main,
-        // Ended threads' time: the whole's growth beyond the live threads'.
-        witness: ((d.all - c.all) - (d.live - c.live)).max(0.0),
+        prover,
+        main: main_cpu,
+        // Threads that ended in between (the miner's `witness` threads, one
+        // per task; an idle thread of tokio's blocking pool that retires
+        // brings only what it used in between, close to nothing).
+        witness: ((d.all - c.all) - alive).max(0.0),
         steal,
     })
 }
