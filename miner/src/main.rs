@@ -51,7 +51,8 @@ struct Args {
     /// Where circom witnesses are computed: `compiled` (the module compiled
     /// to machine code: 6-9x faster, so the next statement's witness takes
     /// that much less CPU from the current proof) or `interpreted` (no
-    /// compiler: about 75 MB less memory for a 2 MB circuit module)
+    /// compiler: up to 75 MiB less memory while a key loads, about 20 MiB
+    /// less while proving)
     /// [default: compiled].
     #[arg(long, value_name = "ENGINE")]
     witness_engine: Option<String>,

@@ -7,7 +7,7 @@
 //! witness compiler's working memory, and leaves the key above them. So a rig
 //! kept that memory and proved on top of it. After loading a key it now asks
 //! glibc for every free page back ([`give_back`]). Measured in BENCHMARKS.md
-//! ("Memory given back"): 2^16 Poseidon chain 128 -> 121 MiB, 2^18 333 -> 319.
+//! ("Memory given back"): 2^16 Poseidon chain 128 -> 122 MiB, 2^18 333 -> 319.
 //!
 //! Giving back after every free as well (glibc's trim threshold at zero, which
 //! an operator sets with `GLIBC_TUNABLES=glibc.malloc.trim_threshold=0`) lowers

@@ -229,19 +229,6 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// CPU seconds (user and system, in USER_HZ: 100 per second on Linux) of one
-/// `/proc` stat line's process or thread.
-fn stat_cpu(stat: &str) -> f64 {
-    // The fields after the command name, which ends at the last ')'.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
-}
-
 /// This process's CPU seconds: all of it, and each live thread's (by thread
 /// id, with its name).
 #[derive(Clone, Default)]
@@ -252,7 +239,9 @@ struct Cpu {
 
 fn cpu_now() -> Cpu {
     let mut cpu = Cpu {
-        all: stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default()),
+        all: zkpool_tests::stat_cpu_secs(
+            &std::fs::read_to_string("/proc/self/stat").unwrap_or_default(),
+        ),
         ..Cpu::default()
     };
     for task in std::fs::read_dir("/proc/self/task")
@@ -267,7 +256,8 @@ fn cpu_now() -> Cpu {
             .map_or("", |(n, _)| n)
             .to_owned();
         let tid = task.file_name().to_string_lossy().into_owned();
-        cpu.threads.insert(tid, (name, stat_cpu(&stat)));
+        cpu.threads
+            .insert(tid, (name, zkpool_tests::stat_cpu_secs(&stat)));
     }
     cpu
 }

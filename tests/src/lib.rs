@@ -23,6 +23,21 @@ pub mod browser;
 pub mod pg;
 pub mod tools;
 
+/// CPU seconds (user + system) in a `/proc/.../stat` line of a process or a
+/// thread; 0 for a line that is not one (a process that has gone).
+pub fn stat_cpu_secs(stat: &str) -> f64 {
+    // The fields after the command name (which may hold spaces and parentheses)
+    // start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line; `rest` starts at field
+    // 3. Both are in USER_HZ, 100 a second on Linux.
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+}
+
 /// A workspace binary. `cargo test --workspace` builds them (the `zkpool-cli` and
 /// miner packages have integration tests of their own, which makes cargo build
 /// their bins).

@@ -52,15 +52,9 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 /// CPU seconds (user + system) a process has used.
 fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command (which may hold spaces) end with ')'.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+    zkpool_tests::stat_cpu_secs(
+        &std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default(),
+    )
 }
 
 /// An HTTP error's status (0 when the pool gave no answer).

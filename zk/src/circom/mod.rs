@@ -654,20 +654,35 @@ mod tests {
             g.calculate(&input).unwrap();
             // ...and any below what the run needs stops it, as running out of
             // fuel, wherever that happens (in a native operation too).
-            for k in 1..32 {
-                g.set_limits(witness::Limits {
-                    fuel: n.fuel * k / 32,
-                    memory: n.memory,
-                });
-                let e = g.calculate(&input).unwrap_err().to_string();
-                assert!(e.contains("ran out of fuel"), "{e}");
-            }
-            g.set_limits(witness::Limits {
-                fuel: i.fuel,
-                memory: n.memory / 2,
-            });
-            assert!(g.calculate(&input).is_err());
+            assert_stopped_below(g, &input, n, 1..32);
         }
+    }
+
+    /// `g` on `input` is stopped, as running out of fuel, by each fraction
+    /// `k`/32 of the fuel the run `needs`, and by half its memory.
+    fn assert_stopped_below(
+        g: &mut WitnessGenerator,
+        input: &serde_json::Value,
+        needs: witness::Usage,
+        fractions: impl IntoIterator<Item = u64>,
+    ) {
+        for k in fractions {
+            g.set_limits(witness::Limits {
+                fuel: needs.fuel * k / 32,
+                memory: needs.memory,
+            });
+            let e = g.calculate(input).unwrap_err().to_string();
+            assert!(e.contains("ran out of fuel"), "{}, {k}/32: {e}", g.engine());
+        }
+        g.set_limits(witness::Limits {
+            fuel: needs.fuel * 2,
+            memory: needs.memory / 2,
+        });
+        assert!(
+            g.calculate(input).is_err(),
+            "{}: half the memory",
+            g.engine()
+        );
     }
 
     /// The compiled engine (a rig's) computes the interpreter's witness, is
@@ -709,28 +724,12 @@ mod tests {
         let input = serde_json::json!({"a": "-1", "b": "7"});
         let (_, used) = compiled.calculate_metered(&input).unwrap();
         assert!(used.fuel > 0 && used.memory > 0, "{used:?}");
-        compiled.set_limits(used_limits(used));
-        compiled.calculate(&input).unwrap();
-        for k in [1, 8, 16, 31] {
-            compiled.set_limits(witness::Limits {
-                fuel: used.fuel * k / 32,
-                memory: used.memory,
-            });
-            let e = compiled.calculate(&input).unwrap_err().to_string();
-            assert!(e.contains("ran out of fuel"), "{k}/32: {e}");
-        }
         compiled.set_limits(witness::Limits {
-            fuel: used.fuel * 2,
-            memory: used.memory / 2,
-        });
-        assert!(compiled.calculate(&input).is_err());
-    }
-
-    fn used_limits(used: witness::Usage) -> witness::Limits {
-        witness::Limits {
             fuel: used.fuel,
             memory: used.memory,
-        }
+        });
+        compiled.calculate(&input).unwrap();
+        assert_stopped_below(&mut compiled, &input, used, [1, 8, 16, 31]);
     }
 
     /// A module that loops forever is stopped by its fuel, and one that

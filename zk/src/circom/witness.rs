@@ -94,8 +94,9 @@ pub enum Engine {
     /// faster than the interpreter on the Poseidon chains BENCHMARKS.md uses.
     /// Its fuel counts differently (one per wasm operator): a rig bounds it
     /// by the circuit's size ([`Limits::for_size`]), not by the pool's
-    /// calibration. It costs memory: the compiler's, about 75 MB for a 2 MB
-    /// module (BENCHMARKS.md).
+    /// calibration. It costs memory: the compiler's while it compiles, about
+    /// 70 MiB for a 2 MB module, and about 20 MiB more while proving
+    /// (BENCHMARKS.md).
     #[default]
     Compiled,
 }
@@ -399,6 +400,17 @@ macro_rules! engine_glue {
                         })
                 }
 
+                /// Calls export `name`; a trap is named after it.
+                fn call<P: $vm::WasmParams, R: $vm::WasmResults>(
+                    &mut self,
+                    name: &'static str,
+                    args: P,
+                ) -> Result<R, CircomError> {
+                    let f = self.func::<P, R>(name)?;
+                    f.call(&mut self.store, args)
+                        .map_err(|e| trap(name, e, &self.store))
+                }
+
                 fn hot(&mut self) -> Result<&Hot, CircomError> {
                     if self.hot.is_none() {
                         let write = self.func("writeSharedRWMemory")?;
@@ -433,33 +445,23 @@ macro_rules! engine_glue {
 
             impl Run for Instance {
                 fn call0(&mut self, name: &'static str) -> Result<i32, CircomError> {
-                    let f = self.func::<(), i32>(name)?;
-                    f.call(&mut self.store, ())
-                        .map_err(|e| trap(name, e, &self.store))
+                    self.call(name, ())
                 }
 
                 fn raw_prime(&mut self) -> Result<(), CircomError> {
-                    let f = self.func::<(), ()>("getRawPrime")?;
-                    f.call(&mut self.store, ())
-                        .map_err(|e| trap("getRawPrime", e, &self.store))
+                    self.call("getRawPrime", ())
                 }
 
                 fn read_shared(&mut self, j: i32) -> Result<i32, CircomError> {
-                    let f = self.func::<i32, i32>("readSharedRWMemory")?;
-                    f.call(&mut self.store, j)
-                        .map_err(|e| trap("readSharedRWMemory", e, &self.store))
+                    self.call("readSharedRWMemory", j)
                 }
 
                 fn init(&mut self) -> Result<(), CircomError> {
-                    let f = self.func::<i32, ()>("init")?;
-                    f.call(&mut self.store, 1)
-                        .map_err(|e| trap("init", e, &self.store))
+                    self.call("init", 1)
                 }
 
                 fn input_size(&mut self, msb: i32, lsb: i32) -> Result<i32, CircomError> {
-                    let f = self.func::<(i32, i32), i32>("getInputSignalSize")?;
-                    f.call(&mut self.store, (msb, lsb))
-                        .map_err(|e| trap("getInputSignalSize", e, &self.store))
+                    self.call("getInputSignalSize", (msb, lsb))
                 }
 
                 fn write_shared(&mut self, j: i32, word: i32) -> Result<(), CircomError> {
