@@ -18,9 +18,9 @@ use stratum::{
 use tokio::{net::TcpStream, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
-use zk::{field::parse_fr, CircuitSpec, Statement};
+use zk::{field::parse_fr, CircuitKeys, CircuitSpec, Statement};
 
-use crate::{keys::KeyCache, MinerConfig, Stats};
+use crate::{keys::KeyCache, pipeline::Witnesses, MinerConfig, Stats};
 
 /// How a session ended.
 pub enum Ended {
@@ -244,7 +244,19 @@ async fn prove_tasks(
         external,
         resume,
     } = ctx;
-    while let Some(n) = tasks.recv().await {
+    // The task queued behind the one proving, taken from the queue while its
+    // last proof ran; with its witnesses already being computed when it needs
+    // the same key (see `witnesses_ahead`).
+    let mut next: Option<(Notify, Option<Witnesses>)> = None;
+    let mut queue_open = true;
+    loop {
+        let (n, early) = match next.take() {
+            Some(x) => x,
+            None => match tasks.recv().await {
+                Some(n) => (n, None),
+                None => break,
+            },
+        };
         // The monitor shows "proving" while this task is held, whichever way
         // this iteration ends.
         let _busy = Busy::start(&stats);
@@ -313,12 +325,18 @@ async fn prove_tasks(
             .is_some_and(|e| e.active() && circuit.circom.is_some());
         // Not for a task the pool already took back: each start is a thread
         // that computes at least one witness.
-        let mut ahead = (!external_proves && !is_cancelled(&n.task)).then(|| {
-            crate::pipeline::Witnesses::start(
+        let mut ahead = if external_proves || is_cancelled(&n.task) {
+            None
+        } else if let Some(early) = early {
+            stats.note(|m| m.witnessed_ahead());
+            Some(early)
+        } else {
+            Some(Witnesses::start(
                 circuit.clone(),
                 statements.iter().map(|(_, s)| s.clone()).collect(),
-            )
-        });
+            ))
+        };
+        let last = statements.len().saturating_sub(1);
         for (done, (index, statement)) in statements.into_iter().enumerate() {
             if is_cancelled(&n.task) || session_over.is_cancelled() {
                 aborted = true;
@@ -331,10 +349,15 @@ async fn prove_tasks(
             let (hash, task) = (n.key.hash.clone(), n.task.clone());
             let started = Instant::now();
             let witness = match &mut ahead {
-                Some(a) => a.next().await,
+                Some(a) => {
+                    let waited = Instant::now();
+                    let w = a.next().await;
+                    stats.note(|m| m.witness_waited(waited.elapsed()));
+                    w
+                }
                 None => None,
             };
-            let proof = tokio::task::spawn_blocking(move || {
+            let mut proving = tokio::task::spawn_blocking(move || {
                 if let Some(e) = ext {
                     match e.prove(&c, &hash, &statement) {
                         Ok(proof) => return Ok::<_, zk::KeyError>(proof),
@@ -356,8 +379,27 @@ async fn prove_tasks(
                     ))
                 })?;
                 Ok(proof)
-            })
-            .await;
+            });
+            // While the task's last proof runs, its witness thread is done: the
+            // next task, when the pool has sent it, has its witnesses started
+            // now, so its first proof does not wait for one (a task of one or
+            // two statements, as large circuits get, would otherwise start each
+            // time with the prover threads idle behind a single-threaded witness).
+            let proof = loop {
+                tokio::select! {
+                    r = &mut proving => break r,
+                    m = tasks.recv(), if done == last && next.is_none() && queue_open => match m {
+                        Some(m) => {
+                            let early = ahead
+                                .is_some()
+                                .then(|| witnesses_ahead(&m, &n, &circuit, &resume, &is_cancelled))
+                                .flatten();
+                            next = Some((m, early));
+                        }
+                        None => queue_open = false,
+                    },
+                }
+            };
             match proof {
                 Ok(Ok(proof)) => {
                     stats
@@ -399,6 +441,35 @@ async fn prove_tasks(
         }
         submit(proofs);
     }
+}
+
+/// Starts computing the witnesses of `queued`, the task behind `current`,
+/// while `current`'s last proof runs: when it is proven with the same key and
+/// circuit (already loaded: a task for another key waits for its own load), is
+/// not cancelled, and has no proofs kept from a lost connection. Anything
+/// else, including a task that does not parse, is left to the prover loop's
+/// usual checks, which also run on a task started here; a task dropped there
+/// stops its witness thread.
+fn witnesses_ahead(
+    queued: &Notify,
+    current: &Notify,
+    circuit: &Arc<CircuitKeys>,
+    resume: &Resume,
+    is_cancelled: &impl Fn(&TaskId) -> bool,
+) -> Option<Witnesses> {
+    if queued.key.hash != current.key.hash
+        || queued.circuit != current.circuit
+        || queued.spec != current.spec
+        || is_cancelled(&queued.task)
+        || resume.holds(&queued.task)
+    {
+        return None;
+    }
+    let (_, statements) = parse_task(queued).ok()?;
+    Some(Witnesses::start(
+        circuit.clone(),
+        statements.into_iter().map(|(_, s)| s).collect(),
+    ))
 }
 
 /// A task held by the prover, for the monitor: counted from its creation to its
@@ -505,6 +576,14 @@ impl Resume {
             .map(|(_, p)| p)
     }
 
+    /// Whether proofs of `task` are kept for a resumed session.
+    fn holds(&self, task: &TaskId) -> bool {
+        self.unsent
+            .lock()
+            .expect("resume lock is never poisoned")
+            .contains_key(task)
+    }
+
     fn token_for(&self, pool: &str) -> Option<String> {
         self.token
             .lock()
@@ -517,5 +596,70 @@ impl Resume {
     fn set_token(&self, pool: &str, token: Option<String>) {
         *self.token.lock().expect("resume lock is never poisoned") =
             token.map(|t| (pool.to_owned(), t));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zk::Fr;
+
+    /// A task of the preimage circuit: statements for `xs`, the key `hash`.
+    fn task(id: &str, hash: &str, keys: &CircuitKeys, xs: &[u64]) -> Notify {
+        let statements: Vec<_> = xs
+            .iter()
+            .map(|&x| {
+                let s = CircuitSpec::preimage_statement(Fr::from(x));
+                serde_json::json!({
+                    "index": x,
+                    "public": s.public.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                    "private": s.private.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "task": id, "job": "j1", "circuit": keys.verifier.id,
+            "spec": CircuitSpec::Preimage, "statements": statements,
+            "key": {"hash": hash, "url": "http://127.0.0.1:1/k", "size": 1},
+            "lease_secs": 60, "work_per_proof": 1,
+        }))
+        .expect("a notify")
+    }
+
+    #[tokio::test]
+    async fn the_next_task_gets_its_witnesses_early_only_for_the_same_key_and_when_still_wanted() {
+        let keys = Arc::new(CircuitKeys::setup_seeded(CircuitSpec::Preimage, 3).unwrap());
+        keys.use_engine(None);
+        let current = task("t1", "aa", &keys, &[1]);
+        let queued = task("t2", "aa", &keys, &[2, 3]);
+        let resume = Resume::default();
+        let none_cancelled = |_: &TaskId| false;
+
+        // Same key: the queued task's own statements, in order, and they prove.
+        let mut early = witnesses_ahead(&queued, &current, &keys, &resume, &none_cancelled)
+            .expect("started for the same key");
+        for x in [2u64, 3] {
+            let s = CircuitSpec::preimage_statement(Fr::from(x));
+            let w = early.next().await.unwrap().unwrap();
+            assert_eq!(w.public(), &s.public[..]);
+            let proof = keys.prove_witness(&w).unwrap();
+            keys.verifier.verify(&s.public, &proof).unwrap();
+        }
+        assert!(early.next().await.is_none());
+
+        // Another key: left to its own load.
+        let other = task("t3", "bb", &keys, &[4]);
+        assert!(witnesses_ahead(&other, &current, &keys, &resume, &none_cancelled).is_none());
+        // Cancelled by the pool meanwhile.
+        let t2 = queued.task.clone();
+        let cancelled = move |t: &TaskId| *t == t2;
+        assert!(witnesses_ahead(&queued, &current, &keys, &resume, &cancelled).is_none());
+        // Its proofs are kept from a lost connection: they are submitted, not made again.
+        resume.keep(queued.task.clone(), vec![]);
+        assert!(witnesses_ahead(&queued, &current, &keys, &resume, &none_cancelled).is_none());
+        // A statement that does not parse: the prover loop reports it.
+        let mut bad = task("t4", "aa", &keys, &[5]);
+        bad.statements[0].public[0] = "not a number".into();
+        assert!(witnesses_ahead(&bad, &current, &keys, &resume, &none_cancelled).is_none());
     }
 }

@@ -85,6 +85,11 @@ pub struct Monitor {
     last_error: Option<String>,
     /// Hashes of the proving keys loaded in this process.
     keys: BTreeSet<String>,
+    /// Time the prover threads stood waiting for a witness.
+    witness_wait: Duration,
+    /// Tasks whose witnesses were being computed before the prover reached
+    /// them (while the previous task's last proof ran).
+    witnessed_ahead: u64,
 }
 
 impl Monitor {
@@ -105,6 +110,8 @@ impl Monitor {
             latency: None,
             last_error: None,
             keys: BTreeSet::new(),
+            witness_wait: Duration::ZERO,
+            witnessed_ahead: 0,
         }
     }
 
@@ -147,6 +154,16 @@ impl Monitor {
         if self.busy == 0 && self.state == State::Proving {
             self.state = State::Idle;
         }
+    }
+
+    /// The prover waited `d` for a statement's witness before proving it.
+    pub fn witness_waited(&mut self, d: Duration) {
+        self.witness_wait += d;
+    }
+
+    /// The prover reached a task whose witnesses were already being computed.
+    pub fn witnessed_ahead(&mut self) {
+        self.witnessed_ahead += 1;
     }
 
     /// A proof of `work` constraints was made.
@@ -358,6 +375,8 @@ impl Monitor {
             latency_ms: self.latency.map(|d| d.as_secs_f64() * 1e3),
             last_error: self.last_error.clone(),
             keys_loaded: self.keys.len(),
+            witness_wait_secs: self.witness_wait.as_secs_f64(),
+            tasks_witnessed_ahead: self.witnessed_ahead,
         }
     }
 }
@@ -400,6 +419,12 @@ pub struct Summary {
     pub last_error: Option<String>,
     /// Proving keys (circuits) loaded.
     pub keys_loaded: usize,
+    /// Seconds the prover threads stood waiting for witnesses: high against
+    /// the proving time means witness generation is this rig's bottleneck.
+    pub witness_wait_secs: f64,
+    /// Tasks whose witnesses were computed while the task before them was
+    /// still proving, so their first proof started without waiting.
+    pub tasks_witnessed_ahead: u64,
 }
 
 /// `d` rounded up to whole seconds: a retry 0.4 s away is "in 1s", not "in 0s".

@@ -109,11 +109,18 @@ async fn run() -> anyhow::Result<()> {
         precompute_mem: precompute,
         witness_engine: Default::default(),
     };
-    let m = tokio::spawn(miner::run(
-        miner_cfg,
-        Arc::new(miner::Stats::default()),
-        stop.clone(),
-    ));
+    let stats = Arc::new(miner::Stats::default());
+    let m = tokio::spawn(miner::run(miner_cfg, stats.clone(), stop.clone()));
+    // What the miner's monitor says of its witnesses: seconds the prover threads
+    // waited for one, and tasks begun with theirs already under way.
+    let witnessing = || {
+        let s = stats
+            .monitor
+            .lock()
+            .expect("the monitor lock")
+            .summary(Instant::now(), std::time::SystemTime::now());
+        (s.witness_wait_secs, s.tasks_witnessed_ahead)
+    };
 
     // The bare side proves with the very key the miner downloads, prepared the
     // same way (its tables are the miner's cache file, once the miner wrote it).
@@ -175,7 +182,9 @@ async fn run() -> anyhow::Result<()> {
         let t = Instant::now();
         let j = api.post("/v1/jobs", &job(from + 500, statements)).await?;
         let accepted = t.elapsed().as_secs_f64();
+        let (waited_before, ahead_before) = witnessing();
         let through = measure(wait(&api, j["id"].as_str().unwrap())).await?;
+        let (waited_after, ahead_after) = witnessing();
         let pct = |a: f64, b: f64| (a / b - 1.0) * 100.0;
         let rig = through.prover + through.witness;
         println!(
@@ -188,6 +197,11 @@ async fn run() -> anyhow::Result<()> {
             through.cpu - rig - through.main,
             through.main,
             prove.steal, both.steal, through.steal,
+        );
+        println!(
+            "  the miner's prover waited {:.3}s for witnesses; {} task(s) began with their witnesses under way",
+            waited_after - waited_before,
+            ahead_after - ahead_before
         );
         best_prove = best_prove.min(prove.wall);
         best_both = best_both.min(both.wall);

@@ -40,7 +40,18 @@ async fn printed(log: &Path, parts: &[&str]) -> anyhow::Result<String> {
 async fn the_miner_reports_its_state_through_its_api_and_its_status_line() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("pool.toml");
-    std::fs::write(&cfg, test_config(&dir.path().join("data"), ""))?;
+    // One statement per task: the job below is four tasks, the second leased
+    // while the first proves (two per session), as a large circuit's are.
+    std::fs::write(
+        &cfg,
+        test_config_with(
+            &dir.path().join("data"),
+            "",
+            "",
+            "max_statements_per_task = 1",
+            "",
+        ),
+    )?;
     let mut pool = PoolProcess::start(&cfg, None, &dir.path().join("pool.log"))?;
     let pool_url = format!("stratum+tcp://{}", pool.stratum);
     let log = dir.path().join("miner.log");
@@ -137,6 +148,14 @@ async fn the_miner_reports_its_state_through_its_api_and_its_status_line() -> an
         Duration::from_secs(300),
     )
     .await?;
+    // The second task was queued behind the first, for the same key: its
+    // witness was computed while the first one's proof ran.
+    let (_, done) = get(&api, "/v1/summary").await?;
+    assert!(
+        done["tasks_witnessed_ahead"].as_u64() >= Some(1),
+        "the next task's witnesses start during the last proof of the one before: {done}"
+    );
+    assert!(done["witness_wait_secs"].as_f64() >= Some(0.0), "{done}");
     let line = printed(&log, &["carol.rig1 ", " ago", "accepted "]).await?;
     assert!(!line.contains("accepted 0 shares"), "{line}");
 
