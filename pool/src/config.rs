@@ -79,9 +79,11 @@ pub struct LimitsConfig {
     /// segments x steps, a batch job's statement checks); about 27 us each, so the
     /// default is about a second of the pool's CPU. Default 32768.
     pub job_native_hashes: u64,
-    /// wasm instructions the pool may run to evaluate one circom job's statements
-    /// (each statement is bounded by what the circuit's sample needed at
-    /// registration). Default 4000000000.
+    /// wasm instructions the pool may run to evaluate one circom job's statements,
+    /// charged what they spend (about the circuit's sample's fuel each; each is
+    /// also bounded by four times that). About 3 s of the pool's CPU: two
+    /// statements of a 2^18-constraint circuit, eight of a 2^16 one. Default
+    /// 4000000000.
     pub job_witness_fuel: u64,
     /// Longest deadline a job may ask for, in seconds. Default 31536000 (a year).
     pub max_deadline_secs: u64,

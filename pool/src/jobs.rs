@@ -226,12 +226,14 @@ pub const DEFAULT_DEADLINE_SECS: u64 = 86_400;
 /// checks every constraint, so no task is handed out that cannot be proven, and
 /// fills in the public signals the proofs are verified against. A client may
 /// give `public` too; it must then equal what the circuit computes.
-fn evaluate_circom(c: &zk::circom::CircomCircuit, s: &mut zk::Statement) -> Result<(), String> {
+/// Computes a circom statement's witness from its input, checks it, and fills
+/// in its public signals; returns the fuel that took.
+fn evaluate_circom(c: &zk::circom::CircomCircuit, s: &mut zk::Statement) -> Result<u64, String> {
     let input = s
         .input
         .as_ref()
         .ok_or("a circom statement needs \"input\"")?;
-    let witness = c.witness(input).map_err(|e| e.to_string())?;
+    let (witness, usage) = c.witness_metered(input).map_err(|e| e.to_string())?;
     let public = c.public_signals(&witness);
     if !s.public.is_empty() && s.public != public {
         return Err(format!(
@@ -240,7 +242,7 @@ fn evaluate_circom(c: &zk::circom::CircomCircuit, s: &mut zk::Statement) -> Resu
         ));
     }
     s.public = public;
-    Ok(())
+    Ok(usage.fuel)
 }
 
 fn new_job_id() -> String {
@@ -311,14 +313,21 @@ pub fn build(req: JobRequest, circuit: &Circuit, budget: &Budget) -> Result<JobR
                     budget.native_hashes
                 )));
             }
+            // The witness budget is charged what the statements spend, as they
+            // run. Before: each statement's bound (four times the sample's
+            // fuel), so a circuit of 2^18 constraints could have no job at all.
+            // A job the circuit's sample says cannot fit is refused at once.
+            let over_witness_budget = |per: u64| {
+                too_costly(format!(
+                    "evaluating a statement of this circuit takes about {per} wasm instructions at the pool, and one job may ask {} in all: at most {} statements per job, {n} given",
+                    budget.witness_fuel,
+                    budget.witness_fuel / per.max(1)
+                ))
+            };
             if let Some(c) = &circuit.circom {
-                let fuel = n.saturating_mul(c.generator.limits().fuel);
-                if fuel > budget.witness_fuel {
-                    return Err(too_costly(format!(
-                        "evaluating {n} statements of this circuit may take {fuel} wasm instructions at the pool, more than the {} one job may ask (at most {} statements per job)",
-                        budget.witness_fuel,
-                        budget.witness_fuel / c.generator.limits().fuel.max(1)
-                    )));
+                let per = c.generator.limits().expected_fuel();
+                if n.saturating_mul(per) > budget.witness_fuel {
+                    return Err(over_witness_budget(per));
                 }
             }
             // Sizes first: a statement that cannot travel in one line is refused
@@ -334,13 +343,30 @@ pub fn build(req: JobRequest, circuit: &Circuit, budget: &Budget) -> Result<JobR
             }
             {
                 use rayon::prelude::*;
+                use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+                let (spent, evaluated) = (AtomicU64::new(0), AtomicU64::new(0));
                 statements
                     .par_iter_mut()
                     .enumerate()
                     .try_for_each(|(i, s)| {
                         spec.check(s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
                         if let Some(c) = &circuit.circom {
-                            evaluate_circom(c, s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
+                            // Spent past the budget (by statements dearer than
+                            // the sample): nothing more runs.
+                            let over = |spent: u64| {
+                                let done = evaluated.load(Relaxed).max(1);
+                                over_witness_budget(spent / done)
+                            };
+                            let before = spent.load(Relaxed);
+                            if before > budget.witness_fuel {
+                                return Err(over(before));
+                            }
+                            let fuel = evaluate_circom(c, s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
+                            evaluated.fetch_add(1, Relaxed);
+                            let total = spent.fetch_add(fuel, Relaxed).saturating_add(fuel);
+                            if total > budget.witness_fuel {
+                                return Err(over(total));
+                            }
                         }
                         Ok::<(), JobError>(())
                     })?;

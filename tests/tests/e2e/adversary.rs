@@ -660,6 +660,45 @@ async fn a_statement_too_large_for_a_line_is_refused_at_submission() -> anyhow::
     Ok(())
 }
 
+/// A job's witness budget (`limits.job_witness_fuel`) is charged what its
+/// statements spend, the sample's fuel each: not the bound each one runs under
+/// (four times that), which let a budget of ten statements' work take two, and
+/// a circuit of 2^18 constraints none at the default. Past the budget the job is
+/// refused before anything runs, with how many statements would fit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_witness_budget_is_charged_what_its_statements_spend() -> anyhow::Result<()> {
+    let (zkey, wasm) = mul_files()?;
+    let r1cs = std::fs::read(fixtures().join("mul.r1cs"))?;
+    // One statement's fuel, measured as the pool measures the upload's sample.
+    let (circuit, pk) = zk::circom::CircomCircuit::load(&r1cs, &wasm, &zkey)?;
+    let per = circuit.self_test(&pk, &json!({"a": "3", "b": "11"}))?.fuel;
+    let dir = tempfile::tempdir()?;
+    let pool = start(
+        dir.path(),
+        &format!("[limits]\njob_witness_fuel = {}\n", per * 10 + per / 2),
+    )?;
+    let op = operator(&pool);
+    op.post("/v1/circuits", &mul_upload("mul", &zkey, &wasm)?)
+        .await?;
+    let key = new_client(&op, "acme", 0, "-").await?;
+    let client = Api::new(&pool.base).with_token(Some(key));
+    let job = |n: u64| {
+        json!({"circuit": "mul", "statements": (0..n)
+            .map(|i| json!({"input": {"a": (i + 2).to_string(), "b": "11"}}))
+            .collect::<Vec<_>>()})
+    };
+    let ten = client.post("/v1/jobs", &job(10)).await?;
+    assert!(ten["id"].is_string(), "ten statements fit: {ten}");
+    let e = client.post("/v1/jobs", &job(11)).await.unwrap_err();
+    assert_eq!(http_status(&e), 422, "{e}");
+    assert!(
+        e.to_string()
+            .contains("at most 10 statements per job, 11 given"),
+        "{e}"
+    );
+    Ok(())
+}
+
 /// Hole 7: a miner that stops reading loses its session when a write times out;
 /// connections that never authorize are capped per address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

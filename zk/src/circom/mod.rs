@@ -309,11 +309,16 @@ impl CircomCircuit {
     /// The full witness for a circom input object, checked against every
     /// constraint where C is held (in the pool; a rig checks each proof instead).
     pub fn witness(&self, input: &Value) -> Result<Vec<Fr>, CircomError> {
-        let w = self.generator.calculate(input)?;
+        self.witness_metered(input).map(|(w, _)| w)
+    }
+
+    /// [`Self::witness`], and what computing it spent.
+    pub fn witness_metered(&self, input: &Value) -> Result<(Vec<Fr>, witness::Usage), CircomError> {
+        let (w, usage) = self.generator.calculate_metered(input)?;
         if let Some(i) = self.r1cs.unsatisfied(&w) {
             return Err(CircomError::Unsatisfied(i));
         }
-        Ok(w)
+        Ok((w, usage))
     }
 
     /// The public signals of a witness, as `public.json` lists them.
@@ -650,6 +655,9 @@ mod tests {
         for g in [&mut native, &mut interpreted] {
             // A calibrated bound is enough...
             let limits = g.limits();
+            // (What a job's statements are expected to spend, from the bound
+            // alone, is the sample's: what the pool charges a job up front.)
+            assert_eq!(limits.calibrated(i).expected_fuel(), i.fuel);
             g.set_limits(limits.calibrated(i));
             g.calculate(&input).unwrap();
             // ...and any below what the run needs stops it, as running out of

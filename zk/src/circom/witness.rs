@@ -24,6 +24,11 @@ pub const FUEL: u64 = 20_000_000_000;
 /// The most memory any witness computation may use.
 pub const MEMORY_BYTES: usize = 2 << 30;
 
+/// A calibrated fuel bound is this many times the sample's...
+const CALIBRATION_FACTOR: u64 = 4;
+/// ...plus this.
+const CALIBRATION_MARGIN: u64 = 1_000_000;
+
 /// What one witness computation may spend. The module is untrusted, so its
 /// bounds come from the circuit's size ([`Limits::for_size`]) and, once a sample
 /// statement has run, from what that run needed ([`Limits::calibrated`]).
@@ -63,6 +68,13 @@ impl Limits {
         }
     }
 
+    /// The fuel a statement is expected to take under bounds from
+    /// [`Self::calibrated`]: the sample's, which they are four times (plus a
+    /// margin). An estimate, low where the bound was capped.
+    pub fn expected_fuel(&self) -> u64 {
+        (self.fuel.saturating_sub(CALIBRATION_MARGIN) / CALIBRATION_FACTOR).max(1)
+    }
+
     /// Bounds for every further statement, from a sample run's usage: a few times
     /// what it needed (circom's generators do the same work for every input),
     /// never above `self`.
@@ -70,8 +82,8 @@ impl Limits {
         Limits {
             fuel: sample
                 .fuel
-                .saturating_mul(4)
-                .saturating_add(1_000_000)
+                .saturating_mul(CALIBRATION_FACTOR)
+                .saturating_add(CALIBRATION_MARGIN)
                 .min(self.fuel),
             memory: sample
                 .memory
