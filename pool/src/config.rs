@@ -81,9 +81,10 @@ pub struct LimitsConfig {
     pub job_native_hashes: u64,
     /// wasm instructions the pool may run to evaluate one circom job's statements,
     /// charged what they spend (about the circuit's sample's fuel each; each is
-    /// also bounded by four times that). About 3 s of the pool's CPU: two
-    /// statements of a 2^18-constraint circuit, eight of a 2^16 one. Default
-    /// 4000000000.
+    /// also bounded by four times that, and a job whose statements cost more than
+    /// the sample overspends by at most one such bound). About 3 s of the pool's
+    /// CPU: one statement of a 2^18-constraint Poseidon chain, eight of a 2^16
+    /// one; raise it for larger jobs of large circuits. Default 4000000000.
     pub job_witness_fuel: u64,
     /// Longest deadline a job may ask for, in seconds. Default 31536000 (a year).
     pub max_deadline_secs: u64,

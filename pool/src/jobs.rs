@@ -342,34 +342,37 @@ pub fn build(req: JobRequest, circuit: &Circuit, budget: &Budget) -> Result<JobR
                 }
             }
             {
+                // In waves, each only as wide as the budget left can pay at
+                // every statement's bound: statements dearer than the sample (a
+                // client's own module may make them so) overspend the budget by
+                // at most one bound, whatever the pool's core count.
                 use rayon::prelude::*;
-                use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-                let (spent, evaluated) = (AtomicU64::new(0), AtomicU64::new(0));
-                statements
-                    .par_iter_mut()
-                    .enumerate()
-                    .try_for_each(|(i, s)| {
-                        spec.check(s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
-                        if let Some(c) = &circuit.circom {
-                            // Spent past the budget (by statements dearer than
-                            // the sample): nothing more runs.
-                            let over = |spent: u64| {
-                                let done = evaluated.load(Relaxed).max(1);
-                                over_witness_budget(spent / done)
-                            };
-                            let before = spent.load(Relaxed);
-                            if before > budget.witness_fuel {
-                                return Err(over(before));
+                let bound = circuit.circom.as_ref().map(|c| c.generator.limits().fuel.max(1));
+                let (mut spent, mut done) = (0u64, 0usize);
+                while done < statements.len() {
+                    let left = statements.len() - done;
+                    let wave = match bound {
+                        Some(b) => ((budget.witness_fuel.saturating_sub(spent) / b) as usize).clamp(1, left),
+                        None => left,
+                    };
+                    let fuel = statements[done..done + wave]
+                        .par_iter_mut()
+                        .enumerate()
+                        .map(|(j, s)| {
+                            let i = done + j;
+                            spec.check(s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
+                            match &circuit.circom {
+                                Some(c) => evaluate_circom(c, s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}"))),
+                                None => Ok(0),
                             }
-                            let fuel = evaluate_circom(c, s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
-                            evaluated.fetch_add(1, Relaxed);
-                            let total = spent.fetch_add(fuel, Relaxed).saturating_add(fuel);
-                            if total > budget.witness_fuel {
-                                return Err(over(total));
-                            }
-                        }
-                        Ok::<(), JobError>(())
-                    })?;
+                        })
+                        .try_reduce(|| 0, |a, b| Ok(a.saturating_add(b)))?;
+                    spent = spent.saturating_add(fuel);
+                    done += wave;
+                    if spent > budget.witness_fuel {
+                        return Err(over_witness_budget(spent / done as u64));
+                    }
+                }
             }
             let mut seen = std::collections::HashMap::with_capacity(statements.len());
             for (i, s) in statements.iter().enumerate() {
@@ -513,5 +516,96 @@ impl StoredProof {
             at_ms: crate::circuits::now_ms(),
             cached: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::circuits::CircuitRecord;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../zk/tests/fixtures/circom");
+        std::fs::read(dir.join(name)).expect("the circom fixture")
+    }
+
+    /// Statements dearer than the circuit's sample (a client's own module may
+    /// make them so) pass the up-front estimate, and are then charged what they
+    /// spend as they run: the job is refused one statement past its budget, in
+    /// waves one wide when only one bound is left to pay.
+    #[test]
+    fn statements_dearer_than_the_sample_are_stopped_by_what_they_spend() {
+        let (mut mul, pk) = zk::circom::CircomCircuit::load(
+            &fixture("mul.r1cs"),
+            &fixture("mul.wasm"),
+            &fixture("mul.zkey"),
+        )
+        .unwrap();
+        mul.self_test(&pk, &json!({"a": "3", "b": "11"})).unwrap();
+        // A statement's fuel once the module is warm (the sample's first run
+        // also pays the interpreter's translation of each function it calls).
+        let per = mul
+            .witness_metered(&json!({"a": "3", "b": "11"}))
+            .unwrap()
+            .1
+            .fuel;
+        // Bounds of twice a statement's fuel: below the four times a calibration
+        // gives, so the sample's cost they imply is under half the real one.
+        let memory = mul.generator.limits().memory;
+        mul.generator.set_limits(zk::circom::witness::Limits {
+            fuel: 2 * per,
+            memory,
+        });
+        assert!(mul.generator.limits().expected_fuel() < per / 2);
+        let verifier = zk::VerifierKey::new(pk.vk.clone()).unwrap();
+        let circuit = Circuit {
+            record: CircuitRecord {
+                id: CircuitId(verifier.id.clone()),
+                name: "mul".into(),
+                spec: CircuitSpec::Circom {
+                    constraints: mul.constraints(),
+                    public: mul.public_inputs() as u32,
+                },
+                constraints: mul.constraints(),
+                public_inputs: mul.public_inputs(),
+                proving_key_hash: "00".into(),
+                proving_key_bytes: 0,
+                verifying_key: String::new(),
+                created_ms: 0,
+                owner: None,
+                witness_limits: Some(mul.generator.limits()),
+            },
+            verifier: Arc::new(verifier),
+            circom: Some(Arc::new(mul)),
+        };
+        let budget = Budget {
+            max_statements: 100,
+            native_hashes: 1 << 20,
+            witness_fuel: per * 5 / 2,
+            max_deadline_secs: 86_400,
+            statement_bytes: 1 << 16,
+            min_price_per_mwork: 0,
+        };
+        let job = |n: u64| -> JobRequest {
+            serde_json::from_value(json!({"circuit": "mul", "statements": (0..n)
+                .map(|i| json!({"input": {"a": (i + 2).to_string(), "b": "11"}}))
+                .collect::<Vec<_>>()}))
+            .unwrap()
+        };
+        // Two statements' work fits two and a half.
+        assert!(build(job(2), &circuit, &budget).is_ok());
+        // Five: the first two run one at a time, the third goes past, and the
+        // job is refused there (three statements' fuel spent, not five).
+        let e = build(job(5), &circuit, &budget).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("about {per} wasm instructions"))
+                && e.contains("at most 2 statements per job, 5 given"),
+            "{e}"
+        );
     }
 }
