@@ -81,8 +81,8 @@ pub struct LimitsConfig {
     pub job_native_hashes: u64,
     /// wasm instructions the pool may run to evaluate one circom job's statements,
     /// charged what they spend (about the circuit's sample's fuel each; each is
-    /// also bounded by four times that, and a job whose statements cost more than
-    /// the sample overspends by at most one such bound). About 3 s of the pool's
+    /// also bounded by four times that, and by what the job's budget has left,
+    /// so statements dearer than the sample never overspend it). About 3 s of the pool's
     /// CPU: one statement of a 2^18-constraint Poseidon chain, eight of a 2^16
     /// one; raise it for larger jobs of large circuits. Default 4000000000.
     pub job_witness_fuel: u64,

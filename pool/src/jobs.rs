@@ -227,13 +227,22 @@ pub const DEFAULT_DEADLINE_SECS: u64 = 86_400;
 /// fills in the public signals the proofs are verified against. A client may
 /// give `public` too; it must then equal what the circuit computes.
 /// Computes a circom statement's witness from its input, checks it, and fills
-/// in its public signals; returns the fuel that took.
-fn evaluate_circom(c: &zk::circom::CircomCircuit, s: &mut zk::Statement) -> Result<u64, String> {
+/// in its public signals; returns the fuel that took, or `None` when `fuel`
+/// (below the circuit's own bound: what the job's budget has left) ran out.
+fn evaluate_circom(
+    c: &zk::circom::CircomCircuit,
+    s: &mut zk::Statement,
+    fuel: u64,
+) -> Result<Option<u64>, String> {
     let input = s
         .input
         .as_ref()
         .ok_or("a circom statement needs \"input\"")?;
-    let (witness, usage) = c.witness_metered(input).map_err(|e| e.to_string())?;
+    let (witness, usage) = match c.witness_within(input, fuel) {
+        Ok(v) => v,
+        Err(e) if e.ran_out_of_fuel() && fuel < c.generator.limits().fuel => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
     let public = c.public_signals(&witness);
     if !s.public.is_empty() && s.public != public {
         return Err(format!(
@@ -242,7 +251,7 @@ fn evaluate_circom(c: &zk::circom::CircomCircuit, s: &mut zk::Statement) -> Resu
         ));
     }
     s.public = public;
-    Ok(usage.fuel)
+    Ok(Some(usage.fuel))
 }
 
 fn new_job_id() -> String {
@@ -343,35 +352,43 @@ pub fn build(req: JobRequest, circuit: &Circuit, budget: &Budget) -> Result<JobR
             }
             {
                 // In waves, each only as wide as the budget left can pay at
-                // every statement's bound: statements dearer than the sample (a
-                // client's own module may make them so) overspend the budget by
-                // at most one bound, whatever the pool's core count.
+                // every statement's bound; when not even one bound is left, one
+                // statement runs with what is left as its bound. So statements
+                // dearer than the sample (a client's own module may make them
+                // so) never make the pool spend more than the budget.
                 use rayon::prelude::*;
                 let bound = circuit.circom.as_ref().map(|c| c.generator.limits().fuel.max(1));
                 let (mut spent, mut done) = (0u64, 0usize);
                 while done < statements.len() {
                     let left = statements.len() - done;
-                    let wave = match bound {
-                        Some(b) => ((budget.witness_fuel.saturating_sub(spent) / b) as usize).clamp(1, left),
-                        None => left,
+                    let budget_left = budget.witness_fuel.saturating_sub(spent);
+                    let (wave, fuel) = match bound {
+                        Some(b) if budget_left / b == 0 => (1, budget_left),
+                        Some(b) => (((budget_left / b) as usize).min(left), b),
+                        None => (left, 0),
                     };
                     let fuel = statements[done..done + wave]
                         .par_iter_mut()
                         .enumerate()
                         .map(|(j, s)| {
-                            let i = done + j;
-                            spec.check(s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}")))?;
+                            let bad = |e: String| JobError::BadRequest(format!("statements[{}]: {e}", done + j));
+                            spec.check(s).map_err(|e| bad(e.to_string()))?;
                             match &circuit.circom {
-                                Some(c) => evaluate_circom(c, s).map_err(|e| JobError::BadRequest(format!("statements[{i}]: {e}"))),
-                                None => Ok(0),
+                                Some(c) => evaluate_circom(c, s, fuel).map_err(bad),
+                                None => Ok(Some(0)),
                             }
                         })
-                        .try_reduce(|| 0, |a, b| Ok(a.saturating_add(b)))?;
+                        .try_reduce(|| Some(0), |a, b| Ok(a.zip(b).map(|(a, b)| a.saturating_add(b))))?;
+                    let Some(fuel) = fuel else {
+                        let per = match done {
+                            0 => circuit.circom.as_ref().map_or(1, |c| c.generator.limits().expected_fuel()),
+                            _ => spent / done as u64,
+                        };
+                        return Err(over_witness_budget(per));
+                    };
                     spent = spent.saturating_add(fuel);
                     done += wave;
-                    if spent > budget.witness_fuel {
-                        return Err(over_witness_budget(spent / done as u64));
-                    }
+                    debug_assert!(spent <= budget.witness_fuel);
                 }
             }
             let mut seen = std::collections::HashMap::with_capacity(statements.len());
@@ -536,8 +553,8 @@ mod tests {
 
     /// Statements dearer than the circuit's sample (a client's own module may
     /// make them so) pass the up-front estimate, and are then charged what they
-    /// spend as they run: the job is refused one statement past its budget, in
-    /// waves one wide when only one bound is left to pay.
+    /// spend as they run: the job is refused when the budget runs out, in waves
+    /// one wide when less than one bound is left to pay.
     #[test]
     fn statements_dearer_than_the_sample_are_stopped_by_what_they_spend() {
         let (mut mul, pk) = zk::circom::CircomCircuit::load(
@@ -599,8 +616,9 @@ mod tests {
         };
         // Two statements' work fits two and a half.
         assert!(build(job(2), &circuit, &budget).is_ok());
-        // Five: the first two run one at a time, the third goes past, and the
-        // job is refused there (three statements' fuel spent, not five).
+        // Five: the first two run one at a time, the third is stopped by the
+        // half statement's fuel the budget has left, and the job is refused
+        // there (two and a half statements' fuel spent, not five).
         let e = build(job(5), &circuit, &budget).unwrap_err().to_string();
         assert!(
             e.contains(&format!("about {per} wasm instructions"))

@@ -54,6 +54,11 @@ pub enum CircomError {
 }
 
 impl CircomError {
+    /// Whether a witness computation was stopped by its fuel bound.
+    pub fn ran_out_of_fuel(&self) -> bool {
+        matches!(self, CircomError::Wasm(m) if m.contains(witness::OUT_OF_FUEL))
+    }
+
     pub(crate) fn format(file: &'static str, detail: impl Into<String>) -> Self {
         CircomError::Format {
             file,
@@ -314,7 +319,16 @@ impl CircomCircuit {
 
     /// [`Self::witness`], and what computing it spent.
     pub fn witness_metered(&self, input: &Value) -> Result<(Vec<Fr>, witness::Usage), CircomError> {
-        let (w, usage) = self.generator.calculate_metered(input)?;
+        self.witness_within(input, u64::MAX)
+    }
+
+    /// [`Self::witness_metered`] with at most `fuel` ([`WitnessGenerator::calculate_within`]).
+    pub fn witness_within(
+        &self,
+        input: &Value,
+        fuel: u64,
+    ) -> Result<(Vec<Fr>, witness::Usage), CircomError> {
+        let (w, usage) = self.generator.calculate_within(input, fuel)?;
         if let Some(i) = self.r1cs.unsatisfied(&w) {
             return Err(CircomError::Unsatisfied(i));
         }

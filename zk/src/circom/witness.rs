@@ -24,6 +24,9 @@ pub const FUEL: u64 = 20_000_000_000;
 /// The most memory any witness computation may use.
 pub const MEMORY_BYTES: usize = 2 << 30;
 
+/// What the error of a run stopped by its fuel bound says.
+pub(crate) const OUT_OF_FUEL: &str = "ran out of fuel";
+
 /// A calibrated fuel bound is this many times the sample's...
 const CALIBRATION_FACTOR: u64 = 4;
 /// ...plus this.
@@ -191,7 +194,7 @@ macro_rules! engine_glue {
     ($name:ident, $vm:ident, $shim:ident) => {
         mod $name {
             use super::{
-                exception, native_ops, native_ops::Op, CircomError, Limits, Run, $shim as shim,
+                exception, native_ops, native_ops::Op, CircomError, Limits, Run, OUT_OF_FUEL, $shim as shim,
             };
             use $vm::{Caller, Extern, Linker, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
 
@@ -264,7 +267,7 @@ macro_rules! engine_glue {
                 let mut msg = format!("{what}: {e}");
                 if shim::is_out_of_fuel(&e) {
                     msg = format!(
-                        "{what}: ran out of fuel after {} instructions, the bound for this circuit (an endless loop, or far more work than its size needs)",
+                        "{what}: {OUT_OF_FUEL} after {} instructions, the bound for this circuit (an endless loop, or far more work than its size needs)",
                         store.data().fuel
                     );
                 }
@@ -661,7 +664,7 @@ impl WitnessGenerator {
                 memory: MEMORY_BYTES,
             },
         };
-        let mut inst = gen.instantiate()?;
+        let mut inst = gen.instantiate(gen.limits)?;
         let n32 = inst.call0("getFieldNumLen32")?;
         if !(1..=8).contains(&n32) {
             return Err(CircomError::Wasm(format!(
@@ -711,10 +714,10 @@ impl WitnessGenerator {
         };
     }
 
-    fn instantiate(&self) -> Result<Box<dyn Run>, CircomError> {
+    fn instantiate(&self, limits: Limits) -> Result<Box<dyn Run>, CircomError> {
         match &self.module {
-            Module::Interpreter(m) => m.instantiate(self.limits, &self.native),
-            Module::Compiled(m) => m.instantiate(self.limits, &self.native),
+            Module::Interpreter(m) => m.instantiate(limits, &self.native),
+            Module::Compiled(m) => m.instantiate(limits, &self.native),
         }
     }
 
@@ -728,6 +731,21 @@ impl WitnessGenerator {
 
     /// [`Self::calculate`], and what the run spent.
     pub fn calculate_metered(&self, input: &Value) -> Result<(Vec<Fr>, Usage), CircomError> {
+        self.calculate_within(input, self.limits.fuel)
+    }
+
+    /// [`Self::calculate_metered`] with at most `fuel` of its fuel bound: for a
+    /// caller with a budget of its own. Running out of it is an error for which
+    /// [`CircomError::ran_out_of_fuel`] holds.
+    pub fn calculate_within(
+        &self,
+        input: &Value,
+        fuel: u64,
+    ) -> Result<(Vec<Fr>, Usage), CircomError> {
+        let limits = Limits {
+            fuel: fuel.min(self.limits.fuel),
+            memory: self.limits.memory,
+        };
         let Value::Object(_) = input else {
             return Err(CircomError::Input(
                 "must be a JSON object of signal names to values, as for snarkjs wtns calculate"
@@ -736,7 +754,7 @@ impl WitnessGenerator {
         };
         let mut signals = Vec::new();
         qualify("", input, &mut signals)?;
-        let mut inst = self.instantiate()?;
+        let mut inst = self.instantiate(limits)?;
         inst.init()?;
         let mut count = 0usize;
         for (name, value) in &signals {
@@ -791,7 +809,7 @@ impl WitnessGenerator {
                 "witness signal 0 is not the constant 1".into(),
             ));
         }
-        let fuel = self.limits.fuel.saturating_sub(inst.fuel_left());
+        let fuel = limits.fuel.saturating_sub(inst.fuel_left());
         let memory = inst.memory_size();
         Ok((witness, Usage { fuel, memory }))
     }
