@@ -311,13 +311,21 @@ async fn crash_loop_over_two_processes_loses_nothing_and_credits_or_pays_nothing
         // Once, early: the leader takes this life's job and dies as it ends.
         let kill_leader = i == 1;
         let leader = if kill_leader {
-            let mut found = None;
-            for (n, op) in ops.iter().enumerate() {
-                if op.get("/v1/status").await?["cluster"]["leader"] == true {
-                    found = Some(n);
+            // The last restart may have taken the leader down: the survivor
+            // asks for the lock every second, so leadership can be vacant
+            // for a moment. Wait for exactly one process to lead.
+            let found = wait_for("one process to lead", Duration::from_secs(20), async || {
+                let mut leading = vec![];
+                for (n, op) in ops.iter().enumerate() {
+                    if op.get("/v1/status").await?["cluster"]["leader"] == true {
+                        leading.push(n);
+                    }
                 }
-            }
-            Some(found.context("one process leads")?)
+                Ok((leading.len() == 1).then(|| leading[0]))
+            })
+            .await
+            .with_context(|| format!("seed {seed}"))?;
+            Some(found)
         } else {
             None
         };
