@@ -9,7 +9,13 @@
 //!   until this node claims them for its own sessions: chunks of [`CHUNK`]
 //!   statements, claimed by inserting `(job, chunk)` into `claims`. A claim
 //!   counts while its node's lease does, so a dead node's chunks are claimed by
-//!   the others once its lease runs out. Claims only spread the work: a
+//!   the others once its lease runs out. A chunk where a lease ran out here
+//!   (an idle, stalling or dead rig) is given back once no lease here holds
+//!   any of it (while another node has sessions: otherwise it is ready here
+//!   again at once), and not claimed here again for [`GIVE_BACK_COOLDOWN`]: so
+//!   sessions that take work and never return it, however many, hold a job's
+//!   chunks on one node for one lease at most while rigs on the others wait.
+//!   Claims only spread the work: a
 //!   statement is credited once because its proof is stored under the primary
 //!   key of `proofs` (`Store::claim_proofs`), whoever proved it.
 //! - **Events.** A job stored, a job ended and a share's proofs stored are
@@ -60,6 +66,10 @@ const EVENT_QUEUE: usize = 4096;
 /// Chunks one claim round looks at per job at most.
 const MAX_CHUNKS: usize = 1024;
 
+/// How long a node leaves a chunk it gave back (a lease of it ran out here)
+/// to the other nodes before it may claim the chunk again.
+pub const GIVE_BACK_COOLDOWN: Duration = Duration::from_secs(3);
+
 /// How often the claimer looks for jobs that want statements (it is also
 /// woken by events: a job adopted, a session added, a task finished).
 const TICK: Duration = Duration::from_millis(200);
@@ -106,6 +116,9 @@ pub struct Cluster {
     /// Circuits other processes registered whose key files are not here
     /// (warned about once).
     unloadable: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Whether another live node had sessions at the last renewal: only then
+    /// is a chunk whose lease ran out here given back (see [`claim_wanted`]).
+    others_have_sessions: AtomicBool,
     /// When this node joined (for logs, and its row).
     started: Instant,
     started_ms: u64,
@@ -197,6 +210,7 @@ impl Cluster {
             metrics,
             unloadable: Default::default(),
             awaiting: Default::default(),
+            others_have_sessions: AtomicBool::new(false),
             started: Instant::now(),
             started_ms: crate::circuits::now_ms(),
         };
@@ -253,6 +267,14 @@ impl Cluster {
             // gone to others.
             self.register().await?;
         }
+        let others = conn
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM nodes WHERE id <> $1 AND until > now() AND sessions > 0)",
+                &[&self.node],
+            )
+            .await?;
+        self.others_have_sessions
+            .store(others.get::<_, bool>(0), Ordering::Relaxed);
         Ok(())
     }
 
@@ -343,6 +365,20 @@ impl Cluster {
                 debug!(error = %e, %job, "could not remove an ended job's claims");
             }
         }
+    }
+
+    /// Drops this node's claims on `chunks` of `job` (given back).
+    async fn release(&self, job: &str, chunks: &[u64]) -> Result<(), StoreError> {
+        let conn = self.db.get().await.map_err(engine)?;
+        let chunks: Vec<i64> = chunks.iter().map(|&c| c as i64).collect();
+        let n = conn
+            .execute(
+                "DELETE FROM claims WHERE job = $1 AND node = $2 AND chunk = ANY($3)",
+                &[&job, &self.node, &chunks],
+            )
+            .await?;
+        self.metrics.cluster_given_back.inc_by(n);
+        Ok(())
     }
 
     /// Claims up to `want` of `candidates` (chunks of `job`) that no live node
@@ -746,11 +782,26 @@ async fn poll(pool: &Arc<Pool>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Claims chunks for the shared jobs this node's sessions want more of, and
-/// makes their unproven statements ready here.
+/// Gives back the chunks whose leases ran out here, then claims chunks for the
+/// shared jobs this node's sessions want more of, and makes their unproven
+/// statements ready here.
 async fn claim_wanted(pool: &Arc<Pool>) -> Result<(), StoreError> {
     let c = pool.cluster().expect("claiming is a cluster's");
-    let wanted = pool.dispatch().read(|s| s.wanted(CHUNK, MAX_CHUNKS));
+    // With no sessions on the other nodes there is nobody to give a chunk
+    // to: its statements are ready here again at once, as on one process.
+    let others = c.others_have_sessions.load(Ordering::Relaxed);
+    let given = pool
+        .dispatch()
+        .with(|s| s.give_back(CHUNK, Instant::now(), GIVE_BACK_COOLDOWN, others));
+    for (job, chunks) in given {
+        // Should this fail, the chunks stay claimed by this node, which
+        // takes them up again after the cooldown: nothing is lost.
+        c.release(&job, &chunks).await?;
+        info!(%job, chunks = ?chunks, cooldown_secs = GIVE_BACK_COOLDOWN.as_secs(), "gave back chunks whose leases ran out here, for the other pool processes' miners");
+    }
+    let wanted = pool
+        .dispatch()
+        .read(|s| s.wanted(CHUNK, MAX_CHUNKS, Instant::now()));
     for (job, want, candidates) in wanted {
         let timer = c.metrics.db_seconds.start_timer();
         let claimed = c.claim(&job, want, &candidates).await;

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub cluster_leader: IntGauge,
     /// Chunks of statements this process claimed for its sessions.
     pub cluster_claims: IntCounter,
+    /// Chunks this process gave back because a lease of them ran out here.
+    pub cluster_given_back: IntCounter,
     /// Events from the other processes applied here.
     pub cluster_events: IntCounter,
     /// Round trips of this process's cluster queries (lease, claims, polls).
@@ -249,6 +251,10 @@ impl Metrics {
             cluster_claims: counter(
                 "zkpool_cluster_claims_total",
                 "Chunks of statements this process claimed for its own sessions.",
+            ),
+            cluster_given_back: counter(
+                "zkpool_cluster_given_back_total",
+                "Chunks this process gave back to the others because a lease of them ran out here (idle or stalling rigs).",
             ),
             cluster_events: counter(
                 "zkpool_cluster_events_total",

@@ -142,6 +142,12 @@ struct JobQueue {
     attempts: HashMap<u64, HashSet<String>>,
     /// A statement of this job used up its attempts (reported once).
     exhausted: bool,
+    /// Statements of a shared job whose lease ran out here: their chunks go
+    /// back to the other processes ([`Scheduler::give_back`]).
+    stalled: BTreeSet<u64>,
+    /// Chunks of a shared job given back, and until when this process does
+    /// not claim them again (another process's sessions get them first).
+    cooling: HashMap<u64, Instant>,
     /// Its deadline is near: served before fairness, earliest deadline first.
     urgent: bool,
 }
@@ -306,6 +312,8 @@ impl Scheduler {
                     avoid: HashMap::new(),
                     attempts: HashMap::new(),
                     exhausted: false,
+                    stalled: BTreeSet::new(),
+                    cooling: HashMap::new(),
                     urgent: false,
                 },
             );
@@ -372,8 +380,14 @@ impl Scheduler {
     /// `max_chunks`. A job wants statements while its ready ones here are
     /// fewer than its eligible sessions here take at once (each session's
     /// measured task size times its task slots), and at least one chunk; a job
-    /// no session here can prove wants none.
-    pub fn wanted(&self, chunk: u64, max_chunks: usize) -> Vec<(JobId, usize, Vec<u64>)> {
+    /// no session here can prove wants none. A chunk given back
+    /// ([`Scheduler::give_back`]) is no candidate until its cooldown ends.
+    pub fn wanted(
+        &self,
+        chunk: u64,
+        max_chunks: usize,
+        now: Instant,
+    ) -> Vec<(JobId, usize, Vec<u64>)> {
         let chunk = chunk.max(1);
         let mut out = vec![];
         if self.sessions.is_empty() {
@@ -429,6 +443,11 @@ impl Scheduler {
             let mut chunks: Vec<u64> = vec![];
             for i in &q.elsewhere {
                 let c = i / chunk;
+                let giving_back = q.cooling.get(&c).is_some_and(|until| *until > now)
+                    || q.stalled.range(c * chunk..(c + 1) * chunk).next().is_some();
+                if giving_back {
+                    continue;
+                }
                 if chunks.last() != Some(&c) {
                     chunks.push(c);
                     if chunks.len() >= limit {
@@ -437,6 +456,84 @@ impl Scheduler {
                 }
             }
             out.push((id.clone(), want, chunks));
+        }
+        out
+    }
+
+    /// Gives back the chunks (of `chunk` statements) of shared jobs where a
+    /// lease ran out here, once no live lease here holds a statement of them:
+    /// their ready statements go back to waiting elsewhere, and this process
+    /// does not want them again for `cooldown`. Returns them per job, for the
+    /// caller to drop its claims. Without this, idle or stalling sessions on
+    /// one process would hold a job's chunks (the process's lease is live)
+    /// while rigs on the others wait. With `others_waiting` false (no other
+    /// process has sessions) nothing is given back: the statements whose lease
+    /// ran out are ready here again.
+    pub fn give_back(
+        &mut self,
+        chunk: u64,
+        now: Instant,
+        cooldown: Duration,
+        others_waiting: bool,
+    ) -> Vec<(JobId, Vec<u64>)> {
+        let chunk = chunk.max(1);
+        let mut out = vec![];
+        if !others_waiting {
+            for q in self.jobs.values_mut() {
+                for i in std::mem::take(&mut q.stalled) {
+                    if q.elsewhere.remove(&i) {
+                        q.pending.insert(i);
+                        self.epoch += 1;
+                    }
+                }
+            }
+        }
+        if self
+            .jobs
+            .values()
+            .all(|q| q.stalled.is_empty() && q.cooling.is_empty())
+        {
+            return out;
+        }
+        let mut leased: HashSet<(&JobId, u64)> = HashSet::new();
+        for t in self.tasks.values() {
+            if self.jobs.get(&t.job).is_some_and(|q| !q.stalled.is_empty()) {
+                for c in t.first / chunk..=(t.first + t.count.max(1) - 1) / chunk {
+                    leased.insert((&t.job, c));
+                }
+            }
+        }
+        let mut moved = false;
+        for (id, q) in self.jobs.iter_mut() {
+            q.cooling.retain(|_, until| *until > now);
+            let stalled: BTreeSet<u64> = q.stalled.iter().map(|i| i / chunk).collect();
+            let mut given = vec![];
+            for c in stalled {
+                if leased.contains(&(id, c)) {
+                    continue;
+                }
+                let range = c * chunk..(c + 1) * chunk;
+                let stalled_here: Vec<u64> = q.stalled.range(range.clone()).copied().collect();
+                for i in stalled_here {
+                    q.stalled.remove(&i);
+                }
+                let ready: Vec<u64> = q.pending.range(range.clone()).copied().collect();
+                for i in ready {
+                    q.pending.remove(&i);
+                    q.elsewhere.insert(i);
+                    moved = true;
+                }
+                if q.elsewhere.range(range).next().is_some() {
+                    q.cooling.insert(c, now + cooldown);
+                    given.push(c);
+                }
+            }
+            if !given.is_empty() {
+                out.push((id.clone(), given));
+            }
+        }
+        if moved {
+            self.epoch += 1;
         }
         out
     }
@@ -1071,8 +1168,9 @@ impl Scheduler {
     }
 
     /// Ends every lease that expired by `now`; returns those tasks (their statements
-    /// are ready again). A lease that ran out is a failure too: its statements avoid
-    /// that worker.
+    /// are ready again; a shared job's wait elsewhere until their chunk is given
+    /// back, [`Scheduler::give_back`]). A lease that ran out is a failure too: its
+    /// statements avoid that worker.
     pub fn expire(&mut self, now: Instant) -> Vec<Task> {
         let expired: Vec<TaskId> = self
             .tasks
@@ -1085,7 +1183,19 @@ impl Scheduler {
             .filter_map(|id| {
                 let t = self.take(id)?;
                 self.blame(&t);
-                Some(self.requeue(t))
+                let t = self.requeue(t);
+                // A shared job's statements wait elsewhere, not here: the
+                // next pass must not lease them to this process's next
+                // staller before their chunk is given back.
+                if let Some(q) = self.jobs.get_mut(&t.job).filter(|q| q.entry.shared) {
+                    for i in t.indices() {
+                        if q.pending.remove(&i) {
+                            q.elsewhere.insert(i);
+                            q.stalled.insert(i);
+                        }
+                    }
+                }
+                Some(t)
             })
             .collect()
     }
@@ -1176,10 +1286,13 @@ mod tests {
         j.shared = true;
         assert!(s.add_job(j));
         assert_eq!(s.progress("j").unwrap().pending, 40);
-        assert!(s.wanted(16, 64).is_empty(), "no session here: no claims");
+        assert!(
+            s.wanted(16, 64, t0).is_empty(),
+            "no session here: no claims"
+        );
         s.add_session(1, w("w.r1"), None);
         assert!(s.poll_assignments(t0).is_empty(), "nothing granted yet");
-        let wanted = s.wanted(16, 64);
+        let wanted = s.wanted(16, 64, t0);
         assert_eq!(wanted.len(), 1);
         let (id, want, chunks) = &wanted[0];
         assert_eq!((id.as_str(), *want), ("j", 1));
@@ -1187,7 +1300,10 @@ mod tests {
         // Chunk 1 granted here; chunks 0 and 2 proven by other processes.
         assert_eq!(s.grant("j", 16..32), 16);
         assert_eq!(s.grant("j", 16..32), 0, "granted once");
-        assert!(s.wanted(16, 64).is_empty(), "16 ready: enough for one rig");
+        assert!(
+            s.wanted(16, 64, t0).is_empty(),
+            "16 ready: enough for one rig"
+        );
         let mut leased = vec![];
         let mut now = t0;
         let mut done = false;
@@ -1208,6 +1324,128 @@ mod tests {
         assert_eq!(s.progress("j").unwrap().done, 32);
         assert!(s.mark_done(&"j".into(), &(32..40).collect::<Vec<_>>()));
         assert!(s.progress("j").is_none(), "completed");
+    }
+
+    /// Stalling sessions here cannot sit on a shared job's chunks: a chunk
+    /// whose lease ran out is given back once no lease here holds any of it,
+    /// with its ready statements, and is not wanted here again until the
+    /// cooldown ends; a job's own other chunks are left alone.
+    #[test]
+    fn a_shared_jobs_chunk_whose_lease_ran_out_is_given_back_and_cools_down() {
+        let mut s = Scheduler::new(SchedConfig {
+            max_per_task: 4,
+            ..cfg()
+        });
+        let t0 = Instant::now();
+        let mut j = job("j", 48, 10);
+        j.shared = true;
+        s.add_job(j);
+        s.add_session(1, w("idle.r1"), None);
+        s.add_session(2, w("idle.r2"), None);
+        // Chunks 0 and 1 claimed here; chunk 2 is another process's.
+        s.grant("j", 0..32);
+        let first = s.poll_assignments(t0);
+        assert_eq!(first.len(), 4, "two slots per session: {first:?}");
+        assert!(first.iter().all(|t| t.first < 16), "{first:?}");
+        // Session 2 proves its tasks; session 1's lease runs out.
+        let mut later = t0 + Duration::from_secs(1);
+        for t in first.iter().filter(|t| t.session == 2) {
+            s.complete(2, &t.id, later).unwrap();
+        }
+        let cooldown = Duration::from_secs(10);
+        assert!(
+            s.give_back(16, later, cooldown, true).is_empty(),
+            "nothing ran out yet"
+        );
+        later = first[0].expires_at;
+        let expired = s.expire(later);
+        assert_eq!(expired.len(), 2);
+        let stalled: Vec<u64> = expired.iter().flat_map(|t| t.indices()).collect();
+        // Not leased again here while the chunk is given back, even by a rig
+        // that has not failed them.
+        s.add_session(3, w("other.r1"), None);
+        for t in s.poll_assignments(later) {
+            assert!(
+                !stalled.contains(&t.first),
+                "{t:?} leases a statement whose lease just ran out"
+            );
+        }
+        // Sessions 2 and 3 took more of chunk 0: it is given back when their
+        // leases end, and meanwhile not claimed again here.
+        let live: Vec<Task> = s.tasks.values().cloned().collect();
+        assert!(live.iter().any(|t| t.first < 16), "{live:?}");
+        assert!(s.give_back(16, later, cooldown, true).is_empty());
+        assert!(s
+            .wanted(16, 64, later)
+            .iter()
+            .all(|(_, _, c)| !c.contains(&0)));
+        for t in &live {
+            s.complete(t.session, &t.id, later).unwrap();
+        }
+        let given = s.give_back(16, later, cooldown, true);
+        assert_eq!(given, vec![(JobId::from("j"), vec![0])]);
+        let q = &s.jobs[&JobId::from("j")];
+        assert!(stalled.iter().all(|i| q.elsewhere.contains(i)));
+        assert!(
+            q.pending.range(0..16).next().is_none(),
+            "nothing of chunk 0 ready here"
+        );
+        assert!(!q.pending.is_empty(), "chunk 1 is still this process's");
+        // Not wanted back during the cooldown (chunk 2 is), then wanted again.
+        let wanted = |s: &Scheduler, now| {
+            s.wanted(16, 64, now)
+                .into_iter()
+                .flat_map(|(_, _, c)| c)
+                .collect::<Vec<u64>>()
+        };
+        let s2 = {
+            // Drain what is ready so the job wants more.
+            let mut now = later;
+            for _ in 0..20 {
+                for t in s.poll_assignments(now) {
+                    s.complete(t.session, &t.id, now).unwrap();
+                }
+                now += Duration::from_millis(10);
+            }
+            now
+        };
+        assert_eq!(wanted(&s, s2), vec![2]);
+        assert_eq!(wanted(&s, later + cooldown), vec![0, 2]);
+        assert!(s.give_back(16, later + cooldown, cooldown, true).is_empty());
+        assert!(
+            s.jobs[&JobId::from("j")].cooling.is_empty(),
+            "the cooldown is forgotten"
+        );
+    }
+
+    /// With no other process's sessions to give a chunk to, statements whose
+    /// lease ran out are ready here again at once, as on one process.
+    #[test]
+    fn with_nobody_elsewhere_a_stalled_chunk_stays_and_its_statements_are_ready_again() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        let mut j = job("j", 16, 10);
+        j.shared = true;
+        s.add_job(j);
+        s.add_session(1, w("idle.r1"), None);
+        s.grant("j", 0..16);
+        let first = s.poll_assignments(t0);
+        let later = first[0].expires_at;
+        let mut stalled: Vec<u64> = s.expire(later).iter().flat_map(|t| t.indices()).collect();
+        stalled.sort();
+        assert_eq!(stalled.len(), 2);
+        assert!(s
+            .give_back(16, later, Duration::from_secs(3), false)
+            .is_empty());
+        s.add_session(2, w("other.r1"), None);
+        let mut again: Vec<u64> = s
+            .poll_assignments(later)
+            .iter()
+            .filter(|t| t.session == 2)
+            .flat_map(|t| t.indices())
+            .collect();
+        again.sort();
+        assert_eq!(again, stalled, "the other rig here takes them at once");
     }
 
     #[test]

@@ -549,3 +549,79 @@ async fn postgres_restarted_mid_job_loses_nothing_and_the_job_finishes() -> anyh
     drop(miners);
     Ok(())
 }
+
+/// A stranger floods one pool process with sessions that take tasks and never
+/// return them. Before, that process claimed every chunk of the job for them
+/// and held the claims for as long as it lived, while an honest rig on the
+/// other process waited for ever. Now a chunk whose leases ran out is given
+/// back (`zkpool_cluster_given_back_total`) and the honest rig proves the
+/// whole job, credited to it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalling_sessions_on_one_process_cannot_starve_rigs_on_another() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("pool.toml");
+    std::fs::write(
+        &cfg,
+        test_config_with(
+            &dir.path().join("data"),
+            "",
+            &format!("admin_token = \"{ADMIN}\""),
+            "lease_min_secs = 2.0\nbackup_after_secs = 0\n",
+            "[payouts]\nthreshold = 1\n",
+        ),
+    )?;
+    on_postgres(&cfg, "e2e_cluster_stall")?;
+    let a = PoolProcess::start(&cfg, None, &dir.path().join("a.log"))?;
+    let b = PoolProcess::start(&cfg, None, &dir.path().join("b.log"))?;
+    let op_a = Api::new(&a.base).with_token(Some(ADMIN.into()));
+    let key = new_client(&op_a, "acme", 1_000_000, "wire-1").await?;
+    let client = Api::new(&b.base).with_token(Some(key));
+
+    // Sixteen sessions on A, two task slots each: A wants (and claims) both
+    // chunks of a 32-statement job as soon as it exists.
+    let mut sybils = vec![];
+    for i in 0..16 {
+        let mut raw = RawConn::connect(a.stratum).await?;
+        raw.handshake(&format!("sybil{i}.x")).await?;
+        sybils.push(raw);
+    }
+    let statements = 32;
+    let id = submit(&client, &batch(900_000, statements, 64_000)).await?;
+    let mut taken = 0;
+    for raw in &mut sybils {
+        for _ in 0..2 {
+            raw.next_notify().await?;
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, statements, "the sybils hold every statement");
+
+    // The honest rig arrives on B once every statement is leased on A.
+    let _honest = MinerProcess::start(
+        b.stratum,
+        "honest.rig1",
+        1,
+        &dir.path().join("cache-honest"),
+        &dir.path().join("honest.log"),
+    )?;
+    completed(&client, &id, Duration::from_secs(90))
+        .await
+        .context("the honest rig on B never got the job's statements")?;
+    let credits = settled(&op_a, &id).await?;
+    let by_statement = statements_credited(&credits)?;
+    assert_eq!(by_statement.len() as u64, statements, "{credits}");
+    assert!(
+        by_statement.values().all(|w| w == "honest.rig1"),
+        "only the rig that proved is credited: {credits}"
+    );
+    let metrics = a.api.get_text("/metrics").await?;
+    let given_back = metrics
+        .lines()
+        .find(|l| l.starts_with("zkpool_cluster_given_back_total "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .context("zkpool_cluster_given_back_total on A")?;
+    assert!(given_back >= 2.0, "A gave back both chunks: {given_back}");
+    drop(sybils);
+    Ok(())
+}
