@@ -36,6 +36,10 @@ pub enum LedgerError {
     /// Confirm or void of a batch that was voided before.
     #[error("payout batch {0} was voided; its amounts are back in the miners' balances (plan a new batch)")]
     BatchVoided(u64),
+    /// A credit for a job that was settled (it ended and its escrow was paid
+    /// out or refunded) before the credit was recorded; nothing was written.
+    #[error("job {job} ended and was settled before this share was recorded: nothing is credited (the share came too late)")]
+    JobSettled { job: String },
     /// A request the ledger cannot record as asked.
     #[error("{0}")]
     Invalid(String),

@@ -187,6 +187,7 @@ impl Ledger {
             })?;
             return Ok((state::retry(e, &body)?, false));
         }
+        st.admits(&body)?;
         let touched = st.effects(&body)?;
         let entry = Entry {
             seq: st.next_seq(),

@@ -13,7 +13,7 @@
 //! the PPLNS window) is passed in, so every rule is a plain function of its
 //! inputs and is tested without a database.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::{
     account::{worker_addr, Account},
@@ -44,6 +44,9 @@ pub struct State {
     lifetime: WorkTotals,
     /// Next position in each job's credit list.
     positions: HashMap<String, u64>,
+    /// Jobs with a settlement: no new credit is admitted for them
+    /// ([`State::admits`]).
+    settled: HashSet<String>,
     batches: BTreeMap<u64, Batch>,
 }
 
@@ -219,6 +222,9 @@ impl State {
                     },
                 );
             }
+            Body::Settle(s) => {
+                self.settled.insert(s.job.clone());
+            }
             Body::Confirm { batch, tx } => {
                 if let Some(b) = self.batches.get_mut(batch) {
                     b.state = BatchState::Confirmed {
@@ -235,6 +241,24 @@ impl State {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Whether a new entry `body` may be written now, beyond [`State::effects`]:
+    /// a share of a job that is settled is refused, since the settlement has
+    /// paid out or refunded its escrow and a later credit would be work
+    /// acknowledged and never paid. Only the ledgers' write paths ask this,
+    /// after an idempotency key lookup (a credit recorded before the
+    /// settlement is still answered on a retry); a replay does not, so a
+    /// journal written before the rule still opens.
+    pub fn admits(&self, body: &Body) -> Result<(), LedgerError> {
+        match body {
+            Body::Share { credit, .. } if self.settled.contains(&credit.job) => {
+                Err(LedgerError::JobSettled {
+                    job: credit.job.clone(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 

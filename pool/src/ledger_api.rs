@@ -63,6 +63,7 @@ impl From<LedgerError> for ApiError {
         let status = match &e {
             LedgerError::Insufficient { .. } => StatusCode::PAYMENT_REQUIRED,
             LedgerError::Conflict { .. }
+            | LedgerError::JobSettled { .. }
             | LedgerError::BatchConfirmed { .. }
             | LedgerError::BatchVoided(_) => StatusCode::CONFLICT,
             LedgerError::UnknownBatch(_) => StatusCode::NOT_FOUND,

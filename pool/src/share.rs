@@ -390,6 +390,21 @@ pub async fn record(
                 task.id
             )));
         }
+        Err(NotStored::Ended(why)) => {
+            // The job ended and was settled (on another pool process, or by
+            // an expiry here while this share was verified): crediting it
+            // now would be work acknowledged and never paid. Nothing of the
+            // share stays stored, and the ended job is not taken back.
+            if !pool.ledger().stores_proofs() {
+                for k in &keys {
+                    let _ = store.unmark_proven(k).await;
+                }
+                let indices: Vec<u64> = task.indices().collect();
+                let _ = store.remove_proofs(&job.id, &indices).await;
+            }
+            info!(task = %task.id, job = %job.id, "a verified share came after its job was settled; not credited");
+            return Err(Rejection::Stale(why));
+        }
         Err(NotStored::Failed(why)) => {
             // On PostgreSQL nothing of the share was stored (its proofs,
             // credit and marks are one transaction); what is stored under
@@ -455,6 +470,9 @@ async fn entry_as_stored(pool: &Pool, job: &JobRecord) -> crate::scheduler::JobE
 enum NotStored {
     /// Another pool process stored proofs of these statements first.
     Taken(Vec<u64>),
+    /// The job was settled before the share was recorded; the message for
+    /// the miner.
+    Ended(String),
     /// A storage fault; the message for the miner.
     Failed(String),
 }
@@ -481,15 +499,20 @@ async fn persist(
         "the pool could not store this share; the task was re-queued, nothing is credited";
     let store = pool.store();
     let policy = lifecycle::policy_for(pool.config(), job);
-    let refused = |e: LedgerError| match e {
+    let refused = |e: LedgerError| {
+        match e {
+        LedgerError::JobSettled { job } => NotStored::Ended(format!(
+            "job {job} ended and was settled before this share was recorded: nothing is credited, and no more work on it is wanted"
+        )),
         LedgerError::Insufficient { have, need, .. } => {
             error!(task = %credit.task, have, need, "PPS funds cannot pay a verified share; add funds with `zkpool funds add`");
-            format!("the pool's PPS funds ({have}) cannot pay this share ({need}); the task was re-queued and nothing is credited: tell the operator")
+            NotStored::Failed(format!("the pool's PPS funds ({have}) cannot pay this share ({need}); the task was re-queued and nothing is credited: tell the operator"))
         }
         e => {
             error!(error = %e, task = %credit.task, "could not credit a verified share; statements re-queued");
-            stored_msg.to_owned()
+            NotStored::Failed(stored_msg.to_owned())
         }
+    }
     };
     // On PostgreSQL the proofs, the credit and the marks are one transaction;
     // on sled the proofs go first (see the function's doc).
@@ -511,7 +534,7 @@ async fn persist(
         {
             Some(Ok(ShareOutcome::Credited(c))) => c,
             Some(Ok(ShareOutcome::Taken(taken))) => return Err(NotStored::Taken(taken)),
-            Some(Err(e)) => return Err(NotStored::Failed(refused(e))),
+            Some(Err(e)) => return Err(refused(e)),
             None => unreachable!("a ledger that stores proofs takes them with the credit"),
         }
     } else {

@@ -94,6 +94,7 @@ on_both_ledgers!(
     concurrent_credits_each_commit_exactly_once,
     pps_and_pplns_pay_as_their_rules_say,
     refunds_and_withdrawals_leave_the_books_once_and_never_overdraw,
+    a_share_after_its_jobs_settlement_is_refused_and_an_earlier_one_still_answers,
 );
 
 fn credit(worker: &str, job: &str, first: u64, proofs: u64) -> ShareCredit {
@@ -184,6 +185,62 @@ async fn a_job_is_escrowed_credited_and_settled_by_work(l: &Arc<dyn Ledger>) {
     let settle = l.journal_entry("settle/j1").await.unwrap().unwrap();
     assert!(matches!(settle.body, Body::Settle(_)));
     assert_eq!(l.journal(4, 10).await.unwrap(), vec![settle]);
+}
+
+/// A job expired and was settled (on another pool process, or while the share
+/// was verified): a share recorded after that would be work acknowledged and
+/// never paid, since the escrow is already paid out or refunded. It is
+/// refused, naming the job, and nothing is written; a retry of a share
+/// credited before the settlement still gets its receipt.
+async fn a_share_after_its_jobs_settlement_is_refused_and_an_earlier_one_still_answers(
+    l: &Arc<dyn Ledger>,
+) {
+    l.deposit(&account::client("acme"), 1_000, "wire-1")
+        .await
+        .unwrap();
+    l.escrow("j1", "acme", 1_000).await.unwrap();
+    let policy = Policy::default();
+    let early = l
+        .credit(&credit("alice.r1", "j1", 0, 2), &policy)
+        .await
+        .unwrap();
+    // Expired with 200 of 1,000 work done: 200 earned, 800 refunded.
+    let s = l.settle("j1", "acme", 1_000, false, &policy).await.unwrap();
+    assert_eq!((s.earned, s.refund), (200, 800));
+    let entries = l.journal(0, usize::MAX).await.unwrap().len();
+    let late = l
+        .credit(&credit("bob.r1", "j1", 2, 1), &policy)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&late, LedgerError::JobSettled { job } if job == "j1"),
+        "{late:?}"
+    );
+    assert!(
+        late.to_string().contains("job j1 ended and was settled"),
+        "{late}"
+    );
+    assert_eq!(l.journal(0, usize::MAX).await.unwrap().len(), entries);
+    assert_eq!(
+        l.job_credits("j1").await.unwrap(),
+        vec![early.receipt.clone()]
+    );
+    let (bob, _) = l.totals("bob").await.unwrap();
+    assert_eq!(bob.work, 0, "bob's late share is not in his totals");
+    let again = l
+        .credit(&credit("alice.r1", "j1", 0, 2), &policy)
+        .await
+        .unwrap();
+    assert!(!again.new);
+    assert_eq!(again.receipt, early.receipt);
+    // Other jobs are credited as before.
+    l.escrow("j2", "acme", 0).await.unwrap();
+    assert!(
+        l.credit(&credit("bob.r1", "j2", 0, 1), &policy)
+            .await
+            .unwrap()
+            .new
+    );
 }
 
 async fn a_retried_request_is_recorded_once(l: &Arc<dyn Ledger>) {
@@ -1182,6 +1239,40 @@ async fn pg_two_processes_share_one_journal_and_its_rules() {
 /// A share given with its proofs (PostgreSQL: one transaction) stores both or
 /// neither: a statement with a proof stored already makes the whole share
 /// "taken", and neither its credit nor any of its proofs is recorded.
+/// A share whose job was settled first leaves nothing behind on PostgreSQL:
+/// not its proofs, not its marks, not its credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_share_after_its_jobs_settlement_stores_no_proofs() {
+    let url = fresh_database("pg_share_after_settle");
+    let (l, _store) = pg_ledger(&url).await;
+    l.settle("j", "acme", 100, false, &Policy::default())
+        .await
+        .unwrap();
+    let late = l
+        .credit_with_proofs(
+            &credit("m.r", "j", 0, 1),
+            &Policy::default(),
+            vec![(0, "{}".into())],
+            vec![("c/0".into(), vec![0])],
+        )
+        .await
+        .expect("PostgreSQL stores proofs with credits");
+    assert!(
+        matches!(late, Err(LedgerError::JobSettled { ref job }) if job == "j"),
+        "{late:?}"
+    );
+    let db = sql(&url).await;
+    for table in ["proofs", "proven"] {
+        let n: i64 = db
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{table} holds nothing of the late share");
+    }
+    assert!(l.job_credits("j").await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_a_share_and_its_proofs_commit_together_or_not_at_all() {
     use pool::ledger::ShareOutcome;

@@ -26,6 +26,62 @@ fn a_deposit_to_an_account_without_a_stored_name_is_refused() {
     assert_eq!(st.balance(&account::client("acme")), 5);
 }
 
+/// A settled job admits no new share, but a journal that holds one (written
+/// before the rule) still replays: the rule is the write path's, not the
+/// replay's.
+#[test]
+fn a_settled_job_admits_no_new_share_and_an_old_journal_with_one_replays() {
+    let mut st = State::default();
+    for body in [
+        deposit(&account::client("c"), 1_000, "d").unwrap(),
+        escrow("j", "c", 1_000),
+    ] {
+        st.record(body.key(), 0, body).unwrap();
+    }
+    let share = |first: u64| ShareCredit {
+        worker: "m.r".into(),
+        job: "j".into(),
+        task: format!("t{first}"),
+        first_statement: first,
+        proofs: 1,
+        work: 10,
+        at_ms: 0,
+        escrow_only: false,
+    };
+    let before = st.share(&share(0), 0);
+    assert!(st.admits(&before).is_ok());
+    st.record(before.key(), 1, before).unwrap();
+    let outcome = JobOutcome {
+        job: "j",
+        client: "c",
+        total_work: 100,
+        completed: false,
+    };
+    let credits = vec![ReceiptBody {
+        credit: share(0),
+        position: 0,
+    }];
+    let settle = Body::Settle(st.settlement(&outcome, &Policy::default(), &credits, &[]));
+    st.record(settle.key(), 2, settle).unwrap();
+    let late = st.share(&share(1), 0);
+    let e = st.admits(&late).unwrap_err();
+    assert!(
+        matches!(&e, LedgerError::JobSettled { job } if job == "j"),
+        "{e:?}"
+    );
+    let other = ShareCredit {
+        job: "k".into(),
+        ..share(1)
+    };
+    assert!(
+        st.admits(&st.share(&other, 0)).is_ok(),
+        "another job is not settled"
+    );
+    // What a replay does: the rules' effects, then apply.
+    st.record(late.key(), 3, late).unwrap();
+    assert_eq!(st.worker("m.r").work, 20);
+}
+
 /// Credited work that adds up past `u64::MAX` counts as all of the job's
 /// work (saturating), not as the little a wrapped sum would leave.
 #[test]

@@ -261,6 +261,7 @@ async fn record(
             return Ok((state::retry(e, &body)?, false));
         }
     }
+    st.admits(&body)?;
     let touched = st.effects(&body)?;
     // Each touched balance by its new value and the change, both BIGINT: the
     // old value fits (it was written), so the change does when the new one does.
