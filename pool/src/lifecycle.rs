@@ -388,6 +388,11 @@ pub async fn settle(pool: &Pool, job: &JobRecord) {
 
 /// Assembles, checks and stores a job's result once every statement is proven.
 pub async fn finish(pool: &Arc<Pool>, job_id: &str) {
+    // The shares of tasks that completed before the last are in the ledger
+    // first (their stores take milliseconds; the wait is bounded all the same).
+    pool.shares()
+        .wait_stored(job_id, std::time::Duration::from_secs(30))
+        .await;
     let store = pool.store();
     let Some(job) = store.job(job_id).await.ok().flatten() else {
         return;
@@ -506,6 +511,11 @@ pub async fn end(
                 _ => {}
             }
             info!(job = %id, cancelled = cancelled.len(), "{reason}");
+            // A share whose task completed before the job ended is credited
+            // and paid, not refused as late.
+            pool.shares()
+                .wait_stored(id, std::time::Duration::from_secs(30))
+                .await;
             settle(pool, &job).await;
             Some(job)
         }

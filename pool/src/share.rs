@@ -129,6 +129,23 @@ pub fn admit(
 pub struct Shares {
     claims: DashMap<String, ()>,
     rejected: DashMap<String, u64>,
+    /// Jobs with a completed task whose share is being stored, and how many.
+    storing: DashMap<String, usize>,
+}
+
+/// A completed task's share being stored (see [`Shares::wait_stored`]).
+struct Storing<'a> {
+    storing: &'a DashMap<String, usize>,
+    job: String,
+}
+
+impl Drop for Storing<'_> {
+    fn drop(&mut self) {
+        self.storing.remove_if_mut(&self.job, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
 }
 
 /// One submit's claims, given back when dropped (the share is stored, with its
@@ -139,6 +156,25 @@ struct Claim<'a> {
 }
 
 impl Shares {
+    fn storing(&self, job: &str) -> Storing<'_> {
+        *self.storing.entry(job.to_owned()).or_default() += 1;
+        Storing {
+            storing: &self.storing,
+            job: job.to_owned(),
+        }
+    }
+
+    /// Waits (at most `limit`) until no share of `job` is being stored: a job
+    /// is settled after the shares whose tasks completed before it did are
+    /// in the ledger, so none of them comes after its settlement (and is
+    /// refused as too late, the work unpaid).
+    pub async fn wait_stored(&self, job: &str, limit: std::time::Duration) {
+        let deadline = Instant::now() + limit;
+        while self.storing.contains_key(job) && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     fn begin(&self) -> Claim<'_> {
         Claim {
             claims: &self.claims,
@@ -335,6 +371,7 @@ pub async fn record(
         drop(claim);
         return Err(already_proven(pool, session, &task, &job, &taken).await);
     }
+    let storing = pool.shares().storing(&job.id);
     let completion = pool
         .dispatch()
         .with(|s| s.complete(session, &task.id, Instant::now()))?;
@@ -393,15 +430,10 @@ pub async fn record(
         Err(NotStored::Ended(why)) => {
             // The job ended and was settled (on another pool process, or by
             // an expiry here while this share was verified): crediting it
-            // now would be work acknowledged and never paid. Nothing of the
-            // share stays stored, and the ended job is not taken back.
-            if !pool.ledger().stores_proofs() {
-                for k in &keys {
-                    let _ = store.unmark_proven(k).await;
-                }
-                let indices: Vec<u64> = task.indices().collect();
-                let _ = store.remove_proofs(&job.id, &indices).await;
-            }
+            // now would be work acknowledged and never paid. Nothing is
+            // credited or marked proven, and the ended job is not taken back.
+            // On sled the proofs stay: the job may have completed with them
+            // in its result (PostgreSQL stored none, in one transaction).
             info!(task = %task.id, job = %job.id, "a verified share came after its job was settled; not credited");
             return Err(Rejection::Stale(why));
         }
@@ -422,6 +454,7 @@ pub async fn record(
         }
     };
     drop(claim);
+    drop(storing);
     if let Some(twin) = &completion.cancelled {
         info!(task = %task.id, twin = %twin.id, worker = %twin.worker, "the first of a task and its backup finished; the other is cancelled");
         pool.dispatch().send_cancels(
@@ -732,5 +765,37 @@ mod tests {
             banned: true,
         };
         assert_eq!(banned.code(), ErrorCode::Banned);
+    }
+
+    /// A job is settled only after the shares of its completed tasks are
+    /// stored: the wait ends when the last of them is, and at once for
+    /// another job.
+    #[tokio::test]
+    async fn settling_waits_for_the_shares_being_stored_of_that_job_only() {
+        let shares = std::sync::Arc::new(Shares::default());
+        let (a, b) = (shares.storing("j"), shares.storing("j"));
+        let other = std::time::Duration::from_secs(5);
+        let started = Instant::now();
+        shares.wait_stored("k", other).await;
+        assert!(started.elapsed() < other, "another job does not wait");
+        let s2 = shares.clone();
+        let waiter = tokio::spawn(async move {
+            s2.wait_stored("j", std::time::Duration::from_secs(30))
+                .await;
+            Instant::now()
+        });
+        tokio::task::yield_now().await;
+        drop(a);
+        let dropped_last = Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            !waiter.is_finished(),
+            "one share of j is still being stored"
+        );
+        let last = Instant::now();
+        drop(b);
+        let done = waiter.await.unwrap();
+        assert!(done >= last && done >= dropped_last);
+        assert!(!shares.storing.contains_key("j"), "nothing left behind");
     }
 }
