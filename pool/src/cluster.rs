@@ -9,12 +9,18 @@
 //!   until this node claims them for its own sessions: chunks of [`CHUNK`]
 //!   statements, claimed by inserting `(job, chunk)` into `claims`. A claim
 //!   counts while its node's lease does, so a dead node's chunks are claimed by
-//!   the others once its lease runs out. A chunk where a lease ran out here
-//!   (an idle, stalling or dead rig) is given back once no lease here holds
-//!   any of it (while another node has sessions: otherwise it is ready here
-//!   again at once), and not claimed here again for [`GIVE_BACK_COOLDOWN`]: so
-//!   sessions that take work and never return it, however many, hold a job's
-//!   chunks on one node for one lease at most while rigs on the others wait.
+//!   the others once its lease runs out.
+//! - **Giving back.** While another node has sessions, a chunk this node's
+//!   sessions do not prove goes back (`Scheduler::give_back`): one with a
+//!   lease that lapsed here (ran out, its session left, invalid proofs) once
+//!   no task within its first lease holds any of it, or one with a task past
+//!   its first lease (renewed, never finished; the others then prove it as a
+//!   backup would). This node does not claim it again for
+//!   [`GIVE_BACK_COOLDOWN`], and sessions that have proven nothing here want
+//!   `UNMEASURED_CHUNKS` chunks of a job between them at most. So sessions
+//!   that take work and never return it, however many, hold a few chunks of
+//!   a job for about one lease at a time while the other nodes' rigs prove
+//!   the rest.
 //!   Claims only spread the work: a
 //!   statement is credited once because its proof is stored under the primary
 //!   key of `proofs` (`Store::claim_proofs`), whoever proved it.
@@ -555,6 +561,11 @@ pub async fn run(pool: Arc<Pool>) {
         }
         if round.is_ok() {
             round = claim_wanted(&pool).await;
+        } else {
+            // No claims without the database: what lapsed here is ready here
+            // again, as on one process.
+            pool.dispatch()
+                .with(|s| s.give_back(CHUNK, Instant::now(), GIVE_BACK_COOLDOWN, false));
         }
         match (round, failing) {
             (Err(e), false) => {

@@ -70,6 +70,15 @@ pub struct Exhausted {
     pub worker: Worker,
 }
 
+/// How many chunks of a shared job this process's sessions that have proven
+/// nothing of its circuit here want between them, at most ([`Scheduler::wanted`]).
+pub const UNMEASURED_CHUNKS: u64 = 4;
+
+/// How long a completed task's chunk counts as held after its completion,
+/// while its share is stored ([`Scheduler::give_back`]); a store takes
+/// milliseconds, and one that fails reopens the task.
+const STORING_GRACE: Duration = Duration::from_secs(30);
+
 /// How a job ranks for the next task: (urgent ? 0 : 1, deadline or the client's
 /// statements in flight, deadline, creation); lower goes first.
 type Rank = (u8, u64, u64, u64);
@@ -142,12 +151,20 @@ struct JobQueue {
     attempts: HashMap<u64, HashSet<String>>,
     /// A statement of this job used up its attempts (reported once).
     exhausted: bool,
-    /// Statements of a shared job whose lease ran out here: their chunks go
-    /// back to the other processes ([`Scheduler::give_back`]).
-    stalled: BTreeSet<u64>,
+    /// Statements of a shared job whose lease lapsed here (ran out, its
+    /// session went away, its proofs were invalid): they wait elsewhere, and
+    /// their chunks go back to the other processes ([`Scheduler::give_back`]).
+    lapsed: BTreeSet<u64>,
     /// Chunks of a shared job given back, and until when this process does
     /// not claim them again (another process's sessions get them first).
     cooling: HashMap<u64, Instant>,
+    /// Live tasks past their first lease (renewed, not finished) whose chunks
+    /// were given back already.
+    overdue_given: HashSet<TaskId>,
+    /// Tasks of a shared job completed here whose shares may still be being
+    /// stored (first statement -> count, when): their chunks are not given
+    /// back meanwhile, or another process could prove them again.
+    storing: BTreeMap<u64, (u64, Instant)>,
     /// Its deadline is near: served before fairness, earliest deadline first.
     urgent: bool,
 }
@@ -312,8 +329,10 @@ impl Scheduler {
                     avoid: HashMap::new(),
                     attempts: HashMap::new(),
                     exhausted: false,
-                    stalled: BTreeSet::new(),
+                    lapsed: BTreeSet::new(),
                     cooling: HashMap::new(),
+                    overdue_given: HashSet::new(),
+                    storing: BTreeMap::new(),
                     urgent: false,
                 },
             );
@@ -396,27 +415,32 @@ impl Scheduler {
         // What the eligible sessions take at once: for jobs without an allow
         // list the same for every job of a circuit (and per-task cap), so a pass
         // costs O(sessions x circuits), not O(sessions x jobs).
+        // Sessions that have proven nothing of the circuit here count for
+        // UNMEASURED_CHUNKS chunks together at most: any number of made-up
+        // names cannot make this process claim a whole job and sit on it.
         let takes = |q: &JobQueue, per_task: u64| {
-            let mut target = 0u64;
+            let slots = self.cfg.tasks_per_session.max(1) as u64;
+            let (mut measured, mut unmeasured) = (0u64, 0u64);
             let mut eligible = false;
             for s in self.sessions.values() {
                 if s.parked || !s.supports(&q.entry) {
                     continue;
                 }
                 eligible = true;
-                let size = match self
+                match self
                     .rates
                     .get(&(s.worker.clone(), q.entry.circuit_id.clone()))
                 {
                     Some(rate) => {
-                        (rate * self.cfg.target_task.as_secs_f64()).ceil().max(1.0) as u64
+                        let size =
+                            (rate * self.cfg.target_task.as_secs_f64()).ceil().max(1.0) as u64;
+                        measured = measured.saturating_add(size.min(per_task) * slots);
                     }
-                    None => 1,
-                };
-                target = target
-                    .saturating_add(size.min(per_task) * self.cfg.tasks_per_session.max(1) as u64);
+                    None => unmeasured = unmeasured.saturating_add(slots),
+                }
             }
-            eligible.then_some(target)
+            let unmeasured = unmeasured.min(UNMEASURED_CHUNKS * chunk);
+            eligible.then_some(measured.saturating_add(unmeasured))
         };
         let mut by_circuit: HashMap<(CircuitId, u64), Option<u64>> = HashMap::new();
         for (id, q) in &self.jobs {
@@ -439,36 +463,43 @@ impl Scheduler {
                 continue;
             }
             let want = (target - have).div_ceil(chunk) as usize;
-            let limit = (want * 2 + 2).min(max_chunks.max(1));
+            // Every candidate up to `max_chunks`, not the first few: the
+            // free chunks may lie past many that other processes hold.
+            let limit = max_chunks.max(1);
             let mut chunks: Vec<u64> = vec![];
-            for i in &q.elsewhere {
-                let c = i / chunk;
+            let mut i = q.elsewhere.first().copied();
+            while let Some(at) = i {
+                let c = at / chunk;
+                let range = c * chunk..(c + 1) * chunk;
                 let giving_back = q.cooling.get(&c).is_some_and(|until| *until > now)
-                    || q.stalled.range(c * chunk..(c + 1) * chunk).next().is_some();
-                if giving_back {
-                    continue;
-                }
-                if chunks.last() != Some(&c) {
+                    || q.lapsed.range(range.clone()).next().is_some();
+                if !giving_back {
                     chunks.push(c);
                     if chunks.len() >= limit {
                         break;
                     }
                 }
+                i = q.elsewhere.range(range.end..).next().copied();
             }
             out.push((id.clone(), want, chunks));
         }
         out
     }
 
-    /// Gives back the chunks (of `chunk` statements) of shared jobs where a
-    /// lease ran out here, once no live lease here holds a statement of them:
-    /// their ready statements go back to waiting elsewhere, and this process
-    /// does not want them again for `cooldown`. Returns them per job, for the
-    /// caller to drop its claims. Without this, idle or stalling sessions on
-    /// one process would hold a job's chunks (the process's lease is live)
-    /// while rigs on the others wait. With `others_waiting` false (no other
-    /// process has sessions) nothing is given back: the statements whose lease
-    /// ran out are ready here again.
+    /// Gives back the chunks (of `chunk` statements) of shared jobs that this
+    /// process's sessions do not prove: chunks with statements whose lease
+    /// lapsed here ([`Scheduler::expire`], a session removed, invalid
+    /// proofs), and chunks of live tasks past their first lease (renewed and
+    /// never finished: the other processes may then prove them too, as a
+    /// backup lease would, and the first stored proof is paid). A chunk goes
+    /// once no task within its first lease holds any of it and no share of it
+    /// is being stored here; its ready statements go back to waiting
+    /// elsewhere, and this process does not want it again for `cooldown`.
+    /// Returns the chunks per job, for the caller to drop its claims.
+    ///
+    /// With `others_waiting` false (no other process has sessions) nothing is
+    /// given back: lapsed statements are ready here again at once, and chunks
+    /// given back before may be claimed again.
     pub fn give_back(
         &mut self,
         chunk: u64,
@@ -478,44 +509,76 @@ impl Scheduler {
     ) -> Vec<(JobId, Vec<u64>)> {
         let chunk = chunk.max(1);
         let mut out = vec![];
+        let mut moved = false;
         if !others_waiting {
             for q in self.jobs.values_mut() {
-                for i in std::mem::take(&mut q.stalled) {
+                for i in std::mem::take(&mut q.lapsed) {
                     if q.elsewhere.remove(&i) {
                         q.pending.insert(i);
-                        self.epoch += 1;
+                        moved = true;
                     }
                 }
+                q.cooling.clear();
             }
-        }
-        if self
-            .jobs
-            .values()
-            .all(|q| q.stalled.is_empty() && q.cooling.is_empty())
-        {
+            if moved {
+                self.epoch += 1;
+            }
             return out;
         }
-        let mut leased: HashSet<(&JobId, u64)> = HashSet::new();
+        let chunks_of = |first: u64, count: u64| first / chunk..=(first + count.max(1) - 1) / chunk;
+        // What holds a chunk here: a task within its first lease, or a share
+        // being stored. Tasks past it are overdue.
+        let mut held: HashSet<(&JobId, u64)> = HashSet::new();
+        let mut overdue: HashMap<&JobId, Vec<&Task>> = HashMap::new();
         for t in self.tasks.values() {
-            if self.jobs.get(&t.job).is_some_and(|q| !q.stalled.is_empty()) {
-                for c in t.first / chunk..=(t.first + t.count.max(1) - 1) / chunk {
-                    leased.insert((&t.job, c));
+            let Some(q) = self.jobs.get(&t.job).filter(|q| q.entry.shared) else {
+                continue;
+            };
+            if now >= t.leased_at + t.lease {
+                if !q.overdue_given.contains(&t.id) {
+                    overdue.entry(&t.job).or_default().push(t);
+                }
+            } else {
+                for c in chunks_of(t.first, t.count) {
+                    held.insert((&t.job, c));
                 }
             }
         }
-        let mut moved = false;
+        let max_task = self.cfg.max_per_task.max(1) as u64;
         for (id, q) in self.jobs.iter_mut() {
+            if !q.entry.shared {
+                continue;
+            }
             q.cooling.retain(|_, until| *until > now);
-            let stalled: BTreeSet<u64> = q.stalled.iter().map(|i| i / chunk).collect();
+            q.overdue_given.retain(|t| self.tasks.contains_key(t));
+            q.storing
+                .retain(|_, (_, at)| now.saturating_duration_since(*at) < STORING_GRACE);
+            let storing = |c: u64| {
+                q.storing
+                    .range(c.saturating_mul(chunk).saturating_sub(max_task)..(c + 1) * chunk)
+                    .any(|(first, (count, _))| first + count > c * chunk)
+            };
+            let mut candidates: BTreeSet<u64> = q.lapsed.iter().map(|i| i / chunk).collect();
+            let mut late: Vec<&Task> = vec![];
+            for t in overdue.get(id).into_iter().flatten() {
+                let chunks: Vec<u64> = chunks_of(t.first, t.count).collect();
+                if chunks
+                    .iter()
+                    .all(|&c| !held.contains(&(id, c)) && !storing(c))
+                {
+                    candidates.extend(chunks);
+                    late.push(t);
+                }
+            }
             let mut given = vec![];
-            for c in stalled {
-                if leased.contains(&(id, c)) {
+            for c in candidates {
+                if held.contains(&(id, c)) || storing(c) {
                     continue;
                 }
                 let range = c * chunk..(c + 1) * chunk;
-                let stalled_here: Vec<u64> = q.stalled.range(range.clone()).copied().collect();
-                for i in stalled_here {
-                    q.stalled.remove(&i);
+                let lapsed: Vec<u64> = q.lapsed.range(range.clone()).copied().collect();
+                for i in lapsed {
+                    q.lapsed.remove(&i);
                 }
                 let ready: Vec<u64> = q.pending.range(range.clone()).copied().collect();
                 for i in ready {
@@ -523,11 +586,15 @@ impl Scheduler {
                     q.elsewhere.insert(i);
                     moved = true;
                 }
-                if q.elsewhere.range(range).next().is_some() {
+                let overdue_here = late
+                    .iter()
+                    .any(|t| chunks_of(t.first, t.count).contains(&c));
+                if overdue_here || q.elsewhere.range(range).next().is_some() {
                     q.cooling.insert(c, now + cooldown);
                     given.push(c);
                 }
             }
+            q.overdue_given.extend(late.iter().map(|t| t.id.clone()));
             if !given.is_empty() {
                 out.push((id.clone(), given));
             }
@@ -536,6 +603,23 @@ impl Scheduler {
             self.epoch += 1;
         }
         out
+    }
+
+    /// Requeues a task whose lease lapsed (ran out, its session went away, or
+    /// its proofs were invalid): a shared job's statements wait elsewhere, not
+    /// here, so the next pass does not lease them to this process's next
+    /// staller before their chunk is given back ([`Scheduler::give_back`]).
+    fn lapse(&mut self, t: Task) -> Task {
+        let t = self.requeue(t);
+        if let Some(q) = self.jobs.get_mut(&t.job).filter(|q| q.entry.shared) {
+            for i in t.indices() {
+                if q.pending.remove(&i) {
+                    q.elsewhere.insert(i);
+                    q.lapsed.insert(i);
+                }
+            }
+        }
+        t
     }
 
     /// The shared jobs this process holds, with their statements not yet done
@@ -615,7 +699,7 @@ impl Scheduler {
             .iter()
             .filter_map(|t| self.tasks.remove(t))
             .collect();
-        tasks.into_iter().map(|t| self.requeue(t)).collect()
+        tasks.into_iter().map(|t| self.lapse(t)).collect()
     }
 
     /// Parks a session whose connection closed, so a reconnecting miner can
@@ -1030,6 +1114,8 @@ impl Scheduler {
         let job_done = q.done == q.entry.total;
         if job_done {
             self.jobs.remove(&task.job);
+        } else if q.entry.shared {
+            q.storing.insert(task.first, (task.count, now));
         }
         Ok(Completion {
             task,
@@ -1064,7 +1150,14 @@ impl Scheduler {
         match self.jobs.get_mut(&task.job) {
             Some(q) => {
                 q.done -= task.count;
-                q.pending.extend(task.indices());
+                q.storing.remove(&task.first);
+                // A shared job's chunk may have been given back meanwhile:
+                // claimed again before it is proven here.
+                if q.entry.shared {
+                    q.elsewhere.extend(task.indices());
+                } else {
+                    q.pending.extend(task.indices());
+                }
             }
             None => {
                 if let Some(mut e) = entry {
@@ -1133,7 +1226,7 @@ impl Scheduler {
     pub fn fail(&mut self, session: SessionKey, id: &TaskId) -> Option<Task> {
         let t = self.take_own(session, id)?;
         self.blame(&t);
-        Some(self.requeue(t))
+        Some(self.lapse(t))
     }
 
     /// Gives a task back without blame (it could not be delivered to its session).
@@ -1169,7 +1262,7 @@ impl Scheduler {
 
     /// Ends every lease that expired by `now`; returns those tasks (their statements
     /// are ready again; a shared job's wait elsewhere until their chunk is given
-    /// back, [`Scheduler::give_back`]). A lease that ran out is a failure too: its
+    /// back, [`Scheduler::lapse`]). A lease that ran out is a failure too: its
     /// statements avoid that worker.
     pub fn expire(&mut self, now: Instant) -> Vec<Task> {
         let expired: Vec<TaskId> = self
@@ -1183,19 +1276,7 @@ impl Scheduler {
             .filter_map(|id| {
                 let t = self.take(id)?;
                 self.blame(&t);
-                let t = self.requeue(t);
-                // A shared job's statements wait elsewhere, not here: the
-                // next pass must not lease them to this process's next
-                // staller before their chunk is given back.
-                if let Some(q) = self.jobs.get_mut(&t.job).filter(|q| q.entry.shared) {
-                    for i in t.indices() {
-                        if q.pending.remove(&i) {
-                            q.elsewhere.insert(i);
-                            q.stalled.insert(i);
-                        }
-                    }
-                }
-                Some(t)
+                Some(self.lapse(t))
             })
             .collect()
     }
@@ -1382,6 +1463,11 @@ mod tests {
         for t in &live {
             s.complete(t.session, &t.id, later).unwrap();
         }
+        assert!(
+            s.give_back(16, later, cooldown, true).is_empty(),
+            "shares of chunk 0 may still be being stored"
+        );
+        let later = later + STORING_GRACE;
         let given = s.give_back(16, later, cooldown, true);
         assert_eq!(given, vec![(JobId::from("j"), vec![0])]);
         let q = &s.jobs[&JobId::from("j")];
@@ -1416,6 +1502,109 @@ mod tests {
             s.jobs[&JobId::from("j")].cooling.is_empty(),
             "the cooldown is forgotten"
         );
+    }
+
+    /// The cheaper ways to sit on a shared job's chunk are given back too: a
+    /// session that renews its lease for ever (its chunk goes once the task
+    /// is past its first lease, once, while the task stays leased as a
+    /// straggler with a backup), and one that takes its tasks and leaves
+    /// (they lapse: not leased here again to a fresh name). A task whose
+    /// share could not be stored is reopened as waiting elsewhere.
+    #[test]
+    fn renewing_for_ever_or_leaving_with_tasks_gives_a_shared_chunk_back_too() {
+        let mut s = Scheduler::new(SchedConfig {
+            max_per_task: 4,
+            tasks_per_session: 1,
+            ..cfg()
+        });
+        let t0 = Instant::now();
+        let mut j = job("j", 32, 10);
+        j.shared = true;
+        s.add_job(j);
+        s.add_session(1, w("renews.r1"), None);
+        s.add_session(2, w("leaves.r1"), None);
+        s.grant("j", 0..32);
+        let tasks = s.poll_assignments(t0);
+        assert_eq!(tasks.len(), 2, "{tasks:?}");
+        let renewing = tasks.iter().find(|t| t.session == 1).unwrap().clone();
+        let leaving = tasks.iter().find(|t| t.session == 2).unwrap().clone();
+        assert_eq!(renewing.first / 16, leaving.first / 16, "both in chunk 0");
+        let cooldown = Duration::from_secs(3);
+        // Session 2 goes away with its task: the statement lapses.
+        s.remove_session(2);
+        s.add_session(3, w("fresh.r1"), None);
+        let mut now = t0 + Duration::from_secs(1);
+        for t in s.poll_assignments(now) {
+            assert_ne!(
+                t.first, leaving.first,
+                "{t:?}: a lapsed statement leased again here"
+            );
+            // The fresh name takes another statement of chunk 0 and proves it;
+            // its share is stored.
+            s.complete(t.session, &t.id, now).unwrap();
+        }
+        // Chunk 0 is held while the renewing task is within its first lease.
+        assert!(s.give_back(16, now, cooldown, true).is_empty());
+        // Renewed past its first lease, never finished: chunk 0 goes, once.
+        for _ in 0..3 {
+            now += renewing.lease / 2;
+            assert!(s.renew(1, &renewing.id, now).is_some());
+        }
+        assert!(now >= renewing.leased_at + renewing.lease);
+        let now = now.max(t0 + STORING_GRACE + Duration::from_secs(1));
+        assert_eq!(
+            s.give_back(16, now, cooldown, true),
+            vec![(JobId::from("j"), vec![0])]
+        );
+        assert!(
+            s.give_back(16, now + cooldown, cooldown, true).is_empty(),
+            "once per task"
+        );
+        assert!(
+            s.tasks.contains_key(&renewing.id),
+            "still leased: it may yet finish"
+        );
+        let q = &s.jobs[&JobId::from("j")];
+        assert!(q.elsewhere.contains(&leaving.first));
+        assert!(q.pending.range(0..16).next().is_none());
+        // A share that could not be stored: its statements wait elsewhere.
+        let more = s.poll_assignments(now);
+        let t = more.first().expect("chunk 1 is still leased here").clone();
+        s.complete(t.session, &t.id, now).unwrap();
+        s.reopen(&t, None);
+        let q = &s.jobs[&JobId::from("j")];
+        assert!(t
+            .indices()
+            .all(|i| q.elsewhere.contains(&i) && !q.pending.contains(&i)));
+    }
+
+    /// Sessions that have proven nothing here want a few chunks between them,
+    /// however many there are; a measured rig wants what it proves in a task
+    /// round. Candidates are every chunk waiting elsewhere (up to the cap),
+    /// not the first few, which other processes may hold.
+    #[test]
+    fn unproven_sessions_want_a_few_chunks_between_them_and_every_chunk_is_a_candidate() {
+        let mut s = Scheduler::new(cfg());
+        let t0 = Instant::now();
+        let mut j = job("j", 16 * 100, 10);
+        j.shared = true;
+        s.add_job(j);
+        for k in 0..200 {
+            s.add_session(k, w(&format!("sybil{k}.x")), None);
+        }
+        let wanted = s.wanted(16, 1024, t0);
+        let (_, want, candidates) = &wanted[0];
+        assert_eq!(
+            *want as u64, UNMEASURED_CHUNKS,
+            "not 200 sessions x 2 slots"
+        );
+        assert_eq!(candidates.len(), 100, "every chunk is a candidate");
+        assert_eq!(s.wanted(16, 10, t0)[0].2.len(), 10, "up to the cap");
+        // A measured rig proving 16 statements a second wants 160 x 2 more.
+        s.add_session(500, w("honest.r1"), None);
+        s.rates.insert((w("honest.r1"), "c1".into()), 16.0);
+        let (_, want, _) = &s.wanted(16, 1024, t0)[0];
+        assert_eq!(*want as u64, UNMEASURED_CHUNKS + 2 * 64 / 16);
     }
 
     /// With no other process's sessions to give a chunk to, statements whose

@@ -551,11 +551,12 @@ async fn postgres_restarted_mid_job_loses_nothing_and_the_job_finishes() -> anyh
 }
 
 /// A stranger floods one pool process with sessions that take tasks and never
-/// return them. Before, that process claimed every chunk of the job for them
-/// and held the claims for as long as it lived, while an honest rig on the
-/// other process waited for ever. Now a chunk whose leases ran out is given
-/// back (`zkpool_cluster_given_back_total`) and the honest rig proves the
-/// whole job, credited to it alone.
+/// return them: half let their leases run out, half renew them for ever with
+/// `mining.progress`. Before, that process claimed every chunk of the job for
+/// them and held the claims for as long as it lived, while an honest rig on
+/// the other process waited for ever. Now chunks its sessions do not prove are
+/// given back (`zkpool_cluster_given_back_total`) and the honest rig proves
+/// the whole job, credited to it alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalling_sessions_on_one_process_cannot_starve_rigs_on_another() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -588,11 +589,30 @@ async fn stalling_sessions_on_one_process_cannot_starve_rigs_on_another() -> any
     let statements = 32;
     let id = submit(&client, &batch(900_000, statements, 64_000)).await?;
     let mut taken = 0;
-    for raw in &mut sybils {
+    let mut renewing = vec![];
+    for (n, mut raw) in std::mem::take(&mut sybils).into_iter().enumerate() {
+        let mut tasks = vec![];
         for _ in 0..2 {
-            raw.next_notify().await?;
+            tasks.push(raw.next_notify().await?["task"].clone());
             taken += 1;
         }
+        if n % 2 == 0 {
+            sybils.push(raw);
+            continue;
+        }
+        // Renews its leases every half second and never submits.
+        renewing.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                for task in &tasks {
+                    let renew = json!({"jsonrpc":"2.0","id":9,"method":"mining.progress",
+                        "params":{"task":task,"done":0}});
+                    if raw.send(&renew).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }));
     }
     assert_eq!(taken, statements, "the sybils hold every statement");
 
@@ -622,6 +642,13 @@ async fn stalling_sessions_on_one_process_cannot_starve_rigs_on_another() -> any
         .and_then(|v| v.parse::<f64>().ok())
         .context("zkpool_cluster_given_back_total on A")?;
     assert!(given_back >= 2.0, "A gave back both chunks: {given_back}");
+    for r in renewing {
+        assert!(
+            !r.is_finished(),
+            "the renewing sybils were renewing to the end"
+        );
+        r.abort();
+    }
     drop(sybils);
     Ok(())
 }
