@@ -634,11 +634,27 @@ async fn apply(pool: &Arc<Pool>, event: Event) {
         Event::Ended(id) => lifecycle::forget(pool, &id, "the job ended on another pool process"),
         Event::Proofs { job, first, count } => {
             let indices: Vec<u64> = (first..first.saturating_add(count)).collect();
-            let done = pool.dispatch().with(|s| s.mark_done(&job, &indices));
-            if done {
-                completed_elsewhere(pool, job);
-            }
+            proven_elsewhere(pool, job, &indices);
         }
+    }
+}
+
+/// Statements of `job` another process stored proofs of: done here too, and
+/// this process's leases made only of them are cancelled (their rigs could
+/// not be paid for them).
+fn proven_elsewhere(pool: &Arc<Pool>, job: JobId, indices: &[u64]) {
+    let (ended, done) = pool.dispatch().with(|s| {
+        let ended = s.end_proven_elsewhere(&job, indices);
+        (ended, s.mark_done(&job, indices))
+    });
+    if !ended.is_empty() {
+        pool.dispatch().send_cancels(
+            &ended,
+            "its statements were proven on another of this pool's processes",
+        );
+    }
+    if done {
+        completed_elsewhere(pool, job);
     }
 }
 
@@ -675,8 +691,10 @@ async fn finish_overdue(pool: &Arc<Pool>) {
         }
         due
     };
+    // Not in this loop: a slow store must not hold up the lease renewal.
     for job in due {
-        lifecycle::finish(pool, &job).await;
+        let pool = pool.clone();
+        tokio::spawn(async move { lifecycle::finish(&pool, &job).await });
     }
 }
 
@@ -783,11 +801,7 @@ async fn poll(pool: &Arc<Pool>) -> Result<(), StoreError> {
             .unwrap_or(0);
         if stored > here {
             let proven = c.proven_of(&job).await?;
-            let job = JobId(job);
-            let done = pool.dispatch().with(|s| s.mark_done(&job, &proven));
-            if done {
-                completed_elsewhere(pool, job);
-            }
+            proven_elsewhere(pool, JobId(job), &proven);
         }
     }
     Ok(())

@@ -755,10 +755,19 @@ async fn cancel_job(
         }
     }
     let id = JobId::from(id);
-    match lifecycle::end(&s, &id, JobState::Cancelled, None)
-        .await
-        .map_err(unavailable)?
-    {
+    // Its own task: a client that hangs up mid-request does not leave the job
+    // half ended (out of the scheduler, not stored as ended or not settled).
+    let ending = {
+        let (s, id) = (s.clone(), id.clone());
+        tokio::spawn(async move { lifecycle::end(&s, &id, JobState::Cancelled, None).await })
+    };
+    let ended = ending.await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cancelling job {id} failed: {e}; ask again"),
+        )
+    })?;
+    match ended.map_err(unavailable)? {
         Some(job) => Ok(Json(json!({
             "job": view(&s, &job).await?,
             "settlement": s.ledger().settlement(&id).await.map_err(unavailable)?,

@@ -492,6 +492,12 @@ pub async fn end(
         _ => "job expired",
     };
     pool.dispatch().send_cancels(&cancelled, reason);
+    // A share whose task completed before the job left the scheduler is
+    // credited and paid, not refused as late: it is stored before the job is
+    // stored as ended (so no other process's sweep settles the job first).
+    pool.shares()
+        .wait_stored(id, std::time::Duration::from_secs(30))
+        .await;
     let store = pool.store();
     let ended = match store.job(id).await? {
         Some(mut job) if job.state == JobState::Running => {
@@ -511,11 +517,6 @@ pub async fn end(
                 _ => {}
             }
             info!(job = %id, cancelled = cancelled.len(), "{reason}");
-            // A share whose task completed before the job ended is credited
-            // and paid, not refused as late.
-            pool.shares()
-                .wait_stored(id, std::time::Duration::from_secs(30))
-                .await;
             settle(pool, &job).await;
             Some(job)
         }

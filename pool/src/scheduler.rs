@@ -74,6 +74,11 @@ pub struct Exhausted {
 /// nothing of its circuit here want between them, at most ([`Scheduler::wanted`]).
 pub const UNMEASURED_CHUNKS: u64 = 4;
 
+/// A shared job's task renewed past this many of its leases, never finished,
+/// is overdue: its chunk is given back for the other processes to prove too
+/// ([`Scheduler::give_back`]).
+const OVERDUE_LEASES: u32 = 2;
+
 /// How long a completed task's chunk counts as held after its completion,
 /// while its share is stored ([`Scheduler::give_back`]); a store takes
 /// milliseconds, and one that fails reopens the task.
@@ -519,6 +524,8 @@ impl Scheduler {
                     }
                 }
                 q.cooling.clear();
+                q.storing
+                    .retain(|_, (_, at)| now.saturating_duration_since(*at) < STORING_GRACE);
             }
             if moved {
                 self.epoch += 1;
@@ -534,7 +541,7 @@ impl Scheduler {
             let Some(q) = self.jobs.get(&t.job).filter(|q| q.entry.shared) else {
                 continue;
             };
-            if now >= t.leased_at + t.lease {
+            if now >= t.leased_at + t.lease * OVERDUE_LEASES {
                 if !q.overdue_given.contains(&t.id) {
                     overdue.entry(&t.job).or_default().push(t);
                 }
@@ -559,6 +566,16 @@ impl Scheduler {
                     .any(|(first, (count, _))| first + count > c * chunk)
             };
             let mut candidates: BTreeSet<u64> = q.lapsed.iter().map(|i| i / chunk).collect();
+            // Nobody here can prove it any more (its rigs left for another
+            // process): what is ready here goes back too.
+            if !q.pending.is_empty()
+                && !self
+                    .sessions
+                    .values()
+                    .any(|s| !s.parked && s.supports(&q.entry))
+            {
+                candidates.extend(q.pending.iter().map(|i| i / chunk));
+            }
             let mut late: Vec<&Task> = vec![];
             for t in overdue.get(id).into_iter().flatten() {
                 let chunks: Vec<u64> = chunks_of(t.first, t.count).collect();
@@ -603,6 +620,49 @@ impl Scheduler {
             self.epoch += 1;
         }
         out
+    }
+
+    /// A share of `job` from statement `first` was stored (or was not, and its
+    /// task reopened): its chunk no longer counts as being stored.
+    pub fn share_stored(&mut self, job: &JobId, first: u64) {
+        if let Some(q) = self.jobs.get_mut(job) {
+            q.storing.remove(&first);
+        }
+    }
+
+    /// Statements of `job` another pool process stored proofs of: this
+    /// process's live tasks made only of them are ended (their proofs could
+    /// not be paid) and returned, for their sessions to be told to stop; the
+    /// statements count as done. Ready ones are left to [`Scheduler::mark_done`].
+    pub fn end_proven_elsewhere(&mut self, job: &JobId, indices: &[u64]) -> Vec<Task> {
+        if indices.is_empty() || !self.jobs.contains_key(job) {
+            return vec![];
+        }
+        let proven: BTreeSet<u64> = indices.iter().copied().collect();
+        let ids: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.job == *job && t.indices().all(|i| proven.contains(&i)))
+            .map(|t| t.id.clone())
+            .collect();
+        let mut ended = vec![];
+        for id in ids {
+            let twin = self.twins.remove(&id);
+            if let Some(twin) = &twin {
+                self.twins.remove(twin);
+            }
+            let Some(t) = self.take(&id) else { continue };
+            // A twin still live holds the same statements: they are counted
+            // done once, when the last of the two goes.
+            let twin_live = twin.as_ref().is_some_and(|tw| self.tasks.contains_key(tw));
+            if !twin_live {
+                if let Some(q) = self.jobs.get_mut(job) {
+                    q.done += t.count;
+                }
+            }
+            ended.push(t);
+        }
+        ended
     }
 
     /// Requeues a task whose lease lapsed (ran out, its session went away, or
@@ -1546,11 +1606,11 @@ mod tests {
         // Chunk 0 is held while the renewing task is within its first lease.
         assert!(s.give_back(16, now, cooldown, true).is_empty());
         // Renewed past its first lease, never finished: chunk 0 goes, once.
-        for _ in 0..3 {
+        for _ in 0..5 {
             now += renewing.lease / 2;
             assert!(s.renew(1, &renewing.id, now).is_some());
         }
-        assert!(now >= renewing.leased_at + renewing.lease);
+        assert!(now >= renewing.leased_at + renewing.lease * OVERDUE_LEASES);
         let now = now.max(t0 + STORING_GRACE + Duration::from_secs(1));
         assert_eq!(
             s.give_back(16, now, cooldown, true),
@@ -1576,6 +1636,51 @@ mod tests {
         assert!(t
             .indices()
             .all(|i| q.elsewhere.contains(&i) && !q.pending.contains(&i)));
+    }
+
+    /// A process whose rigs left for another keeps nothing it cannot prove:
+    /// its ready statements go back. Leases here on statements another
+    /// process proved are ended (their rigs cannot be paid) and counted done.
+    /// A stored share's chunk is free to go at once.
+    #[test]
+    fn rigs_gone_give_back_what_is_ready_and_statements_proven_elsewhere_end_their_leases() {
+        let mut s = Scheduler::new(SchedConfig {
+            max_per_task: 4,
+            tasks_per_session: 1,
+            ..cfg()
+        });
+        let t0 = Instant::now();
+        let mut j = job("j", 32, 10);
+        j.shared = true;
+        s.add_job(j);
+        s.add_session(1, w("a.r1"), None);
+        s.add_session(2, w("b.r1"), None);
+        s.grant("j", 0..32);
+        let tasks = s.poll_assignments(t0);
+        let (t1, t2) = (tasks[0].clone(), tasks[1].clone());
+        let cooldown = Duration::from_secs(3);
+        // Another process stored proofs of t1's statements: its lease ends.
+        let ended = s.end_proven_elsewhere(&JobId::from("j"), &t1.indices().collect::<Vec<_>>());
+        assert_eq!(
+            ended.iter().map(|t| &t.id).collect::<Vec<_>>(),
+            vec![&t1.id]
+        );
+        assert!(!s.tasks.contains_key(&t1.id));
+        assert_eq!(s.progress("j").unwrap().done, t1.count);
+        assert!(s
+            .end_proven_elsewhere(&JobId::from("j"), &[t2.first + 100])
+            .is_empty());
+        // t2 is proven here; its share is stored: chunk 0 is not held for it.
+        s.complete(2, &t2.id, t0).unwrap();
+        s.share_stored(&JobId::from("j"), t2.first);
+        // Both rigs leave: chunks 0 and 1 go back, with what is ready.
+        s.remove_session(1);
+        s.remove_session(2);
+        let given = s.give_back(16, t0, cooldown, true);
+        assert_eq!(given, vec![(JobId::from("j"), vec![0, 1])]);
+        let q = &s.jobs[&JobId::from("j")];
+        assert!(q.pending.is_empty(), "nothing left ready here");
+        assert_eq!(q.elsewhere.len() as u64 + t1.count + t2.count, 32);
     }
 
     /// Sessions that have proven nothing here want a few chunks between them,
