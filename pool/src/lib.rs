@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod http;
+pub mod import;
 pub mod jobs;
 pub mod ledger;
 pub mod ledger_api;

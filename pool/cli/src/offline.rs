@@ -36,6 +36,11 @@ pub struct MigrateArgs {
     /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
     #[arg(long, env = STORAGE_URL_ENV, hide_env_values = true)]
     storage_url: Option<String>,
+    /// Also copy a pool's embedded sled database into it: the pool's
+    /// storage.data_dir (stop that pool first). The database must be empty;
+    /// the sled database is only read.
+    #[arg(long, value_name = "DATA_DIR")]
+    from_sled: Option<PathBuf>,
 }
 
 /// `zkpool migrate`: brings a PostgreSQL database's schema up to date (as
@@ -70,6 +75,42 @@ pub async fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
             println!("applied {name}");
         }
         println!("{shown} is now at schema version {}", done.version);
+    }
+    if let Some(dir) = a.from_sled.as_deref() {
+        let copied = pool::import::sled_into_postgres(dir, &store)
+            .await
+            .with_context(|| {
+                format!(
+                    "copying the sled pool in {} into {shown}: nothing was committed",
+                    dir.display()
+                )
+            })?;
+        println!(
+            "copied from {}: {} circuits, {} jobs ({} running), {} proofs, {} results, \
+             {} proven statements, {} clients, {} worker tokens, {}, {} ledger entries \
+             (replayed: the same books as the sled ledger's)",
+            dir.join("db").display(),
+            copied.circuits,
+            copied.jobs,
+            copied.running,
+            copied.proofs,
+            copied.results,
+            copied.proven,
+            copied.clients,
+            copied.worker_tokens,
+            if copied.receipt_key {
+                "the receipt signing key"
+            } else {
+                "no receipt key (none made yet)"
+            },
+            copied.ledger_entries
+        );
+        println!(
+            "next: start the pool with this database as its [storage] url (or --storage-url) and \
+             the same storage.data_dir, which keeps the circuits' key files; the sled database in \
+             {} is no longer used and can be archived",
+            dir.join("db").display()
+        );
     }
     Ok(())
 }

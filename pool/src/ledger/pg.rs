@@ -263,6 +263,25 @@ async fn record(
     }
     st.admits(&body)?;
     let touched = st.effects(&body)?;
+    let entry = Entry {
+        seq: st.next_seq(),
+        key: key.clone(),
+        at_ms: now_ms(),
+        body,
+    };
+    write_entry(tx, st, &entry, touched).await?;
+    earlier.insert(key, entry.clone());
+    Ok((entry, true))
+}
+
+/// Writes `entry` (the next, with the balances `touched` it leaves) to the
+/// journal and the cached balances in `tx`, and applies it to `st`.
+async fn write_entry(
+    tx: &Transaction<'_>,
+    st: &mut State,
+    entry: &Entry,
+    touched: state::Touched,
+) -> Result<(), LedgerError> {
     // Each touched balance by its new value and the change, both BIGINT: the
     // old value fits (it was written), so the change does when the new one does.
     let mut rows = Vec::with_capacity(touched.len());
@@ -271,12 +290,6 @@ async fn record(
         let old = st.balance(account) as i64;
         rows.push((account.to_string(), new, new - old));
     }
-    let entry = Entry {
-        seq: st.next_seq(),
-        key: key.clone(),
-        at_ms: now_ms(),
-        body,
-    };
     let (job, position) = match &entry.body {
         Body::Share {
             credit, position, ..
@@ -325,9 +338,45 @@ async fn record(
             ));
         }
     }
-    st.apply(&entry, touched);
-    earlier.insert(key, entry.clone());
-    Ok((entry, true))
+    st.apply(entry, touched);
+    Ok(())
+}
+
+/// Imports a whole journal (another ledger's, in order) into the empty
+/// journal of this database in `tx`: every entry keeps its sequence number,
+/// key and time, and must follow on without a gap and replay under the rules;
+/// the cached balances are written as it goes. Returns the state it leaves
+/// (for the caller to compare with the source's). `zkpool migrate
+/// --from-sled` uses this; the caller commits.
+pub async fn import_journal(
+    tx: &Transaction<'_>,
+    entries: impl Iterator<Item = Result<Entry, LedgerError>>,
+) -> Result<State, LedgerError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEDGER_LOCK])
+        .await
+        .db()?;
+    let mut st = replay(tx).await?;
+    if st.next_seq() != 0 {
+        return Err(LedgerError::Invalid(format!(
+            "the database's ledger already holds {} entries: a journal is imported into an empty one only",
+            st.next_seq()
+        )));
+    }
+    for e in entries {
+        let e = e?;
+        if e.seq != st.next_seq() {
+            return Err(LedgerError::Corrupt {
+                key: e.key,
+                detail: format!("expected entry {} next, found {}", st.next_seq(), e.seq),
+            });
+        }
+        let touched = st.effects(&e.body).map_err(|err| LedgerError::Corrupt {
+            key: e.key.clone(),
+            detail: format!("does not replay: {err}"),
+        })?;
+        write_entry(tx, &mut st, &e, touched).await?;
+    }
+    Ok(st)
 }
 
 impl Shared {

@@ -16,6 +16,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_postgres::NoTls;
@@ -162,6 +163,132 @@ fn state_name(s: crate::jobs::JobState) -> String {
 }
 
 /// The paging cursor of a job: the sled store's index key, less its prefix.
+/// The store's writes, on a connection or in a transaction (the pool's own,
+/// and `zkpool migrate --from-sled`'s, which copies a whole store in one).
+pub(crate) async fn write_circuit(
+    db: &impl GenericClient,
+    c: &CircuitRecord,
+) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO circuits (id, record) VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+        &[&c.id.as_str(), &json(c)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stores a job (new or changed). Its client, visibility and cursor are set
+/// when it is first stored, as the sled store's index entries are.
+pub(crate) async fn write_job(db: &impl GenericClient, j: &JobRecord) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO jobs (id, client, public, page_key, state, record)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, record = EXCLUDED.record",
+        &[
+            &j.id.as_str(),
+            &j.client,
+            &j.is_public(),
+            &page_key(j),
+            &state_name(j.state),
+            &json(j),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A statement's first stored proof stands: a proof filled in from an
+/// earlier job never replaces the share that proved it here.
+pub(crate) async fn write_proofs(
+    db: &impl GenericClient,
+    job: &str,
+    proofs: &[(u64, StoredProof)],
+) -> Result<(), StoreError> {
+    let mut indices = Vec::with_capacity(proofs.len());
+    let mut records = Vec::with_capacity(proofs.len());
+    for (index, p) in proofs {
+        indices.push(bigint("statement index", *index)?);
+        records.push(json(p));
+    }
+    db.execute(
+        "INSERT INTO proofs (job, idx, record)
+         SELECT $1, i, r FROM unnest($2::BIGINT[], $3::TEXT[]) AS p(i, r)
+         ON CONFLICT (job, idx) DO NOTHING",
+        &[&job, &indices, &records],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn write_result(
+    db: &impl GenericClient,
+    job: &str,
+    result: &zk::JobResult,
+) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO results (job, record) VALUES ($1, $2)
+         ON CONFLICT (job) DO UPDATE SET record = EXCLUDED.record",
+        &[&job, &json(result)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks a statement proven; false when it was already.
+pub(crate) async fn write_proven(
+    db: &impl GenericClient,
+    key: &str,
+    proof: &[u8],
+) -> Result<bool, StoreError> {
+    let inserted = db
+        .execute(
+            "INSERT INTO proven (key, proof) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&key, &proof],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Adds a client and its key's hash; false when the id is taken (nothing
+/// changes). Two rows: call it in a transaction.
+pub(crate) async fn write_client(
+    db: &impl GenericClient,
+    c: &ClientRecord,
+) -> Result<bool, StoreError> {
+    let added = db
+        .execute(
+            "INSERT INTO clients (id, record) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            &[&c.id.as_str(), &json(c)],
+        )
+        .await?
+        == 1;
+    if added {
+        db.execute(
+            "INSERT INTO client_keys (key_hash, client) VALUES ($1, $2)
+             ON CONFLICT (key_hash) DO UPDATE SET client = EXCLUDED.client",
+            &[&c.key_hash, &c.id],
+        )
+        .await?;
+    }
+    Ok(added)
+}
+
+/// Sets (or replaces) account `addr`'s worker token by its hash.
+pub(crate) async fn write_worker_token(
+    db: &impl GenericClient,
+    addr: &str,
+    token_hash: &str,
+) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO worker_tokens (account, token_hash) VALUES ($1, $2)
+         ON CONFLICT (account) DO UPDATE SET token_hash = EXCLUDED.token_hash",
+        &[&addr, &token_hash],
+    )
+    .await?;
+    Ok(())
+}
+
 fn page_key(j: &JobRecord) -> String {
     format!("{:020}/{}", j.created_ms, j.id)
 }
@@ -327,14 +454,7 @@ impl Store for PgStore {
     }
 
     async fn put_circuit(&self, c: &CircuitRecord) -> Result<(), StoreError> {
-        let conn = self.pool.get().await?;
-        conn.execute(
-            "INSERT INTO circuits (id, record) VALUES ($1, $2)
-             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
-            &[&c.id.as_str(), &json(c)],
-        )
-        .await?;
-        Ok(())
+        write_circuit(&self.pool.get().await?, c).await
     }
 
     async fn circuits(&self) -> Result<Vec<CircuitRecord>, StoreError> {
@@ -344,22 +464,7 @@ impl Store for PgStore {
     /// Stores a job (new or changed). Its client, visibility and cursor are set
     /// when it is first stored, as the sled store's index entries are.
     async fn put_job(&self, j: &JobRecord) -> Result<(), StoreError> {
-        let conn = self.pool.get().await?;
-        conn.execute(
-            "INSERT INTO jobs (id, client, public, page_key, state, record)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, record = EXCLUDED.record",
-            &[
-                &j.id.as_str(),
-                &j.client,
-                &j.is_public(),
-                &page_key(j),
-                &state_name(j.state),
-                &json(j),
-            ],
-        )
-        .await?;
-        Ok(())
+        write_job(&self.pool.get().await?, j).await
     }
 
     async fn end_job(
@@ -473,21 +578,7 @@ impl Store for PgStore {
     async fn put_proofs(&self, job: &str, proofs: &[(u64, StoredProof)]) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await?;
-        // A statement's first stored proof stands: a proof filled in from an
-        // earlier job never replaces the share that proved it here.
-        let insert = tx
-            .prepare(
-                "INSERT INTO proofs (job, idx, record) VALUES ($1, $2, $3)
-                 ON CONFLICT (job, idx) DO NOTHING",
-            )
-            .await?;
-        for (index, p) in proofs {
-            tx.execute(
-                &insert,
-                &[&job, &bigint("statement index", *index)?, &json(p)],
-            )
-            .await?;
-        }
+        write_proofs(&tx, job, proofs).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -550,14 +641,7 @@ impl Store for PgStore {
     }
 
     async fn put_result(&self, job: &str, result: &zk::JobResult) -> Result<(), StoreError> {
-        let conn = self.pool.get().await?;
-        conn.execute(
-            "INSERT INTO results (job, record) VALUES ($1, $2)
-             ON CONFLICT (job) DO UPDATE SET record = EXCLUDED.record",
-            &[&job, &json(result)],
-        )
-        .await?;
-        Ok(())
+        write_result(&self.pool.get().await?, job, result).await
     }
 
     async fn result(&self, job: &str) -> Result<Option<zk::JobResult>, StoreError> {
@@ -586,14 +670,7 @@ impl Store for PgStore {
     }
 
     async fn mark_proven(&self, key: &str, proof: &ProofBytes) -> Result<bool, StoreError> {
-        let conn = self.pool.get().await?;
-        let inserted = conn
-            .execute(
-                "INSERT INTO proven (key, proof) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-                &[&key, &proof.0],
-            )
-            .await?;
-        Ok(inserted == 1)
+        write_proven(&self.pool.get().await?, key, &proof.0).await
     }
 
     async fn unmark_proven(&self, key: &str) -> Result<(), StoreError> {
@@ -608,21 +685,7 @@ impl Store for PgStore {
     async fn add_client(&self, c: &ClientRecord) -> Result<bool, StoreError> {
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await?;
-        let added = tx
-            .execute(
-                "INSERT INTO clients (id, record) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-                &[&c.id.as_str(), &json(c)],
-            )
-            .await?
-            == 1;
-        if added {
-            tx.execute(
-                "INSERT INTO client_keys (key_hash, client) VALUES ($1, $2)
-                 ON CONFLICT (key_hash) DO UPDATE SET client = EXCLUDED.client",
-                &[&c.key_hash, &c.id],
-            )
-            .await?;
-        }
+        let added = write_client(&tx, c).await?;
         tx.commit().await?;
         Ok(added)
     }
@@ -649,14 +712,7 @@ impl Store for PgStore {
     }
 
     async fn set_worker_token(&self, addr: &str, token: &str) -> Result<(), StoreError> {
-        let conn = self.pool.get().await?;
-        conn.execute(
-            "INSERT INTO worker_tokens (account, token_hash) VALUES ($1, $2)
-             ON CONFLICT (account) DO UPDATE SET token_hash = EXCLUDED.token_hash",
-            &[&addr, &key_hash(token)],
-        )
-        .await?;
-        Ok(())
+        write_worker_token(&self.pool.get().await?, addr, &key_hash(token)).await
     }
 
     async fn worker_token_accounts(&self) -> Result<Vec<String>, StoreError> {

@@ -143,6 +143,83 @@ impl SledStore {
             .collect()
     }
 
+    /// Every record of tree `name` (`circuits`, `jobs`, `results` or
+    /// `clients`) with its key, one at a time (for `zkpool migrate
+    /// --from-sled`).
+    pub fn records<T: DeserializeOwned>(
+        &self,
+        name: &'static str,
+    ) -> impl Iterator<Item = Result<(String, T), StoreError>> + '_ {
+        let tree = match name {
+            "circuits" => &self.circuits,
+            "jobs" => &self.jobs,
+            "results" => &self.results,
+            "clients" => &self.clients,
+            _ => unreachable!("records of tree {name}: not a tree of records"),
+        };
+        tree.iter().map(move |kv| {
+            let (k, v) = kv?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            match serde_json::from_slice(&v) {
+                Ok(r) => Ok((key, r)),
+                Err(e) => Err(StoreError::Corrupt {
+                    tree: name,
+                    key,
+                    detail: e.to_string(),
+                }),
+            }
+        })
+    }
+
+    /// Every stored proof as (job, statement, proof), in job order.
+    pub fn all_proofs(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, u64, StoredProof), StoreError>> + '_ {
+        self.proofs.iter().map(|kv| {
+            let (k, v) = kv?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let parsed = key.rsplit_once('/').and_then(|(job, i)| {
+                Some((
+                    job.to_owned(),
+                    i.parse().ok()?,
+                    serde_json::from_slice(&v).ok()?,
+                ))
+            });
+            parsed.ok_or(StoreError::Corrupt {
+                tree: "proofs",
+                key,
+                detail: "bad key or record".into(),
+            })
+        })
+    }
+
+    /// Every proven statement's key and proof.
+    pub fn all_proven(&self) -> impl Iterator<Item = Result<(String, Vec<u8>), StoreError>> + '_ {
+        self.proven.iter().map(|kv| {
+            let (k, v) = kv?;
+            Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+        })
+    }
+
+    /// Every account's worker token hash.
+    pub fn worker_token_hashes(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.meta
+            .scan_prefix(b"worker-token/")
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k["worker-token/".len()..]).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The receipt signing key's seed, if the pool made one (never makes one).
+    pub fn stored_receipt_seed(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(b"receipt-key")?.map(|v| v.to_vec()))
+    }
+
     /// The group flusher every writer to this database shares.
     pub fn flusher(&self) -> payouts::GroupFlush {
         self.flusher.clone()
