@@ -13,8 +13,8 @@
 //! - **Giving back.** While another node has sessions, a chunk this node's
 //!   sessions do not prove goes back (`Scheduler::give_back`): one with a
 //!   lease that lapsed here (ran out, its session left, invalid proofs) once
-//!   no task within its first lease holds any of it, or one with a task past
-//!   its first lease (renewed, never finished; the others then prove it as a
+//!   no task within two of its leases holds any of it, or one with a task past
+//!   two of its leases (renewed, never finished; the others then prove it as a
 //!   backup would). This node does not claim it again for
 //!   [`GIVE_BACK_COOLDOWN`], and sessions that have proven nothing here want
 //!   `UNMEASURED_CHUNKS` chunks of a job between them at most. So sessions

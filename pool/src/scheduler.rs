@@ -163,7 +163,7 @@ struct JobQueue {
     /// Chunks of a shared job given back, and until when this process does
     /// not claim them again (another process's sessions get them first).
     cooling: HashMap<u64, Instant>,
-    /// Live tasks past their first lease (renewed, not finished) whose chunks
+    /// Live tasks past two of their leases (renewed, not finished) whose chunks
     /// were given back already.
     overdue_given: HashSet<TaskId>,
     /// Tasks of a shared job completed here whose shares may still be being
@@ -494,10 +494,10 @@ impl Scheduler {
     /// Gives back the chunks (of `chunk` statements) of shared jobs that this
     /// process's sessions do not prove: chunks with statements whose lease
     /// lapsed here ([`Scheduler::expire`], a session removed, invalid
-    /// proofs), and chunks of live tasks past their first lease (renewed and
+    /// proofs), and chunks of live tasks past two of their leases (renewed and
     /// never finished: the other processes may then prove them too, as a
     /// backup lease would, and the first stored proof is paid). A chunk goes
-    /// once no task within its first lease holds any of it and no share of it
+    /// once no task within two of its leases holds any of it and no share of it
     /// is being stored here; its ready statements go back to waiting
     /// elsewhere, and this process does not want it again for `cooldown`.
     /// Returns the chunks per job, for the caller to drop its claims.
@@ -533,7 +533,7 @@ impl Scheduler {
             return out;
         }
         let chunks_of = |first: u64, count: u64| first / chunk..=(first + count.max(1) - 1) / chunk;
-        // What holds a chunk here: a task within its first lease, or a share
+        // What holds a chunk here: a task within two of its leases, or a share
         // being stored. Tasks past it are overdue.
         let mut held: HashSet<(&JobId, u64)> = HashSet::new();
         let mut overdue: HashMap<&JobId, Vec<&Task>> = HashMap::new();
@@ -1566,7 +1566,7 @@ mod tests {
 
     /// The cheaper ways to sit on a shared job's chunk are given back too: a
     /// session that renews its lease for ever (its chunk goes once the task
-    /// is past its first lease, once, while the task stays leased as a
+    /// is past two of its leases, once, while the task stays leased as a
     /// straggler with a backup), and one that takes its tasks and leaves
     /// (they lapse: not leased here again to a fresh name). A task whose
     /// share could not be stored is reopened as waiting elsewhere.
@@ -1603,7 +1603,7 @@ mod tests {
             // its share is stored.
             s.complete(t.session, &t.id, now).unwrap();
         }
-        // Chunk 0 is held while the renewing task is within its first lease.
+        // Chunk 0 is held while the renewing task is within two of its leases.
         assert!(s.give_back(16, now, cooldown, true).is_empty());
         // Renewed past its first lease, never finished: chunk 0 goes, once.
         for _ in 0..5 {
