@@ -4,7 +4,11 @@
 //! transaction, checked, and committed only when the copy is whole: the
 //! ledger replayed from the new journal must be exactly the old one's state,
 //! and each table must hold what was read. A failure leaves the database as it
-//! was (empty), and the sled database is only read.
+//! was (empty). The sled database is left as it was, but for what the pool
+//! itself mends when it starts: a share a crash cut between its writes (a
+//! proof without its credit is dropped and proven again, a credited proof
+//! gets its proven mark), and caches rebuilt from the journal. Run it as the
+//! pool's user.
 //!
 //! What is copied: circuits, jobs (running ones carry on when the pool starts
 //! on PostgreSQL), proofs, results, proven statements, clients and their API
@@ -20,13 +24,14 @@ use payouts::{Entry, LedgerError};
 use crate::{
     circuits::CircuitRecord,
     jobs::{JobRecord, JobState},
-    ledger::pg::import_journal,
+    ledger::{pg::import_journal, SledLedger},
+    lifecycle::mend_cut_share,
     store::{
         pg::{
-            write_circuit, write_client, write_job, write_proofs, write_proven, write_result,
+            write_circuit, write_client, write_job, write_proofs, write_proven_all, write_result,
             write_worker_token,
         },
-        ClientRecord, PgStore, SledStore, StoreError,
+        ClientRecord, PgStore, SledStore, Store, StoreError,
     },
 };
 
@@ -50,8 +55,10 @@ pub struct Imported {
 pub enum ImportError {
     #[error("no sled database at {0}: give the storage.data_dir of the pool to move (the directory that holds db/)")]
     NoSled(String),
-    #[error("cannot open the sled database at {path}: {detail} (stop the zkpool serve that uses it first)")]
+    #[error("cannot open the sled database at {path}: {detail} (if a zkpool serve uses it, stop it first; run this as the pool's user)")]
     Sled { path: String, detail: String },
+    #[error("mending what a crash cut off in the sled database: {0}")]
+    Mend(String),
     #[error("the database is not empty ({0}): import into a new, empty database, before any zkpool serve has run on it")]
     NotEmpty(String),
     #[error("the store: {0}")]
@@ -62,7 +69,7 @@ pub enum ImportError {
     Mismatch(String),
 }
 
-/// Proofs written per statement.
+/// Proofs (and proven marks) written per statement.
 const PROOF_BATCH: usize = 1_000;
 
 /// Ledger entries read from sled at a time.
@@ -84,6 +91,20 @@ pub async fn sled_into_postgres(data_dir: &Path, pg: &PgStore) -> Result<Importe
             path: shown.clone(),
             detail: format!("its ledger: {e}"),
         })?;
+    // What the pool mends when it starts on sled, first: a share a crash (or
+    // a kill) cut between its writes. On PostgreSQL a share is one
+    // transaction, so nothing would mend it after the copy.
+    let ledger = SledLedger(ledger);
+    for r in sled.records::<JobRecord>("jobs") {
+        let job = r?.1;
+        if job.state == JobState::Running {
+            mend_cut_share(&sled, &ledger, &job)
+                .await
+                .map_err(|e| ImportError::Mend(e.to_string()))?;
+        }
+    }
+    sled.flush().await?;
+    let ledger = ledger.0;
 
     let mut conn = pg.pool().get().await.map_err(StoreError::from)?;
     let tx = conn.transaction().await.map_err(StoreError::from)?;
@@ -126,11 +147,19 @@ pub async fn sled_into_postgres(data_dir: &Path, pg: &PgStore) -> Result<Importe
         write_result(&tx, &job, &result).await?;
         done.results += 1;
     }
+    let (mut keys, mut marks) = (vec![], vec![]);
     for r in sled.all_proven() {
         let (key, proof) = r?;
-        write_proven(&tx, &key, &proof).await?;
+        keys.push(key);
+        marks.push(proof);
         done.proven += 1;
+        if keys.len() == PROOF_BATCH {
+            write_proven_all(&tx, &keys, &marks).await?;
+            keys.clear();
+            marks.clear();
+        }
     }
+    write_proven_all(&tx, &keys, &marks).await?;
     for r in sled.records::<ClientRecord>("clients") {
         write_client(&tx, &r?.1).await?;
         done.clients += 1;

@@ -603,7 +603,7 @@ pub async fn recover(pool: &Arc<Pool>) -> Result<usize, LifecycleError> {
         // after the other, and a crash can cut between them. On PostgreSQL
         // they are one transaction: nothing to mend.
         if !ledger.stores_proofs() {
-            mend_cut_share(pool, job).await?;
+            mend_cut_share(store, ledger, job).await?;
         }
         let proofs = store.job_proofs(&job.id).await?;
         let done: BTreeSet<u64> = proofs.into_iter().map(|(i, _)| i).collect();
@@ -622,10 +622,12 @@ pub async fn recover(pool: &Arc<Pool>) -> Result<usize, LifecycleError> {
 /// What a crash between a share's writes left on sled: a proof stored without
 /// its credit (neither was acknowledged) is removed, and the statement proven
 /// again; a credited proof whose proven mark was cut off gets it back.
-async fn mend_cut_share(pool: &Pool, job: &JobRecord) -> Result<(), LifecycleError> {
-    let store = pool.store();
-    let covered: HashSet<u64> = pool
-        .ledger()
+pub(crate) async fn mend_cut_share(
+    store: &dyn crate::store::Store,
+    ledger: &dyn crate::ledger::Ledger,
+    job: &JobRecord,
+) -> Result<(), LifecycleError> {
+    let covered: HashSet<u64> = ledger
         .job_credits(&job.id)
         .await?
         .iter()

@@ -479,3 +479,62 @@ async fn no_server_at_the_url_is_a_storage_fault_that_says_why() {
         Ok(_) => panic!("nothing listens there"),
     }
 }
+
+/// A sled pool killed between a share's writes is mended as it is copied to
+/// PostgreSQL (where nothing would mend it, a share being one transaction
+/// there): a proof stored without its credit is left behind (its statement is
+/// proven again), and a credited proof whose proven mark was cut off gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sled_pool_cut_between_a_shares_writes_is_mended_as_it_is_copied() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut j = job("j", "acme", 1, false);
+    j.statements = (0..2u64)
+        .map(|x| CircuitSpec::preimage_statement(zk::Fr::from(x + 5)))
+        .collect();
+    let marked = pool::store::statement_key(&j.circuit_id, &j.statements[0].public);
+    {
+        let sled = SledStore::open(&dir.path().join("db")).expect("sled opens");
+        let ledger = payouts::Ledger::open_with(&sled.db, sled.flusher()).expect("its ledger");
+        sled.put_job(&j).await.unwrap();
+        // Statement 0: proof and credit, cut before its proven mark.
+        sled.put_proofs("j", &[(0, proof("m.r", 1))]).await.unwrap();
+        let credit = payouts::ShareCredit {
+            worker: "m.r".into(),
+            job: "j".into(),
+            task: "t1".into(),
+            first_statement: 0,
+            proofs: 1,
+            work: 7,
+            at_ms: 1,
+            escrow_only: false,
+        };
+        ledger.credit(&credit, &payouts::Policy::default()).unwrap();
+        // Statement 1: its proof, cut before its credit.
+        sled.put_proofs("j", &[(1, proof("m.r", 2))]).await.unwrap();
+        sled.flush().await.unwrap();
+    }
+    let url = fresh_database("import_mended");
+    let pg = PgStore::open(&url)
+        .await
+        .expect("the PostgreSQL store opens");
+    let copied = pool::import::sled_into_postgres(dir.path(), &pg)
+        .await
+        .expect("the copy");
+    assert_eq!((copied.jobs, copied.running, copied.proofs), (1, 1, 1));
+    assert_eq!((copied.proven, copied.ledger_entries), (1, 1));
+    let kept: Vec<u64> = pg
+        .job_proofs("j")
+        .await
+        .unwrap()
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(kept, vec![0], "the uncredited proof is not copied as done");
+    assert!(pg.proven(&marked).await.unwrap().is_some());
+    // A second copy: the database is not empty any more.
+    let e = pool::import::sled_into_postgres(dir.path(), &pg)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not empty") && e.contains("jobs: 1"), "{e}");
+}

@@ -37,8 +37,8 @@ pub struct MigrateArgs {
     #[arg(long, env = STORAGE_URL_ENV, hide_env_values = true)]
     storage_url: Option<String>,
     /// Also copy a pool's embedded sled database into it: the pool's
-    /// storage.data_dir (stop that pool first). The database must be empty;
-    /// the sled database is only read.
+    /// storage.data_dir (stop that pool first, and run this as its user). The
+    /// database must be empty; the sled database is left as it was.
     #[arg(long, value_name = "DATA_DIR")]
     from_sled: Option<PathBuf>,
 }

@@ -290,15 +290,7 @@ async fn write_entry(
         let old = st.balance(account) as i64;
         rows.push((account.to_string(), new, new - old));
     }
-    let (job, position) = match &entry.body {
-        Body::Share {
-            credit, position, ..
-        } => (
-            Some(credit.job.as_str()),
-            Some(bigint("a credit's position", *position)?),
-        ),
-        _ => (None, None),
-    };
+    let (job, position) = journal_columns(&entry.body)?;
     let text = serde_json::to_string(&entry).expect("ledger entries serialise to JSON");
     tx.execute(
         "INSERT INTO ledger_journal (seq, key, kind, at_ms, job, position, entry)
@@ -344,8 +336,9 @@ async fn write_entry(
 
 /// Imports a whole journal (another ledger's, in order) into the empty
 /// journal of this database in `tx`: every entry keeps its sequence number,
-/// key and time, and must follow on without a gap and replay under the rules;
-/// the cached balances are written as it goes. Returns the state it leaves
+/// key and time, and must follow on without a gap and replay under the rules.
+/// Entries go in pages of one insert each, the cached balances once at the
+/// end; then the journal is read back and replayed, and its state returned
 /// (for the caller to compare with the source's). `zkpool migrate
 /// --from-sled` uses this; the caller commits.
 pub async fn import_journal(
@@ -362,6 +355,7 @@ pub async fn import_journal(
             st.next_seq()
         )));
     }
+    let mut page: Vec<Entry> = Vec::with_capacity(IMPORT_PAGE);
     for e in entries {
         let e = e?;
         if e.seq != st.next_seq() {
@@ -374,9 +368,89 @@ pub async fn import_journal(
             key: e.key.clone(),
             detail: format!("does not replay: {err}"),
         })?;
-        write_entry(tx, &mut st, &e, touched).await?;
+        st.apply(&e, touched);
+        page.push(e);
+        if page.len() == IMPORT_PAGE {
+            insert_entries(tx, &page).await?;
+            page.clear();
+        }
     }
-    Ok(st)
+    insert_entries(tx, &page).await?;
+    let mut accounts = vec![];
+    let mut balances = vec![];
+    for (account, v) in st.accounts() {
+        accounts.push(account.to_string());
+        balances.push(bigint(&format!("{account}'s balance"), v)?);
+    }
+    tx.execute(
+        "INSERT INTO ledger_balances (account, balance)
+         SELECT * FROM unnest($1::TEXT[], $2::BIGINT[])",
+        &[&accounts, &balances],
+    )
+    .await
+    .db()?;
+    let read_back = replay(tx).await?;
+    if read_back != st {
+        return Err(LedgerError::Corrupt {
+            key: String::new(),
+            detail: "the imported journal, read back, does not replay to the source's state".into(),
+        });
+    }
+    Ok(read_back)
+}
+
+/// Journal entries imported per insert.
+const IMPORT_PAGE: usize = 1_000;
+
+/// Inserts `entries` into the journal in one statement (balances apart).
+async fn insert_entries(tx: &Transaction<'_>, entries: &[Entry]) -> Result<(), LedgerError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let n = entries.len();
+    let (mut seqs, mut keys, mut kinds, mut times) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut jobs, mut positions, mut texts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for e in entries {
+        let (job, position) = journal_columns(&e.body)?;
+        seqs.push(bigint("a sequence number", e.seq)?);
+        keys.push(e.key.as_str());
+        kinds.push(kind(&e.body));
+        times.push(bigint("a time", e.at_ms)?);
+        jobs.push(job);
+        positions.push(position);
+        texts.push(serde_json::to_string(e).expect("ledger entries serialise to JSON"));
+    }
+    tx.execute(
+        "INSERT INTO ledger_journal (seq, key, kind, at_ms, job, position, entry)
+         SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[],
+                              $5::TEXT[], $6::BIGINT[], $7::TEXT[])",
+        &[&seqs, &keys, &kinds, &times, &jobs, &positions, &texts],
+    )
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// The `job` and `position` columns of an entry: a share's, else none.
+fn journal_columns(body: &Body) -> Result<(Option<&str>, Option<i64>), LedgerError> {
+    Ok(match body {
+        Body::Share {
+            credit, position, ..
+        } => (
+            Some(credit.job.as_str()),
+            Some(bigint("a credit's position", *position)?),
+        ),
+        _ => (None, None),
+    })
 }
 
 impl Shared {

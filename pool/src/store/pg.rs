@@ -162,7 +162,6 @@ fn state_name(s: crate::jobs::JobState) -> String {
         .unwrap_or_default()
 }
 
-/// The paging cursor of a job: the sled store's index key, less its prefix.
 /// The store's writes, on a connection or in a transaction (the pool's own,
 /// and `zkpool migrate --from-sled`'s, which copies a whole store in one).
 pub(crate) async fn write_circuit(
@@ -241,13 +240,23 @@ pub(crate) async fn write_proven(
     key: &str,
     proof: &[u8],
 ) -> Result<bool, StoreError> {
-    let inserted = db
+    Ok(write_proven_all(db, &[key.to_owned()], &[proof.to_vec()]).await? == 1)
+}
+
+/// Marks statements proven (`keys[i]` by `proofs[i]`), those not marked
+/// already; returns how many were new.
+pub(crate) async fn write_proven_all(
+    db: &impl GenericClient,
+    keys: &[String],
+    proofs: &[Vec<u8>],
+) -> Result<u64, StoreError> {
+    Ok(db
         .execute(
-            "INSERT INTO proven (key, proof) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            &[&key, &proof],
+            "INSERT INTO proven (key, proof) SELECT * FROM unnest($1::TEXT[], $2::BYTEA[])
+             ON CONFLICT (key) DO NOTHING",
+            &[&keys, &proofs],
         )
-        .await?;
-    Ok(inserted == 1)
+        .await?)
 }
 
 /// Adds a client and its key's hash; false when the id is taken (nothing
@@ -289,6 +298,7 @@ pub(crate) async fn write_worker_token(
     Ok(())
 }
 
+/// The paging cursor of a job: the sled store's index key, less its prefix.
 fn page_key(j: &JobRecord) -> String {
     format!("{:020}/{}", j.created_ms, j.id)
 }

@@ -233,7 +233,7 @@ async fn a_sled_pool_moves_to_postgres_with_everything_it_holds() -> anyhow::Res
     };
     let (ok, out) = migrate();
     assert!(
-        !ok && out.contains("stop the zkpool serve that uses it first"),
+        !ok && out.contains("if a zkpool serve uses it, stop it first"),
         "{out}"
     );
     pool.kill();
