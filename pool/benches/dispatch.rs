@@ -1,7 +1,8 @@
 //! What one dispatch costs the scheduler (under its lock) with 10,000 idle
 //! sessions: handing out a small job, and the case where statements wait that no
 //! free session may take (every session named other circuits), first pass and the
-//! events after it. Run: `cargo bench -p zkpool-pool --bench dispatch`.
+//! events after it; and a cluster node's claim round over as many live tasks.
+//! Run: `cargo bench -p zkpool-pool --bench dispatch`.
 
 use std::{
     collections::BTreeSet,
@@ -97,5 +98,38 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A cluster node's claim round (every 200 ms, under the scheduler lock) with
+/// 10,000 sessions holding 20,000 live tasks of one shared job: what it wants
+/// to claim, and giving back (a lease lapsed here, so the round scans every
+/// live task for what still holds its chunk).
+fn claim_round(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cluster_claim_round_10k_sessions");
+    let t0 = Instant::now();
+    let mut s = idle_pool(None);
+    let mut shared = job("shared", "chain", 1_000_000);
+    shared.shared = true;
+    shared.max_per_task = 1;
+    s.add_job(shared);
+    s.grant("shared", 0..20_000);
+    let leased = s.poll_assignments(t0);
+    assert_eq!(leased.len(), 20_000);
+    g.bench_function("wanted", |b| {
+        b.iter(|| assert_eq!(s.wanted(16, 1024, t0).len(), 1))
+    });
+    // One lapsed statement keeps the give-back scanning every round (its
+    // chunk stays held by live tasks, so it is never given back).
+    let lapsed = &leased[0];
+    s.remove_session(lapsed.session);
+    let later = t0 + Duration::from_secs(1);
+    g.bench_function("give_back_scan", |b| {
+        b.iter(|| {
+            assert!(s
+                .give_back(16, later, Duration::from_secs(3), true)
+                .is_empty())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, claim_round);
 criterion_main!(benches);

@@ -76,6 +76,9 @@ const MAX_CHUNKS: usize = 1024;
 /// to the other nodes before it may claim the chunk again.
 pub const GIVE_BACK_COOLDOWN: Duration = Duration::from_secs(3);
 
+/// How often a node looks for chunks to give back.
+const GIVE_BACK_EVERY: Duration = Duration::from_secs(1);
+
 /// How often the claimer looks for jobs that want statements (it is also
 /// woken by events: a job adopted, a session added, a task finished).
 const TICK: Duration = Duration::from_millis(200);
@@ -505,6 +508,7 @@ pub async fn run(pool: Arc<Pool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut renewed, mut polled, mut swept) = (Instant::now(), Instant::now(), Instant::now());
+    let mut gave_back = Instant::now();
     let mut failing = false;
     loop {
         let mut payloads = vec![];
@@ -560,7 +564,13 @@ pub async fn run(pool: Arc<Pool>) {
             }
         }
         if round.is_ok() {
-            round = claim_wanted(&pool).await;
+            // The give-back scans every live task: once a second, not at
+            // every claim round (about 7 ms at 20,000 tasks, BENCHMARKS.md).
+            let give_back = gave_back.elapsed() >= GIVE_BACK_EVERY;
+            if give_back {
+                gave_back = Instant::now();
+            }
+            round = claim_wanted(&pool, give_back).await;
         } else {
             // No claims without the database: what lapsed here is ready here
             // again, as on one process.
@@ -807,11 +817,10 @@ async fn poll(pool: &Arc<Pool>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Gives back the chunks whose leases ran out here, then claims chunks for the
-/// shared jobs this node's sessions want more of, and makes their unproven
-/// statements ready here.
-async fn claim_wanted(pool: &Arc<Pool>) -> Result<(), StoreError> {
-    let c = pool.cluster().expect("claiming is a cluster's");
+/// Gives back the chunks this node's sessions do not prove
+/// (`Scheduler::give_back`) and drops their claims.
+async fn give_back_chunks(pool: &Arc<Pool>) -> Result<(), StoreError> {
+    let c = pool.cluster().expect("giving back is a cluster's");
     // With no sessions on the other nodes there is nobody to give a chunk
     // to: its statements are ready here again at once, as on one process.
     let others = c.others_have_sessions.load(Ordering::Relaxed);
@@ -822,7 +831,18 @@ async fn claim_wanted(pool: &Arc<Pool>) -> Result<(), StoreError> {
         // Should this fail, the chunks stay claimed by this node, which
         // takes them up again after the cooldown: nothing is lost.
         c.release(&job, &chunks).await?;
-        info!(%job, chunks = ?chunks, cooldown_secs = GIVE_BACK_COOLDOWN.as_secs(), "gave back chunks whose leases ran out here, for the other pool processes' miners");
+        info!(%job, chunks = ?chunks, cooldown_secs = GIVE_BACK_COOLDOWN.as_secs(), "gave back chunks this process's miners do not prove, for the other processes' miners");
+    }
+    Ok(())
+}
+
+/// Gives back (when `give_back`) what this node's sessions do not prove, then
+/// claims chunks for the shared jobs its sessions want more of, and makes
+/// their unproven statements ready here.
+async fn claim_wanted(pool: &Arc<Pool>, give_back: bool) -> Result<(), StoreError> {
+    let c = pool.cluster().expect("claiming is a cluster's");
+    if give_back {
+        give_back_chunks(pool).await?;
     }
     let wanted = pool
         .dispatch()

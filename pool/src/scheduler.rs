@@ -533,21 +533,59 @@ impl Scheduler {
             return out;
         }
         let chunks_of = |first: u64, count: u64| first / chunk..=(first + count.max(1) - 1) / chunk;
-        // What holds a chunk here: a task within two of its leases, or a share
-        // being stored. Tasks past it are overdue.
-        let mut held: HashSet<(&JobId, u64)> = HashSet::new();
+        let is_overdue = |t: &Task| now >= t.leased_at + t.lease * OVERDUE_LEASES;
+        // Overdue tasks not handled yet (the time first: most tasks are not).
         let mut overdue: HashMap<&JobId, Vec<&Task>> = HashMap::new();
         for t in self.tasks.values() {
-            let Some(q) = self.jobs.get(&t.job).filter(|q| q.entry.shared) else {
+            if !is_overdue(t) {
                 continue;
-            };
-            if now >= t.leased_at + t.lease * OVERDUE_LEASES {
-                if !q.overdue_given.contains(&t.id) {
-                    overdue.entry(&t.job).or_default().push(t);
+            }
+            if self
+                .jobs
+                .get(&t.job)
+                .is_some_and(|q| q.entry.shared && !q.overdue_given.contains(&t.id))
+            {
+                overdue.entry(&t.job).or_default().push(t);
+            }
+        }
+        // The chunks that may go, per job: lapsed statements', overdue tasks',
+        // and what is ready where nobody here can prove the job any more.
+        let mut candidates: HashMap<JobId, BTreeSet<u64>> = HashMap::new();
+        for (id, q) in &self.jobs {
+            if !q.entry.shared {
+                continue;
+            }
+            let mut c: BTreeSet<u64> = q.lapsed.iter().map(|i| i / chunk).collect();
+            for t in overdue.get(id).into_iter().flatten() {
+                c.extend(chunks_of(t.first, t.count));
+            }
+            if !q.pending.is_empty()
+                && !self
+                    .sessions
+                    .values()
+                    .any(|s| !s.parked && s.supports(&q.entry))
+            {
+                c.extend(q.pending.iter().map(|i| i / chunk));
+            }
+            if !c.is_empty() {
+                candidates.insert(id.clone(), c);
+            }
+        }
+        // What holds a candidate chunk here: a task within two of its leases
+        // (one scan, only when something may go), or a share being stored.
+        let mut held: HashSet<(&JobId, u64)> = HashSet::new();
+        if !candidates.is_empty() {
+            for t in self.tasks.values() {
+                let Some(c) = candidates.get(&t.job) else {
+                    continue;
+                };
+                if is_overdue(t) {
+                    continue;
                 }
-            } else {
-                for c in chunks_of(t.first, t.count) {
-                    held.insert((&t.job, c));
+                for ch in chunks_of(t.first, t.count) {
+                    if c.contains(&ch) {
+                        held.insert((&t.job, ch));
+                    }
                 }
             }
         }
@@ -560,53 +598,49 @@ impl Scheduler {
             q.overdue_given.retain(|t| self.tasks.contains_key(t));
             q.storing
                 .retain(|_, (_, at)| now.saturating_duration_since(*at) < STORING_GRACE);
+            let Some(candidates) = candidates.remove(id) else {
+                continue;
+            };
             let storing = |c: u64| {
                 q.storing
                     .range(c.saturating_mul(chunk).saturating_sub(max_task)..(c + 1) * chunk)
                     .any(|(first, (count, _))| first + count > c * chunk)
             };
-            let mut candidates: BTreeSet<u64> = q.lapsed.iter().map(|i| i / chunk).collect();
-            // Nobody here can prove it any more (its rigs left for another
-            // process): what is ready here goes back too.
-            if !q.pending.is_empty()
-                && !self
-                    .sessions
-                    .values()
-                    .any(|s| !s.parked && s.supports(&q.entry))
-            {
-                candidates.extend(q.pending.iter().map(|i| i / chunk));
-            }
-            let mut late: Vec<&Task> = vec![];
-            for t in overdue.get(id).into_iter().flatten() {
-                let chunks: Vec<u64> = chunks_of(t.first, t.count).collect();
-                if chunks
-                    .iter()
-                    .all(|&c| !held.contains(&(id, c)) && !storing(c))
-                {
-                    candidates.extend(chunks);
-                    late.push(t);
-                }
-            }
+            // An overdue task goes with all its chunks or waits.
+            let late: Vec<&Task> = overdue
+                .get(id)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|t| {
+                    chunks_of(t.first, t.count).all(|c| !held.contains(&(id, c)) && !storing(c))
+                })
+                .collect();
             let mut given = vec![];
             for c in candidates {
                 if held.contains(&(id, c)) || storing(c) {
                     continue;
                 }
-                let range = c * chunk..(c + 1) * chunk;
-                let lapsed: Vec<u64> = q.lapsed.range(range.clone()).copied().collect();
-                for i in lapsed {
-                    q.lapsed.remove(&i);
-                }
-                let ready: Vec<u64> = q.pending.range(range.clone()).copied().collect();
-                for i in ready {
-                    q.pending.remove(&i);
-                    q.elsewhere.insert(i);
-                    moved = true;
-                }
                 let overdue_here = late
                     .iter()
                     .any(|t| chunks_of(t.first, t.count).contains(&c));
-                if overdue_here || q.elsewhere.range(range).next().is_some() {
+                let range = c * chunk..(c + 1) * chunk;
+                let lapsed: Vec<u64> = q.lapsed.range(range.clone()).copied().collect();
+                let ready: Vec<u64> = q.pending.range(range.clone()).copied().collect();
+                let waiting = q.elsewhere.range(range.clone()).next().is_some();
+                if !overdue_here && lapsed.is_empty() && ready.is_empty() {
+                    // Only an overdue task that must wait for another chunk.
+                    continue;
+                }
+                for i in lapsed {
+                    q.lapsed.remove(&i);
+                }
+                for i in &ready {
+                    q.pending.remove(i);
+                    q.elsewhere.insert(*i);
+                    moved = true;
+                }
+                if overdue_here || waiting || !ready.is_empty() {
                     q.cooling.insert(c, now + cooldown);
                     given.push(c);
                 }
