@@ -215,14 +215,21 @@ async fn catch_up(db: &impl GenericClient, st: &mut State) -> Result<(), LedgerE
 
 /// Begins a write: takes the ledger's advisory lock for the transaction (every
 /// process's writers queue here) and brings the books up to the journal.
+///
+/// Books made stale by a transaction that did not commit (or may not have)
+/// are replayed whole *before* the lock: the journal is appended to in
+/// sequence under the lock, so what a replay reads is a committed prefix, and
+/// the entries committed meanwhile are caught up under the lock. Replaying a
+/// long journal under it would stall every process's writers.
 async fn begin_write(tx: &Transaction<'_>, books: &mut Books) -> Result<(), LedgerError> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEDGER_LOCK])
-        .await
-        .db()?;
     if books.stale {
         books.state = replay(tx).await?;
         books.stale = false;
-    } else if let Err(e) = catch_up(tx, &mut books.state).await {
+    }
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LEDGER_LOCK])
+        .await
+        .db()?;
+    if let Err(e) = catch_up(tx, &mut books.state).await {
         books.stale = true;
         return Err(e);
     }
