@@ -19,11 +19,10 @@
 //!   [`GIVE_BACK_COOLDOWN`], and sessions that have proven nothing here want
 //!   `UNMEASURED_CHUNKS` chunks of a job between them at most. So sessions
 //!   that take work and never return it, however many, hold a few chunks of
-//!   a job for about one lease at a time while the other nodes' rigs prove
-//!   the rest.
-//!   Claims only spread the work: a
-//!   statement is credited once because its proof is stored under the primary
-//!   key of `proofs` (`Store::claim_proofs`), whoever proved it.
+//!   a job for a lease or two at a time while the other nodes' rigs prove the
+//!   rest. Claims only spread the work: a statement is credited once because
+//!   its proof is stored under the primary key of `proofs`
+//!   (`Store::claim_proofs`), whoever proved it.
 //! - **Events.** A job stored, a job ended and a share's proofs stored are
 //!   announced on the channel `zkpool` (`NOTIFY`); every node applies the
 //!   others' (adopts the job, drops it, marks the statements done). A poll
@@ -72,8 +71,8 @@ const EVENT_QUEUE: usize = 4096;
 /// Chunks one claim round looks at per job at most.
 const MAX_CHUNKS: usize = 1024;
 
-/// How long a node leaves a chunk it gave back (a lease of it ran out here)
-/// to the other nodes before it may claim the chunk again.
+/// How long a node leaves a chunk it gave back to the other nodes before it
+/// may claim the chunk again.
 pub const GIVE_BACK_COOLDOWN: Duration = Duration::from_secs(3);
 
 /// How often a node looks for chunks to give back.
@@ -126,7 +125,7 @@ pub struct Cluster {
     /// (warned about once).
     unloadable: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Whether another live node had sessions at the last renewal: only then
-    /// is a chunk whose lease ran out here given back (see [`claim_wanted`]).
+    /// is a chunk given back (see [`give_back_chunks`]).
     others_have_sessions: AtomicBool,
     /// When this node joined (for logs, and its row).
     started: Instant,

@@ -134,14 +134,18 @@ pub async fn sled_into_postgres(data_dir: &Path, pg: &PgStore) -> Result<Importe
     for r in sled.all_proofs() {
         let (job, index, proof) = r?;
         if job != batch_job || batch.len() >= PROOF_BATCH {
-            write_proofs(&tx, &batch_job, &batch).await?;
+            if !batch.is_empty() {
+                write_proofs(&tx, &batch_job, &batch).await?;
+            }
             batch.clear();
             batch_job = job;
         }
         batch.push((index, proof));
         done.proofs += 1;
     }
-    write_proofs(&tx, &batch_job, &batch).await?;
+    if !batch.is_empty() {
+        write_proofs(&tx, &batch_job, &batch).await?;
+    }
     for r in sled.records::<zk::JobResult>("results") {
         let (job, result) = r?;
         write_result(&tx, &job, &result).await?;

@@ -669,7 +669,15 @@ impl Scheduler {
     /// not be paid) and returned, for their sessions to be told to stop; the
     /// statements count as done. Ready ones are left to [`Scheduler::mark_done`].
     pub fn end_proven_elsewhere(&mut self, job: &JobId, indices: &[u64]) -> Vec<Task> {
-        if indices.is_empty() || !self.jobs.contains_key(job) {
+        let Some(q) = self.jobs.get(job) else {
+            return vec![];
+        };
+        // Most often the statements were waiting elsewhere (another process
+        // claimed them): no lease here to look for among all the tasks.
+        if indices
+            .iter()
+            .all(|i| q.elsewhere.contains(i) || q.pending.contains(i))
+        {
             return vec![];
         }
         let proven: BTreeSet<u64> = indices.iter().copied().collect();
@@ -1411,6 +1419,26 @@ mod tests {
         }
     }
 
+    /// A scheduler (`cfg`) with a shared job "j" of `total` statements, of which
+    /// `granted` are claimed here, and one session per name in `workers`
+    /// (keys 1, 2, ...).
+    fn shared_here(
+        cfg: SchedConfig,
+        total: u64,
+        granted: std::ops::Range<u64>,
+        workers: &[&str],
+    ) -> Scheduler {
+        let mut s = Scheduler::new(cfg);
+        let mut j = job("j", total, 10);
+        j.shared = true;
+        s.add_job(j);
+        for (k, name) in workers.iter().enumerate() {
+            s.add_session(k as u64 + 1, w(name), None);
+        }
+        s.grant("j", granted);
+        s
+    }
+
     /// Drives sessions that finish every task instantly-ish until the job is done;
     /// checks every statement was leased and completed exactly once.
     #[test]
@@ -1507,18 +1535,13 @@ mod tests {
     /// cooldown ends; a job's own other chunks are left alone.
     #[test]
     fn a_shared_jobs_chunk_whose_lease_ran_out_is_given_back_and_cools_down() {
-        let mut s = Scheduler::new(SchedConfig {
+        // Chunks 0 and 1 claimed here; chunk 2 is another process's.
+        let cfg = SchedConfig {
             max_per_task: 4,
             ..cfg()
-        });
+        };
+        let mut s = shared_here(cfg, 48, 0..32, &["idle.r1", "idle.r2"]);
         let t0 = Instant::now();
-        let mut j = job("j", 48, 10);
-        j.shared = true;
-        s.add_job(j);
-        s.add_session(1, w("idle.r1"), None);
-        s.add_session(2, w("idle.r2"), None);
-        // Chunks 0 and 1 claimed here; chunk 2 is another process's.
-        s.grant("j", 0..32);
         let first = s.poll_assignments(t0);
         assert_eq!(first.len(), 4, "two slots per session: {first:?}");
         assert!(first.iter().all(|t| t.first < 16), "{first:?}");
@@ -1606,18 +1629,13 @@ mod tests {
     /// share could not be stored is reopened as waiting elsewhere.
     #[test]
     fn renewing_for_ever_or_leaving_with_tasks_gives_a_shared_chunk_back_too() {
-        let mut s = Scheduler::new(SchedConfig {
+        let cfg = SchedConfig {
             max_per_task: 4,
             tasks_per_session: 1,
             ..cfg()
-        });
+        };
+        let mut s = shared_here(cfg, 32, 0..32, &["renews.r1", "leaves.r1"]);
         let t0 = Instant::now();
-        let mut j = job("j", 32, 10);
-        j.shared = true;
-        s.add_job(j);
-        s.add_session(1, w("renews.r1"), None);
-        s.add_session(2, w("leaves.r1"), None);
-        s.grant("j", 0..32);
         let tasks = s.poll_assignments(t0);
         assert_eq!(tasks.len(), 2, "{tasks:?}");
         let renewing = tasks.iter().find(|t| t.session == 1).unwrap().clone();
@@ -1678,18 +1696,13 @@ mod tests {
     /// A stored share's chunk is free to go at once.
     #[test]
     fn rigs_gone_give_back_what_is_ready_and_statements_proven_elsewhere_end_their_leases() {
-        let mut s = Scheduler::new(SchedConfig {
+        let cfg = SchedConfig {
             max_per_task: 4,
             tasks_per_session: 1,
             ..cfg()
-        });
+        };
+        let mut s = shared_here(cfg, 32, 0..32, &["a.r1", "b.r1"]);
         let t0 = Instant::now();
-        let mut j = job("j", 32, 10);
-        j.shared = true;
-        s.add_job(j);
-        s.add_session(1, w("a.r1"), None);
-        s.add_session(2, w("b.r1"), None);
-        s.grant("j", 0..32);
         let tasks = s.poll_assignments(t0);
         let (t1, t2) = (tasks[0].clone(), tasks[1].clone());
         let cooldown = Duration::from_secs(3);
@@ -1750,13 +1763,8 @@ mod tests {
     /// lease ran out are ready here again at once, as on one process.
     #[test]
     fn with_nobody_elsewhere_a_stalled_chunk_stays_and_its_statements_are_ready_again() {
-        let mut s = Scheduler::new(cfg());
+        let mut s = shared_here(cfg(), 16, 0..16, &["idle.r1"]);
         let t0 = Instant::now();
-        let mut j = job("j", 16, 10);
-        j.shared = true;
-        s.add_job(j);
-        s.add_session(1, w("idle.r1"), None);
-        s.grant("j", 0..16);
         let first = s.poll_assignments(t0);
         let later = first[0].expires_at;
         let mut stalled: Vec<u64> = s.expire(later).iter().flat_map(|t| t.indices()).collect();

@@ -405,8 +405,11 @@ pub async fn record(
     let timer = pool.metrics().share_store_seconds.start_timer();
     let persisted = persist(pool, &job, &stored, &credit, &keys).await;
     timer.observe_duration();
-    pool.dispatch()
-        .with(|s| s.share_stored(&job.id, task.first));
+    if pool.cluster().is_some() {
+        // The give-back's mark of a shared job's share being stored.
+        pool.dispatch()
+            .with(|s| s.share_stored(&job.id, task.first));
+    }
     let credited = match persisted {
         Ok(c) => c,
         Err(NotStored::Taken(taken)) => {

@@ -12,7 +12,10 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use zkpool_tests::*;
 
-use super::{cli, completed, new_client, on_postgres, paying_pool_config, ADMIN};
+use super::{
+    cli, completed, new_client, on_postgres, paying_pool_config, paying_pool_config_with, settled,
+    ADMIN,
+};
 
 /// A batch job of `n` preimage statements numbered from `from` (distinct
 /// across jobs, so none is answered from another job's proofs).
@@ -46,15 +49,6 @@ async fn submit(api: &Api, job: &Value) -> anyhow::Result<String> {
         .as_str()
         .context("a job id")?
         .to_owned())
-}
-
-/// The settlement of job `id` as process `api` serves it, once there is one.
-async fn settled(api: &Api, id: &str) -> anyhow::Result<Value> {
-    wait_for("the settlement", Duration::from_secs(60), async || {
-        let v = api.get(&format!("/v1/jobs/{id}/credits")).await?;
-        Ok((!v["settlement"].is_null()).then_some(v))
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,17 +554,7 @@ async fn postgres_restarted_mid_job_loses_nothing_and_the_job_finishes() -> anyh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalling_sessions_on_one_process_cannot_starve_rigs_on_another() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cfg = dir.path().join("pool.toml");
-    std::fs::write(
-        &cfg,
-        test_config_with(
-            &dir.path().join("data"),
-            "",
-            &format!("admin_token = \"{ADMIN}\""),
-            "lease_min_secs = 2.0\nbackup_after_secs = 0\n",
-            "[payouts]\nthreshold = 1\n",
-        ),
-    )?;
+    let cfg = paying_pool_config_with(dir.path(), "lease_min_secs = 2.0\nbackup_after_secs = 0\n")?;
     on_postgres(&cfg, "e2e_cluster_stall")?;
     let a = PoolProcess::start(&cfg, None, &dir.path().join("a.log"))?;
     let b = PoolProcess::start(&cfg, None, &dir.path().join("b.log"))?;

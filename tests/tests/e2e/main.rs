@@ -83,6 +83,14 @@ const ADMIN: &str = "test-admin-token-0123456789";
 /// A pool config with the admin token and a payout threshold of 1 (so every balance
 /// is paid out by `zkpool payouts plan`), written in `dir`.
 fn paying_pool_config(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    paying_pool_config_with(dir, "")
+}
+
+/// [`paying_pool_config`] with `scheduler` lines in its `[scheduler]` section.
+fn paying_pool_config_with(
+    dir: &std::path::Path,
+    scheduler: &str,
+) -> anyhow::Result<std::path::PathBuf> {
     let cfg = dir.join("pool.toml");
     std::fs::write(
         &cfg,
@@ -90,11 +98,21 @@ fn paying_pool_config(dir: &std::path::Path) -> anyhow::Result<std::path::PathBu
             &dir.join("data"),
             "",
             &format!("admin_token = \"{ADMIN}\""),
-            "",
+            scheduler,
             "[payouts]\nthreshold = 1\n",
         ),
     )?;
     Ok(cfg)
+}
+
+/// The settlement of job `id` as the pool at `api` serves it (its credit list
+/// with it), once there is one.
+async fn settled(api: &Api, id: &str) -> anyhow::Result<Value> {
+    wait_for("the settlement", Duration::from_secs(60), async || {
+        let v = api.get(&format!("/v1/jobs/{id}/credits")).await?;
+        Ok((!v["settlement"].is_null()).then_some(v))
+    })
+    .await
 }
 
 /// Points the pool config at `cfg` to a new, empty PostgreSQL database on the

@@ -11,7 +11,9 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use zkpool_tests::*;
 
-use super::{chain_job, cli, completed, new_client, on_postgres, paying_pool_config, ADMIN};
+use super::{
+    chain_job, cli, completed, new_client, on_postgres, paying_pool_config, settled, ADMIN,
+};
 
 /// `zkpool ARGS` with `envs`; its success and its stdout and stderr together.
 fn zkpool(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
@@ -125,11 +127,7 @@ async fn a_pool_on_postgres_runs_a_job_settles_it_and_keeps_its_books() -> anyho
         &["client", "--api-key", &key, "verify", &id],
     );
     assert!(ok && out.contains("OK: 8 proofs verified"), "{out}");
-    let credits = wait_for("the settlement", Duration::from_secs(30), async || {
-        let v = operator.get(&format!("/v1/jobs/{id}/credits")).await?;
-        Ok((!v["settlement"].is_null()).then_some(v))
-    })
-    .await?;
+    let credits = settled(&operator, &id).await?;
     let s = &credits["settlement"];
     // 800,000 earned in full, 1 % fee, the rest to the only miner.
     assert_eq!(
@@ -206,11 +204,7 @@ async fn a_sled_pool_moves_to_postgres_with_everything_it_holds() -> anyhow::Res
         &dir.path().join("alice.log"),
     )?;
     completed(&client, &done, Duration::from_secs(300)).await?;
-    let credits = wait_for("the settlement", Duration::from_secs(30), async || {
-        let v = operator.get(&format!("/v1/jobs/{done}/credits")).await?;
-        Ok((!v["settlement"].is_null()).then_some(v))
-    })
-    .await?;
+    let credits = settled(&operator, &done).await?;
     drop(miner);
     // Another chain: the first's statements would be answered from its proofs.
     let running = submit(&client, "8").await?;
